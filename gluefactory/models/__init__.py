@@ -1,0 +1,31 @@
+"""Models by name: ``get_model("matchers.lightglue")``, ``get_model("extractors.aliked")``.
+
+Names are module paths relative to ``gluefactory.models`` (or to its ``extractors``,
+``matchers`` and ``lines`` subpackages), or any importable dotted module path for models
+that live outside the package. ``python -m gluefactory.models`` lists them.
+"""
+
+from __future__ import annotations
+
+from ..utils.registry import list_names, load_class
+from .base_model import BaseModel
+
+SEARCH = [
+    "gluefactory.models",
+    "gluefactory.models.extractors",
+    "gluefactory.models.matchers",
+    "gluefactory.models.lines",
+]
+
+
+def get_model(name: str) -> type[BaseModel]:
+    """The model class registered as ``name``."""
+    return load_class(name, BaseModel, SEARCH, "model")
+
+
+def list_models() -> list[str]:
+    """Names of the models shipped with the package."""
+    return list_names(BaseModel, SEARCH, "model")
+
+
+__all__ = ["BaseModel", "get_model", "list_models"]
