@@ -1,0 +1,51 @@
+"""List what the library knows: ``python -m gluefactory [models|datasets|estimators|benchmarks|configs|weights]``."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m gluefactory", description=__doc__)
+    kinds = ["models", "datasets", "estimators", "benchmarks", "configs", "weights"]
+    parser.add_argument("what", nargs="*", help=f"any of {', '.join(kinds)} (default: all)")
+    args = parser.parse_args(argv)
+    what = args.what or kinds
+    for kind in what:
+        if kind not in kinds:
+            parser.error(f"unknown kind '{kind}', choose from {', '.join(kinds)}")
+    for kind in what:
+        if kind == "models":
+            from .models import list_models
+
+            items = list_models()
+        elif kind == "datasets":
+            from .datasets import list_datasets
+
+            items = list_datasets()
+        elif kind == "estimators":
+            from .robust_estimators import list_estimators
+
+            items = [f"{k}.{n}" for k in ("homography", "relative_pose") for n in list_estimators(k)]
+        elif kind == "benchmarks":
+            from .eval.base import list_benchmarks
+
+            items = list_benchmarks()
+        elif kind == "configs":
+            from .utils.conf import list_confs
+
+            items = list_confs()
+        else:
+            try:
+                from .weights import REGISTRY
+
+                items = sorted(REGISTRY)
+            except ImportError:
+                items = []
+        print(f"{kind} ({len(items)}):")
+        for item in items:
+            print(f"  {item}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""Base class of datasets and their loaders.
+
+A dataset declares ``default_conf`` (merged over the base defaults below; unknown keys are
+an error) and implements ``_init(conf)`` and ``get_dataset(split) -> torch Dataset``.
+``get_data_loader`` builds a loader with the library's collate function, seeded workers
+and, when asked, a distributed sampler.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABCMeta, abstractmethod
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from ..utils.conf import ConfigError, freeze, merge_strict, to_conf
+from ..utils.registry import list_names, load_class
+from ..utils.tensor import collate
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+
+
+def worker_init_fn(worker_id: int) -> None:
+    """Seed numpy and python in each worker from torch's per-worker seed."""
+    import random
+
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+class BaseDataset(metaclass=ABCMeta):
+    base_default_conf: dict[str, Any] = {
+        "name": None,
+        "num_workers": 0,
+        "batch_size": 1,
+        "train_batch_size": None,
+        "val_batch_size": None,
+        "test_batch_size": None,
+        "shuffle_training": True,
+        "num_threads": 1,
+        "seed": 0,
+        "prefetch_factor": 2,
+    }
+    default_conf: dict[str, Any] = {}
+
+    def __init__(self, conf: Any = None):
+        defaults = OmegaConf.merge(self.base_default_conf, self.default_conf)
+        self.conf = freeze(merge_strict(defaults, to_conf(conf), type(self).__name__))
+        self._init(self.conf)
+
+    @abstractmethod
+    def _init(self, conf) -> None: ...
+
+    @abstractmethod
+    def get_dataset(self, split: str) -> Dataset: ...
+
+    def batch_size(self, split: str) -> int:
+        if split not in SPLITS:
+            raise ConfigError(f"Unknown split '{split}', expected one of {SPLITS}.")
+        bs = self.conf.get(f"{split}_batch_size")
+        return int(bs if bs is not None else self.conf.batch_size)
+
+    def get_data_loader(
+        self, split: str, shuffle: bool | None = None, pinned: bool = False, distributed: bool = False
+    ) -> DataLoader:
+        dataset = self.get_dataset(split)
+        if shuffle is None:
+            shuffle = split == "train" and self.conf.shuffle_training
+        sampler = None
+        if distributed:
+            sampler = DistributedSampler(dataset, shuffle=shuffle, drop_last=split == "train")
+            shuffle = False
+        workers = int(self.conf.num_workers)
+        generator = torch.Generator().manual_seed(int(self.conf.seed))
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size(split),
+            shuffle=shuffle,
+            sampler=sampler,
+            num_workers=workers,
+            pin_memory=pinned,
+            collate_fn=collate,
+            worker_init_fn=worker_init_fn,
+            generator=generator,
+            prefetch_factor=self.conf.prefetch_factor if workers > 0 else None,
+            persistent_workers=False,
+        )
+
+
+SEARCH = ["gluefactory.datasets"]
+
+
+def get_dataset(name: str) -> type[BaseDataset]:
+    """The dataset class registered as ``name`` (or a dotted module path)."""
+    return load_class(name, BaseDataset, SEARCH, "dataset")
+
+
+def list_datasets() -> list[str]:
+    return list_names(BaseDataset, SEARCH, "dataset")

@@ -1,0 +1,153 @@
+"""Reading images and preparing them for a network.
+
+``read_image`` fails with a clear message naming the path; ``ImagePreprocessor`` resizes
+(by short or long side, or to a fixed size; antialiased), optionally crops to sizes
+divisible by a stride and converts to grayscale, and records the scale factors so that
+keypoints can be mapped back: ``kpts_original = kpts_resized / scales`` (exact in the
+library's pixel convention, see :mod:`gluefactory.geometry.coordinates`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+
+from .conf import freeze, merge_strict
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+class ImageReadError(OSError):
+    """An image file is missing, unreadable or not an image."""
+
+
+def read_image(path: str | Path, grayscale: bool = False) -> np.ndarray:
+    """Read an image as uint8 RGB (H, W, 3) or grayscale (H, W)."""
+    path = Path(path)
+    if not path.exists():
+        raise ImageReadError(f"Image file not found: {path}")
+    if not path.is_file():
+        raise ImageReadError(f"Not a file: {path}")
+    mode = cv2.IMREAD_GRAYSCALE if grayscale else cv2.IMREAD_COLOR
+    data = np.fromfile(str(path), dtype=np.uint8)  # also works with non-ASCII paths
+    image = cv2.imdecode(data, mode) if data.size else None
+    if image is None:
+        raise ImageReadError(
+            f"Could not decode image {path} ({data.size} bytes): the file is corrupt or "
+            f"not an image format OpenCV reads ({', '.join(sorted(IMAGE_SUFFIXES))})."
+        )
+    if not grayscale:
+        image = image[..., ::-1].copy()  # BGR -> RGB
+    return image
+
+
+def numpy_image_to_torch(image: np.ndarray) -> torch.Tensor:
+    """(H, W, C) or (H, W) uint8/float array -> (C, H, W) float tensor in [0, 1]."""
+    if image.ndim == 3:
+        image = image.transpose((2, 0, 1))
+    elif image.ndim == 2:
+        image = image[None]
+    else:
+        raise ValueError(f"Not an image: array of shape {image.shape}")
+    scale = 255.0 if image.dtype == np.uint8 else 1.0
+    return torch.from_numpy(np.ascontiguousarray(image)).float() / scale
+
+
+def rgb_to_grayscale(image: torch.Tensor) -> torch.Tensor:
+    """(..., 3, H, W) RGB -> (..., 1, H, W) with ITU-R 601 weights (as OpenCV)."""
+    if image.shape[-3] == 1:
+        return image
+    w = torch.tensor([0.299, 0.587, 0.114], dtype=image.dtype, device=image.device)
+    return (image * w.view(3, 1, 1)).sum(-3, keepdim=True)
+
+
+def resize_image(
+    image: torch.Tensor, size: Sequence[int], interpolation: str = "bilinear", antialias: bool = True
+) -> torch.Tensor:
+    """Resize (..., C, H, W) to ``size`` = (h, w)."""
+    h, w = int(size[0]), int(size[1])
+    if tuple(image.shape[-2:]) == (h, w):
+        return image
+    shape = image.shape
+    x = image.reshape(-1, *shape[-3:])
+    kwargs = {"align_corners": False} if interpolation in ("bilinear", "bicubic") else {}
+    aa = antialias and interpolation in ("bilinear", "bicubic")
+    x = F.interpolate(x, size=(h, w), mode=interpolation, antialias=aa, **kwargs)
+    return x.reshape(*shape[:-2], h, w)
+
+
+class ImagePreprocessor:
+    """Resize/crop/grayscale an image and record the scales (see module docstring).
+
+    Config:
+    - ``resize``: None, an int (target length of ``side``) or [h, w] (fixed size);
+    - ``side``: "short", "long", "vert" or "horz": which side ``resize`` applies to;
+    - ``interpolation``: "bilinear", "bicubic", "area", "nearest"; ``antialias``;
+    - ``square_pad``: zero-pad the resized image to a square (bottom/right);
+    - ``divisible_by``: crop the resized image (bottom/right) to multiples of this;
+    - ``grayscale``: convert RGB to one channel.
+    """
+
+    default_conf = {
+        "resize": None,
+        "side": "long",
+        "interpolation": "bilinear",
+        "antialias": True,
+        "square_pad": False,
+        "divisible_by": None,
+        "grayscale": False,
+    }
+
+    def __init__(self, conf: Any = None):
+        self.conf = freeze(merge_strict(self.default_conf, conf, "ImagePreprocessor"))
+        if self.conf.side not in ("short", "long", "vert", "horz"):
+            raise ValueError(f"ImagePreprocessor.side must be short|long|vert|horz, got {self.conf.side!r}")
+
+    def target_size(self, h: int, w: int) -> tuple[int, int]:
+        r = self.conf.resize
+        if r is None:
+            return h, w
+        if OmegaConf.is_list(r) or isinstance(r, (list, tuple)):
+            if len(r) != 2:
+                raise ValueError(f"ImagePreprocessor.resize must be an int or [h, w], got {r}")
+            return int(r[0]), int(r[1])
+        side = self.conf.side
+        ref = {"short": min(h, w), "long": max(h, w), "vert": h, "horz": w}[side]
+        s = int(r) / ref
+        # the resized side gets exactly `r` pixels; the other is rounded
+        return (int(r), int(round(w * s))) if ref == h else (int(round(h * s)), int(r))
+
+    def __call__(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """(C, H, W) float image -> dict(image, scales (sx, sy), image_size (w, h), original_image_size)."""
+        h, w = image.shape[-2:]
+        th, tw = self.target_size(h, w)
+        image = resize_image(image, (th, tw), self.conf.interpolation, self.conf.antialias)
+        scales = torch.tensor([tw / w, th / h], dtype=torch.float32)
+        d = self.conf.divisible_by
+        if d:
+            ch, cw = (th // d) * d, (tw // d) * d
+            image = image[..., :ch, :cw]  # crop keeps the scale of remaining pixels
+            th, tw = ch, cw
+        if self.conf.grayscale:
+            image = rgb_to_grayscale(image)
+        image_size = torch.tensor([tw, th], dtype=torch.float32)
+        if self.conf.square_pad:
+            side = max(th, tw)
+            image = F.pad(image, (0, side - tw, 0, side - th))
+        return {
+            "image": image,
+            "scales": scales,
+            "image_size": image_size,
+            "original_image_size": torch.tensor([w, h], dtype=torch.float32),
+        }
+
+    def load(self, path: str | Path) -> dict[str, torch.Tensor]:
+        """Read an image file and preprocess it."""
+        return self(numpy_image_to_torch(read_image(path)))

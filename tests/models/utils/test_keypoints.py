@@ -1,0 +1,143 @@
+"""Unit tests of the shared keypoint utilities (NMS, selection, padding, sampling)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gluefactory.models.utils import keypoints as K
+
+
+def _brute_strict_maxima(s: torch.Tensor, window: int) -> torch.Tensor:
+    r = window // 2
+    b, h, w = s.shape
+    out = torch.zeros_like(s, dtype=torch.bool)
+    for bi in range(b):
+        for j in range(r, h - r):
+            for i in range(r, w - r):
+                win = s[bi, j - r : j + r + 1, i - r : i + r + 1].flatten().clone()
+                centre = win[len(win) // 2].item()
+                win[len(win) // 2] = float("-inf")
+                out[bi, j, i] = centre > win.max()
+    return out
+
+
+@pytest.mark.parametrize("window", [3, 5])
+def test_strict_local_maxima_matches_brute_force(window):
+    g = torch.Generator().manual_seed(0)
+    s = torch.rand(2, 23, 31, generator=g)
+    s[0, 10, 10] = s[0, 10, 11] = 2.0  # a tie: neither is a strict maximum
+    mask = K.strict_local_maxima(s, window)
+    assert torch.equal(mask, _brute_strict_maxima(s, window))
+    assert not mask[0, 10, 10] and not mask[0, 10, 11]
+
+
+def test_strict_local_maxima_rejects_even_window():
+    with pytest.raises(ValueError, match="odd"):
+        K.strict_local_maxima(torch.rand(1, 8, 8), 4)
+
+
+def test_simple_nms_keeps_isolated_peaks_and_suppresses_neighbours():
+    s = torch.zeros(1, 20, 20)
+    s[0, 5, 5] = 1.0
+    s[0, 5, 6] = 0.9  # neighbour of a stronger peak: suppressed
+    s[0, 15, 15] = 0.5  # isolated: kept
+    out = K.simple_nms(s, radius=2)
+    assert out[0, 5, 5] == 1.0 and out[0, 15, 15] == 0.5
+    assert out[0, 5, 6] == 0
+    assert (out > 0).sum() == 2
+
+
+def test_simple_nms_second_round_recovers_flank_maximum():
+    # A point 3 px from a strong peak (radius 2) is not a maximum of its window (the
+    # peak is inside), but becomes one once the peak's neighbourhood is suppressed.
+    s = torch.zeros(1, 1, 12)
+    s[0, 0, 3] = 1.0
+    s[0, 0, 5] = 0.8  # within radius of the peak: suppressed
+    s[0, 0, 6] = 0.7  # outside the peak's window, but sees 0.8 in its own window
+    out = K.simple_nms(s, radius=2)
+    assert out[0, 0, 3] == 1.0 and out[0, 0, 5] == 0 and out[0, 0, 6] == 0.7
+
+
+def test_remove_borders_with_image_size():
+    s = torch.ones(2, 10, 12)
+    out = K.remove_borders(s, 2, image_size=torch.tensor([[12, 10], [8, 6]]))
+    assert out[0].sum() == (12 - 4) * (10 - 4)
+    assert out[1].sum() == (8 - 4) * (6 - 4)
+    assert out[1, 2:4, 2:6].eq(1).all()
+    assert K.remove_borders(s, 0).sum() == s.sum()
+
+
+def test_top_k_keypoints():
+    kpts = torch.arange(10.0).repeat(2, 1).T
+    scores = torch.tensor([0.1, 0.9, 0.3, 0.8, 0.0, 0.5, 0.2, 0.7, 0.6, 0.4])
+    k, s = K.top_k_keypoints(kpts, scores, 3)
+    assert s.tolist() == pytest.approx([0.9, 0.8, 0.7])
+    assert k[:, 0].tolist() == [1, 3, 7]
+    k2, s2 = K.top_k_keypoints(kpts, scores, -1)
+    assert k2 is kpts and s2 is scores
+
+
+def test_select_keypoints_convention_threshold_and_topk():
+    s = torch.zeros(1, 16, 16)
+    s[0, 4, 7] = 0.9  # row 4, column 7 -> (7.5, 4.5)
+    s[0, 10, 12] = 0.3
+    s[0, 12, 3] = 0.05
+    s[0, 0, 0] = 1.0  # in the border
+    kpts, scores = K.select_keypoints(s, 2, 0.1, None, remove_borders=1)
+    assert kpts[0].tolist() == [[7.5, 4.5], [12.5, 10.5]]
+    assert scores[0].tolist() == pytest.approx([0.9, 0.3])
+    # threshold <= 0: top-k regardless of score
+    kpts, scores = K.select_keypoints(s, 2, -1, 3, remove_borders=1)
+    assert len(kpts[0]) == 3 and scores[0][0] == pytest.approx(0.9)
+    assert [12.5, 10.5] in kpts[0].tolist()
+
+
+def test_pad_keypoints_pads_with_random_in_image_points_deterministically():
+    kpts = torch.tensor([[1.5, 2.5], [10.5, 3.5]])
+    scores = torch.tensor([0.4, 0.9])
+    g1 = torch.Generator().manual_seed(3)
+    g2 = torch.Generator().manual_seed(3)
+    k1, s1, v1, idx = K.pad_keypoints(kpts, scores, 50, (20, 10), g1, True)
+    k2, _, _ = K.pad_keypoints(kpts, scores, 50, (20, 10), g2)
+    assert k1.shape == (50, 2) and s1.shape == (50,) and v1.shape == (50,)
+    assert torch.equal(k1, k2)
+    assert torch.equal(k1[:2], kpts) and v1[:2].all() and not v1[2:].any()
+    assert (s1[2:] == 0).all() and idx[:2].tolist() == [0, 1] and (idx[2:] == -1).all()
+    pad = k1[2:]
+    assert (pad[:, 0] >= 0.5).all() and (pad[:, 0] <= 19.5).all()
+    assert (pad[:, 1] >= 0.5).all() and (pad[:, 1] <= 9.5).all()
+    assert pad.unique(dim=0).shape[0] == 48
+
+
+def test_pad_keypoints_truncates_to_best():
+    kpts = torch.rand(10, 2) * 5
+    scores = torch.linspace(0, 1, 10)
+    k, s, v, idx = K.pad_keypoints(kpts, scores, 4, (5, 5), return_indices=True)
+    assert idx.tolist() == [9, 8, 7, 6] and v.all()
+    assert torch.equal(k, kpts[[9, 8, 7, 6]])
+
+
+def test_sample_descriptors_at_pixel_centres_is_exact():
+    g = torch.Generator().manual_seed(0)
+    dmap = torch.randn(2, 8, 6, 9, generator=g)
+    j = torch.tensor([0, 3, 5, 2])
+    i = torch.tensor([0, 4, 8, 7])
+    # descriptor map at stride 4: the centre of cell (i, j) is 4 * (i + 0.5)
+    kpts = torch.stack([(i + 0.5) * 4, (j + 0.5) * 4], -1)[None].repeat(2, 1, 1)
+    d = K.sample_descriptors(dmap, kpts, stride=4, normalize=False)
+    expected = dmap[:, :, j, i].transpose(1, 2)
+    torch.testing.assert_close(d, expected)
+    d2 = K.sample_descriptors(dmap, kpts, image_size=(36, 24))
+    torch.testing.assert_close(d2, torch.nn.functional.normalize(expected, dim=-1))
+    with pytest.raises(ValueError, match="exactly one"):
+        K.sample_descriptors(dmap, kpts)
+
+
+def test_stack_features():
+    f = [{"keypoints": torch.rand(5, 2), "name": "a"}, {"keypoints": torch.rand(5, 2), "name": "b"}]
+    out = K.stack_features(f)
+    assert out["keypoints"].shape == (2, 5, 2) and out["name"] == ["a", "b"]
+    f[1]["keypoints"] = torch.rand(4, 2)
+    with pytest.raises(ValueError, match="force_num_keypoints"):
+        K.stack_features(f)

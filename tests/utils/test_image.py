@@ -1,0 +1,84 @@
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from gluefactory.utils.conf import ConfigError
+from gluefactory.utils.image import (
+    ImagePreprocessor,
+    ImageReadError,
+    numpy_image_to_torch,
+    read_image,
+)
+
+
+@pytest.fixture
+def png(tmp_path):
+    img = np.zeros((20, 30, 3), np.uint8)
+    img[..., 0] = 255  # pure red in RGB
+    path = tmp_path / "red.png"
+    cv2.imwrite(str(path), img[..., ::-1])
+    return path
+
+
+def test_read_image_rgb_and_gray(png):
+    rgb = read_image(png)
+    assert rgb.shape == (20, 30, 3) and rgb[0, 0].tolist() == [255, 0, 0]
+    assert read_image(png, grayscale=True).shape == (20, 30)
+
+
+def test_read_image_errors_name_the_path(tmp_path):
+    with pytest.raises(ImageReadError, match="missing.png"):
+        read_image(tmp_path / "missing.png")
+    bad = tmp_path / "corrupt.jpg"
+    bad.write_bytes(b"\xff\xd8 not really a jpeg")
+    with pytest.raises(ImageReadError, match="corrupt.jpg"):
+        read_image(bad)
+    with pytest.raises(ImageReadError, match="Not a file"):
+        read_image(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "conf,expected",
+    [
+        ({"resize": 480, "side": "short"}, (480, 600)),
+        ({"resize": 1024, "side": "long"}, (819, 1024)),
+        ({"resize": [100, 200]}, (100, 200)),
+        ({"resize": None}, (680, 850)),
+    ],
+)
+def test_preprocessor_sizes_and_scales(conf, expected):
+    out = ImagePreprocessor(conf)(torch.rand(3, 680, 850))
+    h, w = expected
+    assert out["image"].shape == (3, h, w)
+    assert out["image_size"].tolist() == [w, h]
+    assert torch.allclose(out["scales"], torch.tensor([w / 850, h / 680]))
+    assert out["original_image_size"].tolist() == [850, 680]
+
+
+def test_preprocessor_divisible_grayscale_and_pad():
+    out = ImagePreprocessor({"resize": 500, "divisible_by": 32, "grayscale": True, "square_pad": True})(
+        torch.rand(3, 300, 400)
+    )
+    assert out["image"].shape == (1, 480, 480)
+    assert out["image_size"].tolist() == [480, 352]
+
+
+def test_scales_map_keypoints_exactly():
+    """A feature at a pixel centre stays at the corresponding centre after resizing by 2."""
+    img = torch.zeros(1, 10, 10)
+    img[0, 3, 7] = 1.0  # pixel centre (7.5, 3.5) in the library convention
+    out = ImagePreprocessor({"resize": 20, "antialias": False, "interpolation": "nearest"})(img)
+    ys, xs = torch.nonzero(out["image"][0] > 0, as_tuple=True)
+    centre = torch.tensor([xs.float().mean() + 0.5, ys.float().mean() + 0.5])
+    assert torch.allclose(centre / out["scales"], torch.tensor([7.5, 3.5]))
+
+
+def test_preprocessor_unknown_key():
+    with pytest.raises(ConfigError, match="resise"):
+        ImagePreprocessor({"resise": 3})
+
+
+def test_numpy_image_to_torch():
+    t = numpy_image_to_torch(np.full((4, 5, 3), 255, np.uint8))
+    assert t.shape == (3, 4, 5) and float(t.max()) == 1.0
