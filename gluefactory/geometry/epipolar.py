@@ -11,12 +11,24 @@ from __future__ import annotations
 
 import torch
 
+from .utils import to_homogeneous
 from .wrappers import Camera, Pose, rotation_angle
 
-
-def to_homogeneous(points: torch.Tensor) -> torch.Tensor:
-    """(..., N, D) -> (..., N, D + 1) by appending ones."""
-    return torch.cat([points, torch.ones_like(points[..., :1])], -1)
+__all__ = [
+    "E_to_F",
+    "F_to_E",
+    "T_to_E",
+    "T_to_F",
+    "angle_error_mat",
+    "angle_error_vec",
+    "relative_pose_error",
+    "sampson_distance",
+    "skew",
+    "sym_epipolar_distance",
+    "sym_epipolar_distance_all",
+    "sym_epipolar_distance_px",
+    "to_homogeneous",
+]
 
 
 def skew(v: torch.Tensor) -> torch.Tensor:
@@ -72,9 +84,10 @@ def sym_epipolar_distance(
 ) -> torch.Tensor:
     """Symmetric epipolar distance of correspondences in **normalised** coordinates.
 
-    ``p0, p1``: (..., N, 2) (``K^-1`` already applied), ``E``: (..., 3, 3). Returns (..., N)
-    ``|x1^T E x0| * 1/2 * (1/||(E x0)_12|| + 1/||(E^T x1)_12||)`` (the MegaDepth-1500
-    "epipolar precision" distance); ``squared`` gives the mean of the two squared distances.
+    ``p0, p1``: (..., N, 2) (``K^-1`` already applied), ``E``: (..., 3, 3). Returns
+    (..., N) ``|x1^T E x0| * 1/2 * (1/||(E x0)_12|| + 1/||(E^T x1)_12||)`` (the
+    MegaDepth-1500 "epipolar precision" distance); ``squared`` gives the mean of the
+    two squared distances.
     """
     return _sym_epipolar(p0, p1, E, squared, eps)
 
@@ -97,9 +110,10 @@ def sym_epipolar_distance_all(
     squared: bool = False,
     eps: float = 1e-15,
 ) -> torch.Tensor:
-    """Pairwise symmetric epipolar distances (..., M, N) of p0 (..., M, 2) x p1 (..., N, 2).
+    """Pairwise symmetric epipolar distances (..., M, N).
 
-    ``M`` is E (normalised coordinates) or F (pixels), (..., 3, 3).
+    ``p0`` (..., M, 2), ``p1`` (..., N, 2); ``M`` (..., 3, 3) is E (normalised
+    coordinates) or F (pixels).
     """
     x0 = to_homogeneous(p0)
     x1 = to_homogeneous(p1)
@@ -136,7 +150,9 @@ def sampson_distance(
     return d2 if squared else d2.sqrt()
 
 
-def angle_error_vec(v0: torch.Tensor, v1: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+def angle_error_vec(
+    v0: torch.Tensor, v1: torch.Tensor, eps: float = 1e-12
+) -> torch.Tensor:
     """Angle in degrees between vectors (..., D)."""
     cos = (v0 * v1).sum(-1) / (v0.norm(dim=-1) * v1.norm(dim=-1)).clamp_min(eps)
     return torch.rad2deg(torch.acos(cos.clamp(-1.0, 1.0)))
@@ -153,7 +169,7 @@ def relative_pose_error(
     t: torch.Tensor,
     ignore_gt_t_thr: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(translation error, rotation error) in degrees of an estimate (R, t) vs ``T_0to1``.
+    """(translation error, rotation error) in degrees of (R, t) vs ``T_0to1``.
 
     The translation error is the angle between t and the GT translation, folded with
     ``min(e, 180 - e)`` because an essential matrix fixes t only up to sign. It is 0

@@ -10,11 +10,11 @@ Conventions
   ``T_0to1 = T_w2c1 @ T_w2c0.inv()`` maps points from camera 0 to camera 1.
 * :class:`Camera` is a pinhole camera (fx, fy, cx, cy) with the **real image size**
   (w, h) in pixels. Its image coordinates follow the library convention of
-  :mod:`gluefactory.geometry.coordinates`: the centre of pixel (i, j) is (i + 0.5, j + 0.5)
-  and the image spans [0, W] x [0, H]. The principal point of ``K`` is expressed in the
-  same frame, so ``K @ (X / Z)`` gives keypoints in the library convention directly.
-  COLMAP (and hence MegaDepth) intrinsics already use this frame; an OpenCV-calibrated K
-  (pixel centres at integers) needs ``cx + 0.5, cy + 0.5``.
+  :mod:`gluefactory.geometry.coordinates`: the centre of pixel (i, j) is
+  (i + 0.5, j + 0.5) and the image spans [0, W] x [0, H]. The principal point of ``K``
+  is expressed in the same frame, so ``K @ (X / Z)`` gives keypoints in the library
+  convention directly. COLMAP (and hence MegaDepth) intrinsics already use this frame;
+  an OpenCV-calibrated K (pixel centres at integers) needs ``cx + 0.5, cy + 0.5``.
 """
 
 from __future__ import annotations
@@ -45,7 +45,9 @@ class TensorWrapper:
 
     def __init__(self, data: torch.Tensor):
         if not isinstance(data, torch.Tensor):
-            raise TypeError(f"{type(self).__name__} expects a tensor, got {type(data)}.")
+            raise TypeError(
+                f"{type(self).__name__} expects a tensor, got {type(data)}."
+            )
         self._data = data
 
     @property
@@ -110,14 +112,24 @@ class TensorWrapper:
 
 # --------------------------------------------------------------------------- rotations
 def axis_angle_to_matrix(aa: torch.Tensor) -> torch.Tensor:
-    """Rodrigues: axis-angle vectors (..., 3) in radians -> rotation matrices (..., 3, 3)."""
+    """Rodrigues: axis-angle vectors (..., 3) in radians -> rotations (..., 3, 3)."""
     theta = aa.norm(dim=-1, keepdim=True)[..., None]  # (..., 1, 1)
     small = theta < 1e-8
     axis = aa[..., None, :] / torch.where(small, torch.ones_like(theta), theta)
     k = axis[..., 0, :]
     zero = torch.zeros_like(k[..., 0])
     K = torch.stack(
-        [zero, -k[..., 2], k[..., 1], k[..., 2], zero, -k[..., 0], -k[..., 1], k[..., 0], zero],
+        [
+            zero,
+            -k[..., 2],
+            k[..., 1],
+            k[..., 2],
+            zero,
+            -k[..., 0],
+            -k[..., 1],
+            k[..., 0],
+            zero,
+        ],
         -1,
     ).reshape(*k.shape[:-1], 3, 3)
     eye = torch.eye(3, dtype=aa.dtype, device=aa.device).expand_as(K)
@@ -133,7 +145,7 @@ def rotation_angle(R: torch.Tensor) -> torch.Tensor:
 
 # --------------------------------------------------------------------------- pose
 class Pose(TensorWrapper):
-    """Batched rigid transform ``p' = R p + t``; ``_data`` is (..., 12) = [R.flatten(), t]."""
+    """Batched rigid transform ``p' = R p + t``; ``_data`` is (..., 12): [R, t]."""
 
     def __init__(self, data: torch.Tensor):
         if data.shape[-1] != 12:
@@ -146,7 +158,9 @@ class Pose(TensorWrapper):
         R = _as_tensor(R)
         t = _as_tensor(t, like=R)
         if R.shape[-2:] != (3, 3) or t.shape[-1] != 3:
-            raise ValueError(f"Expected R (...,3,3) and t (...,3), got {R.shape}, {t.shape}.")
+            raise ValueError(
+                f"Expected R (...,3,3) and t (...,3), got {R.shape}, {t.shape}."
+            )
         batch = torch.broadcast_shapes(R.shape[:-2], t.shape[:-1])
         R = R.expand(*batch, 3, 3)
         t = t.expand(*batch, 3)
@@ -162,12 +176,14 @@ class Pose(TensorWrapper):
 
     @classmethod
     def from_aa(cls, aa: TensorLike, t: TensorLike) -> Pose:
-        """From axis-angle rotation vectors (..., 3) in radians and translations (..., 3)."""
+        """From axis-angle vectors (..., 3) in radians and translations (..., 3)."""
         aa = _as_tensor(aa)
         return cls.from_Rt(axis_angle_to_matrix(aa), _as_tensor(t, like=aa))
 
     @classmethod
-    def identity(cls, batch_shape: Sequence[int] = (), dtype=torch.float32, device=None):
+    def identity(
+        cls, batch_shape: Sequence[int] = (), dtype=torch.float32, device=None
+    ):
         R = torch.eye(3, dtype=dtype, device=device).expand(*batch_shape, 3, 3)
         return cls.from_Rt(R, torch.zeros(*batch_shape, 3, dtype=dtype, device=device))
 
@@ -231,7 +247,8 @@ class Camera(TensorWrapper):
     """Batched pinhole camera; ``_data`` is (..., 6) = [w, h, fx, fy, cx, cy].
 
     Image coordinates are in the library convention (pixel centres at +0.5, image
-    corners (0, 0) and (w, h)), and so is the principal point (see the module docstring).
+    corners (0, 0) and (w, h)), and so is the principal point (see the module
+    docstring).
     """
 
     eps = 1e-4  # minimum depth for a point to count as in front of the camera
@@ -251,18 +268,31 @@ class Camera(TensorWrapper):
         if K.shape[-2:] != (3, 3):
             raise ValueError(f"Expected K of shape (..., 3, 3), got {tuple(K.shape)}.")
         if size is None:
-            raise ValueError("Camera.from_calibration_matrix needs the image size (w, h).")
+            raise ValueError(
+                "Camera.from_calibration_matrix needs the image size (w, h)."
+            )
         size = _as_tensor(size, like=K)
         if size.shape[-1] != 2:
-            raise ValueError(f"The image size must be (..., 2) = (w, h), got {size.shape}.")
-        params = torch.stack([K[..., 0, 0], K[..., 1, 1], K[..., 0, 2], K[..., 1, 2]], -1)
+            raise ValueError(
+                f"The image size must be (..., 2) = (w, h), got {size.shape}."
+            )
+        params = torch.stack(
+            [K[..., 0, 0], K[..., 1, 1], K[..., 0, 2], K[..., 1, 2]], -1
+        )
         batch = torch.broadcast_shapes(params.shape[:-1], size.shape[:-1])
         data = torch.cat([size.expand(*batch, 2), params.expand(*batch, 4)], -1)
         return cls(data)
 
     @classmethod
     def from_params(
-        cls, w: float, h: float, fx: float, fy: float, cx: float, cy: float, dtype=torch.float32
+        cls,
+        w: float,
+        h: float,
+        fx: float,
+        fy: float,
+        cx: float,
+        cy: float,
+        dtype=torch.float32,
     ) -> Camera:
         return cls(torch.tensor([w, h, fx, fy, cx, cy], dtype=dtype))
 
@@ -297,6 +327,8 @@ class Camera(TensorWrapper):
         """The camera of the image resized by ``scales`` (s or (sx, sy), batchable).
 
         Exact in the library convention: x -> s * x for keypoints, f, c and the size.
+        Pass the real ratios (new_w / w, new_h / h) when the new size was rounded. A
+        trailing dimension of 2 is read as (sx, sy): give per-item scales as (B, 1).
         """
         s = _as_tensor(scales, like=self._data)
         if s.dim() == 0 or s.shape[-1] != 2:
@@ -305,7 +337,7 @@ class Camera(TensorWrapper):
         return Camera(data)
 
     def crop(self, left_top: TensorLike, size: TensorLike) -> Camera:
-        """The camera of the crop starting at pixel corner ``left_top`` (x, y) of ``size``."""
+        """The camera of the crop of ``size`` (w, h) starting at corner ``left_top``."""
         left_top = _as_tensor(left_top, like=self._data)
         size = _as_tensor(size, like=self._data)
         batch = self.shape
@@ -327,7 +359,7 @@ class Camera(TensorWrapper):
         return p2d * self._pts(self.f) + self._pts(self.c)
 
     def project(self, p3d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Camera-frame points (..., N, 3) -> (pixels (..., N, 2), valid (..., N): z > eps)."""
+        """Camera-frame points (..., N, 3) -> (pixels (..., N, 2), valid: z > eps)."""
         z = p3d[..., -1]
         valid = z > self.eps
         z = torch.where(valid, z, torch.full_like(z, self.eps))
@@ -337,9 +369,10 @@ class Camera(TensorWrapper):
     def unproject(
         self, p2d: torch.Tensor, depth: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Pixels (..., N, 2) -> rays (x, y, 1) (..., N, 3), or 3D points if ``depth`` (..., N).
+        """Pixels (..., N, 2) -> rays (x, y, 1) (..., N, 3) or 3D points with ``depth``.
 
-        The depth is the z coordinate (as in depth maps), not the distance along the ray.
+        ``depth`` (..., N) is the z coordinate (as in depth maps), not the distance
+        along the ray.
         """
         xy = self.image2cam(p2d)
         rays = torch.cat([xy, torch.ones_like(xy[..., :1])], -1)
@@ -353,6 +386,6 @@ class Camera(TensorWrapper):
 
     def __repr__(self) -> str:
         return (
-            f"Camera(shape={tuple(self.shape)}, size={self.size}, f={self.f}, c={self.c})"
+            f"Camera(shape={tuple(self.shape)}, size={self.size}, f={self.f}, "
+            f"c={self.c})"
         )
-

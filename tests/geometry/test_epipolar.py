@@ -25,8 +25,10 @@ from gluefactory.geometry.wrappers import Camera, Pose
 
 def _random_scene(seed=0, n=50):
     g = torch.Generator().manual_seed(seed)
-    T = Pose.from_aa(torch.randn(3, generator=g, dtype=torch.float64) * 0.2,
-                     torch.randn(3, generator=g, dtype=torch.float64))
+    T = Pose.from_aa(
+        torch.randn(3, generator=g, dtype=torch.float64) * 0.2,
+        torch.randn(3, generator=g, dtype=torch.float64),
+    )
     cam0 = Camera.from_params(640, 480, 500, 520, 320, 240, dtype=torch.float64)
     cam1 = Camera.from_params(800, 600, 700, 690, 410, 290, dtype=torch.float64)
     p3d = torch.randn(n, 3, generator=g, dtype=torch.float64) + torch.tensor(
@@ -39,7 +41,9 @@ def _random_scene(seed=0, n=50):
 
 def test_skew_is_cross_product():
     v, w = torch.randn(2, 5, 3).unbind(0)
-    torch.testing.assert_close((skew(v) @ w[..., None])[..., 0], torch.cross(v, w, dim=-1))
+    torch.testing.assert_close(
+        (skew(v) @ w[..., None])[..., 0], torch.cross(v, w, dim=-1)
+    )
 
 
 def test_pure_x_translation_distance_is_row_difference():
@@ -71,10 +75,11 @@ def test_points_shifted_off_the_line():
     line = torch.cat([x0, torch.ones_like(x0[:, :1])], -1) @ F.T
     normal = line[:, :2] / line[:, :2].norm(dim=-1, keepdim=True)
     x1s = x1 + 2.0 * normal
-    # distance to the line in image 1 is exactly 2; symmetric distance averages both sides
+    # distance to the line in image 1 is exactly 2; the symmetric one averages both
     num = (torch.cat([x1s, torch.ones_like(x1s[:, :1])], -1) * line).sum(-1).abs()
-    torch.testing.assert_close(num / line[:, :2].norm(dim=-1), torch.full((50,), 2.0,
-                               dtype=torch.float64))
+    torch.testing.assert_close(
+        num / line[:, :2].norm(dim=-1), torch.full((50,), 2.0, dtype=torch.float64)
+    )
     d = sym_epipolar_distance_px(x0, x1s, F)
     assert (d > 0.5).all()
 
@@ -85,7 +90,9 @@ def test_pairwise_matches_elementwise():
     D = sym_epipolar_distance_all(x0, x1[:7], F)
     assert D.shape == (10, 7)
     for j in range(7):
-        torch.testing.assert_close(D[:, j], sym_epipolar_distance_px(x0, x1[j].expand(10, 2), F))
+        torch.testing.assert_close(
+            D[:, j], sym_epipolar_distance_px(x0, x1[j].expand(10, 2), F)
+        )
 
 
 def test_sampson_matches_opencv():

@@ -17,7 +17,9 @@ vec3 = st.tuples(floats, floats, floats)
 
 
 def _pose(aa, t) -> Pose:
-    return Pose.from_aa(torch.tensor(aa, dtype=torch.float64), torch.tensor(t, dtype=torch.float64))
+    return Pose.from_aa(
+        torch.tensor(aa, dtype=torch.float64), torch.tensor(t, dtype=torch.float64)
+    )
 
 
 def test_rotation_about_z_closed_form():

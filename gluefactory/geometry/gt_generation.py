@@ -1,0 +1,222 @@
+"""Ground-truth keypoint correspondences from a homography or from depth and pose.
+
+Labels (facts 4.3), per keypoint of view 0 (``matches0``) and of view 1 (``matches1``):
+
+* ``j >= 0`` **positive**: i and j are mutual nearest neighbours under the symmetric
+  reprojection distance ``dist[i, j] = max(|P0(kp0_i) - kp1_j|, |kp0_i - P1(kp1_j)|)``
+  (P0 maps view 0 into view 1, P1 the reverse) and ``dist < th_positive``;
+* ``-1`` **unmatched**: the point's projection is farther than ``th_negative`` from
+  every keypoint of the other view (these train the "no match" dustbin);
+* ``-2`` **ignored**: anything in between, and padded / non-finite keypoints.
+
+Since ``dist >= forward distance``, positives and unmatched points are disjoint whenever
+``th_negative >= th_positive`` (checked). Everything is computed in float32 or float64,
+never in half precision.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .depth import reproject, sample_depth
+from .epipolar import T_to_F, sym_epipolar_distance_all
+from .homography import warp_points
+from .wrappers import Camera, Pose
+
+IGNORE = -2
+UNMATCHED = -1
+
+
+def _check_thresholds(th_positive: float, th_negative: float) -> None:
+    if th_negative < th_positive:
+        raise ValueError(
+            f"th_negative ({th_negative}) must be >= th_positive ({th_positive}): "
+            "otherwise a pair could be labelled both positive and unmatched."
+        )
+
+
+def keypoint_mask(kpts: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, N) mask of real keypoints: finite coordinates and ``mask`` if given."""
+    valid = torch.isfinite(kpts).all(-1)
+    if mask is not None:
+        if mask.shape != valid.shape:
+            raise ValueError(
+                f"Keypoint mask of shape {tuple(mask.shape)} does not fit keypoints "
+                f"{tuple(kpts.shape)}."
+            )
+        valid = valid & mask.bool()
+    return valid
+
+
+def _sq_dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Pairwise squared distances (B, M, N) of a (B, M, 2) and b (B, N, 2), NaN-free."""
+    d = (a.unsqueeze(-2) - b.unsqueeze(-3)).square().sum(-1)
+    return torch.where(torch.isnan(d), torch.inf, d)
+
+
+def labels_from_distances(
+    dist0: torch.Tensor,
+    dist1: torch.Tensor,
+    pair_ok: torch.Tensor,
+    neg_ok0: torch.Tensor,
+    neg_ok1: torch.Tensor,
+    th_positive: float,
+    th_negative: float,
+) -> dict[str, torch.Tensor]:
+    """Labels from squared forward / backward distances (B, M, N).
+
+    ``pair_ok`` (B, M, N): pairs allowed to be positive (both points real and visible);
+    ``neg_ok0`` (B, M) / ``neg_ok1`` (B, N): points allowed to be unmatched. Only real
+    keypoints of the other view may count as near (the caller sets the others' distances
+    to inf).
+    """
+    _check_thresholds(th_positive, th_negative)
+    dist = torch.where(pair_ok, torch.maximum(dist0, dist1), torch.inf)
+    b, m, n = dist.shape
+    positive = torch.zeros_like(dist, dtype=torch.bool)
+    if m > 0 and n > 0:
+        nn0 = dist.argmin(-1, keepdim=True)  # (B, M, 1)
+        nn1 = dist.argmin(-2, keepdim=True)  # (B, 1, N)
+        ismin0 = torch.zeros_like(positive).scatter_(-1, nn0, True)
+        ismin1 = torch.zeros_like(positive).scatter_(-2, nn1, True)
+        positive = ismin0 & ismin1 & (dist < th_positive**2)
+    inf0 = dist0.new_full((b, m), torch.inf)
+    inf1 = dist1.new_full((b, n), torch.inf)
+    min0 = dist0.min(-1).values if n > 0 else inf0
+    min1 = dist1.min(-2).values if m > 0 else inf1
+    negative0 = neg_ok0 & (min0 > th_negative**2)
+    negative1 = neg_ok1 & (min1 > th_negative**2)
+    return _assemble(positive, negative0, negative1)
+
+
+def _assemble(positive, negative0, negative1) -> dict[str, torch.Tensor]:
+    def side(pos, neg):
+        m = torch.full(neg.shape, IGNORE, dtype=torch.long, device=neg.device)
+        m = torch.where(neg, torch.full_like(m, UNMATCHED), m)
+        if pos.shape[-1] > 0:
+            m = torch.where(pos.any(-1), pos.long().argmax(-1), m)
+        return m
+
+    m0 = side(positive, negative0)
+    m1 = side(positive.transpose(-1, -2), negative1)
+    return {
+        "assignment": positive,
+        "matches0": m0,
+        "matches1": m1,
+        "matching_scores0": (m0 > UNMATCHED).float(),
+        "matching_scores1": (m1 > UNMATCHED).float(),
+    }
+
+
+def gt_matches_from_homography(
+    kpts0: torch.Tensor,
+    kpts1: torch.Tensor,
+    H_0to1: torch.Tensor,
+    th_positive: float = 3.0,
+    th_negative: float = 3.0,
+    mask0: torch.Tensor | None = None,
+    mask1: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """Labels for keypoints (B, M, 2) / (B, N, 2) related by H_0to1 (B, 3, 3).
+
+    There is no image-boundary test: points warped outside the other image are simply
+    far from all its keypoints and become unmatched. ``mask0/1`` (B, M/N) mark real
+    (non-padded) keypoints; the others are ignored.
+    """
+    valid0 = keypoint_mask(kpts0, mask0)
+    valid1 = keypoint_mask(kpts1, mask1)
+    H = H_0to1.to(kpts0)
+    kp0_1 = warp_points(kpts0, H)
+    kp1_0 = warp_points(kpts1, torch.linalg.inv(H))
+    pair_ok = valid0[:, :, None] & valid1[:, None, :]
+    dist0 = torch.where(pair_ok, _sq_dist(kp0_1, kpts1), torch.inf)
+    dist1 = torch.where(pair_ok, _sq_dist(kpts0, kp1_0), torch.inf)
+    return labels_from_distances(
+        dist0, dist1, pair_ok, valid0, valid1, th_positive, th_negative
+    )
+
+
+def gt_matches_from_pose_depth(
+    kpts0: torch.Tensor,
+    kpts1: torch.Tensor,
+    camera0: Camera,
+    camera1: Camera,
+    T_0to1: Pose,
+    T_1to0: Pose | None = None,
+    depth0: torch.Tensor | None = None,
+    depth1: torch.Tensor | None = None,
+    th_positive: float = 3.0,
+    th_negative: float = 5.0,
+    th_epi: float | None = 5.0,
+    th_consistency: float | None = None,
+    occlusion_tol: float | None = None,
+    mask0: torch.Tensor | None = None,
+    mask1: torch.Tensor | None = None,
+    depth_keypoints0: tuple[torch.Tensor, torch.Tensor] | None = None,
+    depth_keypoints1: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> dict[str, torch.Tensor]:
+    """Labels from depth maps (B, H, W) and the relative pose (batch shape (B,)).
+
+    1. Depth at each keypoint: sampled from ``depthX`` (:func:`sample_depth`), or the
+       cached ``depth_keypointsX = (depth (B, N), valid (B, N))``.
+    2. A point is *visible* when its depth is known and its projection is in front of
+       the other camera and inside its image (plus the optional occlusion / cycle
+       checks of :func:`gluefactory.geometry.depth.reproject`).
+    3. ``dist = inf`` unless both points are visible; positives as in the module docs.
+    4. Unmatched: a point **with known depth** whose projection is farther than
+       ``th_negative`` from every keypoint of the other view.
+    5. Epipolar negatives (``th_epi`` px; None disables): a point without known depth,
+       still ignored, whose symmetric epipolar distance (GT fundamental matrix) to every
+       still-ignored point of the other view exceeds ``th_epi`` becomes unmatched.
+       (Upstream Glue Factory compares against ``th_negative`` here; we use ``th_epi``.)
+    """
+    valid0 = keypoint_mask(kpts0, mask0)
+    valid1 = keypoint_mask(kpts1, mask1)
+    if T_1to0 is None:
+        T_1to0 = T_0to1.inv()
+
+    def depth_at(kpts, depth, cached, name):
+        if cached is not None:
+            d, v = cached
+            return d.to(kpts), v.bool() & (d > 0)
+        if depth is None:
+            raise ValueError(
+                f"Depth GT needs {name} (a depth map) or cached keypoint depths."
+            )
+        return sample_depth(kpts, depth)
+
+    safe0 = torch.where(valid0[..., None], kpts0, torch.zeros_like(kpts0))
+    safe1 = torch.where(valid1[..., None], kpts1, torch.zeros_like(kpts1))
+    d0, has_depth0 = depth_at(safe0, depth0, depth_keypoints0, "view0.depth")
+    d1, has_depth1 = depth_at(safe1, depth1, depth_keypoints1, "view1.depth")
+    has_depth0 = has_depth0 & valid0
+    has_depth1 = has_depth1 & valid1
+    kw = dict(th_consistency=th_consistency, occlusion_tol=occlusion_tol)
+    kp0_1, vis0 = reproject(
+        safe0, d0, has_depth0, T_0to1, camera0, camera1, depth1, **kw
+    )
+    kp1_0, vis1 = reproject(
+        safe1, d1, has_depth1, T_1to0, camera1, camera0, depth0, **kw
+    )
+
+    real = valid0[:, :, None] & valid1[:, None, :]
+    dist0 = torch.where(real, _sq_dist(kp0_1, kpts1), torch.inf)
+    dist1 = torch.where(real, _sq_dist(kpts0, kp1_0), torch.inf)
+    pair_ok = vis0[:, :, None] & vis1[:, None, :]
+    out = labels_from_distances(
+        dist0, dist1, pair_ok, has_depth0, has_depth1, th_positive, th_negative
+    )
+    if th_epi is not None and kpts0.shape[1] > 0 and kpts1.shape[1] > 0:
+        m0, m1 = out["matches0"], out["matches1"]
+        F = T_to_F(camera0, camera1, T_0to1).to(kpts0)
+        epi = sym_epipolar_distance_all(safe0, safe1, F)
+        ign0 = (m0 == IGNORE) & valid0
+        ign1 = (m1 == IGNORE) & valid1
+        epi = torch.where(ign0[:, :, None] & ign1[:, None, :], epi, torch.inf)
+        epi = torch.where(torch.isnan(epi), torch.inf, epi)
+        neg0 = ign0 & ~has_depth0 & (epi.min(-1).values > th_epi)
+        neg1 = ign1 & ~has_depth1 & (epi.min(-2).values > th_epi)
+        out = _assemble(
+            out["assignment"], neg0 | (m0 == UNMATCHED), neg1 | (m1 == UNMATCHED)
+        )
+    return out

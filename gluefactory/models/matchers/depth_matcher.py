@@ -1,0 +1,102 @@
+"""Ground-truth matches from depth maps, cameras and relative pose (MegaDepth style).
+
+Inputs: ``keypoints0/1`` (B, M/N, 2) (library convention), ``view0/1.camera``
+(:class:`~gluefactory.geometry.wrappers.Camera`, batch (B,)), ``T_0to1`` (and
+``T_1to0``, else its inverse) as :class:`~gluefactory.geometry.wrappers.Pose`, and per
+view either ``view{i}.depth`` (B, H, W) or cached keypoint depths
+``depth_keypoints{i}`` / ``valid_depth_keypoints{i}`` (B, N). Optional
+``keypoint_mask0/1`` (B, M/N) mark real (non-padded) keypoints.
+
+Outputs ``gt_assignment`` (B, M, N), ``gt_matches0/1`` (-1 unmatched, -2 ignored) and
+``gt_matching_scores0/1``; see :mod:`gluefactory.geometry.gt_generation`.
+
+``th_epi`` (px) really is the threshold of the epipolar negatives; upstream Glue Factory
+compares against ``th_negative`` there and uses ``th_epi`` only as an on/off switch.
+``occlusion_tol`` (relative depth, off by default as upstream) additionally drops points
+hidden behind the other view's depth surface from the positives.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ...geometry.gt_generation import gt_matches_from_pose_depth
+from ...geometry.wrappers import Pose
+from ...utils.conf import ConfigError
+from ..base_model import BaseModel, MissingDataError
+
+
+class DepthMatcher(BaseModel):
+    default_conf = {
+        "th_positive": 3.0,  # px
+        "th_negative": 5.0,  # px
+        "th_epi": 5.0,  # px, None disables the epipolar negatives
+        "th_consistency": None,  # px, None disables the cycle-consistency check
+        "occlusion_tol": None,  # relative depth tolerance, None disables
+    }
+    required_data_keys = ["keypoints0", "keypoints1", "view0", "view1", "T_0to1"]
+
+    def _init(self, conf) -> None:
+        if conf.th_negative < conf.th_positive:
+            raise ConfigError(
+                f"matchers.depth_matcher: th_negative ({conf.th_negative}) must be "
+                f">= th_positive ({conf.th_positive})."
+            )
+
+    def _view_inputs(self, data: dict, i: int):
+        view = data[f"view{i}"]
+        if "camera" not in view:
+            raise MissingDataError(f"matchers.depth_matcher needs view{i}.camera.")
+        cached = None
+        if f"depth_keypoints{i}" in data:
+            d = data[f"depth_keypoints{i}"]
+            v = data.get(f"valid_depth_keypoints{i}", d > 0)
+            cached = (d, v)
+        elif "depth" not in view:
+            raise MissingDataError(
+                f"matchers.depth_matcher needs view{i}.depth or depth_keypoints{i}."
+            )
+        return view["camera"], view.get("depth"), cached
+
+    def _forward(self, data: dict) -> dict:
+        kpts0, kpts1 = data["keypoints0"], data["keypoints1"]
+        dtype = torch.float64 if kpts0.dtype == torch.float64 else torch.float32
+        cam0, depth0, cached0 = self._view_inputs(data, 0)
+        cam1, depth1, cached1 = self._view_inputs(data, 1)
+
+        def f(x):
+            return None if x is None else x.to(dtype)
+
+        T_0to1, T_1to0 = _as_pose(data["T_0to1"]), _as_pose(data.get("T_1to0"))
+        with torch.autocast(device_type=kpts0.device.type, enabled=False):
+            result = gt_matches_from_pose_depth(
+                kpts0.to(dtype),
+                kpts1.to(dtype),
+                cam0.to(dtype),
+                cam1.to(dtype),
+                T_0to1.to(dtype),
+                None if T_1to0 is None else T_1to0.to(dtype),
+                depth0=f(depth0),
+                depth1=f(depth1),
+                th_positive=self.conf.th_positive,
+                th_negative=self.conf.th_negative,
+                th_epi=self.conf.th_epi,
+                th_consistency=self.conf.th_consistency,
+                occlusion_tol=self.conf.occlusion_tol,
+                mask0=data.get("keypoint_mask0"),
+                mask1=data.get("keypoint_mask1"),
+                depth_keypoints0=None
+                if cached0 is None
+                else (f(cached0[0]), cached0[1]),
+                depth_keypoints1=None
+                if cached1 is None
+                else (f(cached1[0]), cached1[1]),
+            )
+        return {f"gt_{k}": v for k, v in result.items()}
+
+
+def _as_pose(T):
+    """Accept a Pose or (B, 4, 4) matrices."""
+    if T is None or isinstance(T, Pose):
+        return T
+    return Pose.from_4x4mat(T)

@@ -1,0 +1,100 @@
+"""Matplotlib helpers to draw image pairs, keypoints and matches.
+
+Keypoints are in the library convention (pixel centres at +0.5); ``imshow`` draws pixel
+(i, j) centred on (i, j), so points are shifted by -0.5 before plotting.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg", force=False)
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from ..geometry.coordinates import CENTER_OFFSET  # noqa: E402
+
+
+def _np(x):
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def _image(img) -> np.ndarray:
+    img = _np(img)
+    if img.ndim == 3 and img.shape[0] in (1, 3):  # C x H x W
+        img = img.transpose(1, 2, 0)
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[..., 0]
+    return img
+
+
+def plot_images(images: Sequence, titles: Sequence[str] | None = None, dpi: int = 100, size: float = 5):
+    """Show images side by side; return the figure and its axes."""
+    n = len(images)
+    images = [_image(im) for im in images]
+    ratios = [im.shape[1] / im.shape[0] for im in images]
+    fig, axes = plt.subplots(1, n, figsize=(size * sum(ratios), size), dpi=dpi, gridspec_kw={"width_ratios": ratios})
+    axes = np.atleast_1d(axes)
+    for i, (ax, im) in enumerate(zip(axes, images)):
+        ax.imshow(im, cmap="gray" if im.ndim == 2 else None, vmin=0, vmax=1 if im.dtype != np.uint8 else 255)
+        ax.set_axis_off()
+        if titles:
+            ax.set_title(titles[i])
+    fig.tight_layout(pad=0.5)
+    return fig, axes
+
+
+def plot_keypoints(axes, kpts_list: Sequence, color="lime", ps: float = 4) -> None:
+    for ax, k in zip(axes, kpts_list):
+        k = _np(k) - CENTER_OFFSET
+        ax.scatter(k[:, 0], k[:, 1], c=color, s=ps, linewidths=0)
+
+
+def plot_matches(fig, axes, kpts0, kpts1, color=None, lw: float = 0.8, ps: float = 4, alpha: float = 0.8) -> None:
+    """Draw lines between matched keypoints of two axes (N x 2 each)."""
+    from matplotlib.patches import ConnectionPatch
+
+    k0, k1 = _np(kpts0) - CENTER_OFFSET, _np(kpts1) - CENTER_OFFSET
+    if color is None:
+        color = ["lime"] * len(k0)
+    for p0, p1, c in zip(k0, k1, color):
+        line = ConnectionPatch(
+            xyA=p1, xyB=p0, coordsA="data", coordsB="data", axesA=axes[1], axesB=axes[0],
+            color=c, linewidth=lw, alpha=alpha, clip_on=True,
+        )
+        axes[1].add_artist(line)
+    if ps > 0:
+        axes[0].scatter(k0[:, 0], k0[:, 1], c=color, s=ps, linewidths=0)
+        axes[1].scatter(k1[:, 0], k1[:, 1], c=color, s=ps, linewidths=0)
+
+
+def plot_cumulative(errors: dict[str, Sequence[float]], thresholds: Sequence[float], title: str, xlabel: str):
+    """Recall-vs-threshold curves (one per method), as in the benchmark figures."""
+    fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
+    x = np.linspace(0, max(thresholds), 200)
+    for name, errs in errors.items():
+        e = np.asarray(errs, dtype=float)
+        e = np.where(np.isfinite(e), e, np.inf)
+        ax.plot(x, [(e <= t).mean() * 100 for t in x], label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("recall [%]")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def save(fig, path: str | Path) -> Path:
+    """Save a figure atomically (write to a temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
+    fig.savefig(tmp, bbox_inches="tight")
+    tmp.replace(path)
+    plt.close(fig)
+    return path
