@@ -8,7 +8,9 @@ import argparse
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m gluefactory", description=__doc__)
     kinds = ["models", "datasets", "estimators", "benchmarks", "configs", "weights"]
-    parser.add_argument("what", nargs="*", help=f"any of {', '.join(kinds)} (default: all)")
+    parser.add_argument(
+        "what", nargs="*", help=f"any of {', '.join(kinds)} (default: all)"
+    )
     args = parser.parse_args(argv)
     what = args.what or kinds
     for kind in what:
@@ -26,7 +28,11 @@ def main(argv=None) -> None:
         elif kind == "estimators":
             from .robust_estimators import list_estimators
 
-            items = [f"{k}.{n}" for k in ("homography", "relative_pose") for n in list_estimators(k)]
+            items = [
+                f"{k}.{n}"
+                for k in ("homography", "relative_pose")
+                for n in list_estimators(k)
+            ]
         elif kind == "benchmarks":
             from .eval.base import list_benchmarks
 

@@ -17,7 +17,6 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from omegaconf import OmegaConf
 
@@ -64,16 +63,23 @@ def middlebury_motorcycle() -> dict:
 def run(conf, images: list[Path] | None, out_dir: Path) -> dict:
     torch.set_grad_enabled(False)
     if images:
-        pair = {"images": [numpy_image_to_torch(read_image(p)) for p in images], "name": "custom"}
+        pair = {
+            "images": [numpy_image_to_torch(read_image(p)) for p in images],
+            "name": "custom",
+        }
     else:
         pair = middlebury_motorcycle()
     prep = ImagePreprocessor(conf.preprocessing)
     views = [prep(img) for img in pair["images"]]
     model_conf = conf.model
     if model_conf.get("name") is None:
-        raise ConfigError("The config has no model.name (e.g. two_view_pipeline): pass --conf NAME.")
+        raise ConfigError(
+            "The config has no model.name (e.g. two_view_pipeline): pass --conf NAME."
+        )
     model = get_model(model_conf.name)(model_conf).eval()
-    data = {f"view{i}": {k: v[None] for k, v in v_.items()} for i, v_ in enumerate(views)}
+    data = {
+        f"view{i}": {k: v[None] for k, v in v_.items()} for i, v_ in enumerate(views)
+    }
     model(data)  # warm-up (lazy initialisation, weights loading)
     t0 = time.perf_counter()
     pred = model(data)
@@ -107,7 +113,9 @@ def run(conf, images: list[Path] | None, out_dir: Path) -> dict:
         n1 = cam1.image2cam(mk1)
         d = sym_epipolar_distance(n0, n1, T_to_E(T))
         for th in (1e-4, 5e-4, 1e-3):
-            results[f"epi_prec@{th:g}"] = float((d < th).float().mean()) if len(d) else 0.0
+            results[f"epi_prec@{th:g}"] = (
+                float((d < th).float().mean()) if len(d) else 0.0
+            )
     fig, axes = viz2d.plot_images([views[0]["image"], views[1]["image"]])
     kv0 = pred["keypoints0"][0][valid]
     kv1 = pred["keypoints1"][0][m0[valid]]
@@ -118,9 +126,14 @@ def run(conf, images: list[Path] | None, out_dir: Path) -> dict:
 
 @main_wrapper
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m gluefactory.demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", nargs=2, type=Path, default=None, help="two image files")
+    parser = argparse.ArgumentParser(
+        prog="python -m gluefactory.demo",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--images", nargs=2, type=Path, default=None, help="two image files"
+    )
     add_conf_args(parser)
     args = parser.parse_intermixed_args(argv)
     if args.conf is None:
@@ -131,7 +144,9 @@ def main(argv=None) -> dict:
     width = max(len(k) for k in results)
     print(f"\n{'metric':<{width}}  value")
     for k, v in results.items():
-        print(f"{k:<{width}}  {v:.4g}" if isinstance(v, float) else f"{k:<{width}}  {v}")
+        print(
+            f"{k:<{width}}  {v:.4g}" if isinstance(v, float) else f"{k:<{width}}  {v}"
+        )
     return results
 
 

@@ -39,6 +39,9 @@ def test_cli_errors_are_one_line_messages(capsys, monkeypatch):
 
 def test_models_module_runs_as_script():
     out = subprocess.run(
-        [sys.executable, "-m", "gluefactory.models"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "gluefactory.models"],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert "two_view_pipeline" in out.split()

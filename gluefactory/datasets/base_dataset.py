@@ -68,14 +68,20 @@ class BaseDataset(metaclass=ABCMeta):
         return int(bs if bs is not None else self.conf.batch_size)
 
     def get_data_loader(
-        self, split: str, shuffle: bool | None = None, pinned: bool = False, distributed: bool = False
+        self,
+        split: str,
+        shuffle: bool | None = None,
+        pinned: bool = False,
+        distributed: bool = False,
     ) -> DataLoader:
         dataset = self.get_dataset(split)
         if shuffle is None:
             shuffle = split == "train" and self.conf.shuffle_training
         sampler = None
         if distributed:
-            sampler = DistributedSampler(dataset, shuffle=shuffle, drop_last=split == "train")
+            sampler = DistributedSampler(
+                dataset, shuffle=shuffle, drop_last=split == "train"
+            )
             shuffle = False
         workers = int(self.conf.num_workers)
         generator = torch.Generator().manual_seed(int(self.conf.seed))

@@ -65,7 +65,9 @@ def image_corners(w: float, h: float, device=None, dtype=torch.float32) -> torch
     return torch.tensor([[0, 0], [w, 0], [w, h], [0, h]], device=device, dtype=dtype)
 
 
-def in_image(kpts: torch.Tensor, size: torch.Tensor, margin: float = 0.0) -> torch.Tensor:
+def in_image(
+    kpts: torch.Tensor, size: torch.Tensor, margin: float = 0.0
+) -> torch.Tensor:
     """Mask of keypoints (..., N, 2) inside [margin, W - margin) x [margin, H - margin).
 
     ``size`` is (w, h), either (2,) or batched (..., 2).

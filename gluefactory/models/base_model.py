@@ -106,7 +106,9 @@ def check_data_keys(component: str, required: list[str], data: dict) -> None:
                 break
             node = node[part]
     if missing:
-        have = ", ".join(sorted(map(str, data.keys()))) if isinstance(data, dict) else "?"
+        have = (
+            ", ".join(sorted(map(str, data.keys()))) if isinstance(data, dict) else "?"
+        )
         raise MissingDataError(
             f"{component} is missing input key(s): {', '.join(missing)}. "
             f"Input has: {have}."
@@ -114,11 +116,16 @@ def check_data_keys(component: str, required: list[str], data: dict) -> None:
 
 
 def num_parameters(model: nn.Module, trainable_only: bool = False) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+    return sum(
+        p.numel() for p in model.parameters() if p.requires_grad or not trainable_only
+    )
 
 
 def load_state_dict_strict(
-    model: nn.Module, state: dict[str, torch.Tensor], source: str, ignore: tuple[str, ...] = ()
+    model: nn.Module,
+    state: dict[str, torch.Tensor],
+    source: str,
+    ignore: tuple[str, ...] = (),
 ) -> None:
     """Load ``state`` into ``model``; any missing, unexpected or mis-shaped key is an error.
 
@@ -134,8 +141,11 @@ def load_state_dict_strict(
         if tuple(state[k].shape) != tuple(own[k].shape)
     ]
     if missing or unexpected or shapes:
+
         def show(keys):
-            return ", ".join(keys[:12]) + (f" ... ({len(keys)} in all)" if len(keys) > 12 else "")
+            return ", ".join(keys[:12]) + (
+                f" ... ({len(keys)} in all)" if len(keys) > 12 else ""
+            )
 
         parts = [f"Weights {source} do not fit {type(model).__name__}:"]
         if missing:

@@ -12,14 +12,14 @@ truth needs (``H_0to1`` or depths, cameras and ``T_0to1``).
 
 from __future__ import annotations
 
-import torch
-
 from . import get_model
 from .base_model import BaseModel
 
 
 def _build(conf):
-    return None if conf is None or conf.get("name") is None else get_model(conf.name)(conf)
+    return (
+        None if conf is None or conf.get("name") is None else get_model(conf.name)(conf)
+    )
 
 
 class TwoViewPipeline(BaseModel):
@@ -63,13 +63,25 @@ class TwoViewPipeline(BaseModel):
             pred = {**pred, **self.matcher({**data, **pred})}
         if self.conf.run_gt_in_forward and self.ground_truth is not None:
             gt = self.ground_truth({**data, **pred})
-            pred = {**pred, **{f"gt_{k}" if not k.startswith("gt_") else k: v for k, v in gt.items()}}
+            pred = {
+                **pred,
+                **{
+                    f"gt_{k}" if not k.startswith("gt_") else k: v
+                    for k, v in gt.items()
+                },
+            }
         return pred
 
     def loss(self, pred: dict, data: dict):
         if self.ground_truth is not None and "gt_matches0" not in pred:
             gt = self.ground_truth({**data, **pred})
-            pred = {**pred, **{f"gt_{k}" if not k.startswith("gt_") else k: v for k, v in gt.items()}}
+            pred = {
+                **pred,
+                **{
+                    f"gt_{k}" if not k.startswith("gt_") else k: v
+                    for k, v in gt.items()
+                },
+            }
         losses, metrics = {}, {}
         total = 0
         for name in ("extractor", "matcher"):
@@ -84,7 +96,9 @@ class TwoViewPipeline(BaseModel):
             metrics.update(m_)
             total = l_["total"] + total
         if isinstance(total, int):
-            raise ValueError("TwoViewPipeline.loss: no trainable component defines a loss.")
+            raise ValueError(
+                "TwoViewPipeline.loss: no trainable component defines a loss."
+            )
         return {**losses, "total": total}, metrics
 
 

@@ -56,4 +56,6 @@ def load_estimator(kind: str, conf: Any) -> BaseEstimator:
 
 
 def list_estimators(kind: str) -> list[str]:
-    return list_names(BaseEstimator, [f"gluefactory.robust_estimators.{kind}"], "estimator")
+    return list_names(
+        BaseEstimator, [f"gluefactory.robust_estimators.{kind}"], "estimator"
+    )

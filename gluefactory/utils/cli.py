@@ -12,7 +12,7 @@ import argparse
 import functools
 import logging
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from omegaconf import DictConfig
 
@@ -36,7 +36,12 @@ def conf_from_args(args: argparse.Namespace) -> DictConfig:
 
 
 #: errors shown to the user as a single message (no traceback)
-USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, FileNotFoundError, OSError, KeyError)
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ConfigError,
+    FileNotFoundError,
+    OSError,
+    KeyError,
+)
 
 
 def main_wrapper(fn: Callable[..., int | None]) -> Callable[..., int | None]:
@@ -45,7 +50,10 @@ def main_wrapper(fn: Callable[..., int | None]) -> Callable[..., int | None]:
     @functools.wraps(fn)
     def wrapped(*args, **kwargs):
         if not logging.getLogger().handlers:
-            logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s %(levelname)s] %(message)s")
+            logging.basicConfig(
+                level=logging.INFO,
+                format="[%(asctime)s %(name)s %(levelname)s] %(message)s",
+            )
         try:
             return fn(*args, **kwargs)
         except USER_ERRORS as e:

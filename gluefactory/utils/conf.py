@@ -29,7 +29,9 @@ def to_conf(conf: Any) -> DictConfig:
         return conf
     if isinstance(conf, Mapping):
         return OmegaConf.create(dict(conf))
-    raise ConfigError(f"Expected a mapping as configuration, got {type(conf).__name__}.")
+    raise ConfigError(
+        f"Expected a mapping as configuration, got {type(conf).__name__}."
+    )
 
 
 def is_component_slot(value: Any) -> bool:
@@ -71,7 +73,9 @@ def format_unknown(component: str, bad: list[tuple[str, list[str]]]) -> str:
     return "\n".join(lines)
 
 
-def merge_strict(defaults: Any, user: Any, component: str, strict: bool = True) -> DictConfig:
+def merge_strict(
+    defaults: Any, user: Any, component: str, strict: bool = True
+) -> DictConfig:
     """Merge ``user`` over ``defaults``; unknown keys raise :class:`ConfigError`.
 
     Sub-configs whose default holds a ``name`` key (or is an empty mapping) are open: they
@@ -147,7 +151,9 @@ def load_conf(name_or_path: str | Path) -> DictConfig:
     except Exception as e:  # yaml errors: name the file
         raise ConfigError(f"Could not parse config {path}: {e}") from e
     if not isinstance(conf, DictConfig):
-        raise ConfigError(f"Config {path} must be a mapping, got {type(conf).__name__}.")
+        raise ConfigError(
+            f"Config {path} must be a mapping, got {type(conf).__name__}."
+        )
     return conf
 
 
@@ -161,7 +167,9 @@ def parse_dotlist(dotlist: list[str]) -> DictConfig:
     return OmegaConf.from_dotlist(list(dotlist))
 
 
-def compose(name_or_path: str | Path | None, dotlist: list[str] | None = None) -> DictConfig:
+def compose(
+    name_or_path: str | Path | None, dotlist: list[str] | None = None
+) -> DictConfig:
     """Load ``--conf`` (name or path, optional) and apply dotlist overrides over it."""
     conf = load_conf(name_or_path) if name_or_path else OmegaConf.create({})
     if dotlist:

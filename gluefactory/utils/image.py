@@ -21,7 +21,17 @@ from omegaconf import OmegaConf
 
 from .conf import freeze, merge_strict
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".bmp", ".tif", ".tiff", ".webp"}
+IMAGE_SUFFIXES = {
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".ppm",
+    ".pgm",
+    ".bmp",
+    ".tif",
+    ".tiff",
+    ".webp",
+}
 
 
 class ImageReadError(OSError):
@@ -69,7 +79,10 @@ def rgb_to_grayscale(image: torch.Tensor) -> torch.Tensor:
 
 
 def resize_image(
-    image: torch.Tensor, size: Sequence[int], interpolation: str = "bilinear", antialias: bool = True
+    image: torch.Tensor,
+    size: Sequence[int],
+    interpolation: str = "bilinear",
+    antialias: bool = True,
 ) -> torch.Tensor:
     """Resize (..., C, H, W) to ``size`` = (h, w)."""
     h, w = int(size[0]), int(size[1])
@@ -77,7 +90,9 @@ def resize_image(
         return image
     shape = image.shape
     x = image.reshape(-1, *shape[-3:])
-    kwargs = {"align_corners": False} if interpolation in ("bilinear", "bicubic") else {}
+    kwargs = (
+        {"align_corners": False} if interpolation in ("bilinear", "bicubic") else {}
+    )
     aa = antialias and interpolation in ("bilinear", "bicubic")
     x = F.interpolate(x, size=(h, w), mode=interpolation, antialias=aa, **kwargs)
     return x.reshape(*shape[:-2], h, w)
@@ -108,7 +123,9 @@ class ImagePreprocessor:
     def __init__(self, conf: Any = None):
         self.conf = freeze(merge_strict(self.default_conf, conf, "ImagePreprocessor"))
         if self.conf.side not in ("short", "long", "vert", "horz"):
-            raise ValueError(f"ImagePreprocessor.side must be short|long|vert|horz, got {self.conf.side!r}")
+            raise ValueError(
+                f"ImagePreprocessor.side must be short|long|vert|horz, got {self.conf.side!r}"
+            )
 
     def target_size(self, h: int, w: int) -> tuple[int, int]:
         r = self.conf.resize
@@ -116,7 +133,9 @@ class ImagePreprocessor:
             return h, w
         if OmegaConf.is_list(r) or isinstance(r, (list, tuple)):
             if len(r) != 2:
-                raise ValueError(f"ImagePreprocessor.resize must be an int or [h, w], got {r}")
+                raise ValueError(
+                    f"ImagePreprocessor.resize must be an int or [h, w], got {r}"
+                )
             return int(r[0]), int(r[1])
         side = self.conf.side
         ref = {"short": min(h, w), "long": max(h, w), "vert": h, "horz": w}[side]
@@ -128,7 +147,9 @@ class ImagePreprocessor:
         """(C, H, W) float image -> dict(image, scales (sx, sy), image_size (w, h), original_image_size)."""
         h, w = image.shape[-2:]
         th, tw = self.target_size(h, w)
-        image = resize_image(image, (th, tw), self.conf.interpolation, self.conf.antialias)
+        image = resize_image(
+            image, (th, tw), self.conf.interpolation, self.conf.antialias
+        )
         scales = torch.tensor([tw / w, th / h], dtype=torch.float32)
         d = self.conf.divisible_by
         if d:

@@ -33,7 +33,11 @@ def class_in_module(module, base: type[T], kind: str) -> type[T] | None:
         for _, c in inspect.getmembers(module, inspect.isclass)
         if issubclass(c, base) and c is not base and c.__module__ == module.__name__
     ]
-    classes = [c for c in classes if not inspect.isabstract(c) and not c.__name__.startswith("_")]
+    classes = [
+        c
+        for c in classes
+        if not inspect.isabstract(c) and not c.__name__.startswith("_")
+    ]
     if len(classes) == 1:
         return classes[0]
     if len(classes) > 1:

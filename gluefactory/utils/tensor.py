@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import collections.abc as abc
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,12 +20,16 @@ def map_tensors(data: Any, fn: Callable[[torch.Tensor], Any]) -> Any:
         return type(data)(*(map_tensors(v, fn) for v in data))
     if isinstance(data, (list, tuple)):
         return type(data)(map_tensors(v, fn) for v in data)
-    if hasattr(data, "to") and callable(data.to) and hasattr(data, "_data"):  # tensor wrappers
+    if (
+        hasattr(data, "to") and callable(data.to) and hasattr(data, "_data")
+    ):  # tensor wrappers
         return fn(data)
     return data
 
 
-def batch_to_device(data: Any, device: str | torch.device, non_blocking: bool = False) -> Any:
+def batch_to_device(
+    data: Any, device: str | torch.device, non_blocking: bool = False
+) -> Any:
     """Move every tensor of a (nested) batch to ``device``."""
     return map_tensors(data, lambda t: t.to(device, non_blocking=non_blocking))
 
@@ -38,7 +43,9 @@ def collate(batch: list[Any]) -> Any:
     if isinstance(elem, torch.Tensor):
         shapes = {tuple(b.shape) for b in batch}
         if len(shapes) > 1:
-            raise ValueError(f"Cannot stack tensors of different shapes {sorted(shapes)}")
+            raise ValueError(
+                f"Cannot stack tensors of different shapes {sorted(shapes)}"
+            )
         return torch.stack(batch, 0)
     if isinstance(elem, np.ndarray) and elem.dtype.kind in "biufc":
         return collate([torch.from_numpy(b) for b in batch])
@@ -50,9 +57,13 @@ def collate(batch: list[Any]) -> Any:
         keys = elem.keys()
         for b in batch[1:]:
             if b.keys() != keys:
-                raise ValueError(f"Samples have different keys: {sorted(keys)} vs {sorted(b.keys())}")
+                raise ValueError(
+                    f"Samples have different keys: {sorted(keys)} vs {sorted(b.keys())}"
+                )
         return {k: collate([b[k] for b in batch]) for k in keys}
-    if hasattr(elem, "stack") and hasattr(elem, "_data"):  # tensor wrappers (Pose, Camera)
+    if hasattr(elem, "stack") and hasattr(
+        elem, "_data"
+    ):  # tensor wrappers (Pose, Camera)
         return type(elem).stack(batch)
     return list(batch)
 
@@ -64,4 +75,7 @@ def index_batch(data: Any, i: int) -> Any:
 
 def rbd(data: dict) -> dict:
     """Remove the batch dimension of every tensor (batch size must be 1)."""
-    return {k: (v[0] if isinstance(v, (torch.Tensor, np.ndarray, list)) else v) for k, v in data.items()}
+    return {
+        k: (v[0] if isinstance(v, (torch.Tensor, np.ndarray, list)) else v)
+        for k, v in data.items()
+    }

@@ -6,8 +6,8 @@ Keypoints are in the library convention (pixel centres at +0.5); ``imshow`` draw
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 
@@ -32,15 +32,31 @@ def _image(img) -> np.ndarray:
     return img
 
 
-def plot_images(images: Sequence, titles: Sequence[str] | None = None, dpi: int = 100, size: float = 5):
+def plot_images(
+    images: Sequence,
+    titles: Sequence[str] | None = None,
+    dpi: int = 100,
+    size: float = 5,
+):
     """Show images side by side; return the figure and its axes."""
     n = len(images)
     images = [_image(im) for im in images]
     ratios = [im.shape[1] / im.shape[0] for im in images]
-    fig, axes = plt.subplots(1, n, figsize=(size * sum(ratios), size), dpi=dpi, gridspec_kw={"width_ratios": ratios})
+    fig, axes = plt.subplots(
+        1,
+        n,
+        figsize=(size * sum(ratios), size),
+        dpi=dpi,
+        gridspec_kw={"width_ratios": ratios},
+    )
     axes = np.atleast_1d(axes)
     for i, (ax, im) in enumerate(zip(axes, images)):
-        ax.imshow(im, cmap="gray" if im.ndim == 2 else None, vmin=0, vmax=1 if im.dtype != np.uint8 else 255)
+        ax.imshow(
+            im,
+            cmap="gray" if im.ndim == 2 else None,
+            vmin=0,
+            vmax=1 if im.dtype != np.uint8 else 255,
+        )
         ax.set_axis_off()
         if titles:
             ax.set_title(titles[i])
@@ -54,7 +70,16 @@ def plot_keypoints(axes, kpts_list: Sequence, color="lime", ps: float = 4) -> No
         ax.scatter(k[:, 0], k[:, 1], c=color, s=ps, linewidths=0)
 
 
-def plot_matches(fig, axes, kpts0, kpts1, color=None, lw: float = 0.8, ps: float = 4, alpha: float = 0.8) -> None:
+def plot_matches(
+    fig,
+    axes,
+    kpts0,
+    kpts1,
+    color=None,
+    lw: float = 0.8,
+    ps: float = 4,
+    alpha: float = 0.8,
+) -> None:
     """Draw lines between matched keypoints of two axes (N x 2 each)."""
     from matplotlib.patches import ConnectionPatch
 
@@ -63,8 +88,16 @@ def plot_matches(fig, axes, kpts0, kpts1, color=None, lw: float = 0.8, ps: float
         color = ["lime"] * len(k0)
     for p0, p1, c in zip(k0, k1, color):
         line = ConnectionPatch(
-            xyA=p1, xyB=p0, coordsA="data", coordsB="data", axesA=axes[1], axesB=axes[0],
-            color=c, linewidth=lw, alpha=alpha, clip_on=True,
+            xyA=p1,
+            xyB=p0,
+            coordsA="data",
+            coordsB="data",
+            axesA=axes[1],
+            axesB=axes[0],
+            color=c,
+            linewidth=lw,
+            alpha=alpha,
+            clip_on=True,
         )
         axes[1].add_artist(line)
     if ps > 0:
@@ -72,7 +105,12 @@ def plot_matches(fig, axes, kpts0, kpts1, color=None, lw: float = 0.8, ps: float
         axes[1].scatter(k1[:, 0], k1[:, 1], c=color, s=ps, linewidths=0)
 
 
-def plot_cumulative(errors: dict[str, Sequence[float]], thresholds: Sequence[float], title: str, xlabel: str):
+def plot_cumulative(
+    errors: dict[str, Sequence[float]],
+    thresholds: Sequence[float],
+    title: str,
+    xlabel: str,
+):
     """Recall-vs-threshold curves (one per method), as in the benchmark figures."""
     fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
     x = np.linspace(0, max(thresholds), 200)

@@ -35,5 +35,12 @@ def test_grid_sample_reads_pixel_at_its_centre():
 def test_corners_and_in_image():
     assert image_corners(4, 3).tolist() == [[0, 0], [4, 0], [4, 3], [0, 3]]
     k = torch.tensor([[[0.0, 0.0], [3.99, 2.99], [4.0, 1.0], [-0.1, 1.0]]])
-    assert in_image(k, torch.tensor([[4.0, 3.0]])).tolist() == [[True, True, False, False]]
-    assert in_image(k[0], torch.tensor([4.0, 3.0])).tolist() == [True, True, False, False]
+    assert in_image(k, torch.tensor([[4.0, 3.0]])).tolist() == [
+        [True, True, False, False]
+    ]
+    assert in_image(k[0], torch.tensor([4.0, 3.0])).tolist() == [
+        True,
+        True,
+        False,
+        False,
+    ]

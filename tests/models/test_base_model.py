@@ -3,7 +3,11 @@ import torch
 from omegaconf.errors import ReadonlyConfigError
 
 from gluefactory.models import get_model, list_models
-from gluefactory.models.base_model import BaseModel, MissingDataError, load_state_dict_strict
+from gluefactory.models.base_model import (
+    BaseModel,
+    MissingDataError,
+    load_state_dict_strict,
+)
 from gluefactory.utils.conf import ConfigError
 
 
@@ -44,7 +48,11 @@ def test_missing_data_keys_are_named():
     m = Toy()
     with pytest.raises(MissingDataError) as e:
         m({"view0": {}})
-    assert "view0.image" in str(e.value) and "keypoints0" in str(e.value) and "Toy" in str(e.value)
+    assert (
+        "view0.image" in str(e.value)
+        and "keypoints0" in str(e.value)
+        and "Toy" in str(e.value)
+    )
     out = m({"view0": {"image": 0}, "keypoints0": torch.zeros(1, 4)})
     assert out["out"].shape == (1, 2)
 
@@ -68,14 +76,25 @@ def test_strict_state_dict_errors_name_keys():
     with pytest.raises(ConfigError) as e:
         load_state_dict_strict(m, bad, "toy.pth")
     msg = str(e.value)
-    assert "lin.bias" in msg and "stray.key" in msg and "lin.weight" in msg and "toy.pth" in msg
-    load_state_dict_strict(m, {**state, "stray.key": torch.zeros(1)}, "toy.pth", ignore=("stray.key",))
+    assert (
+        "lin.bias" in msg
+        and "stray.key" in msg
+        and "lin.weight" in msg
+        and "toy.pth" in msg
+    )
+    load_state_dict_strict(
+        m, {**state, "stray.key": torch.zeros(1)}, "toy.pth", ignore=("stray.key",)
+    )
 
 
 def test_registry_lookup_and_listing():
     assert "two_view_pipeline" in list_models()
     assert get_model("two_view_pipeline").__name__ == "TwoViewPipeline"
     # a dotted module path works for external code
-    assert get_model("gluefactory.models.two_view_pipeline").__name__ == "TwoViewPipeline"
-    with pytest.raises(ConfigError, match="Unknown model 'two_view_pipelin'.*Did you mean"):
+    assert (
+        get_model("gluefactory.models.two_view_pipeline").__name__ == "TwoViewPipeline"
+    )
+    with pytest.raises(
+        ConfigError, match="Unknown model 'two_view_pipelin'.*Did you mean"
+    ):
         get_model("two_view_pipelin")

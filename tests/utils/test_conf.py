@@ -82,7 +82,9 @@ def test_bad_yaml_names_the_file(tmp_path):
 def test_dotlist_overrides_compose(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("model:\n  matcher:\n    depth_confidence: -1\n")
-    conf = compose(str(path), ["model.matcher.depth_confidence=0.95", "data.batch_size=4"])
+    conf = compose(
+        str(path), ["model.matcher.depth_confidence=0.95", "data.batch_size=4"]
+    )
     assert conf.model.matcher.depth_confidence == 0.95
     assert conf.data.batch_size == 4
 

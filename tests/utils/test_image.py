@@ -57,9 +57,9 @@ def test_preprocessor_sizes_and_scales(conf, expected):
 
 
 def test_preprocessor_divisible_grayscale_and_pad():
-    out = ImagePreprocessor({"resize": 500, "divisible_by": 32, "grayscale": True, "square_pad": True})(
-        torch.rand(3, 300, 400)
-    )
+    out = ImagePreprocessor(
+        {"resize": 500, "divisible_by": 32, "grayscale": True, "square_pad": True}
+    )(torch.rand(3, 300, 400))
     assert out["image"].shape == (1, 480, 480)
     assert out["image_size"].tolist() == [480, 352]
 
@@ -68,7 +68,9 @@ def test_scales_map_keypoints_exactly():
     """A feature at a pixel centre stays at the corresponding centre after resizing by 2."""
     img = torch.zeros(1, 10, 10)
     img[0, 3, 7] = 1.0  # pixel centre (7.5, 3.5) in the library convention
-    out = ImagePreprocessor({"resize": 20, "antialias": False, "interpolation": "nearest"})(img)
+    out = ImagePreprocessor(
+        {"resize": 20, "antialias": False, "interpolation": "nearest"}
+    )(img)
     ys, xs = torch.nonzero(out["image"][0] > 0, as_tuple=True)
     centre = torch.tensor([xs.float().mean() + 0.5, ys.float().mean() + 0.5])
     assert torch.allclose(centre / out["scales"], torch.tensor([7.5, 3.5]))

@@ -2,13 +2,31 @@ import numpy as np
 import pytest
 import torch
 
-from gluefactory.utils.tensor import batch_to_device, collate, index_batch, map_tensors, rbd
+from gluefactory.utils.tensor import (
+    batch_to_device,
+    collate,
+    index_batch,
+    map_tensors,
+    rbd,
+)
 
 
 def test_collate_nested():
     samples = [
-        {"image": torch.zeros(3, 4, 4), "name": "a", "H": np.eye(3), "idx": 0, "view": {"s": torch.ones(2)}},
-        {"image": torch.ones(3, 4, 4), "name": "b", "H": np.eye(3), "idx": 1, "view": {"s": torch.ones(2)}},
+        {
+            "image": torch.zeros(3, 4, 4),
+            "name": "a",
+            "H": np.eye(3),
+            "idx": 0,
+            "view": {"s": torch.ones(2)},
+        },
+        {
+            "image": torch.ones(3, 4, 4),
+            "name": "b",
+            "H": np.eye(3),
+            "idx": 1,
+            "view": {"s": torch.ones(2)},
+        },
     ]
     b = collate(samples)
     assert b["image"].shape == (2, 3, 4, 4)
