@@ -138,9 +138,18 @@ def axis_angle_to_matrix(aa: torch.Tensor) -> torch.Tensor:
 
 
 def rotation_angle(R: torch.Tensor) -> torch.Tensor:
-    """Angle in degrees of rotation matrices (..., 3, 3): arccos((trace - 1) / 2)."""
+    """Angle in degrees of rotation matrices (..., 3, 3).
+
+    atan2(|axis|, cos) with cos = (trace - 1) / 2 and axis = vee(R - R^T) / 2: unlike
+    arccos(cos) alone, it stays accurate for small angles in float32.
+    """
     cos = (R.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2
-    return torch.rad2deg(torch.acos(cos.clamp(-1.0, 1.0)))
+    axis = torch.stack(
+        [R[..., 2, 1] - R[..., 1, 2], R[..., 0, 2] - R[..., 2, 0], R[..., 1, 0] - R[..., 0, 1]],
+        -1,
+    )
+    sin = axis.norm(dim=-1) / 2
+    return torch.rad2deg(torch.atan2(sin, cos))
 
 
 # --------------------------------------------------------------------------- pose
