@@ -116,10 +116,14 @@ def run(conf, images: list[Path] | None, out_dir: Path) -> dict:
             results[f"epi_prec@{th:g}"] = (
                 float((d < th).float().mean()) if len(d) else 0.0
             )
-    fig, axes = viz2d.plot_images([views[0]["image"], views[1]["image"]])
+        colors = ["lime" if e < 1e-3 else "red" for e in d.tolist()]  # right / wrong
+    else:
+        colors = None
+    titles = [f"{len(k0)} keypoints", f"{int(valid.sum())} matches"]
+    fig, axes = viz2d.plot_images([views[0]["image"], views[1]["image"]], titles=titles)
     kv0 = pred["keypoints0"][0][valid]
     kv1 = pred["keypoints1"][0][m0[valid]]
-    viz2d.plot_matches(fig, axes, kv0, kv1, lw=0.5, ps=2)
+    viz2d.plot_matches(fig, axes, kv0, kv1, color=colors, lw=0.4, ps=2, alpha=0.6)
     results["figure"] = str(viz2d.save(fig, out_dir / "matches.png"))
     return results
 

@@ -97,9 +97,9 @@ def plot_matches(
             color=c,
             linewidth=lw,
             alpha=alpha,
-            clip_on=True,
+            clip_on=False,
         )
-        axes[1].add_artist(line)
+        fig.add_artist(line)  # on the figure, so that it spans both axes
     if ps > 0:
         axes[0].scatter(k0[:, 0], k0[:, 1], c=color, s=ps, linewidths=0)
         axes[1].scatter(k1[:, 0], k1[:, 1], c=color, s=ps, linewidths=0)
