@@ -1,4 +1,6 @@
-"""Keypoint utilities shared by the extractors: NMS, selection, padding, sampling.
+"""Keypoint utilities shared by the extractors: NMS, selection, padding, sampling, and
+the common extractor interface (configuration checks, threshold semantics, the batched
+output with ``force_num_keypoints`` / ``keypoint_valid``: :func:`batch_features`).
 
 All keypoints are (x, y) in the library convention of
 :mod:`gluefactory.geometry.coordinates`: the centre of pixel (i, j) is
@@ -8,12 +10,14 @@ of a full-resolution score map is therefore returned at (i + 0.5, j + 0.5).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from numbers import Real
 
 import torch
 import torch.nn.functional as F
 
 from ...geometry.coordinates import CENTER_OFFSET, normalize_for_grid_sample
+from ...utils.conf import ConfigError
 
 
 def _check_map(scores: torch.Tensor, name: str = "scores") -> None:
@@ -194,7 +198,7 @@ def pad_keypoints(
 ):
     """Force exactly ``n`` keypoints: truncate to the top ``n`` or pad with random ones.
 
-    kpts (N, 2), scores (N,). With N >= n the ``n`` best are kept (by decreasing score).
+    kpts (N, 2), scores (N,). With N > n the ``n`` best are kept (by decreasing score).
     With N < n, ``n - N`` keypoints uniform inside the (w, h) image (between its first
     and last pixel centres) are appended with score 0. Returns (kpts (n, 2),
     scores (n,), valid (n,) bool: False for padded entries) and, with
@@ -210,9 +214,12 @@ def pad_keypoints(
     if n < 0:
         raise ValueError(f"Number of keypoints to force must be >= 0, got {n}.")
     num = len(kpts)
-    if num >= n:
+    if num > n:
         scores, idx = torch.topk(scores, n, dim=0)
         kpts = kpts[idx]
+        valid = torch.ones(n, dtype=torch.bool, device=kpts.device)
+    elif num == n:  # unchanged (order kept)
+        idx = torch.arange(n, device=kpts.device)
         valid = torch.ones(n, dtype=torch.bool, device=kpts.device)
     else:
         extra = random_keypoints(
@@ -268,12 +275,16 @@ def sample_descriptors(
     return desc
 
 
-def stack_features(features: Sequence[dict]) -> dict:
+def stack_features(features: Sequence[dict], pad: bool = False) -> dict:
     """Stack per-image dicts of tensors (N, ...) into batched (B, N, ...) tensors.
 
-    Every image must have the same number of keypoints (use ``force_num_keypoints``);
-    otherwise a ValueError names the key and the shapes. Non-tensor values are gathered
-    into lists.
+    Without ``pad`` every image must have the same number of keypoints (use
+    ``force_num_keypoints``); otherwise a ValueError names the key and the shapes.
+    With ``pad`` (inference on images with different keypoint counts), the
+    per-keypoint fields (tensors whose first dimension is the image's number of
+    keypoints, for every image) are zero-padded to the largest count and a
+    ``keypoint_mask`` (B, N) bool (True = real keypoint) is added: pass it to a matcher
+    as ``keypoint_mask0/1``. Non-tensor values are gathered into lists.
     """
     if len(features) == 0:
         raise ValueError("stack_features got no features.")
@@ -284,6 +295,9 @@ def stack_features(features: Sequence[dict]) -> dict:
                 f"stack_features: image {i} has keys {sorted(f)}, "
                 f"image 0 has {sorted(keys)}."
             )
+    if pad:
+        features = _pad_to_common_count(features)
+        keys = list(features[0].keys())
     out = {}
     for k in keys:
         vals = [f[k] for f in features]
@@ -293,9 +307,210 @@ def stack_features(features: Sequence[dict]) -> dict:
                 raise ValueError(
                     f"Cannot batch '{k}': per-image shapes differ {sorted(shapes)}. "
                     "Set force_num_keypoints (with max_num_keypoints) to get a fixed "
-                    "number of keypoints per image, or extract images one at a time."
+                    "number of keypoints per image, pad them (stack_features(..., "
+                    "pad=True), then pass keypoint_mask to the matcher), or extract "
+                    "images one at a time."
                 )
-            out[k] = torch.stack(vals, 0)
+            # one image: a view is enough (torch.stack copies)
+            out[k] = vals[0][None] if len(vals) == 1 else torch.stack(vals, 0)
         else:
             out[k] = vals
     return out
+
+
+def _pad_to_common_count(features: Sequence[dict]) -> list[dict]:
+    """Zero-pad the per-keypoint fields of every image to the largest keypoint count
+    and add ``keypoint_mask`` (see :func:`stack_features`)."""
+    if any("keypoints" not in f for f in features):
+        raise ValueError("stack_features(pad=True) needs 'keypoints' in every image.")
+    counts = [len(f["keypoints"]) for f in features]
+    n = max(counts)
+    per_kpt = [
+        k
+        for k, v in features[0].items()
+        if all(
+            isinstance(f[k], torch.Tensor) and f[k].dim() > 0 and len(f[k]) == c
+            for f, c in zip(features, counts, strict=True)
+        )
+    ]
+    out = []
+    for f, c in zip(features, counts, strict=True):
+        g = dict(f)
+        for k in per_kpt:
+            v = f[k]
+            g[k] = torch.cat([v, v.new_zeros((n - c, *v.shape[1:]))], 0)
+        g["keypoint_mask"] = torch.arange(n, device=f["keypoints"].device) < c
+        out.append(g)
+    return out
+
+
+# ----------------------------------------------------------------- common extractor API
+
+RGB_TO_GREY = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as cv2.cvtColor
+
+
+def check_image(image: torch.Tensor, component: str) -> None:
+    """Raise a ValueError naming ``component`` unless image is (B, 1 or 3, H, W)."""
+    ok = isinstance(image, torch.Tensor) and image.dim() == 4
+    if not ok or image.shape[1] not in (1, 3):
+        shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image)
+        raise ValueError(
+            f"{component}: data['image'] must be (B, 1 or 3, H, W), got {shape}."
+        )
+
+
+def to_rgb(image: torch.Tensor, component: str) -> torch.Tensor:
+    """(B, 1 or 3, H, W) -> (B, 3, H, W); grey is repeated (a view, no copy)."""
+    check_image(image, component)
+    return image.expand(-1, 3, -1, -1) if image.shape[1] == 1 else image
+
+
+def to_grey(image: torch.Tensor, component: str) -> torch.Tensor:
+    """(B, 1 or 3, H, W) -> (B, 1, H, W) with ITU-R 601 luma weights."""
+    check_image(image, component)
+    if image.shape[1] == 3:
+        w = image.new_tensor(RGB_TO_GREY).view(1, 3, 1, 1)
+        image = (image * w).sum(1, keepdim=True)
+    return image
+
+
+def check_extractor_conf(
+    conf, component: str, min_nms_radius: int = 0, nms_optional: bool = False
+) -> int:
+    """Validate the keys every extractor shares; return ``max_num_keypoints`` as an
+    int, -1 meaning no limit (``None`` and values <= 0).
+
+    Raises :class:`ConfigError` naming the component and the key for: a non-integer
+    ``max_num_keypoints``, a non-numeric ``detection_threshold`` (``None`` is allowed:
+    no threshold), ``nms_radius`` below ``min_nms_radius`` (``None`` only with
+    ``nms_optional``), a negative or non-integer ``remove_borders``, and
+    ``force_num_keypoints`` without ``max_num_keypoints > 0``.
+    """
+
+    def is_int(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    n = conf.max_num_keypoints
+    if n is not None and not is_int(n):
+        raise ConfigError(
+            f"{component}: max_num_keypoints must be an integer or null (no limit), "
+            f"got {n!r}."
+        )
+    th = conf.detection_threshold
+    if th is not None and (not isinstance(th, Real) or isinstance(th, bool)):
+        raise ConfigError(
+            f"{component}: detection_threshold must be a number or null (no "
+            f"threshold), got {th!r}."
+        )
+    r = conf.nms_radius
+    if r is None and not nms_optional:
+        raise ConfigError(f"{component}: nms_radius must be an integer, got None.")
+    if r is not None and (not is_int(r) or r < min_nms_radius):
+        raise ConfigError(
+            f"{component}: nms_radius must be an integer >= {min_nms_radius}"
+            f"{' or null' if nms_optional else ''}, got {r!r}."
+        )
+    b = conf.remove_borders
+    if not is_int(b) or b < 0:
+        raise ConfigError(
+            f"{component}: remove_borders must be an integer >= 0, got {b!r}."
+        )
+    n = -1 if n is None or n <= 0 else n
+    if conf.force_num_keypoints and n <= 0:
+        raise ConfigError(
+            f"{component}: force_num_keypoints needs max_num_keypoints > 0, got "
+            f"{conf.max_num_keypoints}."
+        )
+    return n
+
+
+def resolve_threshold(value: float | None, logits: bool = False) -> float | None:
+    """The detection threshold to apply, or None for none (top-k regardless of score).
+
+    ``None`` and negative values (the configs' -1) mean no threshold. On scores that
+    are never negative (probabilities) 0 means none too; on ``logits`` (DISK) 0 is a
+    real threshold (probability 0.5).
+    """
+    if value is None or value < 0 or (value == 0 and not logits):
+        return None
+    return float(value)
+
+
+def border_mask(
+    kpts: torch.Tensor, border: int, size: Sequence[float] | torch.Tensor
+) -> torch.Tensor:
+    """(N,) bool: keypoints (N, 2) whose pixel lies at least ``border`` pixels inside a
+    (w, h) image: border <= floor(x) < w - border, and likewise for y.
+
+    For keypoints at pixel centres this keeps exactly the pixels that
+    :func:`remove_borders` keeps; with ``border`` 0 it keeps the points inside the
+    image (those of an image padded to a larger batch size are dropped).
+    """
+    size = torch.as_tensor(size, device=kpts.device).to(kpts.dtype).reshape(2)
+    pix = kpts.floor()
+    return ((pix >= border) & (pix < size - border)).all(-1)
+
+
+def _gather(value: torch.Tensor, idx: torch.Tensor, fill: float) -> torch.Tensor:
+    """value[idx] with ``fill`` where idx == -1 (padded entries)."""
+    pad = idx < 0
+    if len(value) == 0:
+        out = value.new_zeros((len(idx), *value.shape[1:]))
+    else:
+        out = value[idx.clamp(min=0)]
+    return out.masked_fill(pad.view(-1, *[1] * (out.dim() - 1)), fill)
+
+
+def batch_features(
+    keypoints: Sequence[torch.Tensor],
+    scores: Sequence[torch.Tensor],
+    image_hw: tuple[int, int],
+    max_num_keypoints: int | None = None,
+    force: bool = False,
+    image_size: torch.Tensor | None = None,
+    seed: int | None = None,
+    describe: Callable[[int, torch.Tensor], dict] | None = None,
+    fields: Sequence[Mapping[str, torch.Tensor]] | None = None,
+    fill: Mapping[str, float] | None = None,
+) -> dict:
+    """Per-image keypoints -> the batched output every extractor returns.
+
+    For each image b: ``keypoints[b]`` (N_b, 2) (library convention) and
+    ``scores[b]`` (N_b,) are cut to the ``max_num_keypoints`` best (None or <= 0: no
+    limit; unchanged, order included, when there are not more); with ``force`` they
+    are made exactly ``max_num_keypoints`` by :func:`pad_keypoints` (random in-image
+    points of score 0, inside ``image_size[b]`` or the (H, W) ``image_hw``), with a
+    ``torch.Generator`` seeded anew with ``seed`` for every image (None: torch's
+    global generator). ``fields[b]`` holds per-keypoint tensors (N_b, ...) computed
+    with the keypoints (SIFT's scales, ...): they follow the selection, padded
+    entries get ``fill[key]`` (default 0). Then ``describe(b, kpts)`` returns the
+    per-keypoint outputs computed at the final keypoints, padded ones included
+    (descriptors sampled where they lie). Returns ``keypoints`` (B, N, 2),
+    ``keypoint_scores`` (B, N), the described and gathered fields, and with ``force``
+    ``keypoint_valid`` (B, N) bool (False for padded entries); a ValueError asks for
+    ``force_num_keypoints`` when counts differ.
+    """
+    n = -1 if max_num_keypoints is None else int(max_num_keypoints)
+    if force and n <= 0:
+        raise ValueError(f"force needs max_num_keypoints > 0, got {max_num_keypoints}.")
+    h, w = image_hw
+    fill = fill or {}
+    preds = []
+    for b, (kpts, sc) in enumerate(zip(keypoints, scores, strict=True)):
+        idx, valid = None, None
+        if force:
+            size = (w, h) if image_size is None else image_size[b]
+            gen = None if seed is None else torch.Generator().manual_seed(seed)
+            kpts, sc, valid, idx = pad_keypoints(kpts, sc, n, size, gen, True)
+        elif 0 < n < len(kpts):
+            sc, idx = torch.topk(sc, n, dim=0)
+            kpts = kpts[idx]
+        pred = {"keypoints": kpts, "keypoint_scores": sc}
+        if describe is not None:
+            pred.update(describe(b, kpts))
+        for key, value in (fields[b] if fields is not None else {}).items():
+            pred[key] = value if idx is None else _gather(value, idx, fill.get(key, 0))
+        if valid is not None:
+            pred["keypoint_valid"] = valid
+        preds.append(pred)
+    return stack_features(preds)

@@ -56,7 +56,8 @@ def test_simple_nms_second_round_recovers_flank_maximum():
     s[0, 0, 5] = 0.8  # within radius of the peak: suppressed
     s[0, 0, 6] = 0.7  # outside the peak's window, but sees 0.8 in its own window
     out = K.simple_nms(s, radius=2)
-    assert out[0, 0, 3] == 1.0 and out[0, 0, 5] == 0 and out[0, 0, 6] == 0.7
+    assert out[0, 0, 3] == 1.0 and out[0, 0, 5] == 0
+    assert out[0, 0, 6] == pytest.approx(0.7)
 
 
 def test_remove_borders_with_image_size():
@@ -135,9 +136,113 @@ def test_sample_descriptors_at_pixel_centres_is_exact():
 
 
 def test_stack_features():
-    f = [{"keypoints": torch.rand(5, 2), "name": "a"}, {"keypoints": torch.rand(5, 2), "name": "b"}]
+    f = [
+        {"keypoints": torch.rand(5, 2), "name": "a"},
+        {"keypoints": torch.rand(5, 2), "name": "b"},
+    ]
     out = K.stack_features(f)
     assert out["keypoints"].shape == (2, 5, 2) and out["name"] == ["a", "b"]
     f[1]["keypoints"] = torch.rand(4, 2)
     with pytest.raises(ValueError, match="force_num_keypoints"):
         K.stack_features(f)
+
+
+def test_stack_features_pad_adds_keypoint_mask():
+    f = [
+        {"keypoints": torch.rand(3, 2), "descriptors": torch.rand(3, 4), "image": "a"},
+        {"keypoints": torch.rand(5, 2), "descriptors": torch.rand(5, 4), "image": "b"},
+    ]
+    out = K.stack_features(f, pad=True)
+    assert out["keypoints"].shape == (2, 5, 2) and out["descriptors"].shape == (2, 5, 4)
+    assert out["keypoint_mask"].tolist() == [[True] * 3 + [False] * 2, [True] * 5]
+    assert torch.equal(out["descriptors"][0, :3], f[0]["descriptors"])
+    assert (out["descriptors"][0, 3:] == 0).all() and out["image"] == ["a", "b"]
+
+
+def _conf(**kw):
+    from omegaconf import OmegaConf
+
+    base = dict(
+        max_num_keypoints=-1,
+        detection_threshold=0.1,
+        nms_radius=2,
+        remove_borders=0,
+        force_num_keypoints=False,
+    )
+    return OmegaConf.create({**base, **kw})
+
+
+def test_check_extractor_conf():
+    from gluefactory.utils.conf import ConfigError
+
+    assert K.check_extractor_conf(_conf(), "M") == -1
+    assert K.check_extractor_conf(_conf(max_num_keypoints=None), "M") == -1
+    assert K.check_extractor_conf(_conf(max_num_keypoints=0), "M") == -1
+    assert K.check_extractor_conf(_conf(max_num_keypoints=7), "M") == 7
+    assert K.check_extractor_conf(_conf(detection_threshold=None), "M") == -1
+    bad = [
+        (dict(force_num_keypoints=True), "M: force_num_keypoints needs max_num"),
+        (dict(max_num_keypoints=2.0), "M: max_num_keypoints"),
+        (dict(detection_threshold="x"), "M: detection_threshold"),
+        (dict(detection_threshold=True), "M: detection_threshold"),
+        (dict(nms_radius=None), "M: nms_radius"),
+        (dict(nms_radius=0), "M: nms_radius must be an integer >= 1"),
+        (dict(remove_borders=-2), "M: remove_borders"),
+    ]
+    for kw, msg in bad:
+        with pytest.raises(ConfigError, match=msg):
+            K.check_extractor_conf(_conf(**kw), "M", min_nms_radius=1)
+    assert K.check_extractor_conf(_conf(nms_radius=None), "M", nms_optional=True) == -1
+
+
+def test_resolve_threshold():
+    for value in (None, -1, -0.5):
+        assert K.resolve_threshold(value) is None
+        assert K.resolve_threshold(value, logits=True) is None
+    assert K.resolve_threshold(0) is None  # probabilities: 'score > 0' keeps all
+    assert K.resolve_threshold(0, logits=True) == 0.0  # logits: probability 0.5
+    assert K.resolve_threshold(0.2) == 0.2
+
+
+def test_border_mask_matches_remove_borders_at_pixel_centres():
+    w, h, b = 9, 7, 2
+    jj, ii = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    centres = torch.stack([ii, jj], -1).reshape(-1, 2).float() + 0.5
+    expected = K.remove_borders(torch.ones(1, h, w), b)[0].reshape(-1) > 0
+    assert torch.equal(K.border_mask(centres, b, (w, h)), expected)
+    pts = torch.tensor([[0.0, 0.0], [8.99, 6.99], [9.0, 3.0], [-0.01, 3.0]])
+    assert K.border_mask(pts, 0, (w, h)).tolist() == [True, True, False, False]
+
+
+def test_batch_features_force_topk_fields_and_describe():
+    kpts = [torch.tensor([[1.5, 1.5], [3.5, 2.5], [5.5, 4.5]]), torch.rand(1, 2) * 4]
+    scores = [torch.tensor([0.2, 0.9, 0.5]), torch.tensor([0.7])]
+    fields = [
+        {"scales": torch.tensor([1.0, 2.0, 3.0])},
+        {"scales": torch.tensor([4.0])},
+    ]
+    calls = []
+
+    def describe(b, k):
+        calls.append((b, len(k)))
+        return {"descriptors": k.sum(-1, keepdim=True)}
+
+    out = K.batch_features(
+        kpts, scores, (6, 8), 2, True, None, 0, describe, fields, {"scales": -1.0}
+    )
+    assert calls == [(0, 2), (1, 2)]  # described at the final keypoints
+    torch.testing.assert_close(
+        out["keypoint_scores"], torch.tensor([[0.9, 0.5], [0.7, 0.0]])
+    )
+    assert out["scales"].tolist() == [[2.0, 3.0], [4.0, -1.0]]
+    assert out["keypoint_valid"].tolist() == [[True, True], [True, False]]
+    torch.testing.assert_close(out["descriptors"][..., 0], out["keypoints"].sum(-1))
+    pad = out["keypoints"][1, 1]
+    assert 0.5 <= pad[0] <= 7.5 and 0.5 <= pad[1] <= 5.5  # inside the 8 x 6 image
+    # without force: at most max_num (the best), no keypoint_valid
+    out = K.batch_features(kpts[:1], scores[:1], (6, 8), 2, fields=fields[:1])
+    torch.testing.assert_close(out["keypoint_scores"], torch.tensor([[0.9, 0.5]]))
+    assert "keypoint_valid" not in out
+    assert out["scales"].tolist() == [[2.0, 3.0]]
+    with pytest.raises(ValueError, match="force_num_keypoints"):
+        K.batch_features(kpts, scores, (6, 8), -1)

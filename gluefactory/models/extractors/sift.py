@@ -1,0 +1,329 @@
+"""SIFT keypoints with RootSIFT descriptors, scales and orientations.
+
+Backends: ``opencv`` (``cv2.SIFT``, default) or ``pycolmap`` (COLMAP's CPU SIFT, or its
+GPU SIFT where pycolmap was built with CUDA: ``pycolmap_cpu`` / ``pycolmap_cuda`` pick
+one, ``pycolmap`` takes the GPU when there is one). The settings follow COLMAP's
+meaning for both backends:
+
+- ``detection_threshold``: COLMAP's ``peak_threshold``, the minimum absolute DoG value
+  of an image in [0, 1] (default 0.02 / 3). OpenCV divides its ``contrastThreshold``
+  by the number of layers per octave (3), so it is given ``3 x detection_threshold``;
+  the two backends then find about the same keypoints. <= 0 or None: no threshold
+  (OpenCV 0; COLMAP, which requires a positive one, 1e-12).
+- ``edge_threshold`` (10): the same in both.
+- ``first_octave`` -1 (the image is upsampled by 2 first) and ``num_octaves`` 4 are
+  passed to COLMAP. OpenCV always starts at octave -1 and derives the number of octaves
+  from the image size: it rejects ``first_octave != -1`` and ignores ``num_octaves``.
+- ``precise_upscale`` (OpenCV >= 4.8 ``enable_precise_upscale``): upsample so that pixel
+  x maps to 2x. Without it OpenCV's keypoints are biased by +0.25 px (measured against
+  COLMAP); with it they agree with COLMAP's to the pixel centre convention.
+
+Conventions (checked against COLMAP on real photos): OpenCV's ``pt`` is in the centre
+convention and gets +0.5 (COLMAP's keypoints are already in the library convention);
+``scales`` is the Gaussian scale sigma in pixels, i.e. OpenCV's ``size / 2`` (equal to
+COLMAP's scale); ``oris`` is in radians in [-pi, pi), measured in the image frame
+(x right, y down), i.e. ``deg2rad(cv2.KeyPoint.angle)``, equal to COLMAP's orientation.
+
+Scores: OpenCV's detector ``response`` (|DoG| at the extremum). pycolmap does not expose
+the response, so there ``keypoint_scores`` are the scales (COLMAP itself drops the
+finest-scale features first when it caps their number).
+
+Post-processing: ``nms_radius`` 0 keeps one detection per pixel (SIFT reports one
+keypoint per dominant orientation: the highest-scoring, then smallest-|angle|, one is
+kept), ``> 0`` also suppresses non-maxima within that radius; then the
+``max_num_keypoints`` best are kept, so that many distinct keypoints are returned
+whenever the image has them (all detections are described, which costs time on images
+with many more detections than asked for). ``remove_borders`` first drops the
+detections whose pixel is within that many pixels of the border. ``nms_radius: None``
+keeps every detection and lets the backend cap their number exactly like a plain
+``cv2.SIFT_create(nfeatures=N)`` call (or COLMAP's ``max_num_features``); it cannot
+be combined with ``remove_borders``.
+``force_num_keypoints`` pads to exactly ``max_num_keypoints`` with random in-image
+keypoints that have zero score, zero descriptor, zero scale and orientation, and
+``keypoint_valid`` False.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ...geometry.coordinates import CENTER_OFFSET
+from ...utils.conf import ConfigError
+from ..base_model import BaseModel
+from ..utils.keypoints import (
+    batch_features,
+    border_mask,
+    check_extractor_conf,
+    to_grey,
+)
+
+BACKENDS = ("opencv", "pycolmap", "pycolmap_cpu", "pycolmap_cuda")
+OCTAVE_LAYERS = 3  # OpenCV nOctaveLayers == COLMAP octave_resolution
+
+
+def sift_to_rootsift(desc: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """RootSIFT (Arandjelovic & Zisserman 2012): L1-normalise, square root, L2-normalise.
+
+    ``desc`` (..., 128) non-negative SIFT descriptors; all-zero rows stay zero.
+    """
+    desc = F.normalize(desc, p=1, dim=-1, eps=eps)
+    return F.normalize(desc.clamp(min=0).sqrt(), p=2, dim=-1, eps=eps)
+
+
+def _rootsift_np(desc: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """:func:`sift_to_rootsift` in NumPy (faster than torch for one image's features)."""
+    desc = desc.clip(min=0)
+    desc /= np.maximum(desc.sum(-1, keepdims=True), eps)
+    np.sqrt(desc, out=desc)
+    norm = np.sqrt(np.einsum("ij,ij->i", desc, desc))[:, None]
+    desc /= np.maximum(norm, eps)
+    return desc
+
+
+def _l2_np(desc: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    return desc / np.maximum(np.linalg.norm(desc, axis=-1, keepdims=True), eps)
+
+
+def filter_detections(
+    kpts: np.ndarray,
+    scores: np.ndarray,
+    oris: np.ndarray,
+    image_hw: tuple[int, int],
+    nms_radius: int,
+) -> np.ndarray:
+    """Indices (sorted by decreasing score) of the detections kept by the NMS.
+
+    ``kpts`` (N, 2) in the library convention. One detection per pixel (highest score,
+    then smallest |orientation|); with ``nms_radius > 0`` only those that are the
+    maximum of their (2 r + 1)^2 neighbourhood of pixels.
+    """
+    h, w = image_hw
+    ij = np.floor(kpts).astype(np.int64)
+    ij[:, 0] = ij[:, 0].clip(0, w - 1)
+    ij[:, 1] = ij[:, 1].clip(0, h - 1)
+    pixel = ij[:, 1] * w + ij[:, 0]
+    order = np.lexsort((np.abs(oris), -scores, pixel))  # by pixel, best first
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = pixel[order][1:] != pixel[order][:-1]
+    keep = order[first]
+    if nms_radius > 0 and len(keep):
+        buffer = torch.zeros(h * w, dtype=torch.float64)
+        buffer[torch.from_numpy(pixel[keep])] = torch.from_numpy(
+            scores[keep].astype(np.float64)
+        )
+        buffer = buffer.view(1, 1, h, w)
+        local_max = F.max_pool2d(
+            buffer, 2 * nms_radius + 1, stride=1, padding=nms_radius
+        )
+        is_max = (buffer == local_max).view(-1).numpy()
+        keep = keep[is_max[pixel[keep]]]
+    return keep[np.argsort(-scores[keep], kind="stable")]
+
+
+class SIFT(BaseModel):
+    """SIFT / RootSIFT extractor (see the module docstring for conventions).
+
+    Input ``image`` (B, 1 or 3, H, W) in [0, 1]; optional ``image_size`` (B, 2) valid
+    (w, h) of images padded to a common size (the padding is cropped away). Outputs
+    ``keypoints`` (B, N, 2), ``keypoint_scores`` (B, N), ``descriptors`` (B, N, 128)
+    (RootSIFT, or L2-normalised SIFT with ``rootsift: false``), ``scales`` (B, N),
+    ``oris`` (B, N); with ``force_num_keypoints`` also ``keypoint_valid`` (B, N).
+    """
+
+    default_conf = {
+        "backend": "opencv",  # opencv | pycolmap | pycolmap_cpu | pycolmap_cuda
+        "rootsift": True,
+        "max_num_keypoints": 4096,  # <= 0 or None: all
+        "detection_threshold": 0.02 / 3,  # COLMAP peak_threshold; <= 0 or None: none
+        "edge_threshold": 10,
+        "first_octave": -1,
+        "num_octaves": 4,  # pycolmap only; OpenCV derives it from the image size
+        "precise_upscale": True,  # OpenCV only, see the module docstring
+        "nms_radius": 0,  # None: keep all detections; 0: one per pixel; r: NMS radius
+        "remove_borders": 0,  # drop keypoints within this many pixels of the border
+        "force_num_keypoints": False,
+        "num_threads": -1,  # pycolmap CPU threads, -1: all (OpenCV: cv2.setNumThreads)
+        "seed": None,  # padding keypoints: None: global RNG; int: seeded per image
+        "trainable": False,
+    }
+    required_data_keys = ["image"]
+
+    def _init(self, conf) -> None:
+        if conf.backend not in BACKENDS:
+            raise ConfigError(
+                f"SIFT: unknown backend {conf.backend!r}; choose one of {BACKENDS}."
+            )
+        self.max_num = check_extractor_conf(conf, "SIFT", nms_optional=True)
+        if conf.trainable:
+            raise ConfigError("SIFT: trainable=True, but SIFT has no parameters.")
+        if conf.nms_radius is None and conf.remove_borders:
+            raise ConfigError(
+                "SIFT: remove_borders needs an NMS (nms_radius 0 or more): with "
+                "nms_radius None the backend caps the count before the border is "
+                "known. Set nms_radius: 0."
+            )
+        # None or <= 0: no threshold (the backends' 0)
+        th = conf.detection_threshold
+        self.threshold = 0.0 if th is None or th <= 0 else float(th)
+        if conf.backend == "opencv":
+            self._init_opencv(conf)
+        else:
+            self._init_pycolmap(conf)
+
+    def _init_opencv(self, conf) -> None:
+        if conf.first_octave != -1:
+            raise ConfigError(
+                f"SIFT: first_octave={conf.first_octave} is not available with the "
+                "opencv backend (OpenCV always starts at octave -1); use "
+                "backend=pycolmap or first_octave=-1."
+            )
+        # With an NMS, detect everything and keep the best max_num_keypoints after it
+        # (OpenCV's cap counts every orientation of a location as one keypoint).
+        nfeatures = 0 if conf.nms_radius is not None else max(self.max_num, 0)
+        kwargs = dict(
+            nfeatures=nfeatures,
+            nOctaveLayers=OCTAVE_LAYERS,
+            contrastThreshold=self.threshold * OCTAVE_LAYERS,
+            edgeThreshold=conf.edge_threshold,
+        )
+        try:
+            self.sift = cv2.SIFT_create(
+                **kwargs, enable_precise_upscale=conf.precise_upscale
+            )
+        except TypeError:  # OpenCV < 4.8 has no precise upscaling
+            if conf.precise_upscale:
+                raise ConfigError(
+                    f"SIFT: OpenCV {cv2.__version__} has no enable_precise_upscale "
+                    "(needs >= 4.8); set precise_upscale=False (keypoints are then "
+                    "biased by +0.25 px) or upgrade opencv."
+                ) from None
+            self.sift = cv2.SIFT_create(**kwargs)
+
+    def _init_pycolmap(self, conf) -> None:
+        try:
+            import pycolmap
+        except ImportError as e:
+            raise ImportError(
+                f"SIFT backend {conf.backend!r} needs pycolmap: `pip install pycolmap` "
+                "(or use backend=opencv)."
+            ) from e
+        if not hasattr(pycolmap, "FeatureExtractor"):
+            raise ImportError(
+                f"SIFT backend {conf.backend!r} needs pycolmap >= 3.12 "
+                f"(FeatureExtractor API); found {pycolmap.__version__}."
+            )
+        has_cuda = bool(getattr(pycolmap, "has_cuda", False))
+        if conf.backend == "pycolmap_cuda" and not has_cuda:
+            raise ConfigError(
+                "SIFT backend 'pycolmap_cuda': this pycolmap was built without CUDA; use "
+                "backend=pycolmap_cpu (or pycolmap, which picks the GPU when there is one)."
+            )
+        device = {
+            "pycolmap": pycolmap.Device.auto,
+            "pycolmap_cpu": pycolmap.Device.cpu,
+            "pycolmap_cuda": pycolmap.Device.cuda,
+        }[conf.backend]
+        options = pycolmap.FeatureExtractionOptions()
+        options.max_image_size = -1  # never downscale
+        options.num_threads = conf.num_threads
+        sift = options.sift
+        cap = self.max_num > 0 and conf.nms_radius is None
+        sift.max_num_features = self.max_num if cap else 2**31 - 1
+        # COLMAP requires peak_threshold > 0: "no threshold" is a vanishing one
+        sift.peak_threshold = max(self.threshold, 1e-12)
+        sift.edge_threshold = conf.edge_threshold
+        sift.first_octave = conf.first_octave
+        sift.num_octaves = conf.num_octaves
+        sift.octave_resolution = OCTAVE_LAYERS
+        sift.normalization = pycolmap.Normalization.L2  # RootSIFT is applied here
+        self.sift = pycolmap.FeatureExtractor.create(options, device)
+
+    # ------------------------------------------------------------------ extraction
+    def _detect_opencv(self, grey: np.ndarray):
+        # x 255, rounded and saturated to uint8 in one pass
+        img = cv2.convertScaleAbs(np.ascontiguousarray(grey, np.float32), alpha=255.0)
+        kps, desc = self.sift.detectAndCompute(img, None)
+        n = len(kps)
+        if n == 0:
+            return (np.zeros((0, 2), np.float32), *(np.zeros(0, np.float32),) * 3,
+                    np.zeros((0, 128), np.float32))  # fmt: skip
+        pts = cv2.KeyPoint_convert(kps).astype(np.float32) + CENTER_OFFSET
+        scores = np.array([k.response for k in kps], np.float32)
+        scales = np.array([k.size for k in kps], np.float32) / 2
+        oris = np.deg2rad(np.array([k.angle for k in kps], np.float32))
+        oris = np.where(oris >= np.pi, oris - 2 * np.pi, oris).astype(np.float32)
+        return pts, scores, scales, oris, desc.astype(np.float32)
+
+    def _detect_pycolmap(self, grey: np.ndarray):
+        kps, desc = self.sift.extract_from_float32_array(
+            np.ascontiguousarray(grey, dtype=np.float32)
+        )
+        attrs = np.array(
+            [(k.x, k.y, k.compute_scale(), k.compute_orientation()) for k in kps],
+            np.float32,
+        ).reshape(-1, 4)
+        desc = desc.data.astype(np.float32).reshape(-1, 128)
+        h, w = grey.shape
+        inside = (attrs[:, 0] < w) & (attrs[:, 1] < h) & (attrs[:, :2] >= 0).all(1)
+        attrs, desc = attrs[inside], desc[inside]
+        oris = np.where(attrs[:, 3] >= np.pi, attrs[:, 3] - 2 * np.pi, attrs[:, 3])
+        return attrs[:, :2], attrs[:, 2].copy(), attrs[:, 2], oris, desc
+
+    def _extract_one(self, grey: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """Keypoints (N, 2), scores (N,) and the other per-keypoint outputs of one
+        grey image, best first."""
+        conf = self.conf
+        if conf.backend == "opencv":
+            pts, scores, scales, oris, desc = self._detect_opencv(grey)
+        else:
+            pts, scores, scales, oris, desc = self._detect_pycolmap(grey)
+        if conf.remove_borders:
+            inside = border_mask(
+                torch.from_numpy(pts), conf.remove_borders, grey.shape[::-1]
+            ).numpy()
+            pts, scores, scales, oris, desc = (
+                v[inside] for v in (pts, scores, scales, oris, desc)
+            )
+        if conf.nms_radius is not None:
+            keep = filter_detections(pts, scores, oris, grey.shape, conf.nms_radius)
+        else:
+            keep = np.argsort(-scores, kind="stable")
+        if self.max_num > 0:
+            keep = keep[: self.max_num]
+        desc = desc[keep]
+        desc = _rootsift_np(desc) if conf.rootsift else _l2_np(desc)
+        fields = {
+            "descriptors": torch.from_numpy(desc.astype(np.float32)),
+            "scales": torch.from_numpy(np.ascontiguousarray(scales[keep])),
+            "oris": torch.from_numpy(np.ascontiguousarray(oris[keep], np.float32)),
+        }
+        return torch.from_numpy(pts[keep]), torch.from_numpy(scores[keep]), fields
+
+    def _forward(self, data: dict) -> dict:
+        device = data["image"].device
+        h, w = data["image"].shape[-2:]
+        image = to_grey(data["image"].detach().float().cpu(), "SIFT")[:, 0].numpy()
+        sizes = data.get("image_size")
+        kpts, scores, fields = [], [], []
+        for i, grey in enumerate(image):
+            if sizes is not None:  # crop the padding away
+                wi, hi = (int(v) for v in sizes[i])
+                grey = grey[:hi, :wi]
+            k, s, f = self._extract_one(grey)
+            kpts.append(k)
+            scores.append(s)
+            fields.append(f)
+        pred = batch_features(
+            kpts,
+            scores,
+            (h, w),
+            self.max_num,
+            self.conf.force_num_keypoints,
+            None if sizes is None else sizes.cpu(),
+            self.conf.seed,
+            fields=fields,
+        )  # padded entries: zero descriptor, scale and orientation
+        return {k: v.to(device) for k, v in pred.items()}
