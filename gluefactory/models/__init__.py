@@ -24,8 +24,13 @@ def get_model(name: str) -> type[BaseModel]:
 
 
 def list_models() -> list[str]:
-    """Names of the models shipped with the package."""
-    return list_names(BaseModel, SEARCH, "model")
+    """Names of the models shipped with the package (and with ``gluefactory_nonfree``)."""
+    names = list_names(BaseModel, SEARCH, "model")
+    try:
+        nonfree = list_names(BaseModel, ["gluefactory_nonfree"], "model")
+    except ImportError:  # the non-free package is optional
+        nonfree = []
+    return names + [f"gluefactory_nonfree.{n}" for n in nonfree]
 
 
 __all__ = ["BaseModel", "get_model", "list_models"]
