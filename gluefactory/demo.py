@@ -21,7 +21,8 @@ import torch
 from omegaconf import OmegaConf
 
 from . import settings
-from .geometry.epipolar import T_to_E, relative_pose_error, sym_epipolar_distance
+from .eval.metrics import epipolar_precision, pose_error
+from .geometry.epipolar import T_to_E, sym_epipolar_distance
 from .geometry.wrappers import Camera, Pose
 from .models import get_model
 from .robust_estimators import load_estimator
@@ -103,19 +104,14 @@ def run(conf, images: list[Path] | None, out_dir: Path) -> dict:
             {"m_kpts0": mk0, "m_kpts1": mk1, "camera0": cam0, "camera1": cam1}
         )
         if est["success"]:
-            t_err, r_err = relative_pose_error(T, est["M_0to1"].R, est["M_0to1"].t)
-            results["pose_error_deg"] = float(torch.maximum(t_err, r_err))
+            M = est["M_0to1"]
+            results["pose_error_deg"] = pose_error(T, M.R, M.t)
             results["num_inliers"] = int(est["inliers"].sum())
         else:
             results["pose_error_deg"] = float("inf")
             results["num_inliers"] = 0
-        n0 = cam0.image2cam(mk0)
-        n1 = cam1.image2cam(mk1)
-        d = sym_epipolar_distance(n0, n1, T_to_E(T))
-        for th in (1e-4, 5e-4, 1e-3):
-            results[f"epi_prec@{th:g}"] = (
-                float((d < th).float().mean()) if len(d) else 0.0
-            )
+        results.update(epipolar_precision(mk0, mk1, T, cam0, cam1))
+        d = sym_epipolar_distance(cam0.image2cam(mk0), cam1.image2cam(mk1), T_to_E(T))
         colors = ["lime" if e < 1e-3 else "red" for e in d.tolist()]  # right / wrong
     else:
         colors = None

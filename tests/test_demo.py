@@ -14,7 +14,7 @@ def test_demo_on_middlebury(tmp_path, monkeypatch):
     assert results["num_keypoints"] == 512
     assert results["num_matches"] > 200
     assert results["pose_error_deg"] < 2.0
-    assert results["epi_prec@0.001"] > 0.8
+    assert results["epi_prec@1e-3"] > 0.8
     assert (
         tmp_path / "demo" / "aliked+lightglue" / "matches.png"
     ).stat().st_size > 10_000
