@@ -45,6 +45,8 @@ keypoints that have zero score, zero descriptor, zero scale and orientation, and
 
 from __future__ import annotations
 
+import threading
+
 import cv2
 import numpy as np
 import torch
@@ -54,10 +56,11 @@ from ...geometry.coordinates import CENTER_OFFSET
 from ...utils.conf import ConfigError
 from ..base_model import BaseModel
 from ..utils.keypoints import (
+    RGB_TO_GREY,
     batch_features,
     border_mask,
     check_extractor_conf,
-    to_grey,
+    check_image,
 )
 
 BACKENDS = ("opencv", "pycolmap", "pycolmap_cpu", "pycolmap_cuda")
@@ -74,17 +77,38 @@ def sift_to_rootsift(desc: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
 
 
 def _rootsift_np(desc: np.ndarray, eps: float = 1e-6) -> np.ndarray:
-    """:func:`sift_to_rootsift` in NumPy (faster than torch for one image's features)."""
-    desc = desc.clip(min=0)
-    desc /= np.maximum(desc.sum(-1, keepdims=True), eps)
+    """:func:`sift_to_rootsift` in NumPy, in place on the float32 ``desc`` (N, 128)
+    (faster than torch for one image's features); returns ``desc``."""
+    np.maximum(desc, 0, out=desc)
+    l1 = desc.sum(-1, keepdims=True)
+    desc /= np.maximum(l1, eps, out=l1)
     np.sqrt(desc, out=desc)
-    norm = np.sqrt(np.einsum("ij,ij->i", desc, desc))[:, None]
-    desc /= np.maximum(norm, eps)
+    l2 = np.sqrt(np.einsum("ij,ij->i", desc, desc))[:, None]
+    desc /= np.maximum(l2, eps, out=l2)
     return desc
 
 
 def _l2_np(desc: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    return desc / np.maximum(np.linalg.norm(desc, axis=-1, keepdims=True), eps)
+    desc /= np.maximum(np.linalg.norm(desc, axis=-1, keepdims=True), eps)
+    return desc
+
+
+def _grey_np(
+    image: torch.Tensor, out: np.ndarray | None = None, tmp: np.ndarray | None = None
+) -> np.ndarray:
+    """(B, 1 or 3, H, W) float image -> (B, H, W) float32 grey, bit-identical to
+    :func:`to_grey` (same luma weights, summed in the same order) but in NumPy: the
+    torch reduction over the channels is slow, all the more so on a loaded CPU.
+    ``out`` and ``tmp``: optional (B, H, W) float32 arrays to write into."""
+    check_image(image, "SIFT")
+    x = image.detach().cpu().float().numpy()
+    if x.shape[1] == 1:
+        return x[:, 0]
+    grey = np.multiply(x[:, 0], np.float32(RGB_TO_GREY[0]), out=out)
+    tmp = np.multiply(x[:, 1], np.float32(RGB_TO_GREY[1]), out=tmp)
+    grey += tmp
+    grey += np.multiply(x[:, 2], np.float32(RGB_TO_GREY[2]), out=tmp)
+    return grey
 
 
 def filter_detections(
@@ -165,6 +189,8 @@ class SIFT(BaseModel):
                 "nms_radius None the backend caps the count before the border is "
                 "known. Set nms_radius: 0."
             )
+        # scratch arrays reused across calls, see _buffer
+        self._scratch: dict[tuple[int, str], np.ndarray] = {}
         # None or <= 0: no threshold (the backends' 0)
         th = conf.detection_threshold
         self.threshold = 0.0 if th is None or th <= 0 else float(th)
@@ -242,20 +268,44 @@ class SIFT(BaseModel):
         self.sift = pycolmap.FeatureExtractor.create(options, device)
 
     # ------------------------------------------------------------------ extraction
+    def _buffer(self, name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+        """A scratch array kept across calls (one per thread): memory allocated anew
+        right after OpenCV has freed its image pyramid is paged in again by the OS,
+        which costs milliseconds per image; reused arrays are already mapped."""
+        tid = threading.get_ident()
+        if all(k[0] != tid for k in self._scratch):  # a new thread: forget dead ones
+            alive = {t.ident for t in threading.enumerate()}
+            self._scratch = {k: v for k, v in self._scratch.items() if k[0] in alive}
+        key = (tid, name)
+        buf = self._scratch.get(key)
+        if (
+            buf is None
+            or buf.dtype != dtype
+            or buf.shape[1:] != shape[1:]
+            or len(buf) < shape[0]
+        ):
+            buf = self._scratch[key] = np.empty(shape, dtype)
+        return buf[: shape[0]]
+
     def _detect_opencv(self, grey: np.ndarray):
         # x 255, rounded and saturated to uint8 in one pass
-        img = cv2.convertScaleAbs(np.ascontiguousarray(grey, np.float32), alpha=255.0)
+        grey = np.ascontiguousarray(grey, np.float32)
+        img = self._buffer("uint8", grey.shape, np.uint8)
+        img = cv2.convertScaleAbs(grey, dst=img, alpha=255.0)
         kps, desc = self.sift.detectAndCompute(img, None)
-        n = len(kps)
-        if n == 0:
+        if not kps:
             return (np.zeros((0, 2), np.float32), *(np.zeros(0, np.float32),) * 3,
                     np.zeros((0, 128), np.float32))  # fmt: skip
-        pts = cv2.KeyPoint_convert(kps).astype(np.float32) + CENTER_OFFSET
+        pts = cv2.KeyPoint_convert(kps)  # (N, 2) float32
+        pts += np.float32(CENTER_OFFSET)
+        # one list per attribute is the fastest way to read them (no vector getter)
         scores = np.array([k.response for k in kps], np.float32)
-        scales = np.array([k.size for k in kps], np.float32) / 2
-        oris = np.deg2rad(np.array([k.angle for k in kps], np.float32))
-        oris = np.where(oris >= np.pi, oris - 2 * np.pi, oris).astype(np.float32)
-        return pts, scores, scales, oris, desc.astype(np.float32)
+        scales = np.array([k.size for k in kps], np.float32)
+        scales /= 2
+        oris = np.array([k.angle for k in kps], np.float32)
+        np.deg2rad(oris, out=oris)
+        oris[oris >= np.pi] -= np.float32(2 * np.pi)
+        return pts, scores, scales, oris, desc
 
     def _detect_pycolmap(self, grey: np.ndarray):
         kps, desc = self.sift.extract_from_float32_array(
@@ -293,19 +343,30 @@ class SIFT(BaseModel):
             keep = np.argsort(-scores, kind="stable")
         if self.max_num > 0:
             keep = keep[: self.max_num]
-        desc = desc[keep]
+        # Gather the kept rows into the front of OpenCV's (already mapped) array through
+        # a reused scratch array, then normalise them in place.
+        desc = np.require(desc, np.float32, ("C", "W"))
+        gathered = self._buffer("desc", (len(keep), desc.shape[1]), np.float32)
+        np.take(desc, keep, axis=0, out=gathered)
+        desc = desc[: len(keep)]
+        desc[...] = gathered
         desc = _rootsift_np(desc) if conf.rootsift else _l2_np(desc)
         fields = {
-            "descriptors": torch.from_numpy(desc.astype(np.float32)),
-            "scales": torch.from_numpy(np.ascontiguousarray(scales[keep])),
-            "oris": torch.from_numpy(np.ascontiguousarray(oris[keep], np.float32)),
+            "descriptors": torch.from_numpy(desc),
+            "scales": torch.from_numpy(scales[keep]),
+            "oris": torch.from_numpy(oris[keep].astype(np.float32, copy=False)),
         }
         return torch.from_numpy(pts[keep]), torch.from_numpy(scores[keep]), fields
 
     def _forward(self, data: dict) -> dict:
         device = data["image"].device
         h, w = data["image"].shape[-2:]
-        image = to_grey(data["image"].detach().float().cpu(), "SIFT")[:, 0].numpy()
+        shape = (len(data["image"]), h, w)
+        image = _grey_np(
+            data["image"],
+            self._buffer("grey", shape, np.float32),
+            self._buffer("grey_tmp", shape, np.float32),
+        )
         sizes = data.get("image_size")
         kpts, scores, fields = [], [], []
         for i, grey in enumerate(image):
