@@ -70,6 +70,11 @@ def _sym_epipolar(
     num = (x1 * Mx0).sum(-1)
     n0 = Mx0[..., :2].square().sum(-1)
     n1 = Mtx1[..., :2].square().sum(-1)
+    return _sym_distance(num, n0, n1, squared, eps)
+
+
+def _sym_distance(num, n0, n1, squared: bool, eps: float) -> torch.Tensor:
+    """Mean of the point-to-line distances |num| / sqrt(n) in both images (or squared)."""
     if squared:
         return num.square() * 0.5 * (1 / (n0 + eps) + 1 / (n1 + eps))
     return num.abs() * 0.5 * (1 / (n0 + eps).sqrt() + 1 / (n1 + eps).sqrt())
@@ -122,9 +127,7 @@ def sym_epipolar_distance_all(
     num = Mx0 @ x1.transpose(-1, -2)  # (..., M, N) = x1_j^T M x0_i
     n0 = Mx0[..., :2].square().sum(-1)[..., :, None]
     n1 = Mtx1[..., :2].square().sum(-1)[..., None, :]
-    if squared:
-        return num.square() * 0.5 * (1 / (n0 + eps) + 1 / (n1 + eps))
-    return num.abs() * 0.5 * (1 / (n0 + eps).sqrt() + 1 / (n1 + eps).sqrt())
+    return _sym_distance(num, n0, n1, squared, eps)
 
 
 def sampson_distance(
