@@ -145,7 +145,11 @@ def rotation_angle(R: torch.Tensor) -> torch.Tensor:
     """
     cos = (R.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2
     axis = torch.stack(
-        [R[..., 2, 1] - R[..., 1, 2], R[..., 0, 2] - R[..., 2, 0], R[..., 1, 0] - R[..., 0, 1]],
+        [
+            R[..., 2, 1] - R[..., 1, 2],
+            R[..., 0, 2] - R[..., 2, 0],
+            R[..., 1, 0] - R[..., 0, 1],
+        ],
         -1,
     )
     sin = axis.norm(dim=-1) / 2
