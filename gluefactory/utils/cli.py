@@ -11,12 +11,14 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+import os
 import sys
 from collections.abc import Callable
 
 from omegaconf import DictConfig
 
-from .conf import ConfigError, compose
+from .conf import compose
+from .errors import UserError
 
 logger = logging.getLogger("gluefactory")
 
@@ -35,13 +37,15 @@ def conf_from_args(args: argparse.Namespace) -> DictConfig:
     return compose(args.conf, list(args.dotlist or []))
 
 
-#: errors shown to the user as a single message (no traceback)
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    ConfigError,
-    FileNotFoundError,
-    OSError,
-    KeyError,
-)
+#: errors shown to the user as a single message (no traceback); anything else is a bug
+USER_ERRORS: tuple[type[BaseException], ...] = (UserError,)
+
+DEBUG_ENV = "GLUEFACTORY_DEBUG"
+
+
+def debug_enabled() -> bool:
+    """True when ``$GLUEFACTORY_DEBUG`` is set to a true value (1, true, yes, on)."""
+    return os.environ.get(DEBUG_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def main_wrapper(fn: Callable[..., int | None]) -> Callable[..., int | None]:
@@ -57,7 +61,7 @@ def main_wrapper(fn: Callable[..., int | None]) -> Callable[..., int | None]:
         try:
             return fn(*args, **kwargs)
         except USER_ERRORS as e:
-            if "GLUEFACTORY_DEBUG" in __import__("os").environ:
+            if debug_enabled():
                 raise
             print(f"error: {e}", file=sys.stderr)
             print("(set GLUEFACTORY_DEBUG=1 for the full traceback)", file=sys.stderr)

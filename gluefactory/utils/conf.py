@@ -17,8 +17,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 
-class ConfigError(ValueError):
-    """A configuration is invalid (unknown key, unknown name, bad value)."""
+from .errors import ConfigError  # noqa: E402  (re-exported: the historical import path)
 
 
 def to_conf(conf: Any) -> DictConfig:

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from .conf import freeze, merge_strict
+from .errors import InputError
 
 IMAGE_SUFFIXES = {
     ".jpg",
@@ -34,7 +35,7 @@ IMAGE_SUFFIXES = {
 }
 
 
-class ImageReadError(OSError):
+class ImageReadError(InputError, OSError):
     """An image file is missing, unreadable or not an image."""
 
 

@@ -52,8 +52,7 @@ MAX_RESUMES = 5  # reconnections per HTTP source after an interrupted transfer
 USER_AGENT = "gluefactory-weights/1.0 (+python-urllib)"
 
 
-class WeightsError(RuntimeError):
-    """Weights could not be found, fetched, verified or loaded."""
+from ..utils.errors import WeightsError  # noqa: E402  (re-exported)
 
 
 class SourceFailed(Exception):
