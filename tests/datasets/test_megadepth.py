@@ -3,7 +3,9 @@ Motorcycle pair (calibration from tests/conftest.py) and on synthetic scene_info
 
 from __future__ import annotations
 
-import cv2
+import importlib.util
+from pathlib import Path
+
 import h5py
 import numpy as np
 import pytest
@@ -16,47 +18,16 @@ from gluefactory.models import get_model
 from gluefactory.utils.errors import ConfigError, DataError
 from gluefactory.utils.tensor import collate
 
-
-def _write_posed_motorcycle(root, m):
-    """posed_images tree of the Motorcycle pair: depth (m) from the real disparity for the
-    left image and forward-splatted (z-buffer) for the right one."""
-    scene = root / "motorcycle"
-    (scene / "images").mkdir(parents=True)
-    (scene / "depths").mkdir()
-    left = (m["image0"][0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    right = (m["image1"][0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    cv2.imwrite(str(scene / "images" / "left.png"), left[..., ::-1])
-    cv2.imwrite(str(scene / "images" / "right.png"), right[..., ::-1])
-    disp = m["disparity"].numpy()
-    h, w = disp.shape
-    ok = np.isfinite(disp)
-    depth0 = np.where(
-        ok, m["baseline"] * m["f"] / (np.where(ok, disp, 0) + m["doffs"]), 0
-    )
-    depth0 = (depth0 / 1000).astype(np.float32)  # metres
-    depth1 = np.full((h, w), np.inf, np.float32)
-    v, u = np.nonzero(ok)
-    ur = np.round(u - disp[v, u]).astype(int)  # x_r = x_l - d (pixel centres cancel)
-    keep = (ur >= 0) & (ur < w)
-    np.minimum.at(depth1, (v[keep], ur[keep]), depth0[v[keep], u[keep]])
-    depth1[~np.isfinite(depth1)] = 0
-    for name, d in (("left", depth0), ("right", depth1)):
-        with h5py.File(scene / "depths" / f"{name}.h5", "w") as f:
-            f.create_dataset("depth", data=d)
-    f, cx, cy, b = m["f"], m["cx"], m["cy"], m["baseline"] / 1000
-    R = "1 0 0 0 1 0 0 0 1"
-    (scene / "views.txt").write_text(
-        f"# name R t MODEL W H params\nleft.png {R} 0 0 0 PINHOLE {w} {h} {f} {f} {cx} {cy}\n"
-        f"right.png {R} {-b} 0 0 PINHOLE {w} {h} {f} {f} {cx + m['doffs']} {cy}\n"
-    )
-    (scene / "pairs.txt").write_text("left.png right.png\n")
-    return depth0
+_HELPER = Path(__file__).with_name("posed_motorcycle.py")
+_spec = importlib.util.spec_from_file_location("posed_motorcycle", _HELPER)
+posed_motorcycle = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(posed_motorcycle)
 
 
 @pytest.fixture(scope="module")
 def md_tree(tmp_path_factory, motorcycle_pair):
     root = tmp_path_factory.mktemp("posed")
-    depth0 = _write_posed_motorcycle(root, motorcycle_pair)
+    depth0 = posed_motorcycle.write_posed_motorcycle(root, motorcycle_pair)
     dst = tmp_path_factory.mktemp("megadepth")
     summary = convert(root, dst, stride=4)
     return {"src": root, "dst": dst, "summary": summary, "depth0": depth0}
