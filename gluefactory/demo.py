@@ -222,10 +222,11 @@ def main(argv=None) -> dict:
     conf = merge_cli_conf(DEFAULT_CONF, conf_from_args(args), PROG)
     tag = Path(str(args.conf)).stem
     results = run(conf, args.images, settings.outputs_root() / "demo" / tag)
-    width = max(len(k) for k in results)
+    labels = {k: k.replace("time_ms", "time", 1) for k in results}  # unit in the value
+    width = max(len(v) for v in labels.values())
     print(f"\n{'metric':<{width}}  value")
     for k, v in results.items():
-        print(f"{k:<{width}}  {format_value(k, v)}")
+        print(f"{labels[k]:<{width}}  {format_value(k, v)}")
     return results
 
 

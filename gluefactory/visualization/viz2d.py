@@ -66,9 +66,10 @@ def plot_images(
         ax.set_axis_off()
         if titles:
             ax.set_title(titles[i])
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout(pad=0.5)
+    if title:  # a band at the top, above the axes' titles
+        fig.suptitle(title, y=0.995, va="top")
+    top = 1 - 0.4 / size if title else 1  # ~0.4 inch for the figure title
+    fig.tight_layout(pad=0.5, rect=(0, 0, 1, top))
     return fig, axes
 
 
@@ -84,7 +85,7 @@ def plot_matches(
     kpts0,
     kpts1,
     color=None,
-    lw: float = 0.6,
+    lw: float = 0.5,
     ps: float = 2,
     alpha: float = 0.5,
 ) -> None:
