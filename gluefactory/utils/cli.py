@@ -64,13 +64,12 @@ def _shape_mismatches(defaults: DictConfig, user: DictConfig, prefix: str = "") 
             continue
         path = f"{prefix}{key}"
         if dk != uk:
-            keys = ", ".join(map(str, d.keys()))
-            what = (
-                f"a section{f' (keys: {keys})' if keys else ''}"
-                if dk == "section"
-                else f"a value (default {d!r})"
-            )
-            got = OmegaConf.to_container(u) if dk == "value" else u
+            if dk == "section":
+                keys = ", ".join(map(str, d.keys()))
+                what = f"a section{f' (keys: {keys})' if keys else ''}"
+                got = u
+            else:
+                what, got = f"a value (default {d!r})", OmegaConf.to_container(u)
             bad.append(f"'{path}' is {what}, got {got!r}")
         elif dk == "section" and len(d) and not is_component_slot(d):
             bad.extend(_shape_mismatches(d, u, prefix=f"{path}."))
