@@ -134,6 +134,13 @@ def debug_enabled() -> bool:
     return os.environ.get(DEBUG_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def error_message(e: BaseException) -> str:
+    """The text of an error (a KeyError subclass would otherwise be shown quoted)."""
+    if isinstance(e, KeyError) and len(e.args) == 1:
+        return str(e.args[0])
+    return str(e)
+
+
 def main_wrapper(fn: Callable[..., int | None]) -> Callable[..., int | None]:
     """Run a CLI ``main``; turn expected errors into a message and exit code 2."""
 
@@ -149,7 +156,7 @@ def main_wrapper(fn: Callable[..., int | None]) -> Callable[..., int | None]:
         except USER_ERRORS as e:
             if debug_enabled():
                 raise
-            print(f"error: {e}", file=sys.stderr)
+            print(f"error: {error_message(e)}", file=sys.stderr)
             print("(set GLUEFACTORY_DEBUG=1 for the full traceback)", file=sys.stderr)
             sys.exit(2)
 

@@ -139,6 +139,21 @@ def test_user_errors_are_one_line_and_exit_2(capsys, monkeypatch, error, debug):
     assert "Traceback" not in err and "GLUEFACTORY_DEBUG=1" in err
 
 
+def test_user_error_that_is_also_a_key_error_is_not_quoted(capsys, monkeypatch):
+    monkeypatch.delenv("GLUEFACTORY_DEBUG", raising=False)
+
+    class UnknownName(ConfigError, KeyError):
+        pass
+
+    @main_wrapper
+    def fails():
+        raise UnknownName("Unknown weights 'x'")
+
+    with pytest.raises(SystemExit):
+        fails()
+    assert capsys.readouterr().err.startswith("error: Unknown weights 'x'\n")
+
+
 def test_debug_shows_the_user_error_itself(monkeypatch):
     monkeypatch.setenv("GLUEFACTORY_DEBUG", "1")
 
