@@ -34,6 +34,10 @@ def _image(img) -> np.ndarray:
         img = img.transpose(1, 2, 0)
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[..., 0]
+    if (
+        img.dtype.kind == "f"
+    ):  # resampling overshoots [0, 1] slightly: not worth a warning
+        img = np.clip(img, 0.0, 1.0)
     return img
 
 
