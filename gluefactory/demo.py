@@ -19,9 +19,11 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
+from omegaconf import DictConfig
 
 from . import settings
 from .eval.metrics import epipolar_precision, pose_error
@@ -36,6 +38,7 @@ from .utils.cli import (
     main_wrapper,
     merge_cli_conf,
 )
+from .utils.conf import as_plain
 from .utils.errors import ConfigError
 from .utils.image import ImagePreprocessor, numpy_image_to_torch, read_image
 from .visualization import viz2d
@@ -90,12 +93,16 @@ def check_model_conf(model_conf) -> None:
     examples = {"extractor": "extractors.aliked", "matcher": "matchers.lightglue"}
     for part, example in examples.items():
         sub = model_conf.get(part)
+        hint = f"e.g. model.{part}.name={example}, or --conf aliked+lightglue"
+        if sub is not None and not isinstance(sub, (Mapping, DictConfig)):
+            raise ConfigError(
+                f"model.{part} must be a section with a name ({hint}), got {sub!r}."
+            )
         if sub is None or sub.get("name") is None:
             got = "null" if sub is None else "a section without a name"
             raise ConfigError(
                 f"The demo extracts and matches features, so it needs model.{part}.name "
-                f"(e.g. model.{part}.name={example}, or --conf aliked+lightglue); "
-                f"model.{part} is {got}."
+                f"({hint}); model.{part} is {got}."
             )
     with conf_section("model"):
         cls = get_model(model_conf.name)
@@ -129,6 +136,11 @@ def run(conf, images: list[Path] | None, out_dir: Path) -> dict:
     """
     with conf_section("preprocessing"):
         prep = ImagePreprocessor(conf.preprocessing)
+    if not isinstance(conf.estimator, DictConfig) or conf.estimator.get("name") is None:
+        raise ConfigError(
+            "The demo estimates the relative pose: it needs estimator.name (e.g. "
+            f"estimator.name=poselib), got estimator={as_plain(conf.estimator)!r}."
+        )
     with conf_section("estimator"):  # built even without GT: its typos are errors too
         estimator = load_estimator("relative_pose", conf.estimator)
     check_model_conf(conf.model)

@@ -71,6 +71,8 @@ def rgba(name: str):
         ("model.matcher.name=null", "model.matcher.name"),
         ("model.extractor=null", "model.extractor.name"),
         ("model.name=null", "model.name"),
+        ("model.extractor=extractors.aliked", "model.extractor must be a section"),
+        ("estimator=null", "it needs estimator.name"),
     ],
 )
 def test_missing_component_is_found_before_reading_images(tmp_path, override, needle):
