@@ -161,14 +161,15 @@ def file_lock(path: Path):
         f.close()  # releases the lock
 
 
-def manual_hint(spec: WeightSpec, dest: Path) -> str:
-    """How to get the file later: the fetch command, or by hand to ``dest``."""
+def manual_hint(spec: WeightSpec, dest: Path, *, offline: bool = False) -> str:
+    """How to get the file: the fetch command, or by hand to the exact ``dest``."""
     where = spec.official_url or spec.sources[0].describe()
     sha = f" (sha256 {spec.sha256})" if spec.sha256 else ""
+    when = f"without ${OFFLINE_ENV}" if offline else "once a source is reachable"
     return (
-        f"Run `python -m gluefactory.weights fetch {spec.name}` where the internet is "
-        f"reachable, or download it by hand from {where} and put it at {dest}{sha} "
-        f"(or `python -m gluefactory.weights fetch {spec.name} --file PATH`)."
+        f"Run `python -m gluefactory.weights fetch {spec.name}` {when}, or download "
+        f"it by hand from {where} and put it at {dest}{sha}, or copy such a file in "
+        f"with `python -m gluefactory.weights fetch {spec.name} --file PATH`."
     )
 
 
@@ -265,7 +266,7 @@ def _fetch_locked(spec: WeightSpec, dest: Path, session: Session, force: bool) -
                     f"Weights {spec.name!r} ({spec.filename}) are not in the cache "
                     f"{dest.parent} and ${OFFLINE_ENV} forbids downloads.",
                     *notes,
-                    manual_hint(spec, dest),
+                    manual_hint(spec, dest, offline=True),
                 ]
             )
         )
