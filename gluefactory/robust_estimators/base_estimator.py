@@ -11,23 +11,18 @@ from __future__ import annotations
 from abc import ABCMeta, abstractmethod
 from typing import Any
 
-from omegaconf import OmegaConf
-
-from ..utils.conf import freeze, merge_strict, to_conf
+from ..utils.conf import Configurable, to_conf
 from ..utils.registry import list_names, load_class
 
 
-class BaseEstimator(metaclass=ABCMeta):
-    base_default_conf: dict[str, Any] = {"name": None, "ransac_th": 1.0}
-    default_conf: dict[str, Any] = {}
+class BaseEstimator(Configurable, metaclass=ABCMeta):
+    """Configurable estimator (config: :class:`~gluefactory.utils.conf.Configurable`)."""
+
+    default_conf: dict[str, Any] = {"name": None, "ransac_th": 1.0}
     required_data_keys: list[str] = []
-    strict_conf: bool = True
 
     def __init__(self, conf: Any = None):
-        defaults = OmegaConf.merge(self.base_default_conf, self.default_conf)
-        self.conf = freeze(
-            merge_strict(defaults, to_conf(conf), type(self).__name__, self.strict_conf)
-        )
+        self.conf = self.build_conf(conf)
         self._init(self.conf)
 
     def _init(self, conf) -> None:
