@@ -19,13 +19,15 @@ import torch
 from torch import nn
 
 from ..utils.conf import ConfigError, Configurable
+from ..utils.data import MissingDataError, check_data_keys
 
-
-class MissingDataError(KeyError):
-    """The input of a model lacks required keys."""
-
-    def __str__(self) -> str:  # KeyError quotes its message; we do not want that
-        return str(self.args[0])
+__all__ = [
+    "BaseModel",
+    "MissingDataError",  # re-exported (historical import path)
+    "check_data_keys",  # re-exported (historical import path)
+    "load_state_dict_strict",
+    "num_parameters",
+]
 
 
 class BaseModel(nn.Module, Configurable, metaclass=ABCMeta):
@@ -71,26 +73,6 @@ class BaseModel(nn.Module, Configurable, metaclass=ABCMeta):
     def loss(self, pred: dict, data: dict) -> tuple[dict, dict]:
         """Return (losses, metrics), each a dict of (B,) tensors; losses has 'total'."""
         raise NotImplementedError(f"{type(self).__name__} has no training loss.")
-
-
-def check_data_keys(component: str, required: list[str], data: dict) -> None:
-    """Raise :class:`MissingDataError` naming every missing (dotted) key."""
-    missing = []
-    for key in required:
-        node = data
-        for part in key.split("."):
-            if not isinstance(node, dict) or part not in node:
-                missing.append(key)
-                break
-            node = node[part]
-    if missing:
-        have = (
-            ", ".join(sorted(map(str, data.keys()))) if isinstance(data, dict) else "?"
-        )
-        raise MissingDataError(
-            f"{component} is missing input key(s): {', '.join(missing)}. "
-            f"Input has: {have}."
-        )
 
 
 def num_parameters(model: nn.Module, trainable_only: bool = False) -> int:

@@ -12,6 +12,7 @@ from abc import ABCMeta, abstractmethod
 from typing import Any
 
 from ..utils.conf import Configurable, to_conf
+from ..utils.data import check_data_keys
 from ..utils.registry import list_names, load_class
 
 
@@ -29,8 +30,6 @@ class BaseEstimator(Configurable, metaclass=ABCMeta):
         pass
 
     def __call__(self, data: dict) -> dict:
-        from ..models.base_model import check_data_keys
-
         check_data_keys(type(self).__name__, self.required_data_keys, data)
         return self._forward(data)
 
