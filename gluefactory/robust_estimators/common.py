@@ -23,10 +23,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 
 from ..geometry.wrappers import Pose
+from ..utils.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -234,6 +236,13 @@ POSELIB_BUNDLE_OPTIONS: dict[str, Any] = {
 }
 
 
+#: the option sections of every PoseLib estimator
+POSELIB_DEFAULT_CONF: dict[str, Any] = {
+    "ransac_options": POSELIB_RANSAC_OPTIONS,
+    "bundle_options": POSELIB_BUNDLE_OPTIONS,
+}
+
+
 def poselib_options(conf: Any, threshold_key: str) -> tuple[dict, dict]:
     """(ransac_opt, bundle_opt) dicts for PoseLib from an estimator config.
 
@@ -254,8 +263,6 @@ def check_poselib_options(conf: Any, component: str) -> None:
     """Raise if an option is unknown to the installed PoseLib (version drift)."""
     import poselib
 
-    from ..utils.conf import ConfigError
-
     for key, known in (
         ("ransac_options", poselib.RansacOptions()),
         ("bundle_options", poselib.BundleOptions()),
@@ -267,3 +274,33 @@ def check_poselib_options(conf: Any, component: str) -> None:
                 "poselib "
                 f"(known: {', '.join(sorted(known))})."
             )
+
+
+# --------------------------------------------------------------------------------------
+# OpenCV
+
+
+#: robust methods shared by cv2.findHomography and cv2.findEssentialMat
+OPENCV_METHODS: dict[str, int] = {
+    "ransac": cv2.RANSAC,
+    "lmeds": cv2.LMEDS,
+    "usac": cv2.USAC_DEFAULT,
+    "usac_fast": cv2.USAC_FAST,
+    "usac_accurate": cv2.USAC_ACCURATE,
+    "usac_prosac": cv2.USAC_PROSAC,
+    "usac_magsac": cv2.USAC_MAGSAC,
+}
+
+
+def check_opencv_method(method: str, methods: dict[str, int], component: str) -> None:
+    if method not in methods:
+        raise ConfigError(
+            f"{component}: unknown method '{method}'; choose one of {', '.join(methods)}."
+        )
+
+
+def seed_opencv(seed: int | None) -> None:
+    """Re-seed OpenCV's global RNG (None leaves it alone) so that results do not
+    depend on the call history."""
+    if seed is not None:
+        cv2.setRNGSeed(int(seed))
