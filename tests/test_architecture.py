@@ -38,7 +38,9 @@ LAYERS: list[tuple[str, ...]] = [
     ("geometry", "weights"),
     ("robust_estimators", "visualization"),
     ("models",),
-    ("gluefactory_nonfree",),  # a plug-in package of models, built on gluefactory.models
+    (
+        "gluefactory_nonfree",
+    ),  # a plug-in package of models, built on gluefactory.models
     ("datasets",),
     ("eval",),
 ]

@@ -37,6 +37,11 @@ from .common import (
 KINDS = ("homography", "relative_pose")
 #: minimal sample of each kind of model (4 points for H, 5 for an essential matrix)
 MIN_POINTS = {"homography": 4, "relative_pose": 5}
+#: input keys every estimator of a kind needs
+REQUIRED_KEYS = {
+    "homography": ["m_kpts0", "m_kpts1"],
+    "relative_pose": ["m_kpts0", "m_kpts1", "camera0", "camera1"],
+}
 
 
 class EstimationFailure(Exception):
@@ -46,7 +51,8 @@ class EstimationFailure(Exception):
 class BaseEstimator(Configurable, metaclass=ABCMeta):
     """Configurable estimator (config: :class:`~gluefactory.utils.conf.Configurable`).
 
-    Subclasses set ``kind`` and implement :meth:`_estimate`; ``library_errors`` are the
+    Subclasses set ``kind`` (which fixes the required input keys, ``REQUIRED_KEYS``;
+    ``required_data_keys`` lists any extra ones) and implement :meth:`_estimate`; ``library_errors`` are the
     exceptions of the library that mean "no estimate" (reported as a failure naming
     ``library_call``, never raised).
     """
@@ -72,7 +78,8 @@ class BaseEstimator(Configurable, metaclass=ABCMeta):
         return MIN_POINTS[self.kind]
 
     def __call__(self, data: dict) -> dict:
-        check_data_keys(type(self).__name__, self.required_data_keys, data)
+        required = REQUIRED_KEYS[self.kind] + list(self.required_data_keys)
+        check_data_keys(type(self).__name__, required, data)
         return self._forward(data)
 
     def _estimate(

@@ -23,12 +23,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 
 from ..geometry.wrappers import Pose
 from ..utils.errors import ConfigError
+from ..utils.tensor import unbatch
 
 logger = logging.getLogger(__name__)
 
@@ -39,10 +39,8 @@ COLLINEAR_RTOL = 1e-5
 
 def points_from(data: dict, key: str) -> torch.Tensor:
     """``data[key]`` as a float (N, 2) tensor; a wrong shape is an error naming it."""
-    pts = torch.as_tensor(data[key])
-    if pts.dim() == 3 and pts.shape[0] == 1:
-        pts = pts[0]  # a batch of one pair
-    if pts.dim() != 2 or pts.shape[-1] != 2:
+    pts = unbatch(torch.as_tensor(data[key]), 2, key)  # a batch of one pair is fine
+    if pts.shape[-1] != 2:
         raise ValueError(
             f"'{key}' must be (N, 2) matched keypoints, got {tuple(pts.shape)}."
         )
@@ -195,14 +193,9 @@ def intrinsics(camera: Any, key: str) -> tuple[np.ndarray, tuple[int, int]]:
     """
     if not (hasattr(camera, "calibration_matrix") and hasattr(camera, "size")):
         raise TypeError(f"'{key}' must be a Camera, got {type(camera).__name__}.")
+    camera = unbatch(camera, 0, key)
     K = camera.calibration_matrix().detach().cpu().double()
     size = camera.size.detach().cpu().double()
-    if K.dim() == 3 and K.shape[0] == 1:
-        K, size = K[0], size[0]
-    if K.shape != (3, 3):
-        raise ValueError(
-            f"'{key}' must be a single camera, got batch shape {tuple(K.shape[:-2])}."
-        )
     w, h = (int(round(float(v))) for v in size)
     return K.numpy(), (w, h)
 
@@ -274,33 +267,3 @@ def check_poselib_options(conf: Any, component: str) -> None:
                 "poselib "
                 f"(known: {', '.join(sorted(known))})."
             )
-
-
-# --------------------------------------------------------------------------------------
-# OpenCV
-
-
-#: robust methods shared by cv2.findHomography and cv2.findEssentialMat
-OPENCV_METHODS: dict[str, int] = {
-    "ransac": cv2.RANSAC,
-    "lmeds": cv2.LMEDS,
-    "usac": cv2.USAC_DEFAULT,
-    "usac_fast": cv2.USAC_FAST,
-    "usac_accurate": cv2.USAC_ACCURATE,
-    "usac_prosac": cv2.USAC_PROSAC,
-    "usac_magsac": cv2.USAC_MAGSAC,
-}
-
-
-def check_opencv_method(method: str, methods: dict[str, int], component: str) -> None:
-    if method not in methods:
-        raise ConfigError(
-            f"{component}: unknown method '{method}'; choose one of {', '.join(methods)}."
-        )
-
-
-def seed_opencv(seed: int | None) -> None:
-    """Re-seed OpenCV's global RNG (None leaves it alone) so that results do not
-    depend on the call history."""
-    if seed is not None:
-        cv2.setRNGSeed(int(seed))

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from gluefactory.eval import metrics as M
 from gluefactory.geometry.wrappers import Camera, Pose
+from gluefactory.utils.errors import InputError
 
 FIVE = torch.tensor([[10.0, 10], [200, 20], [30, 300], [400, 40], [50, 450]])
 
@@ -390,3 +391,16 @@ def test_eval_matches_depth_pair():
     data["view0"]["depth"] = torch.where(torch.arange(640) < 100, 0.0, depth)[None]
     out = M.eval_matches_depth(data, pred)  # keypoints 0, 2 and 4 have x < 100
     assert out["covisible"] == 2.0 and out["covisible_percent"] == pytest.approx(40.0)
+
+
+def test_per_pair_functions_take_one_pair_or_a_batch_of_one():
+    """The one rule for dropping a batch dimension (utils.tensor.unbatch)."""
+    H = np.array([[1.05, 0.02, 10], [-0.01, 0.98, 4], [1e-5, 2e-5, 1.0]])
+    data, pred = _hpatches_pair(H)
+    batched = M.eval_matches_homography(data, pred)
+    single = {k: v[0] for k, v in pred.items()}
+    data1 = {**data, "H_0to1": data["H_0to1"][0]}
+    assert M.eval_matches_homography(data1, single) == batched
+    two = {k: torch.cat([v, v]) for k, v in pred.items()}
+    with pytest.raises(InputError, match="'keypoints0'.*batch of 2"):
+        M.eval_matches_homography(data, two)

@@ -16,34 +16,23 @@ from __future__ import annotations
 
 import cv2
 
-from ..base_estimator import BaseEstimator
-from ..common import OPENCV_METHODS, check_opencv_method, seed_opencv
+from ..opencv_common import OPENCV_METHODS, OpenCVEstimator
 
 METHODS = {**OPENCV_METHODS, "rho": cv2.RHO}
 
 
-class OpenCVHomography(BaseEstimator):
-    default_conf = {
-        "ransac_th": 3.0,
-        "method": "ransac",
-        "max_iters": 3000,
-        "confidence": 0.995,
-        "seed": 0,
-    }
-    required_data_keys = ["m_kpts0", "m_kpts1"]
+class OpenCVHomography(OpenCVEstimator):
+    default_conf = {"ransac_th": 3.0, "max_iters": 3000, "confidence": 0.995}
+    methods = METHODS
     kind = "homography"
     library_call = "cv2.findHomography"
-    library_errors = (cv2.error,)
-
-    def _init(self, conf):
-        check_opencv_method(conf.method, METHODS, type(self).__name__)
 
     def _estimate(self, p0, p1):
-        seed_opencv(self.conf.seed)
+        self._seed()
         return cv2.findHomography(
             p0,
             p1,
-            method=METHODS[self.conf.method],
+            method=self.method,
             ransacReprojThreshold=float(self.conf.ransac_th),
             maxIters=int(self.conf.max_iters),
             confidence=float(self.conf.confidence),

@@ -17,7 +17,6 @@ from ..common import POSELIB_DEFAULT_CONF, check_poselib_options, poselib_option
 
 class PoseLibHomography(BaseEstimator):
     default_conf = {"ransac_th": 2.0, **POSELIB_DEFAULT_CONF}
-    required_data_keys = ["m_kpts0", "m_kpts1"]
     kind = "homography"
     library_call = "poselib.estimate_homography"
 

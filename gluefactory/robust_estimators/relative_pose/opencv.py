@@ -17,8 +17,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..base_estimator import BaseEstimator, EstimationFailure
-from ..common import OPENCV_METHODS, check_opencv_method, inlier_mask, seed_opencv
+from ..base_estimator import EstimationFailure
+from ..common import inlier_mask
+from ..opencv_common import OPENCV_METHODS, OpenCVEstimator
 
 METHODS = OPENCV_METHODS
 
@@ -28,32 +29,21 @@ def normalize_points(p: np.ndarray, K: np.ndarray) -> np.ndarray:
     return (p - K[:2, 2]) / np.diag(K)[:2]
 
 
-class OpenCVRelativePose(BaseEstimator):
-    default_conf = {
-        "ransac_th": 0.5,
-        "method": "ransac",
-        "confidence": 0.99999,
-        "max_iters": 1000,
-        "seed": 0,
-    }
-    required_data_keys = ["m_kpts0", "m_kpts1", "camera0", "camera1"]
+class OpenCVRelativePose(OpenCVEstimator):
+    default_conf = {"ransac_th": 0.5, "confidence": 0.99999, "max_iters": 1000}
     kind = "relative_pose"
     library_call = "cv2.findEssentialMat"
-    library_errors = (cv2.error,)
-
-    def _init(self, conf):
-        check_opencv_method(conf.method, METHODS, type(self).__name__)
 
     def _estimate(self, p0, p1, camera0, camera1):
         (K0, _), (K1, _) = camera0, camera1
         x0, x1 = normalize_points(p0, K0), normalize_points(p1, K1)
         f_mean = np.mean([K0[0, 0], K0[1, 1], K1[0, 0], K1[1, 1]])
-        seed_opencv(self.conf.seed)
+        self._seed()
         E, mask = cv2.findEssentialMat(
             x0,
             x1,
             np.eye(3),
-            method=METHODS[self.conf.method],
+            method=self.method,
             prob=float(self.conf.confidence),
             threshold=float(self.conf.ransac_th) / f_mean,
             maxIters=int(self.conf.max_iters),

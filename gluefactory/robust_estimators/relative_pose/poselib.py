@@ -28,7 +28,6 @@ def pinhole_dict(K: np.ndarray, size: tuple[int, int]) -> dict:
 
 class PoseLibRelativePose(BaseEstimator):
     default_conf = {"ransac_th": 2.0, **POSELIB_DEFAULT_CONF}
-    required_data_keys = ["m_kpts0", "m_kpts1", "camera0", "camera1"]
     kind = "relative_pose"
     library_call = "poselib.estimate_relative_pose"
 

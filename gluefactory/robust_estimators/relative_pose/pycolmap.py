@@ -44,7 +44,6 @@ class PycolmapRelativePose(BaseEstimator):
             "num_threads": 1,
         },
     }
-    required_data_keys = ["m_kpts0", "m_kpts1", "camera0", "camera1"]
     kind = "relative_pose"
     library_call = "pycolmap.estimate_essential_matrix"
 
