@@ -149,24 +149,19 @@ def reprojection_errors(
 
 
 def reprojection_precision(
-    kpts0: ArrayLike,
-    kpts1: ArrayLike,
-    depth0: ArrayLike,
-    depth1: ArrayLike,
-    T_0to1: Pose,
-    camera0: Camera,
-    camera1: Camera,
+    errors: torch.Tensor,
+    valid: torch.Tensor,
     thresholds: Sequence[float] = REPROJ_PREC_THRESHOLDS,
 ) -> dict[str, float]:
     """Fraction of depth-valid matches with reprojection error below thresholds.
 
-    See :func:`reprojection_errors`. Keys ``reproj_prec@{t}px``; 0 when no match has
-    valid depth (as upstream).
+    ``errors, valid`` are the output of :func:`reprojection_errors` (computed once, also
+    for the covisibility counts). Keys ``reproj_prec@{t}px``; 0 when no match has valid
+    depth (as upstream).
     """
-    err, valid = reprojection_errors(
-        kpts0, kpts1, depth0, depth1, T_0to1, camera0, camera1
+    return _precision(
+        _f64(errors)[torch.as_tensor(valid)], thresholds, "reproj_prec", "px"
     )
-    return _precision(err[valid], thresholds, "reproj_prec", "px")
 
 
 # --------------------------------------------------------------------------------------
@@ -420,8 +415,8 @@ def eval_matches_depth(data: Mapping, pred: Mapping) -> dict[str, float]:
         unbatch(data["T_0to1"], 0, "T_0to1"),
         *_cameras(data),
     )
-    out = reprojection_precision(*args)
-    _, valid = reprojection_errors(*args)
+    err, valid = reprojection_errors(*args)
+    out = reprojection_precision(err, valid)
     out["covisible"] = float(valid.sum())
     out["covisible_percent"] = (
         100 * valid.double().mean().item() if len(valid) else math.nan

@@ -25,7 +25,6 @@ __all__ = [
     "sampson_distance",
     "skew",
     "sym_epipolar_distance",
-    "sym_epipolar_distance_all",
     "to_homogeneous",
 ]
 
@@ -78,38 +77,24 @@ def sym_epipolar_distance(
     M: torch.Tensor,
     squared: bool = False,
     eps: float = 1e-15,
+    pairwise: bool = False,
 ) -> torch.Tensor:
-    """Symmetric epipolar distance of correspondences p0[i] <-> p1[i].
+    """Symmetric epipolar distance ``|x1^T M x0| * 1/2 * (1/||(M x0)_12|| + 1/||(M^T x1)_12||)``.
 
-    ``p0, p1``: (..., N, 2); ``M``: (..., 3, 3), an essential matrix E with **normalised**
-    coordinates (``K^-1`` applied: the MegaDepth-1500 "epipolar precision" distance) or
-    a fundamental matrix F with pixels (distances in pixels). Returns (..., N)
-    ``|x1^T M x0| * 1/2 * (1/||(M x0)_12|| + 1/||(M^T x1)_12||)``; ``squared`` gives the
-    mean of the two squared distances.
+    ``M`` (..., 3, 3) is an essential matrix E with **normalised** coordinates (``K^-1``
+    applied: the MegaDepth-1500 "epipolar precision" distance) or a fundamental matrix F
+    with pixels (distances in pixels). Correspondences p0[i] <-> p1[i] (..., N, 2) give
+    (..., N); with ``pairwise``, p0 (..., M, 2) and p1 (..., N, 2) give every pair
+    (..., M, N). ``squared`` gives the mean of the two squared distances.
     """
-    _, x1, Mx0, Mtx1 = _lines(p0, p1, M)
-    num = (x1 * Mx0).sum(-1)
+    _, x1, Mx0, Mtx1 = _lines(p0, p1, M)  # lines: (..., M, 3) in image 1, (..., N, 3)
     n0 = Mx0[..., :2].square().sum(-1)
     n1 = Mtx1[..., :2].square().sum(-1)
-    return _sym_distance(num, n0, n1, squared, eps)
-
-
-def sym_epipolar_distance_all(
-    p0: torch.Tensor,
-    p1: torch.Tensor,
-    M: torch.Tensor,
-    squared: bool = False,
-    eps: float = 1e-15,
-) -> torch.Tensor:
-    """Pairwise symmetric epipolar distances (..., M, N).
-
-    ``p0`` (..., M, 2), ``p1`` (..., N, 2); ``M`` (..., 3, 3) is E (normalised
-    coordinates) or F (pixels).
-    """
-    _, x1, Mx0, Mtx1 = _lines(p0, p1, M)  # (..., M, 3), (..., N, 3)
-    num = Mx0 @ x1.transpose(-1, -2)  # (..., M, N) = x1_j^T M x0_i
-    n0 = Mx0[..., :2].square().sum(-1)[..., :, None]
-    n1 = Mtx1[..., :2].square().sum(-1)[..., None, :]
+    if pairwise:
+        num = Mx0 @ x1.transpose(-1, -2)  # (..., M, N) = x1_j^T M x0_i
+        n0, n1 = n0[..., :, None], n1[..., None, :]
+    else:
+        num = (x1 * Mx0).sum(-1)
     return _sym_distance(num, n0, n1, squared, eps)
 
 

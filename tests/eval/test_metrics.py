@@ -236,7 +236,7 @@ def test_reprojection_precision_closed_form():
     err, valid = M.reprojection_errors(k0, k1, depth, depth, T, cam, cam)
     assert valid.all()
     np.testing.assert_allclose(err.numpy(), [0, 0.5, 2, 4, 10], atol=1e-4)
-    out = M.reprojection_precision(k0, k1, depth, depth, T, cam, cam)
+    out = M.reprojection_precision(err, valid)
     assert out == {
         "reproj_prec@1px": pytest.approx(0.4),
         "reproj_prec@3px": pytest.approx(0.6),
@@ -248,9 +248,13 @@ def test_reprojection_precision_ignores_unknown_depth():
     k0, k1, depth, T, cam = _plane_scene([0.0, 0.5, 2.0, 4.0, 10.0])
     depth0 = depth.clone()
     depth0[280:320, 0:80] = 0  # unknown around keypoint 2 (30, 300)
-    out = M.reprojection_precision(k0, k1, depth0, depth, T, cam, cam)
+    out = M.reprojection_precision(
+        *M.reprojection_errors(k0, k1, depth0, depth, T, cam, cam)
+    )
     assert out["reproj_prec@1px"] == pytest.approx(0.5)  # 2 of the 4 valid matches
-    out = M.reprojection_precision(k0, k1, torch.zeros_like(depth), depth, T, cam, cam)
+    out = M.reprojection_precision(
+        *M.reprojection_errors(k0, k1, torch.zeros_like(depth), depth, T, cam, cam)
+    )
     assert all(v == 0.0 for v in out.values())  # no valid match: 0, as upstream
 
 

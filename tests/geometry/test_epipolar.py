@@ -17,7 +17,6 @@ from gluefactory.geometry.epipolar import (
     sampson_distance,
     skew,
     sym_epipolar_distance,
-    sym_epipolar_distance_all,
 )
 from gluefactory.geometry.wrappers import Camera, Pose
 
@@ -86,7 +85,7 @@ def test_points_shifted_off_the_line():
 def test_pairwise_matches_elementwise():
     T, cam0, cam1, x0, x1 = _random_scene(2, n=10)
     F = T_to_F(cam0, cam1, T)
-    D = sym_epipolar_distance_all(x0, x1[:7], F)
+    D = sym_epipolar_distance(x0, x1[:7], F, pairwise=True)
     assert D.shape == (10, 7)
     for j in range(7):
         torch.testing.assert_close(
