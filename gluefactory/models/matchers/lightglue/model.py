@@ -20,6 +20,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ....utils.conf import merge_strict
+from ....utils.errors import InputError
 from ...base_model import BaseModel, load_state_dict_strict
 from ...utils.losses import confidence_loss, nll_weights, weighted_nll
 from ...utils.metrics import matcher_metrics
@@ -147,11 +148,11 @@ class LightGlue(BaseModel):
         """Normalised keypoints (B, N, 2|4), descriptors and the real-point mask."""
         kpts, desc = data[f"keypoints{i}"], data[f"descriptors{i}"]
         if kpts.dim() != 3 or kpts.shape[-1] != 2:
-            raise ValueError(
+            raise InputError(
                 f"keypoints{i} must be (B, N, 2), got {tuple(kpts.shape)}."
             )
         if desc.shape[:2] != kpts.shape[:2] or desc.shape[-1] != self.arch["input_dim"]:
-            raise ValueError(
+            raise InputError(
                 f"descriptors{i} must be (B, N, {self.arch['input_dim']}) for keypoints{i} "
                 f"{tuple(kpts.shape)}, got {tuple(desc.shape)}."
             )
@@ -159,7 +160,7 @@ class LightGlue(BaseModel):
         if valid is not None:
             valid = valid.bool()
             if valid.shape != kpts.shape[:2]:
-                raise ValueError(
+                raise InputError(
                     f"keypoint_mask{i} must be {tuple(kpts.shape[:2])}, "
                     f"got {tuple(valid.shape)}."
                 )
@@ -178,7 +179,7 @@ class LightGlue(BaseModel):
         kn1, desc1, valid1 = self._inputs(data, 1)
         b, m, n = kn0.shape[0], kn0.shape[1], kn1.shape[1]
         if desc1.shape[0] != b:
-            raise ValueError(f"Batch sizes differ: {b} vs {desc1.shape[0]}.")
+            raise InputError(f"Batch sizes differ: {b} vs {desc1.shape[0]}.")
         dev = kn0.device
         count0 = (
             valid0.sum(-1) if valid0 is not None else torch.full((b,), m, device=dev)
