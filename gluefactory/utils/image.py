@@ -81,13 +81,17 @@ IMAGE_VALUE_TOLERANCE = 0.25
 
 
 def rgb_to_grayscale(
-    image: torch.Tensor, out: torch.Tensor | None = None
+    image: torch.Tensor,
+    out: torch.Tensor | None = None,
+    tmp: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(..., 3, H, W) RGB -> (..., 1, H, W) grey with ITU-R 601 luma weights (as OpenCV).
 
-    The library's one RGB-to-grey conversion (extractors, preprocessing). A
-    (..., 1, H, W) image is returned unchanged. ``out``: an optional (..., 1, H, W)
-    tensor to write into (reused buffers); the result is the same bit for bit.
+    The library's one RGB-to-grey conversion (extractors, preprocessing): the weighted
+    sum r w_r + g w_g + b w_b in this order, equal bit for bit to
+    ``(image * w).sum(-3)``. A (..., 1, H, W) image is returned unchanged. ``out``
+    (..., 1, H, W) and ``tmp`` (..., H, W): optional tensors to compute into (buffers
+    reused across calls); the result is the same.
     """
     c = image.shape[-3] if image.dim() >= 3 else None
     if c == 1:
@@ -98,11 +102,9 @@ def rgb_to_grayscale(
         )
     r, g, b = image.unbind(-3)
     w_r, w_g, w_b = RGB_TO_GREY
-    if out is None:
-        grey = r * w_r
-    else:
-        grey = torch.mul(r, w_r, out=out.squeeze(-3))
-    grey.add_(g, alpha=w_g).add_(b, alpha=w_b)  # fixed order: same bits either way
+    grey = torch.mul(r, w_r, out=None if out is None else out.squeeze(-3))
+    grey += torch.mul(g, w_g, out=tmp)  # separate products and sums: no fused
+    grey += torch.mul(b, w_b, out=tmp)  # multiply-add, so the same bits everywhere
     return grey.unsqueeze(-3) if out is None else out
 
 
