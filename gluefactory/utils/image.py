@@ -127,8 +127,9 @@ def check_image_tensor(
       are an :class:`InputError`;
     - uint8 images (unambiguous) are converted to float / 255 with a warning; other
       integer and boolean types are an :class:`InputError`;
-    - with ``min_size``, an image whose height or width is below it gets a warning
-      (the model finds few or no keypoints there).
+    - with ``min_size``, an image whose height or width is below it is an
+      :class:`InputError` naming the size and the minimum (a network cannot run there,
+      or finds keypoints only in its own padding or upsampling).
     """
     if not isinstance(image, torch.Tensor):
         raise InputError(
@@ -179,11 +180,10 @@ def check_image_tensor(
                 f"but images must be float in [0, 1].{hint}"
             )
     if min_size is not None and min(shape[2:]) < min_size:
-        warnings.warn(
+        raise InputError(
             f"{component}: the image is {shape[3]}x{shape[2]} px (WxH), smaller than "
-            f"the {min_size} px {component} needs on each side to find keypoints "
-            "reliably; expect few or none.",
-            stacklevel=3,
+            f"the {min_size} px {component} needs on each side (below, it cannot run "
+            "or finds keypoints only in its own padding); use a larger image."
         )
     return image
 

@@ -301,7 +301,7 @@ class ALIKED(BaseExtractor):
     }
     input_channels = "rgb"
     min_nms_radius = 1  # the NMS window is also the refinement window: >= 3 x 3
-    min_image_size = 32  # the CNN pools by 32
+    min_image_size = 32  # the CNN pools by 32 (smaller images are mostly padding)
 
     @classmethod
     def _check_model_name(cls, conf) -> tuple:

@@ -83,7 +83,8 @@ class BaseExtractor(BaseModel):
     threshold_max: float | None = 1.0
     min_nms_radius: int = 0
     nms_optional: bool = False  # nms_radius None allowed
-    #: below this height or width the model finds few or no keypoints: a warning
+    #: a smaller height or width is an InputError (the model cannot run there, or
+    #: finds keypoints only in its own padding)
     min_image_size: int = 16
 
     # ------------------------------------------------------------------ config

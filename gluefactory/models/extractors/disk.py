@@ -158,7 +158,7 @@ class DISK(BaseExtractor):
     input_channels = "rgb"
     threshold_on_logits = True  # on logits: 0 keeps positive ones (the reference's)
     threshold_max = None
-    min_image_size = 16  # the U-Net pools by 16
+    min_image_size = 32  # the U-Net pools by 16 and needs 2 x 2 at the bottom
 
     @classmethod
     def _describe(cls, conf) -> dict:

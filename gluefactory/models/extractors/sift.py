@@ -153,7 +153,7 @@ class SIFT(BaseExtractor):
     input_channels = "grey"
     nms_optional = True  # None: the backend caps the count
     threshold_max = 1.0  # a DoG of an image in [0, 1]
-    min_image_size = 16
+    min_image_size = 16  # a few octaves of DoG
 
     @classmethod
     def _describe(cls, conf) -> dict:

@@ -246,7 +246,7 @@ class XFeat(BaseExtractor):
         "trainable": False,
     }
     input_channels = "any"  # averaged to grey in _prepare, as the reference
-    min_image_size = 32  # resized to multiples of 32 (at least 32)
+    min_image_size = 32  # resized to multiples of 32 (smaller ones: upsampled)
 
     @classmethod
     def _describe(cls, conf) -> dict:
