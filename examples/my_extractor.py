@@ -48,8 +48,16 @@ def _gaussian(x: torch.Tensor, sigma: float) -> torch.Tensor:
     k = torch.exp(-(t**2) / (2 * sigma**2))
     k = k / k.sum()
     c = x.shape[1]
-    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
-    return F.conv2d(F.pad(x, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+    x = F.conv2d(
+        F.pad(x, (r, r, 0, 0), mode="reflect"),
+        k.view(1, 1, 1, -1).repeat(c, 1, 1, 1),
+        groups=c,
+    )
+    return F.conv2d(
+        F.pad(x, (0, 0, r, r), mode="reflect"),
+        k.view(1, 1, -1, 1).repeat(c, 1, 1, 1),
+        groups=c,
+    )
 
 
 class HarrisHOG(BaseModel):
@@ -73,12 +81,16 @@ class HarrisHOG(BaseModel):
 
     def _init(self, conf):
         sobel = torch.tensor([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]]) / 8
-        self.register_buffer("sobel", torch.stack([sobel, sobel.T])[:, None], persistent=False)
+        self.register_buffer(
+            "sobel", torch.stack([sobel, sobel.T])[:, None], persistent=False
+        )
 
     def _forward(self, data: dict) -> dict:
         image = _grey(data["image"].float())  # (B, 1, H, W) in [0, 1]
         b, _, h, w = image.shape
-        g = F.conv2d(F.pad(image, (1, 1, 1, 1), mode="replicate"), self.sobel)  # (B, 2, H, W)
+        g = F.conv2d(
+            F.pad(image, (1, 1, 1, 1), mode="replicate"), self.sobel
+        )  # (B, 2, H, W)
         gx, gy = g[:, :1], g[:, 1:]
         s = _gaussian(torch.cat([gx * gx, gy * gy, gx * gy], 1), self.conf.window_sigma)
         det = s[:, 0] * s[:, 1] - s[:, 2] ** 2
@@ -87,7 +99,12 @@ class HarrisHOG(BaseModel):
         local_max = response == F.max_pool2d(response[:, None], 2 * r + 1, 1, r)[:, 0]
         keep = local_max & (response > self.conf.detection_threshold)
         m = self.conf.remove_borders
-        keep[:, :m], keep[:, h - m :], keep[:, :, :m], keep[:, :, w - m :] = False, False, False, False
+        keep[:, :m], keep[:, h - m :], keep[:, :, :m], keep[:, :, w - m :] = (
+            False,
+            False,
+            False,
+            False,
+        )
         dense = self._orientation_cells(gx, gy)  # (B, 8, H, W)
         n = self.conf.max_num_keypoints
         kpts, scores, masks = [], [], []
@@ -100,8 +117,16 @@ class HarrisHOG(BaseModel):
             k = torch.stack([x, y], -1).float() + 0.5  # pixel centres (+0.5 convention)
             mask = torch.ones(len(k), dtype=torch.bool, device=k.device)
             if self.conf.force_num_keypoints and len(k) < n:
-                gen = None if self.conf.seed is None else torch.Generator().manual_seed(self.conf.seed)
-                extra = torch.rand(n - len(k), 2, generator=gen).to(k) * k.new_tensor([w - 1, h - 1]) + 0.5
+                gen = (
+                    None
+                    if self.conf.seed is None
+                    else torch.Generator().manual_seed(self.conf.seed)
+                )
+                extra = (
+                    torch.rand(n - len(k), 2, generator=gen).to(k)
+                    * k.new_tensor([w - 1, h - 1])
+                    + 0.5
+                )
                 k = torch.cat([k, extra])
                 sc = torch.cat([sc, sc.new_zeros(len(extra))])
                 mask = torch.cat([mask, mask.new_zeros(len(extra))])
@@ -144,7 +169,9 @@ class HarrisHOG(BaseModel):
         grid = kpts[:, :, None] + torch.stack([ox, oy], -1).view(1, 1, 16, 2)
         wh = kpts.new_tensor(size)
         norm = grid / wh * 2 - 1  # align_corners=False sampling at pixel coordinates
-        s = F.grid_sample(dense, norm, mode="bilinear", align_corners=False)  # (B, 8, N, 16)
+        s = F.grid_sample(
+            dense, norm, mode="bilinear", align_corners=False
+        )  # (B, 8, N, 16)
         desc = s.permute(0, 2, 3, 1).reshape(b, n, 128)
         desc = torch.sqrt(desc.clamp(min=0))
         return F.normalize(desc, dim=-1)

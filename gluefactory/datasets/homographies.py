@@ -22,6 +22,7 @@ item 5); OpenCV warps in the integer-centre convention, so the warp matrix is co
 once here. Each view is then photometrically augmented, independently
 (:mod:`~gluefactory.datasets.augmentations`). ``triplet`` adds view2 (``H_0to2``,
 ``H_1to2``); ``right_only`` keeps view0 the whole image resized (difficulty 0).
+``items_per_image`` > 1 gives each image that many distinct pairs per epoch (small sets).
 
 Determinism: every random draw of an item comes from a generator seeded with
 ``(seed, epoch, index)`` (validation: epoch 0 always), so an item is the same in any
@@ -136,6 +137,7 @@ class HomographyDataset(BaseDataset):
         "right_only": False,
         "triplet": False,
         "skip_unreadable": False,  # True: warn and use the next image of the split
+        "items_per_image": 1,  # pairs per image and epoch (small sets: > 1)
         "homography": {
             "difficulty": 0.8,
             "translation": 1.0,
@@ -157,6 +159,10 @@ class HomographyDataset(BaseDataset):
             )
         self.augment = Augmentation(photometric["name"], photometric.get("p"))
         ps = list(conf.homography.patch_shape)
+        if int(conf.items_per_image) < 1:
+            raise ConfigError(
+                f"homographies.items_per_image must be >= 1, got {conf.items_per_image}."
+            )
         if len(ps) != 2 or min(ps) < 8:
             raise ConfigError(
                 f"homographies.homography.patch_shape must be [w, h], got {ps}."
@@ -180,7 +186,7 @@ class _Split(Dataset):
         self.patch = tuple(int(v) for v in conf.homography.patch_shape)
 
     def __len__(self) -> int:
-        return len(self.names)
+        return len(self.names) * int(self.conf.items_per_image)
 
     def set_epoch(self, epoch: int) -> None:
         """Training homographies and augmentations depend on the epoch."""
@@ -245,7 +251,11 @@ class _Split(Dataset):
         }
 
     def __getitem__(self, idx: int) -> dict:
-        name, image = self._read(idx)
+        if not 0 <= idx < len(self):
+            raise IndexError(
+                f"homographies: index {idx} out of range ({len(self)} items)."
+            )
+        name, image = self._read(idx // int(self.conf.items_per_image))
         m = self.conf.max_image_size
         if m is not None and max(image.shape[:2]) > int(m):
             s = int(m) / max(image.shape[:2])
@@ -259,7 +269,7 @@ class _Split(Dataset):
         ]
         Hs = [v["H_source"].double() for v in views]
         data = {
-            "name": name,
+            "name": name if self.conf.items_per_image == 1 else f"{name}#{idx}",
             "scene": name,
             "idx": idx,
             **{f"view{i}": v for i, v in enumerate(views)},

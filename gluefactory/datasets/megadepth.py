@@ -275,6 +275,11 @@ class _Split(Dataset):
             items += [
                 (scene, int(v[int(a)]), int(v[int(b)]), float(o)) for a, b, o in pairs
             ]
+        if not items:
+            raise DataError(
+                f"megadepth: no pair of the {self.split} split has an overlap in "
+                f"({c.min_overlap}, {c.max_overlap}] (scenes: {', '.join(self.scenes)})."
+            )
         if c.sort_by_overlap:
             items.sort(key=lambda t: -t[3])
         else:

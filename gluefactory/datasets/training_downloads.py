@@ -112,12 +112,16 @@ def fetch_archives(
             continue
         archive = archives / name
         if not archive.exists():
-            download(url, archive, desc=f"[{i + 1}/{len(urls)}] {name}", verify=verify_tar)
+            download(
+                url, archive, desc=f"[{i + 1}/{len(urls)}] {name}", verify=verify_tar
+            )
         else:
             reason = verify_tar(archive)
             if reason is not None:
                 archive.unlink()
-                raise DataError(f"{archive}: {reason}; deleted, run again to re-download.")
+                raise DataError(
+                    f"{archive}: {reason}; deleted, run again to re-download."
+                )
         _extract(archive, dest)
         marker.write_text(url + "\n")
         if not keep_archives:
@@ -139,7 +143,9 @@ def parse_parts(spec: str | Iterable[int] | None) -> list[int]:
             parts += list(range(int(a), int(b or a) + 1))
     bad = [p for p in parts if not 1 <= p <= REVISITOP_PARTS]
     if bad:
-        raise DataError(f"revisitop1m parts must be in 1..{REVISITOP_PARTS}, got {bad}.")
+        raise DataError(
+            f"revisitop1m parts must be in 1..{REVISITOP_PARTS}, got {bad}."
+        )
     return sorted(set(parts))
 
 
@@ -156,8 +162,14 @@ def download_revisitop1m(
     root = Path(root) if root is not None else settings.data_root() / "revisitop1m"
     parts = parse_parts(parts)
     base = _base(REVISITOP_URL, base_url)
-    todo = [p for p in parts if not (root / "jpg" / f".revisitop1m.{p}.tar.gz.done").exists()]
-    need = int(REVISITOP_BYTES * len(todo) / REVISITOP_PARTS) + (REVISITOP_EXTRA if todo else 0)
+    todo = [
+        p
+        for p in parts
+        if not (root / "jpg" / f".revisitop1m.{p}.tar.gz.done").exists()
+    ]
+    need = int(REVISITOP_BYTES * len(todo) / REVISITOP_PARTS) + (
+        REVISITOP_EXTRA if todo else 0
+    )
     print(
         f"revisitop1m: {len(parts)} of {REVISITOP_PARTS} archives ({len(todo)} to fetch) "
         f"into {root}; the whole set is about 450 GB of images and needs about 50 GB "
@@ -167,7 +179,9 @@ def download_revisitop1m(
         check_free_space(root, need, "revisitop1m")
     root.mkdir(parents=True, exist_ok=True)
     if not (root / "revisitop1m.txt").exists():
-        download(base + "revisitop1m.txt", root / "revisitop1m.txt", desc="revisitop1m.txt")
+        download(
+            base + "revisitop1m.txt", root / "revisitop1m.txt", desc="revisitop1m.txt"
+        )
     urls = [f"{base}jpg/revisitop1m.{p}.tar.gz" for p in todo]
     fetch_archives(urls, root / "jpg", root / "jpg", keep_archives)
     return root
@@ -184,7 +198,9 @@ def download_megadepth(
     root = Path(root) if root is not None else settings.data_root() / "megadepth"
     unknown = set(archives) - set(MEGADEPTH_ARCHIVES)
     if unknown:
-        raise DataError(f"Unknown MegaDepth archives {sorted(unknown)}; known: {MEGADEPTH_ARCHIVES}.")
+        raise DataError(
+            f"Unknown MegaDepth archives {sorted(unknown)}; known: {MEGADEPTH_ARCHIVES}."
+        )
     todo = [a for a in archives if not (root / f".{a}.tar.gz.done").exists()]
     print(
         f"MegaDepth: {len(todo)} of {len(archives)} archives to fetch into {root}; "
@@ -204,12 +220,18 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("dataset", choices=["revisitop1m", "megadepth"])
     p.add_argument("--root", help="target folder (default: <data root>/<dataset>)")
-    p.add_argument("--parts", help="revisitop1m archives, e.g. 1-10,15 (default: all 100)")
+    p.add_argument(
+        "--parts", help="revisitop1m archives, e.g. 1-10,15 (default: all 100)"
+    )
     p.add_argument("--base_url", help="mirror of the official address")
     p.add_argument("--no_space_check", action="store_true")
     p.add_argument("--keep_archives", action="store_true")
     args = p.parse_args(argv)
-    kw = dict(base_url=args.base_url, check_space=not args.no_space_check, keep_archives=args.keep_archives)
+    kw = dict(
+        base_url=args.base_url,
+        check_space=not args.no_space_check,
+        keep_archives=args.keep_archives,
+    )
     if args.dataset == "revisitop1m":
         out = download_revisitop1m(args.root, args.parts, **kw)
     else:

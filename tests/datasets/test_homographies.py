@@ -275,3 +275,18 @@ def test_builtin_photos(tmp_path, monkeypatch):
     )
     assert len(ds.splits["train"]) + 3 >= 15
     assert (tmp_path / "photos" / "skimage_coffee.png").is_file()
+
+
+def test_items_per_image(photo_dir):
+    conf = _folder_conf(photo_dir, val_size=1, items_per_image=3)
+    ds = get_dataset("homographies")(conf)
+    val = ds.get_dataset("val")
+    assert len(val) == 3 and len(ds.get_dataset("train")) == 9
+    items = [val[i] for i in range(3)]
+    assert len({it["name"] for it in items}) == 3
+    assert {it["name"].split("#")[0] for it in items} == set(ds.splits["val"])
+    assert not torch.allclose(items[0]["H_0to1"], items[1]["H_0to1"])
+    with pytest.raises(IndexError):
+        val[3]
+    with pytest.raises(ConfigError, match="items_per_image"):
+        get_dataset("homographies")({**conf, "items_per_image": 0})

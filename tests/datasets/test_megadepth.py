@@ -158,6 +158,12 @@ def test_errors(md_tree, tmp_path):
         get_dataset("megadepth")(
             _conf(md_tree["dst"], train_split=["9999"])
         ).get_dataset("train")
+    with pytest.raises(
+        DataError, match=r"no pair of the train split has an overlap in \(0.1, 0.2\]"
+    ):
+        get_dataset("megadepth")(_conf(md_tree["dst"], max_overlap=0.2)).get_dataset(
+            "train"
+        )
     with pytest.raises(ConfigError, match="min_overlap"):
         get_dataset("megadepth")(
             _conf(md_tree["dst"], min_overlap=0.9, max_overlap=0.5)

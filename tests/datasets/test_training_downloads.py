@@ -74,7 +74,9 @@ def test_revisitop1m_download_resume_and_dataset(server, tmp_path):
     assert sorted(p.name for p in (root / "jpg" / "2").iterdir()) == [
         "img0.png", "img1.png", "img2.png"
     ]  # fmt: skip
-    assert not list((root / "jpg" / ".archives").glob("*.tar.gz"))  # deleted once unpacked
+    assert not list(
+        (root / "jpg" / ".archives").glob("*.tar.gz")
+    )  # deleted once unpacked
     n = len(hits)
     td.download_revisitop1m(root, parts="1-2", base_url=url, check_space=False)
     assert len(hits) == n  # everything done: no request
