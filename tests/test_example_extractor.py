@@ -51,7 +51,7 @@ def test_keypoints_follow_the_pixel_centre_convention():
 
 def test_padding_and_mask():
     image = torch.zeros(2, 3, 64, 64)
-    image[0, :, 10:30, 10:30] = 1
+    image[0, :, 20:44, 20:44] = 1  # four corners, away from the removed borders
     model = get_model("examples.my_extractor")(
         {"max_num_keypoints": 32, "force_num_keypoints": True, "seed": 0}
     )
