@@ -82,7 +82,8 @@ class LightGlue(BaseModel):
         return presets.requires(arch)
 
     def _init(self, conf):
-        self.arch, weights = arch, weights = presets.resolve(conf, self.default_conf)
+        arch, weights = presets.resolve(conf, self.default_conf)
+        self.arch = arch
         if arch["add_scale_ori"]:
             self.required_data_keys += ["scales0", "scales1", "oris0", "oris1"]
         d, h, n = arch["descriptor_dim"], arch["num_heads"], arch["n_layers"]
