@@ -113,7 +113,7 @@ def rng_state() -> dict:
     """Every RNG the loop uses: python, numpy, torch CPU and CUDA (all devices)."""
     np_state = np.random.get_state()
     state = {
-        "python": random.getstate(),
+        "python": _python_state(),
         "numpy": {
             "keys": torch.from_numpy(np_state[1].astype(np.int64)),
             "pos": int(np_state[2]),
@@ -127,9 +127,14 @@ def rng_state() -> dict:
     return state
 
 
+def _python_state() -> dict:
+    version, internal, gauss = random.getstate()
+    return {"version": version, "internal": torch.tensor(internal), "gauss": gauss}
+
+
 def set_rng_state(state: dict) -> None:
     py = state["python"]
-    random.setstate((py[0], tuple(py[1]), py[2]))
+    random.setstate((py["version"], tuple(py["internal"].tolist()), py["gauss"]))
     n = state["numpy"]
     np.random.set_state(
         (

@@ -43,17 +43,19 @@ class SeededItems(Dataset):
     def __getitem__(self, key):
         index, seed = key
         in_worker = torch.utils.data.get_worker_info() is not None
+        gen = torch.default_generator
         if not in_worker:  # keep the trainer's RNG streams untouched
-            py, np_state = random.getstate(), np.random.get_state()
-        with torch.random.fork_rng(devices=[], enabled=not in_worker):
-            random.seed(seed)
-            np.random.seed(seed % 2**32)
-            torch.manual_seed(seed)
-            item = self.dataset[index]
-        if not in_worker:
-            random.setstate(py)
-            np.random.set_state(np_state)
-        return item
+            saved = random.getstate(), np.random.get_state(), gen.get_state()
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        gen.manual_seed(seed)
+        try:
+            return self.dataset[index]
+        finally:
+            if not in_worker:
+                random.setstate(saved[0])
+                np.random.set_state(saved[1])
+                gen.set_state(saved[2])
 
 
 class TrainBatches(Sampler):

@@ -39,7 +39,9 @@ def trainable_parameters(
         try:
             rx = re.compile(opt_regexp)
         except re.error as e:
-            raise ConfigError(f"train.opt_regexp {opt_regexp!r} is not a regex: {e}")
+            raise ConfigError(
+                f"train.opt_regexp {opt_regexp!r} is not a regex: {e}"
+            ) from e
         for n, p in params:
             if not rx.search(n):
                 p.requires_grad_(False)
