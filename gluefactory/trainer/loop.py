@@ -13,6 +13,7 @@ import logging
 import math
 import signal
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -248,7 +249,7 @@ class Trainer:
             self.step += 1
             self.samples += self.batch_size * acc
             if not t.lr_schedule.on_epoch:
-                self.scheduler.step()
+                self._schedule_step()
             if self.step % t.log_every_iter == 0:
                 self._log_train(window)
                 window = Averages()
@@ -263,11 +264,20 @@ class Trainer:
         self.epoch += 1
         self.batch_in_epoch = 0
         if t.lr_schedule.on_epoch:
-            self.scheduler.step()
+            self._schedule_step()
         self.validate()
         if t.run_benchmarks and self.conf.benchmarks:
             self._benchmarks(e)
         return "finished", self.save(best=self._is_best())
+
+    def _schedule_step(self) -> None:
+        # a skipped (non-finite) first step makes torch warn about the call order;
+        # the schedule is a function of the step count, so the warning does not apply
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore", message="Detected call of `lr_scheduler.step"
+            )
+            self.scheduler.step()
 
     def _should_stop(self) -> str | None:
         t = self.t
