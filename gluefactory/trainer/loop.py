@@ -204,8 +204,12 @@ class Trainer:
                 status, path = self._epoch()
             if status in ("max_steps", "time"):
                 self.validate()
-            if status != "finished" or path is None:
+            if status != "finished":
                 path = self.save(best=self._is_best())
+            elif path is None and self.dist.main:  # restored after its last epoch
+                logger.info("The run had already finished (%d epochs).", t.epochs)
+                found = ckpts.list_checkpoints(self.dir)
+                path = found[-1] if found else None
         finally:
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)

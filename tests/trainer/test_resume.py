@@ -107,3 +107,31 @@ def test_restore_without_experiment_is_a_config_error(outputs):
 
     with pytest.raises(ConfigError, match="has no .*config.yaml"):
         train("never_ran", {}, restore=True)
+
+
+def test_sigint_in_process_saves_at_the_step_boundary_and_resumes(outputs, monkeypatch):
+    import os
+    import signal
+
+    conf = toy_conf({"epochs": 2, "accumulate": 2, "eval_0": False}, num_train=16)
+    ref = train("reference", conf)
+    original = step_module.Stepper.optimizer_step
+
+    def interrupt(self, step):
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # arrives in the middle of the step
+        return original(self, step)
+
+    with monkeypatch.context() as m:
+        m.setattr(step_module.Stepper, "optimizer_step", interrupt)
+        res = train("sigint", conf)
+    assert res["status"] == "interrupted" and res["step"] == 3
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    state = ckpts.load(res["checkpoint"])
+    assert state["counters"]["batch_in_epoch"] == 2  # mid-epoch, at a step boundary
+    res = train("sigint", {}, restore=True)
+    assert res["step"] == ref["step"]
+    assert_same_weights(
+        final_state(outputs / "reference")["model"],
+        final_state(outputs / "sigint")["model"],
+    )

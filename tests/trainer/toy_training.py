@@ -10,6 +10,8 @@ from a generator seeded by the item index; a small extra noise is drawn from tor
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -51,6 +53,8 @@ class _Items(Dataset):
 
     def __getitem__(self, idx):
         c = self.conf
+        if c.item_delay:
+            time.sleep(c.item_delay)
         rng = np.random.default_rng(c.seed + self.offset + idx)
         w, h, n, d = 128.0, 96.0, c.num_keypoints, 16
         k0 = rng.uniform([4, 4], [w - 4, h - 4], size=(n, 2))
@@ -108,6 +112,7 @@ class ToyPairs(BaseDataset):
         "num_val": 10,
         "num_keypoints": 48,
         "nan_items": [],
+        "item_delay": 0.0,  # seconds of sleep per item (slows a run down for SIGINT tests)
     }
 
     def _init(self, conf):
