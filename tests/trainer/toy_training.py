@@ -14,9 +14,11 @@ import time
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 from torch.utils.data import Dataset
 
 from gluefactory.datasets.base_dataset import BaseDataset
+from gluefactory.eval.base import BaseBenchmark
 
 
 def lightglue_pipeline(**matcher) -> dict:
@@ -42,6 +44,9 @@ def lightglue_pipeline(**matcher) -> dict:
     }
 
 
+CALLBACKS: list = []
+
+
 class _Items(Dataset):
     def __init__(self, conf, split: str):
         self.conf, self.split = conf, split
@@ -50,6 +55,10 @@ class _Items(Dataset):
 
     def __len__(self):
         return self.n
+
+    def sample_new_items(self, seed: int) -> None:
+        """Per-epoch callback (as MegaDepth's): recorded in CALLBACKS."""
+        CALLBACKS.append((self.split, seed))
 
     def __getitem__(self, idx):
         c = self.conf
@@ -138,3 +147,24 @@ def toy_conf(tmp_train: dict | None = None, **data) -> dict:
             **(tmp_train or {}),
         },
     }
+
+
+class ToyBench(BaseBenchmark):
+    """A benchmark on the in-memory model: match recall on a few toy pairs."""
+
+    default_conf = {"data": {"num_pairs": 4}, "model": {}, "eval": {}}
+
+    def run(self, output_dir, model=None):
+        from gluefactory.utils.tensor import batch_to_device, collate
+
+        items = _Items(OmegaConf.create({**ToyPairs.default_conf, "seed": 0}), "test")
+        n = self.conf.data.num_pairs
+        batch = batch_to_device(
+            collate([items[i] for i in range(n)]), next(model.parameters()).device
+        )
+        with torch.no_grad():
+            pred = model(batch)
+            _, metrics = model.loss(pred, batch)
+        recall = float(metrics["match_recall"].mean())
+        (output_dir / "summary.txt").write_text(f"{recall}\n")
+        return {"match_recall": recall, "num_pairs": n}
