@@ -12,7 +12,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..utils.conf import ConfigError, merge_strict, to_conf
+from ..utils.cli import merge_cli_conf
+from ..utils.conf import ConfigError, to_conf
 
 #: every ``train.*`` key with its default (documented in docs/training.md)
 DEFAULT_TRAIN_CONF: dict[str, Any] = {
@@ -69,14 +70,18 @@ TOP_LEVEL = {
     "benchmarks": {},
 }
 
-SCHEDULES = ("constant", "exp", "step", "factor", "cosine")
+#: sections validated by the component they configure
+OPEN_KEYS = ("train.optimizer_options", "train.lr_schedule.options", "benchmarks")
 
 
 def build_train_conf(conf: Any) -> DictConfig:
     """Merge ``conf`` over the defaults strictly and check the values; returns a copy."""
     conf = to_conf(conf)
-    merged = merge_strict(
-        OmegaConf.create(TOP_LEVEL), conf, component="the training config"
+    merged = merge_cli_conf(
+        OmegaConf.create(TOP_LEVEL),
+        conf,
+        component="the training config",
+        open_keys=OPEN_KEYS,
     )
     check_train_conf(merged)
     return merged
