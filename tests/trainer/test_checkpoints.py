@@ -53,7 +53,7 @@ def test_keep_last_and_best_by_key_and_direction(outputs):
     top = max(recalls, key=lambda s: (recalls[s], -s))
     assert best["counters"]["step"] == top
     assert best["best"] == pytest.approx(recalls[top])
-    assert res["checkpoint"].name == "checkpoint_2_4.tar"
+    assert res["checkpoint"].name == "checkpoint_2_6.tar"
 
 
 def test_unknown_best_key_lists_the_available_ones(outputs):
