@@ -110,7 +110,12 @@ def test_benchmarks_each_epoch_and_dataset_callback(outputs):
         },
         num_train=8,
     )
-    conf["benchmarks"] = {"toy_training": {"data": {"num_pairs": 2}}}
+    conf["benchmarks"] = {
+        "toy_training": {
+            "data": {"num_pairs": 2},
+            "model": {"matcher": {"filter_threshold": 0.3}},
+        }
+    }
     train("bench", conf)
     tests = records(outputs / "bench", "test")
     assert [r["epoch"] for r in tests] == [1, 2]
@@ -118,6 +123,7 @@ def test_benchmarks_each_epoch_and_dataset_callback(outputs):
         tests[0]["toy_training/num_pairs"] == 2
         and 0 <= tests[0]["toy_training/match_recall"] <= 1
     )
+    assert tests[0]["toy_training/filter_threshold"] == 0.3  # benchmark model options
     assert (
         outputs / "bench" / "benchmarks" / "epoch_1" / "toy_training" / "summary.txt"
     ).exists()

@@ -154,7 +154,7 @@ class ToyBench(BaseBenchmark):
 
     default_conf = {"data": {"num_pairs": 4}, "model": {}, "eval": {}}
 
-    def run(self, output_dir, model=None):
+    def run(self, output_dir, model=None, overwrite=False):
         from gluefactory.utils.tensor import batch_to_device, collate
 
         items = _Items(OmegaConf.create({**ToyPairs.default_conf, "seed": 0}), "test")
@@ -167,4 +167,5 @@ class ToyBench(BaseBenchmark):
             _, metrics = model.loss(pred, batch)
         recall = float(metrics["match_recall"].mean())
         (output_dir / "summary.txt").write_text(f"{recall}\n")
-        return {"match_recall": recall, "num_pairs": n}
+        thr = model.matcher.conf.filter_threshold
+        return {"match_recall": recall, "num_pairs": n, "filter_threshold": thr}
