@@ -171,15 +171,19 @@ class Trainer:
         self._pending_rng = rngs[self.dist.rank if self.dist.rank < len(rngs) else 0]
 
     def save(self, best: bool = False) -> Path | None:
-        state = self.state_dict()  # collective: every rank takes part
+        """Write ``checkpoint_<epoch>_<step>.tar`` (or, with ``best``, only
+        ``checkpoint_best.tar``); a collective: every rank calls it."""
+        state = self.state_dict()
         if not self.dist.main:
             return None
+        if best:
+            path = ckpts.atomic_save(state, self.dir / ckpts.BEST)
+            logger.info("Saved %s (%s %.4g)", path.name, self.t.best_key, self.best)
+            return path
         path = ckpts.checkpoint_path(self.dir, self.epoch, self.step)
         ckpts.atomic_save(state, path)
         ckpts.prune(self.dir, self.t.keep_last_checkpoints)
-        if best:
-            ckpts.atomic_save(state, self.dir / ckpts.BEST)
-        logger.info("Saved %s%s", path.name, " (best)" if best else "")
+        logger.info("Saved %s", path.name)
         return path
 
     # ------------------------------------------------------------------ loop
@@ -205,7 +209,7 @@ class Trainer:
             if status in ("max_steps", "time"):
                 self.validate()
             if status != "finished":
-                path = self.save(best=self._is_best())
+                path = self.save()
             elif path is None and self.dist.main:  # restored after its last epoch
                 logger.info("The run had already finished (%d epochs).", t.epochs)
                 found = ckpts.list_checkpoints(self.dir)
@@ -264,7 +268,7 @@ class Trainer:
             if stop is not None:
                 return stop, None
             if self.step % t.save_every_iter == 0 and not end_of_epoch:
-                self.save(best=self._is_best())
+                self.save()
         self.epoch += 1
         self.batch_in_epoch = 0
         if t.lr_schedule.on_epoch:
@@ -272,7 +276,7 @@ class Trainer:
         self.validate()
         if t.run_benchmarks and self.conf.benchmarks:
             self._benchmarks(e)
-        return "finished", self.save(best=self._is_best())
+        return "finished", self.save()
 
     def _schedule_step(self) -> None:
         # a skipped (non-finite) first step makes torch warn about the call order;
@@ -368,6 +372,8 @@ class Trainer:
             for tag, fig in figures.items():
                 self.board.figure(f"figures/{tag}", fig, x)
             self._append_metrics("val", res)
+        if self._is_best():  # same decision on every rank (reduced results)
+            self.save(best=True)
         return res
 
     def _plot_conf(self):

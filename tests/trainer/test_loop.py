@@ -159,3 +159,25 @@ def test_detect_anomaly_lists_parameters_without_gradient(outputs, caplog):
         torch.autograd.set_detect_anomaly(False)
     # every LightGlue parameter is trained through the loss: nothing is listed
     assert "Parameters without gradient" not in caplog.text
+
+
+def test_accumulation_equals_the_large_batch(outputs):
+    """Batch 2 x accumulate 2 takes the same steps as batch 4 (loss scaled by 1/2)."""
+    big = train(
+        "big", toy_conf({"epochs": 2, "eval_0": False}, num_train=16, batch_size=4)
+    )
+    small = train(
+        "small",
+        toy_conf(
+            {"epochs": 2, "eval_0": False, "accumulate": 2}, num_train=16, batch_size=2
+        ),
+    )
+    assert big["step"] == small["step"] == 8
+    a, b = ckpts.load(big["checkpoint"]), ckpts.load(small["checkpoint"])
+    for k in a["model"]:
+        torch.testing.assert_close(a["model"][k], b["model"][k], atol=2e-5, rtol=1e-4)
+    assert a["counters"]["samples"] == b["counters"]["samples"] == 32
+    la, lb = records(outputs / "big", "train"), records(outputs / "small", "train")
+    assert [r["loss/total"] for r in la] == pytest.approx(
+        [r["loss/total"] for r in lb], rel=1e-4
+    )
