@@ -181,3 +181,24 @@ def test_accumulation_equals_the_large_batch(outputs):
     assert [r["loss/total"] for r in la] == pytest.approx(
         [r["loss/total"] for r in lb], rel=1e-4
     )
+
+
+def test_compile_wraps_the_training_module(outputs, monkeypatch):
+    """--compile hands the model (with its loss) to torch.compile with the given mode
+    (a real compilation takes minutes on a CPU: the wiring is tested here)."""
+    calls = []
+
+    def fake_compile(module, mode=None):
+        calls.append((type(module).__name__, type(module.model).__name__, mode))
+        return module
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    train(
+        "compiled",
+        toy_conf({"compile": "reduce-overhead", "eval_0": False}, num_train=4),
+    )
+    train("compiled2", toy_conf({"compile": True, "eval_0": False}, num_train=4))
+    assert calls == [
+        ("WithLoss", "TwoViewPipeline", "reduce-overhead"),
+        ("WithLoss", "TwoViewPipeline", None),
+    ]
