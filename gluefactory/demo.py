@@ -1,6 +1,6 @@
 """Match two real photographs end to end and score the result against ground truth.
 
-    python -m gluefactory.demo --conf aliked+lightglue [--images A B] [key=value ...]
+    python -m gluefactory.demo --conf aliked+lightglue-official [--images A B] [key=value ...]
 
 Without ``--images`` it uses the Middlebury 2014 *Motorcycle* stereo pair bundled with
 scikit-image (real photographs, known calibration and relative pose): it extracts and
@@ -137,7 +137,7 @@ def main(argv=None) -> dict:
     add_conf_args(parser)
     args = parser.parse_intermixed_args(argv)
     if args.conf is None:
-        args.conf = "aliked+lightglue"
+        args.conf = "aliked+lightglue-official"
     conf = OmegaConf.merge(DEFAULT_CONF, conf_from_args(args))
     tag = Path(str(args.conf)).stem
     results = run(conf, args.images, settings.outputs_root() / "demo" / tag)
