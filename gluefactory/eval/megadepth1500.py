@@ -22,12 +22,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ..geometry.epipolar import T_to_E, sym_epipolar_distance
 from ..geometry.gt_generation import gt_matches_from_pose_depth
 from ..models.utils.metrics import match_precision, match_recall
 from ..utils.conf import as_plain
+from ..utils.tensor import batch_to_device
 from .cli import make_main
 from .figures import recall_figure, worst_indices, worst_pairs_figure
 from .metrics import (
@@ -79,8 +81,6 @@ def _md_reported() -> list[tuple[str, str]]:
 
 def pose_robust_metrics(inputs: dict, estimator) -> dict[str, float]:
     """Relative-pose metrics of one pair (runs in a worker process)."""
-    import torch
-
     n = len(inputs["m_kpts0"])
     data = {
         "T_0to1": inputs["T_0to1"],
@@ -96,27 +96,34 @@ def pose_robust_metrics(inputs: dict, estimator) -> dict[str, float]:
 
 
 def gt_match_metrics(data: dict, pred: dict) -> dict[str, float]:
-    """``gt_match_recall@3px`` / ``gt_match_precision@3px`` against depth GT matches."""
+    """``gt_match_recall@3px`` / ``gt_match_precision@3px`` against depth GT matches.
+
+    All keypoints of both images are labelled (M x N distances: about 0.5 s for 2048
+    keypoints on one CPU core), on CUDA when available, as upstream.
+    """
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    data, pred = batch_to_device(data, device), batch_to_device(pred, device)
     v0, v1 = data["view0"], data["view1"]
-    kp0, kp1 = pred["keypoints0"][None].double(), pred["keypoints1"][None].double()
+    kp0, kp1 = pred["keypoints0"][None].float(), pred["keypoints1"][None].float()
     gt = gt_matches_from_pose_depth(
         kp0,
         kp1,
-        v0["camera"].double(),
-        v1["camera"].double(),
-        data["T_0to1"].double(),
-        data["T_1to0"].double() if "T_1to0" in data else None,
-        depth0=v0["depth"].double(),
-        depth1=v1["depth"].double(),
+        v0["camera"].float(),
+        v1["camera"].float(),
+        data["T_0to1"].float(),
+        data["T_1to0"].float() if "T_1to0" in data else None,
+        depth0=v0["depth"].float(),
+        depth1=v1["depth"].float(),
         th_positive=GT_POSITIVE_TH,
         th_negative=GT_NEGATIVE_TH,
+        th_epi=None,  # as upstream's metric: no epipolar negatives
         mask0=pred["keypoint_mask0"][None] if "keypoint_mask0" in pred else None,
         mask1=pred["keypoint_mask1"][None] if "keypoint_mask1" in pred else None,
     )
     m0 = pred["matches0"][None].long()
     return {
-        "gt_match_recall@3px": float(match_recall(m0, gt["matches0"])[0]),
-        "gt_match_precision@3px": float(match_precision(m0, gt["matches0"])[0]),
+        "gt_match_recall@3px": float(match_recall(m0, gt["matches0"])[0].cpu()),
+        "gt_match_precision@3px": float(match_precision(m0, gt["matches0"])[0].cpu()),
     }
 
 

@@ -42,7 +42,7 @@ from . import results as rio
 from .base import BaseBenchmark
 from .io import conf_diff
 from .metrics import AUC_METRICS, summarize, threshold_name
-from .sweep import SWEEP_THRESHOLDS, default_workers, run_sweep, thresholds_from
+from .sweep import SWEEP_THRESHOLDS, run_sweep, thresholds_from
 
 logger = logging.getLogger(__name__)
 
@@ -360,11 +360,13 @@ class EvalPipeline(BaseBenchmark):
         """Run the model on every pair; write ``predictions.h5`` (original pixels)."""
         t0 = time.perf_counter()
         device = "cuda" if torch.cuda.is_available() else "cpu"
+        dataset = get_dataset(self.conf.data.name)(
+            self.conf.data
+        )  # missing data: first
+        loader = dataset.get_data_loader("test", shuffle=False)
         if model is None:
             model = self.build_model(checkpoint)
         model = model.to(device).eval()
-        dataset = get_dataset(self.conf.data.name)(self.conf.data)
-        loader = dataset.get_data_loader("test", shuffle=False)
         model_s = 0.0
         with (
             torch.inference_mode(),
@@ -459,7 +461,7 @@ class EvalPipeline(BaseBenchmark):
                 names.append(name)
                 scenes.append(str(data["scene"][0]) if "scene" in data else "")
         metrics_s = time.perf_counter() - t0
-        sweep, sweep_s = run_sweep(
+        sweep, sweep_s, workers = run_sweep(
             self.estimator_kind,
             self.estimator_conf,
             self.thresholds,
@@ -479,7 +481,6 @@ class EvalPipeline(BaseBenchmark):
         summaries = summarize(per_pair, self.auc_metrics, round=4)
         summaries["ransac_th"] = best
         summaries.update(self.upstream_aliases(summaries))
-        workers = self.conf.eval.workers or default_workers()
         self.timings.update(metrics_s=metrics_s, sweep_s=sweep_s, sweep_workers=workers)
         if len(self.thresholds) > 1:
             print(self.sweep_table(sweep_summaries, best, sweep_s, workers))

@@ -27,6 +27,10 @@ from ..utils.errors import ConfigError
 #: thresholds swept when ``eval.ransac_th`` <= 0 (px), as upstream
 SWEEP_THRESHOLDS = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
 
+#: below this many (pair, threshold) jobs the estimation runs in this process: starting
+#: workers (a few seconds) would cost more than it saves
+MIN_PARALLEL_JOBS = 64
+
 # per-process cache: (kind, estimator conf as JSON) -> estimator
 _ESTIMATORS: dict[tuple[str, str], Any] = {}
 
@@ -111,12 +115,12 @@ def run_sweep(
     fn: Callable[[Any, Any], dict],
     workers: int | None = None,
     progress: bool = True,
-) -> tuple[dict[float, list[dict]], float]:
+) -> tuple[dict[float, list[dict]], float, int]:
     """Run ``fn(inputs[i], estimator)`` for every pair and threshold.
 
     ``estimator_conf(th)`` is the full estimator config of a threshold; ``fn`` must be
     picklable (a module-level function). Returns ({threshold: [result per pair]},
-    seconds).
+    seconds, number of processes used).
     """
     t0 = time.perf_counter()
     n = len(inputs)
@@ -143,7 +147,8 @@ def run_sweep(
         bar.update(len(results))
 
     try:
-        if workers <= 1 or len(jobs) <= 1:
+        if workers <= 1 or len(jobs) <= 1 or n * len(thresholds) < MIN_PARALLEL_JOBS:
+            workers = 1
             _ESTIMATORS.clear()
             for job in jobs:
                 collect(*_run_job(job))
@@ -155,4 +160,4 @@ def run_sweep(
                     collect(th, results)
     finally:
         bar.close()
-    return out, time.perf_counter() - t0
+    return out, time.perf_counter() - t0, workers

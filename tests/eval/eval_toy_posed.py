@@ -75,7 +75,18 @@ class _Pairs(Dataset):
 
 
 class ToyPosed(BaseDataset):
-    default_conf = {"preprocessing": ImagePreprocessor.default_conf}
+    default_conf = {
+        "preprocessing": ImagePreprocessor.default_conf,
+        # keys of the posed_images format, accepted (and unused) so that the
+        # megadepth1500 benchmark's data defaults apply unchanged
+        "root": "",
+        "image_dir": None,
+        "depth_dir": None,
+        "views": None,
+        "view_groups": None,
+        "depth_format": None,
+        "scene_list": None,
+    }
 
     def _init(self, conf):
         pass
