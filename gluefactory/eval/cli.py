@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 
 from .. import settings
-from ..utils.cli import main_wrapper
+from ..utils.cli import main_wrapper, merge_cli_conf
 from .io import check_tag, compose_eval_conf, default_tag, parse_eval_args
 from .pipeline import NON_RESULT_KEYS, EvalPipeline
 
@@ -29,7 +29,9 @@ def run_benchmark(
 ) -> tuple[dict[str, float], Path]:
     """Parse ``argv``, merge the config, run ``cls`` and print the summary table."""
     args = parse_eval_args(f"python -m gluefactory.eval.{cls.name}", argv, cls.__doc__)
+    prog = f"python -m gluefactory.eval.{cls.name}"
     user = compose_eval_conf(cls.name, args.conf, args.checkpoint, args.dotlist)
+    merge_cli_conf(cls.defaults(), user, prog, open_keys=("data", "model", "eval"))
     bench = cls(user)  # strict: unknown keys are errors here
     tag = (
         check_tag(args.tag)

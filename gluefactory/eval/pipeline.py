@@ -136,11 +136,6 @@ def memoized_extractor(model: nn.Module) -> Iterator[_ImageMemo | None]:
 # --------------------------------------------------------------------------------------
 
 
-def _merge_defaults(cls: type) -> dict:
-    confs = [c.__dict__.get("default_conf", {}) for c in reversed(cls.__mro__)]
-    return as_plain(OmegaConf.merge(*[OmegaConf.create(c) for c in confs]))
-
-
 class EvalPipeline(BaseBenchmark):
     """Two-loop benchmark (export, then evaluate); subclasses declare data and metrics.
 
@@ -164,7 +159,6 @@ class EvalPipeline(BaseBenchmark):
     }
     #: keys of ``eval`` not forwarded to the estimator
     pipeline_eval_keys = ("estimator", "ransac_th", "workers", "num_worst", "progress")
-    open_conf_keys = ("eval",)  # extra eval.* keys are options of the estimator
     estimator_kind = "homography"
     robust_key = "H_error_ransac"
     auc_metrics = AUC_METRICS
@@ -173,11 +167,12 @@ class EvalPipeline(BaseBenchmark):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        cls.default_conf = _merge_defaults(cls)
         if "name" not in cls.__dict__:  # set it explicitly: a module run as __main__
             cls.name = cls.__module__.rsplit(".", 1)[-1]
 
     def __init__(self, conf: Any = None):
+        # keys of eval that are not the pipeline's are options of the estimator: they
+        # are taken out, checked by building the estimator, then put back
         conf = OmegaConf.create(as_plain(to_conf(conf)))
         own = set(type(self).default_conf.get("eval", {})) | set(
             self.pipeline_eval_keys
