@@ -21,20 +21,41 @@ from .metrics import matched_keypoints
 from .results import PredictionReader
 
 
-def recall_figure(
+def draw_recall(
+    ax,
     errors: Mapping[str, Sequence[float]],
     thresholds: Sequence[float],
     title: str,
     xlabel: str,
-    path: Path,
-) -> Path:
-    """Recall (% of pairs with error <= x) vs x up to the largest AUC threshold."""
-    fig = viz2d.plot_cumulative(
-        {k: np.asarray(v, float) for k, v in errors.items()}, thresholds, title, xlabel
-    )
-    ax = fig.axes[0]
+) -> None:
+    """Recall (% of pairs with error <= x) vs x up to the largest threshold, on ``ax``."""
+    x = np.linspace(0, max(thresholds), 300)
+    for label, errs in errors.items():
+        e = np.asarray(errs, float)
+        e = np.where(np.isnan(e), np.inf, e)  # failures count as misses
+        ax.plot(x, [(e <= t).mean() * 100 for t in x], label=label)
     for t in thresholds:
         ax.axvline(t, color="grey", lw=0.5, ls=":")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("recall [%]")
+    ax.set_ylim(0, 100)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def recall_figure(
+    panels: Sequence[tuple[Mapping[str, Sequence[float]], Sequence[float], str, str]],
+    path: Path,
+) -> Path:
+    """One panel per (errors by label, thresholds, title, xlabel); saved atomically."""
+    import matplotlib.pyplot as plt
+
+    n = len(panels)
+    fig, axes = plt.subplots(1, n, figsize=(5 * n, 4), dpi=100, squeeze=False)
+    for ax, (errors, ths, title, xlabel) in zip(axes[0], panels, strict=True):
+        draw_recall(ax, errors, ths, title, xlabel)
+    fig.tight_layout()
     return viz2d.save(fig, path)
 
 

@@ -107,15 +107,9 @@ class HPatchesPipeline(EvalPipeline):
             "RANSAC": results["H_error_ransac"],
             "DLT": results["H_error_dlt"],
         }
-        paths = [
-            recall_figure(
-                errs,
-                HPATCHES_AUC_THRESHOLDS,
-                f"HPatches homography ({self.conf.eval.estimator})",
-                "mean corner error [px]",
-                out / "homography_recall.png",
-            )
-        ]
+        title = f"HPatches homography ({self.conf.eval.estimator})"
+        panel = (errs, HPATCHES_AUC_THRESHOLDS, title, "mean corner error [px]")
+        paths = [recall_figure([panel], out / "homography_recall.png")]
         k = int(self.conf.eval.num_worst)
         if k > 0 and dataset is not None:
             idx = worst_indices(results["H_error_ransac"], k)

@@ -184,15 +184,13 @@ class MegaDepth1500Pipeline(EvalPipeline):
         return (err < self.correct_th).numpy()
 
     def make_figures(self, out: Path, results: dict, dataset=None, pred_path=None):
-        paths = [
-            recall_figure(
-                {self.conf.eval.estimator: results["rel_pose_error"]},
-                POSE_AUC_THRESHOLDS,
-                "MegaDepth-1500 relative pose",
-                "pose error max(R, t) [deg]",
-                out / "pose_recall.png",
-            )
-        ]
+        panel = (
+            {self.conf.eval.estimator: results["rel_pose_error"]},
+            POSE_AUC_THRESHOLDS,
+            "MegaDepth-1500 relative pose",
+            "pose error max(R, t) [deg]",
+        )
+        paths = [recall_figure([panel], out / "pose_recall.png")]
         k = int(self.conf.eval.num_worst)
         if k > 0 and dataset is not None:
             idx = worst_indices(results["rel_pose_error"], k)

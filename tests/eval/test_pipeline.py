@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -240,3 +241,17 @@ def test_megadepth_export_low_res_evaluate_original(roots):
     assert (out / "pose_recall.png").is_file()
     with h5py.File(out / "predictions.h5", "r") as f:
         assert f["motorcycle/left-right"]["keypoints0"][()][:, 0].max() > 370
+
+
+def test_compare_two_runs(first_run, capsys):
+    from gluefactory.eval.compare import main as compare_main
+
+    hp("--tag", "u", "eval.ransac_th=3.0")  # reuses t's predictions
+    table = compare_main(["t", "u", "--benchmark", "hpatches"])
+    head = table.splitlines()[0].split()
+    assert head[:3] == ["metric", "t", "u"]
+    line = next(row for row in table.splitlines() if row.startswith("ransac_th "))
+    assert line.split()[1:3] == ["1.0000", "3.0000"]
+    out = capsys.readouterr().out
+    fig = out.strip().splitlines()[-1].split(": ", 1)[1]
+    assert fig.endswith(".png") and Path(fig).stat().st_size > 10_000
