@@ -18,7 +18,17 @@ from ..geometry.coordinates import CENTER_OFFSET
 from ..utils.tensor import collate
 from ..visualization import viz2d
 from .metrics import matched_keypoints
-from .results import PredictionReader
+from .results import PredictionReader, atomic_path
+
+
+def save_png(fig, path: Path) -> Path:
+    """Save atomically, fast (PNG compression level 1: large figures encode in ms)."""
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path, ".png") as tmp:
+        fig.savefig(tmp, format="png", pil_kwargs={"compress_level": 1})
+    plt.close(fig)
+    return Path(path)
 
 
 def draw_recall(
@@ -56,7 +66,7 @@ def recall_figure(
     for ax, (errors, ths, title, xlabel) in zip(axes[0], panels, strict=True):
         draw_recall(ax, errors, ths, title, xlabel)
     fig.tight_layout()
-    return viz2d.save(fig, path)
+    return save_png(fig, path)
 
 
 def worst_indices(errors: Sequence[float], k: int) -> list[int]:
@@ -115,7 +125,7 @@ def worst_pairs_figure(
         img0 = viz2d._image(data["view0"]["image"][0])
         img1 = viz2d._image(data["view1"]["image"][0])
         canvas, dx = side_by_side(img0, img1)
-        ax.imshow(canvas)
+        ax.imshow((canvas * 255).clip(0, 255).astype(np.uint8), interpolation="nearest")
         ax.set_axis_off()
         p0 = k0 - CENTER_OFFSET  # imshow draws pixel i centred on i
         p1 = k1 - CENTER_OFFSET + np.array([dx, 0.0])
@@ -136,4 +146,4 @@ def worst_pairs_figure(
             loc="left",
         )
     fig.tight_layout()
-    return viz2d.save(fig, path)
+    return save_png(fig, path)
