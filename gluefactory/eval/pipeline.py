@@ -300,7 +300,8 @@ class EvalPipeline(BaseBenchmark):
         ehash = self.export_hash(checkpoint)
         self.timings = {}
         if not rio.predictions_valid(pred_path, ehash):
-            if not self._link_cached_predictions(out, ehash):
+            # --overwrite means "run the network again": never reuse another export
+            if overwrite or not self._link_cached_predictions(out, ehash):
                 self.export(pred_path, ehash, model=model, checkpoint=checkpoint)
         else:
             logger.info("Using the cached predictions %s.", pred_path)

@@ -255,3 +255,18 @@ def test_compare_two_runs(first_run, capsys):
     out = capsys.readouterr().out
     fig = out.strip().splitlines()[-1].split(": ", 1)[1]
     assert fig.endswith(".png") and Path(fig).stat().st_size > 10_000
+
+
+def test_overwrite_reruns_the_network(first_run, monkeypatch):
+    calls = {"n": 0}
+    forward = TwoViewPipeline._forward
+
+    def counting(self, data):
+        calls["n"] += 1
+        return forward(self, data)
+
+    monkeypatch.setattr(TwoViewPipeline, "_forward", counting)
+    hp("eval.ransac_th=2.5")  # reuses the predictions of "t"
+    assert calls["n"] == 0
+    hp("eval.ransac_th=2.5", "--overwrite")  # never reuses another export
+    assert calls["n"] == 4
