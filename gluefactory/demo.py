@@ -49,6 +49,7 @@ DEFAULT_CONF = {
     "model": {},
     "preprocessing": dict(ImagePreprocessor.default_conf),
     "estimator": {"name": "poselib", "ransac_th": 1.0},
+    "benchmarks": {},  # the shared configs' benchmark sections (gluefactory.eval): unused
 }
 PROG = "python -m gluefactory.demo"
 
