@@ -216,10 +216,16 @@ def write_homography(path: Path, H: np.ndarray) -> None:
     path.write_text("\n".join(" ".join(f"{v:.12e}" for v in row) for row in H) + "\n")
 
 
-def build(dest: Path, seed: int) -> dict:
-    """Write every sequence under ``dest``; returns a description for the manifest."""
+def build(dest: Path, seed: int, only: list[str] | None = None) -> dict:
+    """Write every sequence (or those named in ``only``) under ``dest``.
+
+    Returns a description for the manifest. Each sequence has its own seeded random
+    generator, so a subset is identical to the same sequences of the full set.
+    """
     sequences = [("v", n) for n in VIEWPOINT] + [("i", n) for n in ILLUMINATION]
     for index, (kind, photo_name) in enumerate(sequences):
+        if only is not None and f"{kind}_{photo_name}" not in only:
+            continue
         rng = np.random.default_rng([seed, index])
         photo = load_photo(photo_name)
         make = viewpoint_sequence if kind == "v" else illumination_sequence
@@ -236,5 +242,5 @@ def build(dest: Path, seed: int) -> dict:
         "homography_convention": "opencv (pixel centres at integers), as HPatches",
         "sources": "scikit-image bundled photographs: "
         + ", ".join(n for _, n in sequences),
-        "sequences": [f"{k}_{n}" for k, n in sequences],
+        "sequences": sorted(p.name for p in dest.iterdir() if p.is_dir()),
     }
