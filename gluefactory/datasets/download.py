@@ -37,6 +37,7 @@ import os
 import shutil
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,7 +180,7 @@ def check_zip(path: Path, sha256: str | None = None) -> str | None:
                     h.update(chunk)
             if h.hexdigest() != sha256.lower():
                 return f"sha256 {h.hexdigest()[:16]}... differs from {sha256[:16]}..."
-    except (OSError, zipfile.BadZipFile, EOFError, ValueError) as e:
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError, zlib.error) as e:
         return f"corrupt archive ({e})"
     return None
 
@@ -199,19 +200,37 @@ def _extract(zf: zipfile.ZipFile, dest: Path, desc: str) -> None:
 
 @contextlib.contextmanager
 def _lock(path: Path):
-    """Exclusive inter-process lock on ``path`` (no-op where fcntl is missing)."""
+    """Exclusive inter-process lock on a hidden file, removed on release.
+
+    After locking, the file must still be the one at ``path`` (a previous holder
+    removes it when done); otherwise locking starts over. No-op without fcntl.
+    """
     try:
         import fcntl
     except ImportError:
         yield
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+    while True:
+        f = open(path, "a+b")
         try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            try:
+                same = os.stat(path).st_ino == os.fstat(f.fileno()).st_ino
+            except FileNotFoundError:
+                same = False
+        except BaseException:
+            f.close()
+            raise
+        if same:
+            break
+        f.close()
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        f.close()
 
 
 # ------------------------------------------------------------------------ archives
@@ -259,11 +278,19 @@ def _unpack(spec: Archive, archive: Path, target: Path) -> None:
         try:
             with zipfile.ZipFile(archive) as zf:
                 _extract(zf, tmp, spec.name)
-        except (OSError, zipfile.BadZipFile, EOFError) as e:
+        except (zipfile.BadZipFile, EOFError, zlib.error) as e:
             archive.unlink(missing_ok=True)
             raise DataError(
                 f"Could not unpack {archive} ({e}); it was deleted, run again to "
                 f"download it. {spec.manual_steps(target.parent)}"
+            ) from None
+        except DataError:  # a member escaping the folder: the archive is unusable
+            archive.unlink(missing_ok=True)
+            raise
+        except OSError as e:  # disk full, permissions: the archive is kept
+            raise DataError(
+                f"Could not unpack {archive} into {tmp} ({e}); free space or fix the "
+                f"permissions and run again."
             ) from None
         content = tmp / spec.folder
         if not content.is_dir():  # an archive without the top-level folder
