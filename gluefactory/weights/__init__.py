@@ -22,17 +22,11 @@ import pickle
 from pathlib import Path
 
 from .. import settings
-from .download import (
-    Check,
-    Session,
-    WeightsError,
-    check_file,
-    copy_into_cache,
-    fetch,
-    manual_hint,
-    offline,
-)
+from ..utils.errors import WeightsError
+from ..utils.http import offline
+from .cache import Session, copy_into_cache, fetch, manual_hint
 from .registry import REGISTRY, UrlSource, WeightSpec, WheelSource, register, unregister
+from .verify import Check, check_file
 
 ALLOW_PICKLE_ENV = "GLUEFACTORY_ALLOW_PICKLE"
 

@@ -6,7 +6,9 @@
     python -m gluefactory.weights verify [NAME ...]
     python -m gluefactory.weights path NAME
 
-Expected failures print one clear message and exit with status 1 (no traceback).
+Exit status: 0 on success; 1 when ``verify`` finds a bad or missing file; 2 for a user
+error (a fetch that failed, an unknown name, a cache that cannot be written), printed as
+one message without a traceback (``GLUEFACTORY_DEBUG=1`` shows it).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import sys
 from pathlib import Path
 
 from .. import settings
+from ..utils.cli import debug_enabled, main_wrapper
 from . import (
     REGISTRY,
     Session,
@@ -76,12 +79,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_fetch(args: argparse.Namespace) -> int:
     names = list(REGISTRY) if args.all else args.names
     if not names:
-        print("error: give weight names or --all", file=sys.stderr)
-        return 2
+        args.parser.error("give weight names or --all")
     if args.file is not None:
         if len(names) != 1:
-            print("error: --file takes exactly one name", file=sys.stderr)
-            return 2
+            args.parser.error("--file takes exactly one name")
         spec = get_spec(names[0])
         path = copy_into_cache(spec, Path(args.file), cache_path(names[0]))
         print(f"{names[0]}: {path} ({verify(names[0]).reason})")
@@ -92,16 +93,18 @@ def cmd_fetch(args: argparse.Namespace) -> int:
             try:
                 path = get_weights_path(name, session=session, force=args.force)
             except WeightsError as e:
+                if debug_enabled():
+                    raise
                 failed.append(name)
-                print(f"{name}: FAILED\n{e}\n", file=sys.stderr)
+                print(f"error: {name}: {e}", file=sys.stderr)
                 continue
             print(f"{name}: {path} ({verify(name).reason})")
-    if failed:
+    if failed and len(names) > 1:
         print(
             f"{len(failed)} of {len(names)} failed: {', '.join(failed)}",
             file=sys.stderr,
         )
-    return 1 if failed else 0
+    return 2 if failed else 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -143,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("path", help="print the cache path of a file")
     p.add_argument("name")
     args = parser.parse_args(argv)
+    args.parser = parser
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(levelname)s: %(message)s",
@@ -155,10 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         "path": cmd_path,
     }
     try:
-        return commands[args.command](args)
-    except WeightsError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        return main_wrapper(commands[args.command])(args)
     except KeyboardInterrupt:
         print(
             "interrupted (a partial download is kept and resumed next time)",

