@@ -44,6 +44,7 @@ from pathlib import Path
 
 from .. import settings
 from ..utils.errors import DataError
+from ..utils.http import DownloadError, download
 
 logger = logging.getLogger(__name__)
 
@@ -123,44 +124,13 @@ ARCHIVES: dict[str, Archive] = {
 
 
 # --------------------------------------------------------------------------- HTTP
-def _http_download(url: str, dest: Path, verify: Callable[[Path], str | None]):
-    """One resumable, verified, atomic download (``gluefactory.utils.http``)."""
-    try:
-        from ..utils.http import download
-    except ImportError:  # until the generic module lands: the weights' transfer code
-        return _legacy_download(url, dest, verify)
+def _http_download(url: str, dest: Path, verify: Callable[[Path], str | None]) -> Path:
+    """One resumable, verified, atomic download (:func:`gluefactory.utils.http.download`).
+
+    The transfer streams into ``<dest>.part`` (resumed with ``Range``, also by a later
+    process); ``verify`` rejects a bad file, which is then deleted.
+    """
     return download(url, dest, desc=dest.name, verify=verify)
-
-
-def _legacy_download(url: str, dest: Path, verify) -> Path:
-    from ..weights import download as wd
-
-    if wd.offline():
-        raise _Failed(f"${wd.OFFLINE_ENV} forbids downloads")
-    part = dest.with_name(dest.name + ".part")
-    try:
-        wd._http_download(url, part, None, dest.name, None)
-    except wd.SourceFailed as e:
-        raise _Failed(str(e)) from None
-    reason = verify(part)
-    if reason is not None:
-        part.unlink(missing_ok=True)
-        raise _Failed(f"rejected: {reason}")
-    os.replace(part, dest)
-    return dest
-
-
-class _Failed(OSError):
-    """A download failed (reason in the message)."""
-
-
-def _download_errors() -> tuple[type[BaseException], ...]:
-    errors: list[type[BaseException]] = [_Failed]
-    with contextlib.suppress(ImportError):
-        from ..utils.http import DownloadError
-
-        errors.append(DownloadError)
-    return tuple(errors)
 
 
 # ----------------------------------------------------------------------------- zip
@@ -253,7 +223,7 @@ def ensure_archive(name: str) -> Path:
         if not archive.is_file():
             try:
                 _http_download(url, archive, lambda p: check_zip(p, spec.sha256))
-            except _download_errors() as e:
+            except DownloadError as e:
                 raise DataError(
                     f"Dataset {spec.name!r} is missing ({target}) and could not be "
                     f"downloaded: {e}. {spec.manual_steps(root)}"
