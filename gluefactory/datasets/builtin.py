@@ -191,9 +191,12 @@ def main(argv: list[str] | None = None) -> int:
         f"<data root>/{BUILTIN_DIR}/ (data root: ${settings.DATA_ENV}, default ./data).",
     )
     parser.add_argument("command", choices=("build", "verify"))
-    parser.add_argument("names", nargs="*", choices=[*NAMES, []], default=[])
+    parser.add_argument("names", nargs="*", help=f"sets to process (default: {NAMES})")
     parser.add_argument("--force", action="store_true", help="rebuild even if current")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
+    unknown = [n for n in args.names if n not in NAMES]
+    if unknown:
+        parser.error(f"unknown set(s) {unknown}; choose from {list(NAMES)}")
     for name in args.names or NAMES:
         if args.command == "build":
             path = build(name, force=args.force)
@@ -201,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
             path = builtin_dir(name)
             verify(path)
         manifest = read_manifest(path) or {}
-        print(f"{name}: {path} ({len(manifest.get('files', {}))} files verified)")
+        done = "verified" if args.command == "verify" else "current"
+        print(f"{name}: {path} ({len(manifest.get('files', {}))} files, {done})")
     return 0
 
 
