@@ -56,9 +56,8 @@ PHOTOS = (
     "immunohistochemistry",
     "coins",
     "clock",
-    "moon",
     "hubble_deep_field",
-)
+)  # each public domain or CC0 (see skimage.data's docstrings)
 SURFACES = ("brick", "gravel", "grass")
 
 
