@@ -21,6 +21,7 @@ library versions.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import cv2
@@ -35,14 +36,17 @@ VIEWPOINT = ("astronaut", "coffee", "rocket", "brick", "immunohistochemistry", "
 ILLUMINATION = ("chelsea", "camera", "grass", "coins")
 
 
+@functools.lru_cache(maxsize=32)
 def load_photo(name: str) -> np.ndarray:
-    """A scikit-image photo as uint8 RGB (H, W, 3)."""
+    """A scikit-image photo as uint8 RGB (H, W, 3) (cached: do not modify it)."""
     import skimage.data
 
     img = getattr(skimage.data, name)()
     if img.ndim == 2:
         img = np.repeat(img[..., None], 3, -1)
-    return np.ascontiguousarray(img[..., :3]).astype(np.uint8)
+    img = np.ascontiguousarray(img[..., :3]).astype(np.uint8)
+    img.setflags(write=False)
+    return img
 
 
 def _T(d: float) -> np.ndarray:

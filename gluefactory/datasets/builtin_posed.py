@@ -31,7 +31,7 @@ import torch
 from .builtin_hpatches import load_photo
 from .builtin_render import Quad, look_at, render
 
-VERSION = 1
+VERSION = 2
 NUM_ROOMS = 5
 VIEWS_PER_ROOM = 6
 PAIRS_PER_ROOM = 5

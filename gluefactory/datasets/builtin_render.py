@@ -105,6 +105,24 @@ def _rays(K, R, t, w, h, ox: float, oy: float):
     return -R.T @ t, cam @ R  # (R^T cam^T)^T
 
 
+def _may_be_visible(q: Quad, K, R, t, w: int, h: int) -> bool:
+    """False when the rectangle is surely outside the view (behind or beside it)."""
+    corners = np.stack([q.origin, q.origin + q.u, q.origin + q.v, q.origin + q.u + q.v])
+    cam = corners @ R.T + t
+    if np.all(cam[:, 2] <= 1e-6):
+        return False
+    if np.any(cam[:, 2] <= 1e-6):
+        return True  # crosses the camera plane: keep (projection is not convex)
+    p = cam @ K.T
+    p = p[:, :2] / p[:, 2:]
+    return not (
+        np.all(p[:, 0] < 0)
+        or np.all(p[:, 0] > w)
+        or np.all(p[:, 1] < 0)
+        or np.all(p[:, 1] > h)
+    )
+
+
 def render(
     quads: list[Quad],
     K: np.ndarray,
@@ -115,6 +133,7 @@ def render(
     supersample: int = 2,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(image (h, w, 3) float32 in [0, 1], depth (h, w) float32, 0 where nothing)."""
+    quads = [q for q in quads if _may_be_visible(q, K, R, t, w, h)]
     center, dirs = _rays(K, R, t, w, h, 0.5, 0.5)
     depth, hit_q, _, _ = _intersect(quads, center, dirs)
     depth = np.where(hit_q >= 0, depth, 0.0).reshape(h, w).astype(np.float32)
