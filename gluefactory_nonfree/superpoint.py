@@ -86,7 +86,7 @@ class SuperPoint(_SuperPointBase):
     """
 
     default_conf = {
-        "weights": "superpoint-magicleap",  # name, file path, or None (random)
+        "weights": "superpoint-magicleap",  # official file; name or path; None: random
         "legacy_sampling": True,
     }
 

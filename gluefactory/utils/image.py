@@ -9,6 +9,8 @@ library's pixel convention, see :mod:`gluefactory.geometry.coordinates`).
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -71,12 +73,119 @@ def numpy_image_to_torch(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(image)).float() / scale
 
 
-def rgb_to_grayscale(image: torch.Tensor) -> torch.Tensor:
-    """(..., 3, H, W) RGB -> (..., 1, H, W) with ITU-R 601 weights (as OpenCV)."""
-    if image.shape[-3] == 1:
+RGB_TO_GREY = (0.299, 0.587, 0.114)  # ITU-R 601 luma weights, as cv2.cvtColor
+
+# Float images outside [0, 1] by at most this much are accepted as they are: bicubic
+# resizing overshoots at sharp edges by up to about 0.1.
+IMAGE_VALUE_TOLERANCE = 0.25
+
+
+def rgb_to_grayscale(
+    image: torch.Tensor,
+    out: torch.Tensor | None = None,
+    tmp: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """(..., 3, H, W) RGB -> (..., 1, H, W) grey with ITU-R 601 luma weights (as OpenCV).
+
+    The library's one RGB-to-grey conversion (extractors, preprocessing): the weighted
+    sum r w_r + g w_g + b w_b in this order, equal bit for bit to
+    ``(image * w).sum(-3)``. A (..., 1, H, W) image is returned unchanged. ``out``
+    (..., 1, H, W) and ``tmp`` (..., H, W): optional tensors to compute into (buffers
+    reused across calls); the result is the same.
+    """
+    c = image.shape[-3] if image.dim() >= 3 else None
+    if c == 1:
         return image
-    w = torch.tensor([0.299, 0.587, 0.114], dtype=image.dtype, device=image.device)
-    return (image * w.view(3, 1, 1)).sum(-3, keepdim=True)
+    if c != 3:
+        raise InputError(
+            f"rgb_to_grayscale expects (..., 1 or 3, H, W), got {tuple(image.shape)}."
+        )
+    r, g, b = image.unbind(-3)
+    w_r, w_g, w_b = RGB_TO_GREY
+    grey = torch.mul(r, w_r, out=None if out is None else out.squeeze(-3))
+    grey += torch.mul(g, w_g, out=tmp)  # separate products and sums: no fused
+    grey += torch.mul(b, w_b, out=tmp)  # multiply-add, so the same bits everywhere
+    return grey.unsqueeze(-3) if out is None else out
+
+
+def check_image_tensor(
+    image: Any,
+    component: str,
+    channels: Sequence[int] = (1, 3),
+    min_size: int | None = None,
+) -> torch.Tensor:
+    """Validate a batched image given to a model; return it as a float tensor.
+
+    The rule every extractor applies (docs/extractors.md, "Input"):
+
+    - ``image`` must be a (B, C, H, W) tensor with C in ``channels`` and H, W >= 1,
+      else an :class:`InputError` names the expected shape;
+    - float images must hold values in [0, 1] (overshoot up to
+      ``IMAGE_VALUE_TOLERANCE``, as from bicubic resizing, is accepted): larger or more
+      negative values, e.g. an image in [0, 255] as float, are an :class:`InputError`
+      that says so (rescaling them silently would hide the bug); NaN or infinite values
+      are an :class:`InputError`;
+    - uint8 images (unambiguous) are converted to float / 255 with a warning; other
+      integer and boolean types are an :class:`InputError`;
+    - with ``min_size``, an image whose height or width is below it is an
+      :class:`InputError` naming the size and the minimum (a network cannot run there,
+      or finds keypoints only in its own padding or upsampling).
+    """
+    if not isinstance(image, torch.Tensor):
+        raise InputError(
+            f"{component}: data['image'] must be a torch.Tensor (B, C, H, W), got "
+            f"{type(image).__name__}."
+        )
+    expected = f"(B, {' or '.join(map(str, channels))}, H, W)"
+    shape = tuple(image.shape)
+    if image.dim() != 4 or shape[1] not in channels:
+        hint = (
+            " (one image: add the batch dimension, image[None])"
+            if (image.dim() == 3 and shape[0] in channels)
+            else ""
+        )
+        raise InputError(
+            f"{component}: data['image'] must be {expected}, got {shape}{hint}."
+        )
+    if shape[2] < 1 or shape[3] < 1:
+        raise InputError(f"{component}: data['image'] is empty, shape {shape}.")
+    if image.dtype == torch.uint8:
+        warnings.warn(
+            f"{component}: data['image'] is uint8; converted to float / 255 (the "
+            "models expect float images in [0, 1]).",
+            stacklevel=3,
+        )
+        image = image.float() / 255.0
+    elif not image.is_floating_point():
+        raise InputError(
+            f"{component}: data['image'] must be a float tensor in [0, 1] (or uint8), "
+            f"got dtype {image.dtype}."
+        )
+    else:
+        lo, hi = (v.item() for v in torch.aminmax(image.detach()))
+        if not (math.isfinite(lo) and math.isfinite(hi)):  # NaN propagates to both
+            bad = (~torch.isfinite(image.detach())).sum().item()
+            raise InputError(
+                f"{component}: data['image'] has {bad} NaN or infinite value(s)."
+            )
+        tol = IMAGE_VALUE_TOLERANCE
+        if hi > 1 + tol or lo < -tol:
+            hint = (
+                " It looks like an image in [0, 255]: divide it by 255."
+                if hi > 1 + tol and lo >= -tol
+                else ""
+            )
+            raise InputError(
+                f"{component}: data['image'] has values in [{lo:.4g}, {hi:.4g}], "
+                f"but images must be float in [0, 1].{hint}"
+            )
+    if min_size is not None and min(shape[2:]) < min_size:
+        raise InputError(
+            f"{component}: the image is {shape[3]}x{shape[2]} px (WxH), smaller than "
+            f"the {min_size} px {component} needs on each side (below, it cannot run "
+            "or finds keypoints only in its own padding); use a larger image."
+        )
+    return image
 
 
 def resize_image(

@@ -1,11 +1,18 @@
 """The two-view pipeline end to end: inference with official weights, one training step
-through the ground truth and the loss, and cached features instead of an extractor."""
+through the ground truth and the loss, cached features instead of an extractor, padded
+keypoints masked in the matcher (or not), and the extractor/matcher compatibility check
+made before any weights are loaded."""
+
+import importlib
 
 import pytest
 import torch
 
 from gluefactory.eval.metrics import matches_precision_homography
 from gluefactory.models import get_model
+from gluefactory.models.extractors.base import build_model_conf
+from gluefactory.utils.errors import ConfigError, WeightsError
+from gluefactory.weights import get_weights_path
 
 EXTRACTOR = {
     "name": "extractors.aliked",
@@ -102,3 +109,148 @@ def test_no_extractor_and_no_cache_is_a_clear_error():
                 "view1": {"image": torch.zeros(1, 3, 8, 8)},
             }
         )
+
+
+# ----------------------------------------------------------------- padded keypoints
+
+
+@pytest.fixture(scope="module")
+def padded_views(motorcycle_pair):
+    """Two pairs of 240 x 320 crops of the Motorcycle stereo views; the second pair has
+    its right half flat grey, so that with force_num_keypoints it is mostly padding."""
+
+    def crops(image):
+        a = image[..., 100:340, 150:470].clone()
+        b = a.clone()
+        b[..., 160:] = 0.5
+        return torch.cat([a, b])
+
+    return {
+        "view0": {"image": crops(motorcycle_pair["image0"])},
+        "view1": {"image": crops(motorcycle_pair["image1"])},
+    }
+
+
+@pytest.mark.parametrize("mask", [True, False])
+def test_padded_keypoints_are_never_matched_when_masked(padded_views, mask):
+    """Batched inference with force_num_keypoints: with mask_padded_keypoints (the
+    default) the matcher gets keypoint_mask0/1 and matches no padded point; with
+    false (upstream's training recipe) the masks are dropped and the random padded
+    points are ordinary points (some of them get matched)."""
+    for name in ("xfeat", "xfeat-lighterglue"):
+        try:
+            get_weights_path(name)
+        except WeightsError as e:
+            pytest.skip(f"weights {name!r} unavailable: {e}")
+    extractor = {
+        "name": "extractors.xfeat",
+        "max_num_keypoints": 1024,
+        "force_num_keypoints": True,
+        "seed": 0,
+    }
+    conf = {
+        "extractor": extractor,
+        "matcher": {"name": "matchers.lightglue", "features": "xfeat"},
+        "mask_padded_keypoints": mask,
+    }
+    model = get_model("two_view_pipeline")(conf).eval()
+    with torch.inference_mode():
+        pred = model(padded_views)
+        real = [
+            model.extractor(padded_views[f"view{i}"])["keypoint_mask"] for i in (0, 1)
+        ]
+    assert (~real[0][1]).sum() > 200 and (~real[1][1]).sum() > 200  # mostly padding
+    matched_padding = sum(
+        ((pred[f"matches{i}"] > -1) & ~real[i]).sum().item() for i in (0, 1)
+    )
+    assert (pred["matches0"] > -1).sum(1).min() > 100
+    if mask:
+        assert torch.equal(pred["keypoint_mask0"], real[0])
+        assert matched_padding == 0
+    else:
+        assert "keypoint_mask0" not in pred and "keypoint_mask1" not in pred
+        assert matched_padding > 0
+
+
+def test_mask_padded_keypoints_must_be_boolean():
+    with pytest.raises(ConfigError, match="mask_padded_keypoints"):
+        get_model("two_view_pipeline")({"mask_padded_keypoints": "yes"})
+
+
+# ----------------------------------------------------------------- compatibility
+
+
+@pytest.fixture
+def no_weights(tmp_path, monkeypatch):
+    """No weights can be loaded: an empty offline cache, and every load recorded."""
+    monkeypatch.setenv("GLUEFACTORY_WEIGHTS", str(tmp_path))
+    monkeypatch.setenv("GLUEFACTORY_OFFLINE", "1")
+    calls = []
+
+    def fail(name):
+        calls.append(name)
+        raise AssertionError(f"weights {name!r} loaded before the check")
+
+    import gluefactory.weights as weights_module
+    from gluefactory.models.extractors import base
+
+    monkeypatch.setattr(weights_module, "load_weights", fail)
+    monkeypatch.setattr(base, "load_weights", fail)
+    lightglue = importlib.import_module(get_model("matchers.lightglue").__module__)
+    if hasattr(lightglue, "load_weights"):
+        monkeypatch.setattr(lightglue, "load_weights", fail)
+    # until LightGlue declares requires() (contract 4), a stand-in with its rule
+    cls = get_model("matchers.lightglue")
+    if not hasattr(cls, "requires"):
+
+        def requires(cls, conf):
+            conf = build_model_conf(cls, conf)
+            preset = lightglue.FEATURES.get(conf.features, {})
+            so = preset.get("add_scale_ori", conf.add_scale_ori)
+            dim = preset.get("input_dim", conf.input_dim)
+            return {"descriptor_dim": dim, "scales": so, "orientations": so}
+
+        monkeypatch.setattr(cls, "requires", classmethod(requires), raising=False)
+    yield calls
+    assert not calls and not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    "extractor,features,expected",
+    [
+        ("extractors.xfeat", "disk", "128-D descriptors, the extractor gives 64-D"),
+        ("extractors.aliked", "sift", "keypoint scales"),
+        ("extractors.disk", "xfeat", "64-D descriptors, the extractor gives 128-D"),
+    ],
+)
+def test_matcher_that_does_not_fit_is_an_error_before_any_download(
+    no_weights, extractor, features, expected
+):
+    """Issue 9 item 5: model.matcher.features=disk with XFeat features used to fail at
+    the first match, after downloading the matcher's weights."""
+    conf = {
+        "extractor": {"name": extractor},
+        "matcher": {"name": "matchers.lightglue", "features": features},
+    }
+    with pytest.raises(ConfigError, match=expected) as info:
+        get_model("two_view_pipeline")(conf)
+    msg = str(info.value)
+    assert extractor in msg and f"matchers.lightglue (features={features})" in msg
+
+
+def test_extractor_configs_change_what_is_described(no_weights):
+    """The check uses each component's merged config: ALIKED t16 has 64-D descriptors,
+    XFeat* (dense) has scales."""
+    conf = {
+        "extractor": {"name": "extractors.aliked", "model_name": "aliked-t16"},
+        "matcher": {"name": "matchers.lightglue", "features": "aliked"},
+    }
+    with pytest.raises(ConfigError, match="128-D descriptors, the extractor gives 64"):
+        get_model("two_view_pipeline")(conf)
+    # a matcher with no descriptor requirement (nearest neighbour) fits anything
+    conf = {
+        "extractor": {"name": "extractors.sift"},
+        "matcher": {"name": "matchers.nearest_neighbor"},
+    }
+    model = get_model("two_view_pipeline")(conf)
+    assert model.extractor is not None and model.matcher is not None

@@ -125,5 +125,5 @@ def test_force_and_batch(homography_pair):
     for i, single in enumerate(singles):
         for key, value in single.items():
             torch.testing.assert_close(batched[key][i], value[0], atol=1e-5, rtol=1e-5)
-    valid = batched["keypoint_valid"]
+    valid = batched["keypoint_mask"]
     assert (batched["keypoint_scores"][~valid] == 0).all()

@@ -35,18 +35,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...geometry.coordinates import from_center_convention, to_center_convention
-from ...utils.conf import ConfigError
-from ...weights import load_weights
-from ..base_model import BaseModel, load_state_dict_strict
+from ...utils.errors import ConfigError
 from ..utils.deform_conv import DeformConv2d
-from ..utils.keypoints import (
-    batch_features,
-    check_extractor_conf,
-    remove_borders,
-    resolve_threshold,
-    strict_local_maxima,
-    to_rgb,
-)
+from ..utils.keypoints import check_range, remove_borders, strict_local_maxima
+from .base import BaseExtractor
 
 # c1, c2, c3, c4, dim, K (SDDH patch size), M (SDDH samples per keypoint)
 ALIKED_CONFIGS = {
@@ -290,12 +282,13 @@ class ALIKEDNet(nn.Module):
         return scores, FeatureLevels(levels, (pad[0], pad[2]), (w, h))
 
 
-class ALIKED(BaseModel):
+class ALIKED(BaseExtractor):
     """ALIKED extractor; see the module docstring for the exact behaviour."""
 
     default_conf = {
         "model_name": "aliked-n16",
-        "weights": None,  # None: the official weights of model_name; or a name or path
+        # the official file of model_name; a registry name or path; None: random init
+        "weights": "${.model_name}",
         "max_num_keypoints": -1,  # -1 or None: no limit
         "detection_threshold": 0.2,  # score in (0, 1); <= 0 or None: top-k only
         "nms_radius": 2,
@@ -306,20 +299,32 @@ class ALIKED(BaseModel):
         "seed": None,  # padding keypoints: None: global RNG; int: seeded per image
         "trainable": False,
     }
-    required_data_keys = ["image"]
+    input_channels = "rgb"
+    min_nms_radius = 1  # the NMS window is also the refinement window: >= 3 x 3
+    min_image_size = 32  # the CNN pools by 32 (smaller images are mostly padding)
 
-    def _init(self, conf) -> None:
+    @classmethod
+    def _check_model_name(cls, conf) -> tuple:
         if conf.model_name not in ALIKED_CONFIGS:
             raise ConfigError(
                 f"ALIKED: unknown model_name {conf.model_name!r}; "
                 f"choose one of {', '.join(ALIKED_CONFIGS)}."
             )
-        # the NMS window is also the refinement window: at least 3 x 3
-        self.max_num = check_extractor_conf(conf, "ALIKED", min_nms_radius=1)
-        self.threshold = resolve_threshold(conf.detection_threshold)
+        return ALIKED_CONFIGS[conf.model_name]
+
+    @classmethod
+    def _describe(cls, conf) -> dict:
+        dim = cls._check_model_name(conf)[4]
+        return {"descriptor_dim": dim, "scales": False, "orientations": False}
+
+    def _check_conf(self, conf) -> None:
+        self._check_model_name(conf)
+        check_range(conf, "n_limit_max", "ALIKED", low=1, integer=True)
+        check_range(conf, "temperature", "ALIKED", low=0, low_open=True)
+
+    def _build(self, conf) -> None:
         self.net = ALIKEDNet(*ALIKED_CONFIGS[conf.model_name])
-        weights = conf.weights or conf.model_name
-        load_state_dict_strict(self.net, load_weights(weights), source=str(weights))
+        self.load_weights_into(self.net, conf.weights)
         r = conf.nms_radius
         g = torch.linspace(-r, r, 2 * r + 1)
         # (x, y) offsets of the window, row-major (dy outer, dx inner)
@@ -373,8 +378,7 @@ class ALIKED(BaseModel):
         residual = (e @ self.window_xy.to(e)) / e.sum(1, keepdim=True)
         return torch.stack([x, y], -1).to(residual) + residual
 
-    def _forward(self, data: dict) -> dict:
-        image = to_rgb(data["image"], "ALIKED")
+    def _extract(self, image: torch.Tensor, data: dict) -> dict:
         b, _, h, w = image.shape
         score_map, fmap = self.net(image)
         image_size = data.get("image_size")
@@ -393,13 +397,4 @@ class ALIKED(BaseModel):
         def describe(i: int, k: torch.Tensor) -> dict:
             return {"descriptors": self.net.desc_head(fmap, i, to_center_convention(k))}
 
-        return batch_features(
-            kpts,
-            scores,
-            (h, w),
-            self.max_num,
-            self.conf.force_num_keypoints,
-            image_size,
-            self.conf.seed,
-            describe,
-        )
+        return self.batch(kpts, scores, (h, w), image_size, describe)

@@ -30,16 +30,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...geometry.coordinates import CENTER_OFFSET
-from ...weights import load_weights
-from ..base_model import BaseModel, load_state_dict_strict
-from ..utils.keypoints import (
-    batch_features,
-    check_extractor_conf,
-    remove_borders,
-    resolve_threshold,
-    strict_local_maxima,
-    to_rgb,
-)
+from ...utils.errors import InputError
+from ..utils.keypoints import check_range, remove_borders, strict_local_maxima
+from .base import BaseExtractor
 
 
 def _conv_unit(c_in: int, c_out: int, size: int, norm: bool) -> nn.Sequential:
@@ -135,11 +128,22 @@ def conv_at_pixels(
     return F.linear(patches, weight.permute(0, 2, 3, 1).reshape(len(weight), -1), bias)
 
 
-class DISK(BaseModel):
+def _official_state(state) -> dict:
+    """The U-Net state dict of an official file (``{'extractor': {'unet.*': ...}}``)."""
+    if isinstance(state, dict) and "extractor" in state:
+        state = state["extractor"]
+    prefix = "unet."
+    return {
+        k[len(prefix) :] if k.startswith(prefix) else k: v for k, v in state.items()
+    }
+
+
+class DISK(BaseExtractor):
     """DISK extractor; see the module docstring for the exact behaviour."""
 
     default_conf = {
-        "weights": "disk-depth",  # registry name or path of a {'extractor': ...} file
+        # official file; registry name or path of a {'extractor': ...} file; None: random
+        "weights": "disk-depth",
         "desc_dim": 128,
         "max_num_keypoints": -1,  # -1 or None: all
         "detection_threshold": 0.0,  # logit to exceed; negative or None: top-k only
@@ -151,28 +155,29 @@ class DISK(BaseModel):
         "seed": None,  # padding keypoints: None: global RNG; int: seeded per image
         "trainable": False,
     }
-    required_data_keys = ["image"]
+    input_channels = "rgb"
+    threshold_on_logits = True  # on logits: 0 keeps positive ones (the reference's)
+    threshold_max = None
+    min_image_size = 32  # the U-Net pools by 16 and needs 2 x 2 at the bottom
 
-    def _init(self, conf) -> None:
-        self.max_num = check_extractor_conf(conf, "DISK")
-        # on logits: 0 keeps positive logits (the reference's default)
-        self.threshold = resolve_threshold(conf.detection_threshold, logits=True)
+    @classmethod
+    def _describe(cls, conf) -> dict:
+        return {"descriptor_dim": conf.desc_dim, "scales": False, "orientations": False}
+
+    def _check_conf(self, conf) -> None:
+        check_range(conf, "desc_dim", "DISK", low=1, integer=True)
+        check_range(conf, "chunk", "DISK", low=1, integer=True, allow_none=True)
+
+    def _build(self, conf) -> None:
         self.unet = DiskUNet(conf.desc_dim)
-        state = load_weights(conf.weights)
-        if isinstance(state, dict) and "extractor" in state:
-            state = state["extractor"]
-        prefix = "unet."
-        state = {
-            k[len(prefix) :] if k.startswith(prefix) else k: v for k, v in state.items()
-        }
-        load_state_dict_strict(self.unet, state, source=str(conf.weights))
+        self.load_weights_into(self.unet, conf.weights, _official_state)
 
     def _pad(self, image: torch.Tensor) -> torch.Tensor:
         h, w = image.shape[-2:]
         d = self.unet.divisor
         if h % d or w % d:
             if not self.conf.pad_if_not_divisible:
-                raise ValueError(
+                raise InputError(
                     f"DISK needs image sizes divisible by {d}, got {h}x{w}; set "
                     "pad_if_not_divisible=True or resize the image."
                 )
@@ -205,8 +210,7 @@ class DISK(BaseModel):
             out.append(idx)
         return out
 
-    def _forward(self, data: dict) -> dict:
-        image = to_rgb(data["image"], "DISK")
+    def _extract(self, image: torch.Tensor, data: dict) -> dict:
         b, _, h, w = image.shape
         conv, dim = self.unet.last_conv, self.conf.desc_dim
         padded = self._pad(image)
@@ -232,13 +236,4 @@ class DISK(BaseModel):
             )
             return {"descriptors": F.normalize(desc, p=2, dim=-1)}
 
-        return batch_features(
-            kpts,
-            scores,
-            (h, w),
-            self.max_num,
-            self.conf.force_num_keypoints,
-            image_size,
-            self.conf.seed,
-            describe,
-        )
+        return self.batch(kpts, scores, (h, w), image_size, describe)

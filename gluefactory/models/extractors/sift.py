@@ -40,7 +40,7 @@ keeps every detection and lets the backend cap their number exactly like a plain
 be combined with ``remove_borders``.
 ``force_num_keypoints`` pads to exactly ``max_num_keypoints`` with random in-image
 keypoints that have zero score, zero descriptor, zero scale and orientation, and
-``keypoint_valid`` False.
+``keypoint_mask`` False.
 """
 
 from __future__ import annotations
@@ -53,15 +53,10 @@ import torch
 import torch.nn.functional as F
 
 from ...geometry.coordinates import CENTER_OFFSET
-from ...utils.conf import ConfigError
-from ..base_model import BaseModel
-from ..utils.keypoints import (
-    RGB_TO_GREY,
-    batch_features,
-    border_mask,
-    check_extractor_conf,
-    check_image,
-)
+from ...utils.errors import ConfigError
+from ...utils.image import rgb_to_grayscale
+from ..utils.keypoints import border_mask, check_range
+from .base import BaseExtractor
 
 BACKENDS = ("opencv", "pycolmap", "pycolmap_cpu", "pycolmap_cuda")
 OCTAVE_LAYERS = 3  # OpenCV nOctaveLayers == COLMAP octave_resolution
@@ -91,24 +86,6 @@ def _rootsift_np(desc: np.ndarray, eps: float = 1e-6) -> np.ndarray:
 def _l2_np(desc: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     desc /= np.maximum(np.linalg.norm(desc, axis=-1, keepdims=True), eps)
     return desc
-
-
-def _grey_np(
-    image: torch.Tensor, out: np.ndarray | None = None, tmp: np.ndarray | None = None
-) -> np.ndarray:
-    """(B, 1 or 3, H, W) float image -> (B, H, W) float32 grey, bit-identical to
-    :func:`to_grey` (same luma weights, summed in the same order) but in NumPy: the
-    torch reduction over the channels is slow, all the more so on a loaded CPU.
-    ``out`` and ``tmp``: optional (B, H, W) float32 arrays to write into."""
-    check_image(image, "SIFT")
-    x = image.detach().cpu().float().numpy()
-    if x.shape[1] == 1:
-        return x[:, 0]
-    grey = np.multiply(x[:, 0], np.float32(RGB_TO_GREY[0]), out=out)
-    tmp = np.multiply(x[:, 1], np.float32(RGB_TO_GREY[1]), out=tmp)
-    grey += tmp
-    grey += np.multiply(x[:, 2], np.float32(RGB_TO_GREY[2]), out=tmp)
-    return grey
 
 
 def filter_detections(
@@ -147,14 +124,14 @@ def filter_detections(
     return keep[np.argsort(-scores[keep], kind="stable")]
 
 
-class SIFT(BaseModel):
+class SIFT(BaseExtractor):
     """SIFT / RootSIFT extractor (see the module docstring for conventions).
 
     Input ``image`` (B, 1 or 3, H, W) in [0, 1]; optional ``image_size`` (B, 2) valid
     (w, h) of images padded to a common size (the padding is cropped away). Outputs
     ``keypoints`` (B, N, 2), ``keypoint_scores`` (B, N), ``descriptors`` (B, N, 128)
     (RootSIFT, or L2-normalised SIFT with ``rootsift: false``), ``scales`` (B, N),
-    ``oris`` (B, N); with ``force_num_keypoints`` also ``keypoint_valid`` (B, N).
+    ``oris`` (B, N); with ``force_num_keypoints`` also ``keypoint_mask`` (B, N).
     """
 
     default_conf = {
@@ -173,14 +150,20 @@ class SIFT(BaseModel):
         "seed": None,  # padding keypoints: None: global RNG; int: seeded per image
         "trainable": False,
     }
-    required_data_keys = ["image"]
+    input_channels = "grey"
+    nms_optional = True  # None: the backend caps the count
+    threshold_max = 1.0  # a DoG of an image in [0, 1]
+    min_image_size = 16  # a few octaves of DoG
 
-    def _init(self, conf) -> None:
+    @classmethod
+    def _describe(cls, conf) -> dict:
+        return {"descriptor_dim": 128, "scales": True, "orientations": True}
+
+    def _check_conf(self, conf) -> None:
         if conf.backend not in BACKENDS:
             raise ConfigError(
                 f"SIFT: unknown backend {conf.backend!r}; choose one of {BACKENDS}."
             )
-        self.max_num = check_extractor_conf(conf, "SIFT", nms_optional=True)
         if conf.trainable:
             raise ConfigError("SIFT: trainable=True, but SIFT has no parameters.")
         if conf.nms_radius is None and conf.remove_borders:
@@ -189,11 +172,17 @@ class SIFT(BaseModel):
                 "nms_radius None the backend caps the count before the border is "
                 "known. Set nms_radius: 0."
             )
+        check_range(conf, "edge_threshold", "SIFT", low=0, low_open=True)
+        check_range(conf, "num_octaves", "SIFT", low=1, integer=True)
+        check_range(conf, "first_octave", "SIFT", low=-1, integer=True)
+        if conf.num_threads != -1:
+            check_range(conf, "num_threads", "SIFT", low=1, integer=True)
+
+    def _build(self, conf) -> None:
         # scratch arrays reused across calls, see _buffer
         self._scratch: dict[tuple[int, str], np.ndarray] = {}
         # None or <= 0: no threshold (the backends' 0)
-        th = conf.detection_threshold
-        self.threshold = 0.0 if th is None or th <= 0 else float(th)
+        self.peak_threshold = self.threshold or 0.0
         if conf.backend == "opencv":
             self._init_opencv(conf)
         else:
@@ -212,7 +201,7 @@ class SIFT(BaseModel):
         kwargs = dict(
             nfeatures=nfeatures,
             nOctaveLayers=OCTAVE_LAYERS,
-            contrastThreshold=self.threshold * OCTAVE_LAYERS,
+            contrastThreshold=self.peak_threshold * OCTAVE_LAYERS,
             edgeThreshold=conf.edge_threshold,
         )
         try:
@@ -259,7 +248,7 @@ class SIFT(BaseModel):
         cap = self.max_num > 0 and conf.nms_radius is None
         sift.max_num_features = self.max_num if cap else 2**31 - 1
         # COLMAP requires peak_threshold > 0: "no threshold" is a vanishing one
-        sift.peak_threshold = max(self.threshold, 1e-12)
+        sift.peak_threshold = max(self.peak_threshold, 1e-12)
         sift.edge_threshold = conf.edge_threshold
         sift.first_octave = conf.first_octave
         sift.num_octaves = conf.num_octaves
@@ -358,18 +347,24 @@ class SIFT(BaseModel):
         }
         return torch.from_numpy(pts[keep]), torch.from_numpy(scores[keep]), fields
 
-    def _forward(self, data: dict) -> dict:
+    def convert_channels(self, image: torch.Tensor) -> torch.Tensor:
+        """The library's grey conversion, on the CPU, written into a scratch array
+        reused across calls (see :meth:`_buffer`)."""
+        if image.shape[1] == 1:
+            return image
+        x = image.detach().cpu().float()
+        b, _, h, w = x.shape
+        out = torch.from_numpy(self._buffer("grey", (b, 1, h, w), np.float32))
+        tmp = torch.from_numpy(self._buffer("grey_tmp", (b, h, w), np.float32))
+        return rgb_to_grayscale(x, out=out, tmp=tmp)
+
+    def _extract(self, image: torch.Tensor, data: dict) -> dict:
         device = data["image"].device
-        h, w = data["image"].shape[-2:]
-        shape = (len(data["image"]), h, w)
-        image = _grey_np(
-            data["image"],
-            self._buffer("grey", shape, np.float32),
-            self._buffer("grey_tmp", shape, np.float32),
-        )
+        h, w = image.shape[-2:]
+        grey_batch = image.detach().cpu().float().numpy()[:, 0]
         sizes = data.get("image_size")
         kpts, scores, fields = [], [], []
-        for i, grey in enumerate(image):
+        for i, grey in enumerate(grey_batch):
             if sizes is not None:  # crop the padding away
                 wi, hi = (int(v) for v in sizes[i])
                 grey = grey[:hi, :wi]
@@ -377,14 +372,11 @@ class SIFT(BaseModel):
             kpts.append(k)
             scores.append(s)
             fields.append(f)
-        pred = batch_features(
+        pred = self.batch(
             kpts,
             scores,
             (h, w),
-            self.max_num,
-            self.conf.force_num_keypoints,
             None if sizes is None else sizes.cpu(),
-            self.conf.seed,
             fields=fields,
         )  # padded entries: zero descriptor, scale and orientation
         return {k: v.to(device) for k, v in pred.items()}

@@ -27,17 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...utils.conf import ConfigError
-from ...weights import load_weights
-from ..base_model import BaseModel, load_state_dict_strict
-from ..utils.keypoints import (
-    batch_features,
-    check_extractor_conf,
-    resolve_threshold,
-    sample_descriptors,
-    select_keypoints,
-    to_grey,
-)
+from ...utils.errors import ConfigError
+from ..utils.keypoints import check_range, sample_descriptors, select_keypoints
+from .base import BaseExtractor
 
 
 class VGGBlock(nn.Module):
@@ -102,57 +94,9 @@ def fill_num_batches_tracked(model: nn.Module, state: dict) -> dict:
     return state
 
 
-def superpoint_outputs(
-    logits: torch.Tensor,
-    desc_map: torch.Tensor,
-    conf,
-    data: dict,
-    sampler: Callable[..., torch.Tensor],
-) -> dict:
-    """SuperPoint's post-processing, shared with the Magic Leap model.
-
-    ``logits`` (B, 65, h, w) and the L2-normalised ``desc_map`` (B, D, h, w) ->
-    keypoints (B, N, 2), keypoint_scores, descriptors (B, N, D) (+ keypoint_valid,
-    dense outputs), following ``conf`` (nms_radius, detection_threshold,
-    max_num_keypoints, remove_borders, force_num_keypoints, seed, dense_outputs).
-    ``sampler(desc_map (1, D, h, w), kpts (1, N, 2), stride=8)`` -> (1, N, D).
-    """
-    stride = 8
-    heatmap = F.pixel_shuffle(F.softmax(logits, 1)[:, :-1], stride)[:, 0]
-    sizes = data.get("image_size")
-    kpts, scores = select_keypoints(
-        heatmap,
-        conf.nms_radius,
-        resolve_threshold(conf.detection_threshold),
-        conf.max_num_keypoints,
-        conf.remove_borders,
-        sizes,
-    )
-
-    def describe(i: int, k: torch.Tensor) -> dict:
-        # per image, so that batched extraction equals per-image extraction
-        desc = sampler(desc_map[i : i + 1], k[None], stride=stride)[0]
-        return {"descriptors": desc}
-
-    pred = batch_features(
-        kpts,
-        scores,
-        tuple(data["image"].shape[-2:]),
-        conf.max_num_keypoints,
-        conf.force_num_keypoints,
-        sizes,
-        conf.seed,
-        describe,
-    )
-    if conf.dense_outputs:
-        pred["dense_descriptors"] = desc_map
-        pred["heatmap"] = heatmap
-    return pred
-
-
-class _SuperPointBase(BaseModel):
+class _SuperPointBase(BaseExtractor):
     """What both SuperPoints share: the post-processing options, the grey input,
-    weight loading and :func:`superpoint_outputs`. Subclasses build ``self.net`` in
+    weight loading and SuperPoint's post-processing. Subclasses build ``self.net`` in
     :meth:`_build_net` (image (B, 1, H, W) -> logits, raw descriptors) and may
     override :meth:`_sampler`."""
 
@@ -167,7 +111,19 @@ class _SuperPointBase(BaseModel):
         "seed": None,  # padding keypoints: None: global RNG; int: seeded per image
         "trainable": False,
     }
-    required_data_keys = ["image"]
+    input_channels = "grey"
+    min_image_size = 16  # 8 x 8 cells and a 4 px border
+
+    @classmethod
+    def _describe(cls, conf) -> dict:
+        return {
+            "descriptor_dim": conf.descriptor_dim,
+            "scales": False,
+            "orientations": False,
+        }
+
+    def _check_conf(self, conf) -> None:
+        check_range(conf, "descriptor_dim", type(self).__name__, low=1, integer=True)
 
     def _build_net(self, conf) -> nn.Module:
         raise NotImplementedError
@@ -175,19 +131,53 @@ class _SuperPointBase(BaseModel):
     def _sampler(self) -> Callable[..., torch.Tensor]:
         return sample_descriptors
 
-    def _init(self, conf) -> None:
-        check_extractor_conf(conf, type(self).__name__)
+    def _build(self, conf) -> None:
         self.net = self._build_net(conf)
-        if conf.weights is not None:
-            state = fill_num_batches_tracked(self.net, load_weights(conf.weights))
-            load_state_dict_strict(self.net, state, f"'{conf.weights}'")
+        self.load_weights_into(
+            self.net, conf.weights, lambda s: fill_num_batches_tracked(self.net, s)
+        )
         self.net.to(memory_format=torch.channels_last)  # faster CPU convolutions
 
-    def _forward(self, data: dict) -> dict:
-        image = to_grey(data["image"], type(self).__name__)
+    def _extract(self, image: torch.Tensor, data: dict) -> dict:
         logits, desc_map = self.net(image)
         desc_map = F.normalize(desc_map, p=2, dim=1)
-        return superpoint_outputs(logits, desc_map, self.conf, data, self._sampler())
+        return self._outputs(logits, desc_map, data, self._sampler())
+
+    def _outputs(
+        self,
+        logits: torch.Tensor,
+        desc_map: torch.Tensor,
+        data: dict,
+        sampler: Callable[..., torch.Tensor],
+    ) -> dict:
+        """SuperPoint's post-processing: ``logits`` (B, 65, h, w) and the
+        L2-normalised ``desc_map`` (B, D, h, w) -> keypoints (B, N, 2),
+        keypoint_scores, descriptors (B, N, D) (+ keypoint_mask, dense outputs).
+        ``sampler(desc_map (1, D, h, w), kpts (1, N, 2), stride=8)`` -> (1, N, D).
+        """
+        conf, stride = self.conf, 8
+        heatmap = F.pixel_shuffle(F.softmax(logits, 1)[:, :-1], stride)[:, 0]
+        sizes = data.get("image_size")
+        kpts, scores = select_keypoints(
+            heatmap,
+            conf.nms_radius,
+            self.threshold,
+            self.max_num,
+            conf.remove_borders,
+            sizes,
+        )
+
+        def describe(i: int, k: torch.Tensor) -> dict:
+            # per image, so that batched extraction equals per-image extraction
+            desc = sampler(desc_map[i : i + 1], k[None], stride=stride)[0]
+            return {"descriptors": desc}
+
+        hw = tuple(data["image"].shape[-2:])
+        pred = self.batch(kpts, scores, hw, sizes, describe)
+        if conf.dense_outputs:
+            pred["dense_descriptors"] = desc_map
+            pred["heatmap"] = heatmap
+        return pred
 
 
 class SuperPointOpen(_SuperPointBase):
@@ -196,14 +186,14 @@ class SuperPointOpen(_SuperPointBase):
     Input ``image`` (B, 1 or 3, H, W) in [0, 1] (RGB is turned to grey), optional
     ``image_size`` (B, 2) valid (w, h) of images padded to a common size. Outputs
     ``keypoints`` (B, N, 2), ``keypoint_scores`` (B, N), ``descriptors`` (B, N, D); with
-    ``force_num_keypoints`` also ``keypoint_valid`` (B, N) (padded entries are random
+    ``force_num_keypoints`` also ``keypoint_mask`` (B, N) (padded entries are random
     in-image points with score 0, and their descriptors are sampled there); with
     ``dense_outputs`` also ``dense_descriptors`` (B, D, H/8, W/8) and ``heatmap``
     (B, H', W') (scores before NMS).
     """
 
     default_conf = {
-        "weights": "superpoint-open",  # registered name, file path, or None (random)
+        "weights": "superpoint-open",  # official file; name or path; None: random init
         "channels": [64, 64, 128, 128, 256],
     }
 

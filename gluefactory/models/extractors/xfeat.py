@@ -38,7 +38,7 @@ descriptors are the raw (unnormalised) 64-D cell features, as the refinement MLP
 expects, and ``scales`` is 1 / s.
 
 ``force_num_keypoints`` pads to exactly ``max_num_keypoints`` with random in-image
-points of score 0 (``keypoint_valid`` False) described where they lie (sparse mode, as
+points of score 0 (``keypoint_mask`` False) described where they lie (sparse mode, as
 SuperPoint in glue-factory), or with zero descriptors and scale 1 (dense mode). They
 come from torch's global generator (seeded by the trainer), or, with an integer
 ``seed``, from a generator seeded anew for every image, so that batched extraction then
@@ -60,16 +60,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...geometry.coordinates import CENTER_OFFSET
-from ...utils.conf import ConfigError
-from ...weights import load_weights
-from ..base_model import BaseModel, load_state_dict_strict
-from ..utils.keypoints import (
-    batch_features,
-    border_mask,
-    check_extractor_conf,
-    check_image,
-    resolve_threshold,
-)
+from ...utils.errors import ConfigError
+from ..utils.keypoints import border_mask, check_range
+from .base import BaseExtractor
 
 
 class BasicLayer(nn.Module):
@@ -227,20 +220,20 @@ def _sample(fmap: torch.Tensor, grid: torch.Tensor, mode: str) -> torch.Tensor:
     return out[0, :, 0].t()
 
 
-class XFeat(BaseModel):
+class XFeat(BaseExtractor):
     """XFeat sparse keypoints and 64-D descriptors (or XFeat* semi-dense with ``dense``).
 
     Input ``image`` (B, 1 or 3, H, W) in [0, 1] (channels averaged to grey).
     Outputs (library convention, see the module docstring): ``keypoints`` (B, N, 2),
     ``keypoint_scores`` (B, N), ``descriptors`` (B, N, 64) L2-normalised; with
-    ``force_num_keypoints`` also ``keypoint_valid`` (B, N) (False for padded entries).
+    ``force_num_keypoints`` also ``keypoint_mask`` (B, N) (False for padded entries).
     In ``dense`` mode (XFeat*), keypoints are 8 x 8 cells of two rescaled copies of the
     image, scored by reliability, with raw descriptors, plus ``scales`` (B, N). Optional
     input ``image_size`` (B, 2): valid (w, h) of images padded to a common size.
     """
 
     default_conf = {
-        "weights": "xfeat",  # registered weights name, a file path, or None (random)
+        "weights": "xfeat",  # official file; registry name or path; None: random init
         "max_num_keypoints": 4096,  # <= 0 or None: all
         "detection_threshold": 0.05,  # heatmap value to exceed; <= 0 or None: top-k
         "nms_radius": 2,  # strict maximum of its (2 r + 1)^2 window; 0: no NMS
@@ -252,20 +245,34 @@ class XFeat(BaseModel):
         "seed": None,  # padding keypoints: None: global RNG; int: seeded per image
         "trainable": False,
     }
-    required_data_keys = ["image"]
+    input_channels = "any"  # averaged to grey in _prepare, as the reference
+    min_image_size = 32  # resized to multiples of 32 (smaller ones: upsampled)
 
-    def _init(self, conf) -> None:
-        self.max_num = check_extractor_conf(conf, "XFeat")
-        self.threshold = resolve_threshold(conf.detection_threshold)
+    @classmethod
+    def _describe(cls, conf) -> dict:
+        # XFeat* (dense) reports the scale of each cell
+        return {"descriptor_dim": 64, "scales": bool(conf.dense), "orientations": False}
+
+    def _check_conf(self, conf) -> None:
         if conf.dense and conf.remove_borders:
             raise ConfigError(
                 "XFeat: remove_borders is not supported with dense=True (XFeat* "
                 f"cells), got {conf.remove_borders}; set it to 0."
             )
+        check_range(conf, "dense_share", "XFeat", low=0, high=1)
+        scales = conf.dense_scales
+        if len(scales) != 2 or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+            for v in scales
+        ):
+            raise ConfigError(
+                "XFeat: dense_scales must be two positive numbers, got "
+                f"{list(scales)!r}."
+            )
+
+    def _build(self, conf) -> None:
         self.net = XFeatNet()
-        if conf.weights is not None:
-            state = load_weights(conf.weights)
-            load_state_dict_strict(self.net, state, f"'{conf.weights}'")
+        self.load_weights_into(self.net, conf.weights)
         self.net.to(memory_format=torch.channels_last)  # faster CPU convolutions
         # The reference normalises the grey image under no_grad with InstanceNorm2d(1).
         self.eps = 1e-5
@@ -273,10 +280,6 @@ class XFeat(BaseModel):
     # ------------------------------------------------------------------ helpers
     def _prepare(self, image: torch.Tensor) -> tuple[torch.Tensor, float, float]:
         """Grey, resized to multiples of 32, instance-normalised; returns ratios W/W', H/H'."""
-        if image.dim() != 4:
-            raise ValueError(
-                f"XFeat: image must be (B, C, H, W), got {tuple(image.shape)}."
-            )
         h, w = image.shape[-2:]
         h2, w2 = max(32, h // 32 * 32), max(32, w // 32 * 32)
         x = image.float().mean(1, keepdim=True)
@@ -328,16 +331,7 @@ class XFeat(BaseModel):
             desc = _sample(feats[i : i + 1], grid, "bicubic").contiguous()
             return {"descriptors": F.normalize(desc, dim=-1)}
 
-        return batch_features(
-            all_kpts,
-            all_scores,
-            (h, w),
-            self.max_num,
-            conf.force_num_keypoints,
-            sizes,
-            conf.seed,
-            describe,
-        )
+        return self.batch(all_kpts, all_scores, (h, w), sizes, describe)
 
     # ------------------------------------------------------------------ dense (XFeat*)
     def _dense_single_scale(
@@ -385,22 +379,18 @@ class XFeat(BaseModel):
                 inside = (p["keypoints"] < sizes[i].to(p["keypoints"])).all(-1)
                 p = {key: v[inside] for key, v in p.items()}
             preds.append(p)
-        return batch_features(
+        return self.batch(
             [p.pop("keypoints") for p in preds],
             [p.pop("keypoint_scores") for p in preds],
             (h, w),
-            n,
-            conf.force_num_keypoints,
             sizes,
-            conf.seed,
             fields=preds,
             fill={"descriptors": 0.0, "scales": 1.0},
         )
 
     # ------------------------------------------------------------------ forward
-    def _forward(self, data: dict) -> dict:
-        image, sizes = data["image"], data.get("image_size")
-        check_image(image, "XFeat")
+    def _extract(self, image: torch.Tensor, data: dict) -> dict:
+        sizes = data.get("image_size")
         if self.conf.dense:
             return self._dense(image, sizes)
         return self._detect(image, sizes)

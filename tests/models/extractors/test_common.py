@@ -1,6 +1,6 @@
 """The interface every extractor shares (docs/extractors.md, "Common interface"):
 common configuration keys and their errors, ``detection_threshold`` -1 / None (top-k
-regardless of score), ``force_num_keypoints`` with ``keypoint_valid``, ``seed``,
+regardless of score), ``force_num_keypoints`` with ``keypoint_mask``, ``seed``,
 ``remove_borders`` with ``image_size``, and batching images with different keypoint
 counts for inference (pad + ``keypoint_mask``).
 
@@ -121,7 +121,7 @@ def test_threshold_minus_one_is_top_k(spec, real_crop):
 
 def test_force_num_keypoints_contract(spec, real_crop):
     """Exactly N; the real keypoints first, unchanged; then random in-image points with
-    score 0 and keypoint_valid False, described where they lie (SIFT: zeros); with
+    score 0 and keypoint_mask False, described where they lie (SIFT: zeros); with
     fewer than found, the best N as without forcing (batches and seeds: see
     test_batched_equals_single)."""
     n = 1200  # more than any model finds on the crop with its default threshold
@@ -132,7 +132,7 @@ def test_force_num_keypoints_contract(spec, real_crop):
     assert pred["keypoints"].shape == (1, n, 2)
     assert pred["keypoint_scores"].shape == (1, n)
     assert pred["descriptors"].shape[:2] == (1, n)
-    valid = pred["keypoint_valid"]
+    valid = pred["keypoint_mask"]
     assert valid.dtype == torch.bool and valid.shape == (1, n)
     num = plain["keypoints"].shape[1]
     assert 0 < num < n and valid.sum() == num and valid[0, :num].all()
@@ -147,7 +147,7 @@ def test_force_num_keypoints_contract(spec, real_crop):
     torch.testing.assert_close(norms, torch.full_like(norms, expected))
     few = _run(spec, data, max_num_keypoints=50, force_num_keypoints=True)
     plain = _run(spec, data, max_num_keypoints=50)
-    assert few["keypoint_valid"].all() and few["keypoints"].shape == (1, 50, 2)
+    assert few["keypoint_mask"].all() and few["keypoints"].shape == (1, 50, 2)
     for key in plain:
         torch.testing.assert_close(few[key], plain[key], rtol=0, atol=0)
 
@@ -166,7 +166,7 @@ def test_batched_equals_single(spec, two_crops):
     seed, a batch gives every output of each image extracted alone, padding included."""
     conf = {"max_num_keypoints": 1200, "force_num_keypoints": True, "seed": 0}
     batched = _run(spec, {"image": two_crops}, **conf)
-    assert (~batched["keypoint_valid"]).any()  # padding is compared too
+    assert (~batched["keypoint_mask"]).any()  # padding is compared too
     for i in range(2):
         single = _run(spec, {"image": two_crops[i : i + 1]}, **conf)
         assert single.keys() == batched.keys()
@@ -183,7 +183,7 @@ def test_different_counts_need_force(spec, real_crop):
         _run(spec, {"image": images, "image_size": sizes})
     conf = {"max_num_keypoints": 1200, "force_num_keypoints": True}
     pred = _run(spec, {"image": images, "image_size": sizes}, **conf)
-    counts = pred["keypoint_valid"].sum(1)
+    counts = pred["keypoint_mask"].sum(1)
     assert counts[0] > counts[1] > 0
     assert (pred["keypoints"][1, :, 0] < 200).all()  # padding inside the valid region
 

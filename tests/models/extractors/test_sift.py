@@ -126,10 +126,10 @@ def test_force_num_keypoints(homography_pair, backend, n):
     pred = SIFT({**conf, "force_num_keypoints": True})({"image": image})
     for key, dim in [("keypoints", 2), ("descriptors", 128)]:
         assert pred[key].shape == (1, n, dim)
-    for key in ("keypoint_scores", "scales", "oris", "keypoint_valid"):
+    for key in ("keypoint_scores", "scales", "oris", "keypoint_mask"):
         assert pred[key].shape == (1, n)
     num = plain["keypoints"].shape[1]
-    valid = pred["keypoint_valid"][0]
+    valid = pred["keypoint_mask"][0]
     assert valid.sum() == num and valid[:num].all() and num <= n
     torch.testing.assert_close(pred["keypoints"][0, :num], plain["keypoints"][0])
     h, w = image.shape[-2:]
@@ -186,5 +186,5 @@ def test_blank_image():
     pred = SIFT({"max_num_keypoints": 32, "force_num_keypoints": True})(
         {"image": blank}
     )
-    assert pred["keypoints"].shape == (1, 32, 2) and not pred["keypoint_valid"].any()
+    assert pred["keypoints"].shape == (1, 32, 2) and not pred["keypoint_mask"].any()
     assert (pred["descriptors"] == 0).all()

@@ -155,7 +155,7 @@ def test_max_num_keypoints_none_means_all(xfeat_weights, homography_pair):
 
 def test_dense_force_num_keypoints(xfeat_weights, homography_pair):
     """XFeat*: a small image has fewer cells than asked for; the rest is padding with
-    score 0, zero descriptor and scale 1, flagged by keypoint_valid."""
+    score 0, zero descriptor and scale 1, flagged by keypoint_mask."""
     image = homography_pair["image0"][..., 100:164, 200:296]  # 64 x 96
     conf = {"weights": str(xfeat_weights), "dense": True, "max_num_keypoints": 400}
     with torch.inference_mode():
@@ -163,7 +163,7 @@ def test_dense_force_num_keypoints(xfeat_weights, homography_pair):
         pred = XFeat({**conf, "force_num_keypoints": True}).eval()({"image": image})
     num = plain["keypoints"].shape[1]
     assert 0 < num < 400 and pred["keypoints"].shape == (1, 400, 2)
-    valid = pred["keypoint_valid"][0]
+    valid = pred["keypoint_mask"][0]
     assert valid.sum() == num and valid[:num].all()
     for key, value in plain.items():
         torch.testing.assert_close(pred[key][:, :num], value, rtol=0, atol=0)

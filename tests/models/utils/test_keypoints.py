@@ -168,6 +168,8 @@ def _conf(**kw):
         nms_radius=2,
         remove_borders=0,
         force_num_keypoints=False,
+        seed=None,
+        trainable=False,
     )
     return OmegaConf.create({**base, **kw})
 
@@ -188,11 +190,36 @@ def test_check_extractor_conf():
         (dict(nms_radius=None), "M: nms_radius"),
         (dict(nms_radius=0), "M: nms_radius must be an integer >= 1"),
         (dict(remove_borders=-2), "M: remove_borders"),
+        (dict(seed=1.5), "M: seed must be an integer or null"),
+        (dict(trainable="yes"), "M: trainable must be true or false"),
+        (dict(force_num_keypoints=1), "M: force_num_keypoints must be true or false"),
+        (dict(detection_threshold=1.0), "M: detection_threshold must be below 1.0"),
     ]
     for kw, msg in bad:
         with pytest.raises(ConfigError, match=msg):
-            K.check_extractor_conf(_conf(**kw), "M", min_nms_radius=1)
+            K.check_extractor_conf(
+                _conf(**kw), "M", min_nms_radius=1, threshold_max=1.0
+            )
     assert K.check_extractor_conf(_conf(nms_radius=None), "M", nms_optional=True) == -1
+    # unbounded scores (logits): any threshold
+    assert K.check_extractor_conf(_conf(detection_threshold=5.0), "M") == -1
+
+
+def test_check_range_names_the_key_and_range():
+    from omegaconf import OmegaConf
+
+    from gluefactory.utils.errors import ConfigError
+
+    conf = OmegaConf.create({"a": 0, "b": 0.5, "c": None, "d": True})
+    K.check_range(conf, "a", "M", low=0, integer=True)
+    K.check_range(conf, "b", "M", low=0, high=1)
+    K.check_range(conf, "c", "M", low=1, allow_none=True)
+    with pytest.raises(ConfigError, match=r"M: a must be an integer >= 1, got 0"):
+        K.check_range(conf, "a", "M", low=1, integer=True)
+    with pytest.raises(ConfigError, match=r"M: b must be a number > 0.5 and <= 1"):
+        K.check_range(conf, "b", "M", low=0.5, high=1, low_open=True)
+    with pytest.raises(ConfigError, match="M: d must be a number"):
+        K.check_range(conf, "d", "M")  # booleans are not numbers
 
 
 def test_resolve_threshold():
@@ -235,14 +262,14 @@ def test_batch_features_force_topk_fields_and_describe():
         out["keypoint_scores"], torch.tensor([[0.9, 0.5], [0.7, 0.0]])
     )
     assert out["scales"].tolist() == [[2.0, 3.0], [4.0, -1.0]]
-    assert out["keypoint_valid"].tolist() == [[True, True], [True, False]]
+    assert out["keypoint_mask"].tolist() == [[True, True], [True, False]]
     torch.testing.assert_close(out["descriptors"][..., 0], out["keypoints"].sum(-1))
     pad = out["keypoints"][1, 1]
     assert 0.5 <= pad[0] <= 7.5 and 0.5 <= pad[1] <= 5.5  # inside the 8 x 6 image
-    # without force: at most max_num (the best), no keypoint_valid
+    # without force: at most max_num (the best), no keypoint_mask
     out = K.batch_features(kpts[:1], scores[:1], (6, 8), 2, fields=fields[:1])
     torch.testing.assert_close(out["keypoint_scores"], torch.tensor([[0.9, 0.5]]))
-    assert "keypoint_valid" not in out
+    assert "keypoint_mask" not in out
     assert out["scales"].tolist() == [[2.0, 3.0]]
     with pytest.raises(ValueError, match="force_num_keypoints"):
         K.batch_features(kpts, scores, (6, 8), -1)
