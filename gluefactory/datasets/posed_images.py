@@ -202,6 +202,7 @@ class PosedImages(BaseDataset, torch.utils.data.Dataset):
         self.views: dict[str, dict[str, tuple[Pose, Camera]]] = {}
         self.extra: dict[str, dict[str, list]] = {}
         self.items: list[tuple[str, ...]] = []
+        self._warned: set = set()
         for scene in self.scenes:
             self._load_scene(scene)
         if not self.items:
@@ -338,19 +339,39 @@ class PosedImages(BaseDataset, torch.utils.data.Dataset):
         depth = depth[:ch, :cw]  # divisible_by crop
         return F.pad(depth, (0, out_w - cw, 0, out_h - ch))  # square_pad
 
+    def _camera_for_image(self, camera: Camera, w: int, h: int, path, scene) -> Camera:
+        """The camera of the image as stored: rescaled if views.txt has another size of
+        the same aspect ratio (e.g. the calibration of a downscaled copy)."""
+        cw, ch = camera.size.tolist()
+        if (cw, ch) == (w, h):
+            return camera
+        views = self._path(self.conf.views, scene)
+        if abs(w / cw - h / ch) > max(1 / cw, 1 / ch):
+            raise DataError(
+                f"Image {path} is {w}x{h} but its camera in {views} is "
+                f"{int(cw)}x{int(ch)} (another aspect ratio)."
+            )
+        if (scene, "size") not in self._warned:
+            self._warned.add((scene, "size"))
+            logger.warning(
+                "posed_images: cameras in %s are for %dx%d images, %s is %dx%d: "
+                "scaling the cameras to the image files.",
+                views,
+                cw,
+                ch,
+                path.name,
+                w,
+                h,
+            )
+        return camera.scale(torch.tensor([w / cw, h / ch]))
+
     def _read_view(self, scene: str, name: str) -> dict:
         pose, camera = self.views[scene][name]
         path = self.image_path(scene, name)
         image = read_image(path, grayscale=False)
         h, w = image.shape[:2]
         view = self.preprocessor(numpy_image_to_torch(image))
-        cam_size = camera.size.tolist()
-        if cam_size != [w, h]:
-            raise DataError(
-                f"Image {path} is {w}x{h} but its camera in "
-                f"{self._path(self.conf.views, scene)} is "
-                f"{int(cam_size[0])}x{int(cam_size[1])}."
-            )
+        camera = self._camera_for_image(camera, w, h, path, scene)
         view["camera"] = camera.scale(view["scales"])
         view["T_w2cam"] = pose.float()
         view["name"] = f"{scene}/{name}"
