@@ -243,6 +243,9 @@ def ensure_archive(name: str) -> Path:
 
 def _unpack(spec: Archive, archive: Path, target: Path) -> None:
     """Extract into a temporary folder, check the layout, rename onto ``target``."""
+    for stale in target.parent.glob(f".{spec.folder}.*"):  # from killed runs
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{spec.folder}.", dir=target.parent))
     try:
         try:

@@ -46,6 +46,8 @@ def small(monkeypatch):
 
 
 def test_first_use_builds_then_verifies(data_root, small):
+    stale = data_root / "builtin" / ".hpatches.killed"  # left by a killed build
+    (stale / "v_x").mkdir(parents=True)
     ds = get_dataset("hpatches")({"data_dir": "builtin/hpatches"})
     assert ds.sequences == ["i_camera", "v_rocket"] and len(ds) == 10
     folder = data_root / "builtin" / "hpatches"
