@@ -299,6 +299,22 @@ def builtin_name(path: Path) -> str | None:
     return None
 
 
+def refetch_hint(folder: Path) -> str:
+    """How to get a complete copy of ``folder`` again (for incomplete-data errors)."""
+    spec = archive_for(folder)
+    if spec is not None:
+        return (
+            f" Delete {folder} to download it again on next use, or place it by hand: "
+            f"{spec.manual_steps(folder.parent)}"
+        )
+    if builtin_name(folder) is not None:
+        return (
+            " Rebuild it: python -m gluefactory.datasets.builtin build --force "
+            f"{folder.name}"
+        )
+    return ""
+
+
 def resolve_dataset_dir(path: str | os.PathLike, what: str) -> Path:
     """The folder ``path`` (relative to the data root, or absolute), made available.
 

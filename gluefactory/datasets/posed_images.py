@@ -38,7 +38,7 @@ from ..geometry.wrappers import Camera, Pose
 from ..utils.errors import ConfigError, DataError
 from ..utils.image import ImagePreprocessor, numpy_image_to_torch, read_image
 from .base_dataset import BaseDataset
-from .download import archive_for, ensure_archive, resolve_dataset_dir
+from .download import archive_for, ensure_archive, refetch_hint, resolve_dataset_dir
 
 logger = logging.getLogger(__name__)
 
@@ -269,7 +269,7 @@ class PosedImages(BaseDataset, torch.utils.data.Dataset):
             shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
             raise DataError(
                 f"posed_images: scene {scene!r} under {self.root} is incomplete: "
-                f"{len(missing)} image/depth file(s) missing ({shown})."
+                f"{len(missing)} image/depth file(s) missing ({shown}).{refetch_hint(scene_dir)}"
             )
         self.views[scene] = views
         if self.conf.extra_data:
