@@ -225,6 +225,10 @@ class PosedImages(BaseDataset, torch.utils.data.Dataset):
 
     def _scene_names(self, scene_list) -> list[str]:
         if scene_list is None:
+            if not self.root.is_dir():
+                raise DataError(
+                    f"posed_images: data folder {self.root} does not exist."
+                )
             scenes = sorted(p.name for p in self.root.iterdir() if p.is_dir())
             if not scenes:
                 raise DataError(f"posed_images: no scene folder in {self.root}.")
@@ -242,7 +246,12 @@ class PosedImages(BaseDataset, torch.utils.data.Dataset):
         )
 
     def _path(self, template: str, scene: str) -> Path:
-        return self.root / template.format(scene=scene)
+        try:
+            return self.root / template.format(scene=scene)
+        except (KeyError, IndexError, ValueError) as e:
+            raise ConfigError(
+                f"posed_images: path template {template!r} may only use {{scene}} ({e})."
+            ) from None
 
     def image_path(self, scene: str, name: str) -> Path:
         return self._path(self.conf.image_dir, scene) / name
