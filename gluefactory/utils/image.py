@@ -239,6 +239,22 @@ class ImagePreprocessor(Configurable):
             raise ConfigError(
                 f"ImagePreprocessor.side must be short|long|vert|horz, got {conf.side!r}."
             )
+        r = conf.resize
+        sizes = list(r) if OmegaConf.is_list(r) else [r]
+        if r is not None and (
+            len(sizes) not in (1, 2)
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in sizes)
+            or min(sizes) < 1
+        ):
+            raise ConfigError(
+                "ImagePreprocessor.resize must be null, a positive integer (length of "
+                f"the `side` edge) or [height, width] of positive integers, got {r!r}."
+            )
+        d = conf.divisible_by
+        if d is not None and (not isinstance(d, int) or d < 1):
+            raise ConfigError(
+                f"ImagePreprocessor.divisible_by must be null or a positive integer, got {d!r}."
+            )
 
     def target_size(self, h: int, w: int) -> tuple[int, int]:
         r = self.conf.resize
@@ -252,9 +268,12 @@ class ImagePreprocessor(Configurable):
             return int(r[0]), int(r[1])
         side = self.conf.side
         ref = {"short": min(h, w), "long": max(h, w), "vert": h, "horz": w}[side]
-        s = int(r) / ref
-        # the resized side gets exactly `r` pixels; the other is rounded
-        return (int(r), int(round(w * s))) if ref == h else (int(round(h * s)), int(r))
+        # The resized side gets exactly `r` pixels; the other is truncated with
+        # upstream's formula (int(r * aspect)), so that sizes, and hence metrics in
+        # resized pixels, are those of the published protocols. ``scales`` records the
+        # exact ratios either way.
+        aspect = w / h
+        return (int(r), int(r * aspect)) if ref == h else (int(r / aspect), int(r))
 
     def __call__(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """(C, H, W) float image -> dict(image, scales (sx, sy), image_size (w, h), original_image_size)."""
