@@ -7,18 +7,23 @@ scikit-image (real photographs, known calibration and relative pose): it extract
 matches features with the configured pipeline, estimates the relative pose with the
 configured robust estimator and reports the pose error, the epipolar precision of the
 matches and timings. A figure of the matches is written to
-``<outputs>/demo/<conf>/matches.png``. This is a smoke test of the whole stack on real
+``<outputs>/demo/<conf>/matches.png`` (green: consistent with the true geometry, red:
+not; with ``--images`` there is no ground truth and all lines are blue). Config mistakes
+(unknown keys, a pipeline without extractor or matcher) are reported before any image
+is read or weights are loaded. This is a smoke test of the whole stack on real
 data, not a benchmark: one pair says little about a method.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig
 
 from . import settings
 from .eval.metrics import epipolar_precision, pose_error
@@ -26,16 +31,29 @@ from .geometry.epipolar import T_to_E, sym_epipolar_distance
 from .geometry.wrappers import Camera, Pose
 from .models import get_model
 from .robust_estimators import load_estimator
-from .utils.cli import add_conf_args, conf_from_args, main_wrapper
-from .utils.conf import ConfigError
+from .utils.cli import (
+    add_conf_args,
+    conf_from_args,
+    conf_section,
+    main_wrapper,
+    merge_cli_conf,
+)
+from .utils.conf import as_plain
+from .utils.errors import ConfigError
 from .utils.image import ImagePreprocessor, numpy_image_to_torch, read_image
 from .visualization import viz2d
 
+#: the demo's own config; ``model`` and ``estimator`` are open sections, validated by the
+#: pipeline and the estimator they configure; every other key is checked here.
 DEFAULT_CONF = {
     "model": {},
-    "preprocessing": {"resize": None, "side": "long"},
+    "preprocessing": dict(ImagePreprocessor.default_conf),
     "estimator": {"name": "poselib", "ransac_th": 1.0},
 }
+PROG = "python -m gluefactory.demo"
+
+#: a match whose symmetric epipolar error (normalised coordinates) is below this is correct
+EPI_TH = 1e-3
 
 
 def middlebury_motorcycle() -> dict:
@@ -61,30 +79,89 @@ def middlebury_motorcycle() -> dict:
     }
 
 
-def run(conf, images: list[Path] | None, out_dir: Path) -> dict:
-    torch.set_grad_enabled(False)
+def check_model_conf(model_conf) -> None:
+    """The demo extracts and matches: it needs a pipeline with an extractor and a matcher.
+
+    Checked before any image is read or weights are loaded, so that a config without one
+    (``model.matcher=null``) fails with a message instead of a missing output later.
+    """
+    if model_conf is None or model_conf.get("name") is None:
+        raise ConfigError(
+            "The config has no model.name: the demo needs a two_view_pipeline with an "
+            "extractor and a matcher (pass e.g. --conf aliked+lightglue)."
+        )
+    examples = {"extractor": "extractors.aliked", "matcher": "matchers.lightglue"}
+    for part, example in examples.items():
+        sub = model_conf.get(part)
+        hint = f"e.g. model.{part}.name={example}, or --conf aliked+lightglue"
+        if sub is not None and not isinstance(sub, (Mapping, DictConfig)):
+            raise ConfigError(
+                f"model.{part} must be a section with a name ({hint}), got {sub!r}."
+            )
+        if sub is None or sub.get("name") is None:
+            got = "null" if sub is None else "a section without a name"
+            raise ConfigError(
+                f"The demo extracts and matches features, so it needs model.{part}.name "
+                f"({hint}); model.{part} is {got}."
+            )
+    with conf_section("model"):
+        cls = get_model(model_conf.name)
+        # validate the pipeline's own keys before building it (and loading weights)
+        if hasattr(cls, "build_conf"):
+            cls.build_conf(model_conf)
+
+
+def num_real_keypoints(pred: dict, i: int) -> int:
+    """Keypoints of view ``i``, without padding (``keypoint_mask{i}``, B x N, if any)."""
+    mask = pred.get(f"keypoint_mask{i}")
+    return int(mask[0].sum()) if mask is not None else len(pred[f"keypoints{i}"][0])
+
+
+def load_pair(images: list[Path] | None) -> dict:
+    """Two user images (no ground truth) or the bundled Middlebury pair (with GT)."""
     if images:
-        pair = {
+        return {
             "images": [numpy_image_to_torch(read_image(p)) for p in images],
             "name": "custom",
         }
-    else:
-        pair = middlebury_motorcycle()
-    prep = ImagePreprocessor(conf.preprocessing)
-    views = [prep(img) for img in pair["images"]]
-    model_conf = conf.model
-    if model_conf.get("name") is None:
+    return middlebury_motorcycle()
+
+
+def run(conf, images: list[Path] | None, out_dir: Path) -> dict:
+    """Extract, match, estimate the pose (if GT is known) and draw the matches.
+
+    ``conf`` is the demo's merged config (see :data:`DEFAULT_CONF`). Everything the user
+    can get wrong in it is checked before images are read or weights loaded. Autograd is
+    off inside this call only (the caller's grad mode is unchanged).
+    """
+    with conf_section("preprocessing"):
+        prep = ImagePreprocessor(conf.preprocessing)
+    if not isinstance(conf.estimator, DictConfig) or conf.estimator.get("name") is None:
         raise ConfigError(
-            "The config has no model.name (e.g. two_view_pipeline): pass --conf NAME."
+            "The demo estimates the relative pose: it needs estimator.name (e.g. "
+            f"estimator.name=poselib), got estimator={as_plain(conf.estimator)!r}."
         )
-    model = get_model(model_conf.name)(model_conf).eval()
-    data = {
-        f"view{i}": {k: v[None] for k, v in v_.items()} for i, v_ in enumerate(views)
-    }
-    model(data)  # warm-up (lazy initialisation, weights loading)
-    t0 = time.perf_counter()
-    pred = model(data)
-    elapsed = time.perf_counter() - t0
+    with conf_section("estimator"):  # built even without GT: its typos are errors too
+        estimator = load_estimator("relative_pose", conf.estimator)
+    check_model_conf(conf.model)
+    pair = load_pair(images)
+    views = [prep(img) for img in pair["images"]]
+    with torch.no_grad(), conf_section("model"):
+        model = get_model(conf.model.name)(conf.model).eval()
+        data = {
+            f"view{i}": {k: v[None] for k, v in v_.items()}
+            for i, v_ in enumerate(views)
+        }
+        model(data)  # warm-up (lazy initialisation, weights loading)
+        t0 = time.perf_counter()
+        pred = model(data)
+        elapsed = time.perf_counter() - t0
+    if "matches0" not in pred:
+        raise ConfigError(
+            f"model {conf.model.name} returned no matches0 (outputs: "
+            f"{', '.join(sorted(pred))}): the demo needs a pipeline whose matcher "
+            "outputs matches."
+        )
 
     m0 = pred["matches0"][0]
     valid = m0 > -1
@@ -92,15 +169,19 @@ def run(conf, images: list[Path] | None, out_dir: Path) -> dict:
     k0 = pred["keypoints0"][0] / views[0]["scales"]
     k1 = pred["keypoints1"][0] / views[1]["scales"]
     mk0, mk1 = k0[valid], k1[m0[valid]]
+    n0, n1 = (num_real_keypoints(pred, i) for i in (0, 1))
+    nm = int(valid.sum())
     results = {
         "pair": pair["name"],
-        "num_keypoints": (len(k0) + len(k1)) / 2,
-        "num_matches": int(valid.sum()),
+        "num_keypoints0": n0,
+        "num_keypoints1": n1,
+        "num_matches": nm,
         "time_ms (extract+match, 2 images)": 1000 * elapsed,
     }
+    title = f"{pair['name']}: {nm} matches"
     if "cameras" in pair:
         cam0, cam1, T = pair["cameras"][0], pair["cameras"][1], pair["T_0to1"]
-        est = load_estimator("relative_pose", conf.estimator)(
+        est = estimator(
             {"m_kpts0": mk0, "m_kpts1": mk1, "camera0": cam0, "camera1": cam1}
         )
         if est["success"]:
@@ -112,22 +193,43 @@ def run(conf, images: list[Path] | None, out_dir: Path) -> dict:
             results["num_inliers"] = 0
         results.update(epipolar_precision(mk0, mk1, T, cam0, cam1))
         d = sym_epipolar_distance(cam0.image2cam(mk0), cam1.image2cam(mk1), T_to_E(T))
-        colors = ["lime" if e < 1e-3 else "red" for e in d.tolist()]  # right / wrong
+        correct = (d < EPI_TH).tolist()
+        colors = [viz2d.CORRECT if c else viz2d.WRONG for c in correct]
+        title += (
+            f", {sum(correct)} correct (green: epipolar error < {EPI_TH:g}, red: not)"
+        )
     else:
-        colors = None
-    titles = [f"{len(k0)} keypoints", f"{int(valid.sum())} matches"]
-    fig, axes = viz2d.plot_images([views[0]["image"], views[1]["image"]], titles=titles)
+        colors = None  # one neutral colour: correctness is unknown
+        title += " (no ground truth: correctness unknown)"
+    titles = [f"image 0: {n0} keypoints", f"image 1: {n1} keypoints"]
+    fig, axes = viz2d.plot_images(
+        [views[0]["image"], views[1]["image"]], titles=titles, title=title
+    )
     kv0 = pred["keypoints0"][0][valid]
     kv1 = pred["keypoints1"][0][m0[valid]]
-    viz2d.plot_matches(fig, axes, kv0, kv1, color=colors, lw=0.4, ps=2, alpha=0.6)
+    viz2d.plot_matches(fig, axes, kv0, kv1, color=colors)
     results["figure"] = str(viz2d.save(fig, out_dir / "matches.png"))
     return results
+
+
+def format_value(key: str, value) -> str:
+    """Plain numbers for the results table: times in ms or s, never ``2.04e+04``."""
+    if isinstance(value, bool) or not isinstance(value, float):
+        return str(value)
+    if key.startswith("time_ms"):
+        return f"{value / 1000:.1f} s" if value >= 10_000 else f"{value:.1f} ms"
+    if not math.isfinite(value):
+        return str(value)
+    text = f"{value:.4g}"
+    if "e" in text:  # very large or small: fixed point instead of scientific notation
+        text = f"{value:.0f}" if abs(value) >= 1 else f"{value:.6f}"
+    return text
 
 
 @main_wrapper
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(
-        prog="python -m gluefactory.demo",
+        prog=PROG,
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -138,15 +240,14 @@ def main(argv=None) -> dict:
     args = parser.parse_intermixed_args(argv)
     if args.conf is None:
         args.conf = "aliked+lightglue"
-    conf = OmegaConf.merge(DEFAULT_CONF, conf_from_args(args))
+    conf = merge_cli_conf(DEFAULT_CONF, conf_from_args(args), PROG)
     tag = Path(str(args.conf)).stem
     results = run(conf, args.images, settings.outputs_root() / "demo" / tag)
-    width = max(len(k) for k in results)
+    labels = {k: k.replace("time_ms", "time", 1) for k in results}  # unit in the value
+    width = max(len(v) for v in labels.values())
     print(f"\n{'metric':<{width}}  value")
     for k, v in results.items():
-        print(
-            f"{k:<{width}}  {v:.4g}" if isinstance(v, float) else f"{k:<{width}}  {v}"
-        )
+        print(f"{labels[k]:<{width}}  {format_value(k, v)}")
     return results
 
 

@@ -1,7 +1,7 @@
 """Base class of datasets and their loaders.
 
-A dataset declares ``default_conf`` (merged over the base defaults below; unknown keys are
-an error) and implements ``_init(conf)`` and ``get_dataset(split) -> torch Dataset``.
+A dataset declares ``default_conf`` (merged over the defaults of its parents, the base's
+below included; unknown keys are an error: :class:`~gluefactory.utils.conf.Configurable`) and implements ``_init(conf)`` and ``get_dataset(split) -> torch Dataset``.
 ``get_data_loader`` builds a loader with the library's collate function, seeded workers
 and, when asked, a distributed sampler.
 """
@@ -14,10 +14,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from ..utils.conf import ConfigError, freeze, merge_strict, to_conf
+from ..utils.conf import ConfigError, Configurable
 from ..utils.registry import list_names, load_class
 from ..utils.tensor import collate
 
@@ -35,8 +34,10 @@ def worker_init_fn(worker_id: int) -> None:
     random.seed(seed)
 
 
-class BaseDataset(metaclass=ABCMeta):
-    base_default_conf: dict[str, Any] = {
+class BaseDataset(Configurable, metaclass=ABCMeta):
+    """Configurable dataset (config: :class:`~gluefactory.utils.conf.Configurable`)."""
+
+    default_conf: dict[str, Any] = {
         "name": None,
         "num_workers": 0,
         "batch_size": 1,
@@ -48,11 +49,9 @@ class BaseDataset(metaclass=ABCMeta):
         "seed": 0,
         "prefetch_factor": 2,
     }
-    default_conf: dict[str, Any] = {}
 
     def __init__(self, conf: Any = None):
-        defaults = OmegaConf.merge(self.base_default_conf, self.default_conf)
-        self.conf = freeze(merge_strict(defaults, to_conf(conf), type(self).__name__))
+        self.conf = self.build_conf(conf)
         self._init(self.conf)
 
     @abstractmethod

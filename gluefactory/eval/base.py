@@ -11,19 +11,23 @@ from abc import ABCMeta, abstractmethod
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-
-from ..utils.conf import freeze, merge_strict, to_conf
+from ..utils.conf import Configurable
 from ..utils.registry import list_names, load_class
 
 
-class BaseBenchmark(metaclass=ABCMeta):
-    base_default_conf: dict[str, Any] = {"data": {}, "model": {}, "eval": {}}
-    default_conf: dict[str, Any] = {}
+class BaseBenchmark(Configurable, metaclass=ABCMeta):
+    """Configurable benchmark (config: :class:`~gluefactory.utils.conf.Configurable`).
+
+    ``data`` and ``model`` are open sections: the dataset and the model they configure
+    validate them when built. ``eval`` is checked here against the merged defaults of
+    the benchmark's class hierarchy.
+    """
+
+    default_conf: dict[str, Any] = {"data": {}, "model": {}, "eval": {}}
+    open_conf_keys = ("data", "model")
 
     def __init__(self, conf: Any = None):
-        defaults = OmegaConf.merge(self.base_default_conf, self.default_conf)
-        self.conf = freeze(merge_strict(defaults, to_conf(conf), type(self).__name__))
+        self.conf = self.build_conf(conf)
 
     @abstractmethod
     def run(self, output_dir: Path) -> dict[str, float]:

@@ -26,12 +26,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..geometry.coordinates import image_corners
 from ..geometry.depth import sample_depth
 from ..geometry.epipolar import T_to_E, relative_pose_error, sym_epipolar_distance
 from ..geometry.homography import sym_homography_error, warp_points
 from ..geometry.wrappers import Camera, Pose
 from ..robust_estimators import BaseEstimator, load_estimator
 from ..robust_estimators.homography.dlt import find_homography_dlt
+from ..utils.tensor import unbatch
 
 ArrayLike = np.ndarray | torch.Tensor | Sequence[float]
 
@@ -64,12 +66,16 @@ def threshold_name(t: float) -> str:
     return f"{t:g}"
 
 
-def _fraction_below(
-    err: torch.Tensor, thresholds: Iterable[float], empty: float
-) -> list[float]:
-    if err.numel() == 0:
-        return [empty for _ in thresholds]
-    return [(err < t).double().mean().item() for t in thresholds]
+def _precision(
+    err: torch.Tensor, thresholds: Iterable[float], key: str, unit: str = ""
+) -> dict[str, float]:
+    """``{key}@{t}{unit}``: the fraction of ``err`` below each threshold (0 if empty)."""
+    return {
+        f"{key}@{threshold_name(t)}{unit}": (err < t).double().mean().item()
+        if err.numel()
+        else 0.0
+        for t in thresholds
+    }
 
 
 # --------------------------------------------------------------------------------------
@@ -88,9 +94,7 @@ def matches_precision_homography(
     ``prec@{t}px``; no matches gives 0 (as upstream).
     """
     err = sym_homography_error(_f64(kpts0), _f64(kpts1), _f64(H_0to1))
-    vals = _fraction_below(err, thresholds, empty=0.0)
-    names = [f"prec@{threshold_name(t)}px" for t in thresholds]
-    return dict(zip(names, vals, strict=True))
+    return _precision(err, thresholds, "prec", "px")
 
 
 def epipolar_precision(
@@ -113,9 +117,7 @@ def epipolar_precision(
     x0 = cam0.image2cam(_f64(kpts0))
     x1 = cam1.image2cam(_f64(kpts1))
     err = sym_epipolar_distance(x0, x1, T_to_E(T))
-    vals = _fraction_below(err, thresholds, empty=0.0)
-    names = [f"epi_prec@{threshold_name(t)}" for t in thresholds]
-    return dict(zip(names, vals, strict=True))
+    return _precision(err, thresholds, "epi_prec")
 
 
 def reprojection_errors(
@@ -147,26 +149,19 @@ def reprojection_errors(
 
 
 def reprojection_precision(
-    kpts0: ArrayLike,
-    kpts1: ArrayLike,
-    depth0: ArrayLike,
-    depth1: ArrayLike,
-    T_0to1: Pose,
-    camera0: Camera,
-    camera1: Camera,
+    errors: torch.Tensor,
+    valid: torch.Tensor,
     thresholds: Sequence[float] = REPROJ_PREC_THRESHOLDS,
 ) -> dict[str, float]:
     """Fraction of depth-valid matches with reprojection error below thresholds.
 
-    See :func:`reprojection_errors`. Keys ``reproj_prec@{t}px``; 0 when no match has
-    valid depth (as upstream).
+    ``errors, valid`` are the output of :func:`reprojection_errors` (computed once, also
+    for the covisibility counts). Keys ``reproj_prec@{t}px``; 0 when no match has valid
+    depth (as upstream).
     """
-    err, valid = reprojection_errors(
-        kpts0, kpts1, depth0, depth1, T_0to1, camera0, camera1
+    return _precision(
+        _f64(errors)[torch.as_tensor(valid)], thresholds, "reproj_prec", "px"
     )
-    vals = _fraction_below(err[valid], thresholds, empty=0.0)
-    names = [f"reproj_prec@{threshold_name(t)}px" for t in thresholds]
-    return dict(zip(names, vals, strict=True))
 
 
 # --------------------------------------------------------------------------------------
@@ -188,7 +183,7 @@ def homography_corner_error(
     if not torch.isfinite(H_est).all():
         return math.inf
     w, h = (float(v) for v in _f64(size).reshape(2))
-    corners = torch.tensor([[0, 0], [w, 0], [w, h], [0, h]], dtype=torch.float64)
+    corners = image_corners(w, h, dtype=torch.float64)
     err = (warp_points(corners, H_est) - warp_points(corners, H_gt)).norm(dim=-1).mean()
     return err.item() if torch.isfinite(err) else math.inf
 
@@ -296,15 +291,6 @@ def summarize(
 # Per-pair convenience on (data, pred) as produced by datasets and the two-view pipeline
 
 
-def _unbatch(x: Any) -> Any:
-    """Drop a leading batch dimension of size 1 (tensors, Pose, Camera)."""
-    if isinstance(x, (Pose, Camera)):
-        return x[0] if tuple(x.shape) == (1,) else x
-    if isinstance(x, torch.Tensor) and x.dim() > 2 and x.shape[0] == 1:
-        return x[0]  # (1, N, 2) keypoints, (1, 3, 3) H, (1, H, W) depth
-    return x
-
-
 def matched_keypoints(
     pred: Mapping[str, Any],
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -313,26 +299,35 @@ def matched_keypoints(
     ``matches0`` (N,) holds the index in image 1 or -1; ``matching_scores0`` defaults to
     ones. A leading batch dimension of one is dropped.
     """
-    kp0, kp1 = _unbatch(pred["keypoints0"]), _unbatch(pred["keypoints1"])
-    m0 = pred["matches0"]
-    m0 = m0[0] if m0.dim() == 2 else m0
+    kp0 = unbatch(pred["keypoints0"], 2, "keypoints0")
+    kp1 = unbatch(pred["keypoints1"], 2, "keypoints1")
+    m0 = unbatch(pred["matches0"], 1, "matches0")
     scores = pred.get("matching_scores0")
-    scores = torch.ones_like(m0, dtype=kp0.dtype) if scores is None else scores
-    scores = scores[0] if scores.dim() == 2 else scores
+    scores = (
+        torch.ones_like(m0, dtype=kp0.dtype)
+        if scores is None
+        else unbatch(scores, 1, "matching_scores0")
+    )
     valid = m0 > -1
     return kp0[valid], kp1[m0[valid]], scores[valid]
 
 
 def _num_keypoints(pred: Mapping[str, Any]) -> float:
-    n0 = _unbatch(pred["keypoints0"]).shape[-2]
-    n1 = _unbatch(pred["keypoints1"]).shape[-2]
+    n0 = unbatch(pred["keypoints0"], 2, "keypoints0").shape[-2]
+    n1 = unbatch(pred["keypoints1"], 2, "keypoints1").shape[-2]
     return (n0 + n1) / 2
+
+
+def _cameras(data: Mapping) -> tuple[Camera, Camera]:
+    return tuple(
+        unbatch(data[f"view{i}"]["camera"], 0, f"view{i}.camera") for i in (0, 1)
+    )
 
 
 def image_size(view: Mapping[str, Any]) -> tuple[float, float]:
     """(w, h) of a view: ``image_size`` if given, else the shape of ``image``."""
     if "image_size" in view:
-        size = _f64(view["image_size"]).reshape(-1, 2)[0]
+        size = unbatch(_f64(view["image_size"]), 1, "image_size")
         return float(size[0]), float(size[1])
     h, w = view["image"].shape[-2:]
     return float(w), float(h)
@@ -350,7 +345,7 @@ def eval_matches_homography(data: Mapping, pred: Mapping) -> dict[str, float]:
     """HPatches match metrics of one pair: ``prec@1px``, ``prec@3px``, ``num_matches``,
     ``num_keypoints`` (mean of the two images), with GT ``data["H_0to1"]``."""
     k0, k1, _ = matched_keypoints(pred)
-    H = _unbatch(data["H_0to1"])
+    H = unbatch(data["H_0to1"], 2, "H_0to1")
     out = matches_precision_homography(k0, k1, H)
     out["num_matches"] = float(len(k0))
     out["num_keypoints"] = _num_keypoints(pred)
@@ -360,7 +355,7 @@ def eval_matches_homography(data: Mapping, pred: Mapping) -> dict[str, float]:
 def eval_homography_dlt(data: Mapping, pred: Mapping) -> dict[str, float]:
     """``H_error_dlt``: corner error of the score-weighted DLT (inf if it fails)."""
     k0, k1, scores = matched_keypoints(pred)
-    H_gt = _unbatch(data["H_0to1"])
+    H_gt = unbatch(data["H_0to1"], 2, "H_0to1")
     size = image_size(data["view0"])
     H, success = find_homography_dlt(_f64(k0), _f64(k1), _f64(scores))
     err = homography_corner_error(H, H_gt, size) if bool(success) else math.inf
@@ -383,7 +378,7 @@ def eval_homography_robust(
     est = _estimator("homography", estimator)
     k0, k1, _ = matched_keypoints(pred)
     res = est({"m_kpts0": k0, "m_kpts1": k1})
-    H_gt = _unbatch(data["H_0to1"])
+    H_gt = unbatch(data["H_0to1"], 2, "H_0to1")
     err = homography_corner_error(res["M_0to1"], H_gt, image_size(data["view0"]))
     return {
         "H_error_ransac": err if res["success"] else math.inf,
@@ -395,8 +390,8 @@ def eval_matches_epipolar(data: Mapping, pred: Mapping) -> dict[str, float]:
     """MegaDepth-1500 match metrics: ``epi_prec@1e-4/5e-4/1e-3``, ``num_matches``,
     ``num_keypoints``, with ``data["T_0to1"]`` and ``data["view{0,1}"]["camera"]``."""
     k0, k1, _ = matched_keypoints(pred)
-    T = _unbatch(data["T_0to1"])
-    cam0, cam1 = _unbatch(data["view0"]["camera"]), _unbatch(data["view1"]["camera"])
+    T = unbatch(data["T_0to1"], 0, "T_0to1")
+    cam0, cam1 = _cameras(data)
     out = epipolar_precision(k0, k1, T, cam0, cam1)
     out["num_matches"] = float(len(k0))
     out["num_keypoints"] = _num_keypoints(pred)
@@ -412,18 +407,16 @@ def eval_matches_depth(data: Mapping, pred: Mapping) -> dict[str, float]:
     """
     k0, k1, _ = matched_keypoints(pred)
     v0, v1 = data["view0"], data["view1"]
-    depth0, depth1 = _unbatch(v0["depth"]), _unbatch(v1["depth"])
     args = (
         k0,
         k1,
-        depth0.reshape(depth0.shape[-2:]),
-        depth1.reshape(depth1.shape[-2:]),
-        _unbatch(data["T_0to1"]),
-        _unbatch(v0["camera"]),
-        _unbatch(v1["camera"]),
+        unbatch(v0["depth"], 2, "view0.depth"),
+        unbatch(v1["depth"], 2, "view1.depth"),
+        unbatch(data["T_0to1"], 0, "T_0to1"),
+        *_cameras(data),
     )
-    out = reprojection_precision(*args)
-    _, valid = reprojection_errors(*args)
+    err, valid = reprojection_errors(*args)
+    out = reprojection_precision(err, valid)
     out["covisible"] = float(valid.sum())
     out["covisible_percent"] = (
         100 * valid.double().mean().item() if len(valid) else math.nan
@@ -440,9 +433,9 @@ def eval_relative_pose(
     """
     est = _estimator("relative_pose", estimator)
     k0, k1, _ = matched_keypoints(pred)
-    cam0, cam1 = _unbatch(data["view0"]["camera"]), _unbatch(data["view1"]["camera"])
+    cam0, cam1 = _cameras(data)
     res = est({"m_kpts0": k0, "m_kpts1": k1, "camera0": cam0, "camera1": cam1})
-    T = _unbatch(data["T_0to1"])
+    T = unbatch(data["T_0to1"], 0, "T_0to1")
     err = (
         pose_error(T, res["M_0to1"].R, res["M_0to1"].t) if res["success"] else math.inf
     )

@@ -25,8 +25,6 @@ __all__ = [
     "sampson_distance",
     "skew",
     "sym_epipolar_distance",
-    "sym_epipolar_distance_all",
-    "sym_epipolar_distance_px",
     "to_homogeneous",
 ]
 
@@ -59,18 +57,11 @@ def T_to_F(camera0: Camera, camera1: Camera, T_0to1: Pose) -> torch.Tensor:
     return E_to_F(T_to_E(T_0to1), camera0.K, camera1.K)
 
 
-def _sym_epipolar(
-    p0: torch.Tensor, p1: torch.Tensor, M: torch.Tensor, squared: bool, eps: float
-) -> torch.Tensor:
-    """Symmetric point-to-epipolar-line distance for correspondences p0[i] <-> p1[i]."""
-    x0 = to_homogeneous(p0)
-    x1 = to_homogeneous(p1)
-    Mx0 = x0 @ M.transpose(-1, -2)  # lines in image 1, (..., N, 3)
-    Mtx1 = x1 @ M  # lines in image 0
-    num = (x1 * Mx0).sum(-1)
-    n0 = Mx0[..., :2].square().sum(-1)
-    n1 = Mtx1[..., :2].square().sum(-1)
-    return _sym_distance(num, n0, n1, squared, eps)
+def _lines(p0: torch.Tensor, p1: torch.Tensor, M: torch.Tensor):
+    """Homogeneous points x0, x1 (..., N, 3) and their epipolar lines ``M x0`` (in
+    image 1) and ``M^T x1`` (in image 0), (..., N, 3)."""
+    x0, x1 = to_homogeneous(p0), to_homogeneous(p1)
+    return x0, x1, x0 @ M.transpose(-1, -2), x1 @ M
 
 
 def _sym_distance(num, n0, n1, squared: bool, eps: float) -> torch.Tensor:
@@ -83,50 +74,27 @@ def _sym_distance(num, n0, n1, squared: bool, eps: float) -> torch.Tensor:
 def sym_epipolar_distance(
     p0: torch.Tensor,
     p1: torch.Tensor,
-    E: torch.Tensor,
-    squared: bool = False,
-    eps: float = 1e-15,
-) -> torch.Tensor:
-    """Symmetric epipolar distance of correspondences in **normalised** coordinates.
-
-    ``p0, p1``: (..., N, 2) (``K^-1`` already applied), ``E``: (..., 3, 3). Returns
-    (..., N) ``|x1^T E x0| * 1/2 * (1/||(E x0)_12|| + 1/||(E^T x1)_12||)`` (the
-    MegaDepth-1500 "epipolar precision" distance); ``squared`` gives the mean of the
-    two squared distances.
-    """
-    return _sym_epipolar(p0, p1, E, squared, eps)
-
-
-def sym_epipolar_distance_px(
-    p0: torch.Tensor,
-    p1: torch.Tensor,
-    F: torch.Tensor,
-    squared: bool = False,
-    eps: float = 1e-15,
-) -> torch.Tensor:
-    """Same as :func:`sym_epipolar_distance` with a fundamental matrix, in pixels."""
-    return _sym_epipolar(p0, p1, F, squared, eps)
-
-
-def sym_epipolar_distance_all(
-    p0: torch.Tensor,
-    p1: torch.Tensor,
     M: torch.Tensor,
     squared: bool = False,
     eps: float = 1e-15,
+    pairwise: bool = False,
 ) -> torch.Tensor:
-    """Pairwise symmetric epipolar distances (..., M, N).
+    """Symmetric epipolar distance ``|x1^T M x0| * 1/2 * (1/||(M x0)_12|| + 1/||(M^T x1)_12||)``.
 
-    ``p0`` (..., M, 2), ``p1`` (..., N, 2); ``M`` (..., 3, 3) is E (normalised
-    coordinates) or F (pixels).
+    ``M`` (..., 3, 3) is an essential matrix E with **normalised** coordinates (``K^-1``
+    applied: the MegaDepth-1500 "epipolar precision" distance) or a fundamental matrix F
+    with pixels (distances in pixels). Correspondences p0[i] <-> p1[i] (..., N, 2) give
+    (..., N); with ``pairwise``, p0 (..., M, 2) and p1 (..., N, 2) give every pair
+    (..., M, N). ``squared`` gives the mean of the two squared distances.
     """
-    x0 = to_homogeneous(p0)
-    x1 = to_homogeneous(p1)
-    Mx0 = x0 @ M.transpose(-1, -2)  # (..., M, 3)
-    Mtx1 = x1 @ M  # (..., N, 3)
-    num = Mx0 @ x1.transpose(-1, -2)  # (..., M, N) = x1_j^T M x0_i
-    n0 = Mx0[..., :2].square().sum(-1)[..., :, None]
-    n1 = Mtx1[..., :2].square().sum(-1)[..., None, :]
+    _, x1, Mx0, Mtx1 = _lines(p0, p1, M)  # lines: (..., M, 3) in image 1, (..., N, 3)
+    n0 = Mx0[..., :2].square().sum(-1)
+    n1 = Mtx1[..., :2].square().sum(-1)
+    if pairwise:
+        num = Mx0 @ x1.transpose(-1, -2)  # (..., M, N) = x1_j^T M x0_i
+        n0, n1 = n0[..., :, None], n1[..., None, :]
+    else:
+        num = (x1 * Mx0).sum(-1)
     return _sym_distance(num, n0, n1, squared, eps)
 
 
@@ -143,10 +111,7 @@ def sampson_distance(
     squared distance; ``squared=False`` returns its square root. Works with E on
     normalised coordinates too.
     """
-    x0 = to_homogeneous(p0)
-    x1 = to_homogeneous(p1)
-    Fx0 = x0 @ F.transpose(-1, -2)
-    Ftx1 = x1 @ F
+    _, x1, Fx0, Ftx1 = _lines(p0, p1, F)
     num = (x1 * Fx0).sum(-1)
     den = Fx0[..., :2].square().sum(-1) + Ftx1[..., :2].square().sum(-1)
     d2 = num.square() / (den + eps)

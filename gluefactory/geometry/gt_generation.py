@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from .depth import reproject, sample_depth
-from .epipolar import T_to_F, sym_epipolar_distance_all
+from .epipolar import T_to_F, sym_epipolar_distance
 from .homography import warp_points
 from .wrappers import Camera, Pose
 
@@ -209,7 +209,7 @@ def gt_matches_from_pose_depth(
     if th_epi is not None and kpts0.shape[1] > 0 and kpts1.shape[1] > 0:
         m0, m1 = out["matches0"], out["matches1"]
         F = T_to_F(camera0, camera1, T_0to1).to(kpts0)
-        epi = sym_epipolar_distance_all(safe0, safe1, F)
+        epi = sym_epipolar_distance(safe0, safe1, F, pairwise=True)
         ign0 = (m0 == IGNORE) & valid0
         ign1 = (m1 == IGNORE) & valid1
         epi = torch.where(ign0[:, :, None] & ign1[:, None, :], epi, torch.inf)

@@ -21,7 +21,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .coordinates import CENTER_OFFSET, normalize_for_grid_sample, pixel_centers
+from .coordinates import (
+    CENTER_OFFSET,
+    image_corners,
+    normalize_for_grid_sample,
+    pixel_centers,
+)
 
 ArrayLike = torch.Tensor | np.ndarray
 
@@ -215,10 +220,6 @@ def is_convex(quad: np.ndarray, min_convexity: float = 0.0) -> bool:
     return bool((c > min_convexity).all() or (c < -min_convexity).all())
 
 
-def _corners(w: float, h: float) -> np.ndarray:
-    return np.array([[0.0, 0.0], [w, 0.0], [w, h], [0.0, h]])
-
-
 def sample_homography_corners(
     image_size: Sequence[float],
     patch_size: Sequence[float],
@@ -252,7 +253,7 @@ def sample_homography_corners(
         rng = np.random.default_rng(rng)
     w, h = float(image_size[0]), float(image_size[1])
     size = np.array([w, h])
-    full = _corners(w, h)
+    full = image_corners(w, h, dtype=torch.float64).numpy()
     inner = (full - size / 2) * (1.0 - difficulty) + size / 2
     for _ in range(max_tries):
         quad = full + rng.uniform(0.0, 1.0, size=(4, 2)) * (inner - full)
@@ -286,6 +287,7 @@ def sample_homography_corners(
     quad = np.clip(quad, 0.0, size)  # rounding only
 
     H = homography_from_points(
-        quad, _corners(float(patch_size[0]), float(patch_size[1]))
+        quad,
+        image_corners(*map(float, patch_size[:2]), dtype=torch.float64).numpy(),
     )
     return H, quad

@@ -1,9 +1,9 @@
 """Base class of every model: extractors, matchers, ground-truth generators, pipelines.
 
-A model declares ``default_conf`` (merged over those of its parents) and
-``required_data_keys`` (checked, recursively, at every ``forward``). The user config is
-merged over the defaults; unknown keys are an error that names the key and the closest
-valid ones. After construction ``self.conf`` is frozen (read-only, struct).
+A model declares ``default_conf`` and ``required_data_keys`` (checked, recursively, at
+every ``forward``). The config is handled by :class:`~gluefactory.utils.conf.Configurable`:
+defaults merged over those of its parents, the user config over them, unknown keys an
+error naming the key and the closest valid ones, ``self.conf`` frozen (read-only, struct).
 
 Subclasses implement ``_init(conf)``, ``_forward(data) -> dict`` and optionally
 ``loss(pred, data) -> (losses, metrics)`` where every value is a tensor of shape (B,) and
@@ -16,35 +16,21 @@ from abc import ABCMeta, abstractmethod
 from typing import Any
 
 import torch
-from omegaconf import OmegaConf
 from torch import nn
 
-from ..utils.conf import ConfigError, freeze, merge_strict, to_conf
+from ..utils.conf import ConfigError, Configurable
+from ..utils.data import MissingDataError, check_data_keys
+
+__all__ = [
+    "BaseModel",
+    "MissingDataError",  # re-exported (historical import path)
+    "check_data_keys",  # re-exported (historical import path)
+    "load_state_dict_strict",
+    "num_parameters",
+]
 
 
-class MissingDataError(KeyError):
-    """The input of a model lacks required keys."""
-
-    def __str__(self) -> str:  # KeyError quotes its message; we do not want that
-        return str(self.args[0])
-
-
-class _MetaModel(ABCMeta):
-    """Accumulates ``default_conf`` of all parents into ``base_default_conf``."""
-
-    def __prepare__(name, bases, **kwds):
-        total = {}
-        for base in bases:
-            for key in ("base_default_conf", "default_conf"):
-                update = getattr(base, key, {})
-                if isinstance(update, dict):
-                    total = OmegaConf.to_container(
-                        OmegaConf.merge(total, update), resolve=False
-                    )
-        return {"base_default_conf": total}
-
-
-class BaseModel(nn.Module, metaclass=_MetaModel):
+class BaseModel(nn.Module, Configurable, metaclass=ABCMeta):
     """Configurable model: see the module docstring."""
 
     default_conf: dict[str, Any] = {
@@ -53,16 +39,10 @@ class BaseModel(nn.Module, metaclass=_MetaModel):
         "freeze_batch_normalization": False,
     }
     required_data_keys: list[str] = []
-    strict_conf: bool = True
 
     def __init__(self, conf: Any = None):
         super().__init__()
-        defaults = OmegaConf.merge(self.base_default_conf, self.default_conf)
-        conf = to_conf(conf)
-        self.conf = conf = merge_strict(
-            defaults, conf, component=type(self).__name__, strict=self.strict_conf
-        )
-        freeze(conf)
+        self.conf = conf = self.build_conf(conf)
         self.required_data_keys = list(self.required_data_keys)
         self._init(conf)
         if not conf.trainable:
@@ -93,26 +73,6 @@ class BaseModel(nn.Module, metaclass=_MetaModel):
     def loss(self, pred: dict, data: dict) -> tuple[dict, dict]:
         """Return (losses, metrics), each a dict of (B,) tensors; losses has 'total'."""
         raise NotImplementedError(f"{type(self).__name__} has no training loss.")
-
-
-def check_data_keys(component: str, required: list[str], data: dict) -> None:
-    """Raise :class:`MissingDataError` naming every missing (dotted) key."""
-    missing = []
-    for key in required:
-        node = data
-        for part in key.split("."):
-            if not isinstance(node, dict) or part not in node:
-                missing.append(key)
-                break
-            node = node[part]
-    if missing:
-        have = (
-            ", ".join(sorted(map(str, data.keys()))) if isinstance(data, dict) else "?"
-        )
-        raise MissingDataError(
-            f"{component} is missing input key(s): {', '.join(missing)}. "
-            f"Input has: {have}."
-        )
 
 
 def num_parameters(model: nn.Module, trainable_only: bool = False) -> int:

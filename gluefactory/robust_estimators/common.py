@@ -27,6 +27,8 @@ import numpy as np
 import torch
 
 from ..geometry.wrappers import Pose
+from ..utils.errors import ConfigError
+from ..utils.tensor import unbatch
 
 logger = logging.getLogger(__name__)
 
@@ -37,10 +39,8 @@ COLLINEAR_RTOL = 1e-5
 
 def points_from(data: dict, key: str) -> torch.Tensor:
     """``data[key]`` as a float (N, 2) tensor; a wrong shape is an error naming it."""
-    pts = torch.as_tensor(data[key])
-    if pts.dim() == 3 and pts.shape[0] == 1:
-        pts = pts[0]  # a batch of one pair
-    if pts.dim() != 2 or pts.shape[-1] != 2:
+    pts = unbatch(torch.as_tensor(data[key]), 2, key)  # a batch of one pair is fine
+    if pts.shape[-1] != 2:
         raise ValueError(
             f"'{key}' must be (N, 2) matched keypoints, got {tuple(pts.shape)}."
         )
@@ -193,14 +193,9 @@ def intrinsics(camera: Any, key: str) -> tuple[np.ndarray, tuple[int, int]]:
     """
     if not (hasattr(camera, "calibration_matrix") and hasattr(camera, "size")):
         raise TypeError(f"'{key}' must be a Camera, got {type(camera).__name__}.")
+    camera = unbatch(camera, 0, key)
     K = camera.calibration_matrix().detach().cpu().double()
     size = camera.size.detach().cpu().double()
-    if K.dim() == 3 and K.shape[0] == 1:
-        K, size = K[0], size[0]
-    if K.shape != (3, 3):
-        raise ValueError(
-            f"'{key}' must be a single camera, got batch shape {tuple(K.shape[:-2])}."
-        )
     w, h = (int(round(float(v))) for v in size)
     return K.numpy(), (w, h)
 
@@ -234,6 +229,13 @@ POSELIB_BUNDLE_OPTIONS: dict[str, Any] = {
 }
 
 
+#: the option sections of every PoseLib estimator
+POSELIB_DEFAULT_CONF: dict[str, Any] = {
+    "ransac_options": POSELIB_RANSAC_OPTIONS,
+    "bundle_options": POSELIB_BUNDLE_OPTIONS,
+}
+
+
 def poselib_options(conf: Any, threshold_key: str) -> tuple[dict, dict]:
     """(ransac_opt, bundle_opt) dicts for PoseLib from an estimator config.
 
@@ -253,8 +255,6 @@ def poselib_options(conf: Any, threshold_key: str) -> tuple[dict, dict]:
 def check_poselib_options(conf: Any, component: str) -> None:
     """Raise if an option is unknown to the installed PoseLib (version drift)."""
     import poselib
-
-    from ..utils.conf import ConfigError
 
     for key, known in (
         ("ransac_options", poselib.RansacOptions()),

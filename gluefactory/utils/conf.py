@@ -1,23 +1,24 @@
 """Configuration helpers on top of OmegaConf.
 
-Every component (model, dataset, estimator, benchmark) declares a ``default_conf``; a user
-config is merged over it with :func:`merge_strict`, which rejects unknown keys with a
-message naming the key, the component and the closest valid keys. Named configs shipped in
-``gluefactory/configs`` are resolved by :func:`load_conf`.
+Every configurable class (model, dataset, estimator, benchmark, image preprocessor) derives
+from :class:`Configurable`: the ``default_conf`` of every class in its MRO is merged base ->
+subclass, the user config over that with :func:`merge_strict` (unknown keys rejected at
+every nesting level, with the closest valid keys), and the result is frozen. Named configs
+shipped in ``gluefactory/configs`` are resolved by :func:`load_conf`.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-
-from .errors import ConfigError  # noqa: E402  (re-exported: the historical import path)
+from .errors import ConfigError  # re-exported: the historical import path
 
 
 def to_conf(conf: Any) -> DictConfig:
@@ -42,23 +43,63 @@ def is_component_slot(value: Any) -> bool:
 
 
 def unknown_keys(
-    defaults: DictConfig, user: DictConfig, prefix: str = ""
+    defaults: DictConfig,
+    user: DictConfig,
+    prefix: str = "",
+    open_keys: Iterable[str] = (),
+    empty_open: bool = True,
 ) -> list[tuple[str, list[str]]]:
-    """Keys of ``user`` absent from ``defaults``, as (dotted key, valid sibling keys)."""
+    """Keys of ``user`` absent from ``defaults``, as (dotted key, valid sibling keys).
+
+    A sub-section is not descended into (it is open) when its default is a component slot
+    (:func:`is_component_slot`), when its dotted path is in ``open_keys``, or, with
+    ``empty_open``, when its default is an empty mapping.
+    """
+    open_keys = set(open_keys)
     bad = []
     for key in user.keys():
         path = f"{prefix}{key}"
         if key not in defaults:
             bad.append((path, [str(k) for k in defaults.keys()]))
             continue
+        if path in open_keys:
+            continue
         dnode, unode = defaults._get_node(key), user._get_node(key)
         if not (isinstance(dnode, DictConfig) and isinstance(unode, DictConfig)):
             continue
         if dnode._is_none() or unode._is_none():
             continue
-        if is_component_slot(dnode) or len(dnode) == 0:
+        if is_component_slot(dnode) or (empty_open and len(dnode) == 0):
             continue  # open sub-config: checked by the component it configures
-        bad.extend(unknown_keys(dnode, unode, prefix=f"{path}."))
+        bad.extend(
+            unknown_keys(dnode, unode, f"{path}.", open_keys, empty_open=empty_open)
+        )
+    return bad
+
+
+def shape_mismatches(
+    defaults: DictConfig, user: DictConfig, prefix: str = "", open_keys=()
+) -> list[str]:
+    """A value given for a section or a section for a value (``null`` fits both)."""
+    bad = []
+    for key in user.keys():
+        path = f"{prefix}{key}"
+        if key not in defaults or path in open_keys:
+            continue
+        dnode, unode = defaults._get_node(key), user._get_node(key)
+        if dnode._is_none() or unode._is_none() or dnode._is_missing():
+            continue
+        dsec, usec = isinstance(dnode, DictConfig), isinstance(unode, DictConfig)
+        if dsec and not usec:
+            keys = ", ".join(map(str, dnode.keys())) or "none"
+            got = as_plain(unode) if isinstance(unode, ListConfig) else unode._value()
+            bad.append(f"'{path}' is a section (keys: {keys}), got {got!r}")
+        elif usec and not dsec:
+            bad.append(
+                f"'{path}' is a value (default {dnode._value()!r}), got a section"
+            )
+        elif dsec and not is_component_slot(dnode):
+            bad.extend(shape_mismatches(dnode, unode, f"{path}.", open_keys))
     return bad
 
 
@@ -68,25 +109,40 @@ def format_unknown(component: str, bad: list[tuple[str, list[str]]]) -> str:
         leaf = key.rsplit(".", 1)[-1]
         close = difflib.get_close_matches(leaf, valid, n=3, cutoff=0.6)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        lines.append(f"  - '{key}'.{hint} Valid keys here: {', '.join(sorted(valid))}.")
+        valid_str = ", ".join(sorted(valid)) or "(none)"
+        lines.append(f"  - '{key}'.{hint} Valid keys here: {valid_str}.")
     return "\n".join(lines)
 
 
 def merge_strict(
-    defaults: Any, user: Any, component: str, strict: bool = True
+    defaults: Any,
+    user: Any,
+    component: str,
+    strict: bool = True,
+    open_keys: Iterable[str] = (),
+    empty_open: bool = True,
 ) -> DictConfig:
     """Merge ``user`` over ``defaults``; unknown keys raise :class:`ConfigError`.
 
-    Sub-configs whose default holds a ``name`` key (or is an empty mapping) are open: they
-    configure another component that validates them itself.
+    Sub-configs whose default holds a ``name`` key, whose dotted path is in ``open_keys``
+    or (with ``empty_open``, the default of this free function; :class:`Configurable`
+    turns it off) whose default is an empty mapping are open: they configure another
+    component that validates them itself.
     """
     defaults, user = to_conf(defaults), to_conf(user)
     if strict:
-        bad = unknown_keys(defaults, user)
+        bad = unknown_keys(defaults, user, open_keys=open_keys, empty_open=empty_open)
         if bad:
             raise ConfigError(format_unknown(component, bad))
-    merged = OmegaConf.merge(defaults, user)
-    return merged
+        wrong = shape_mismatches(defaults, user, open_keys=open_keys)
+        if wrong:
+            raise ConfigError(
+                f"Invalid configuration for {component}: " + "; ".join(wrong) + "."
+            )
+    try:
+        return OmegaConf.merge(defaults, user)
+    except OmegaConfBaseException as e:  # e.g. a section given for a value
+        raise ConfigError(f"Invalid configuration for {component}: {e}") from e
 
 
 def freeze(conf: DictConfig) -> DictConfig:
@@ -94,6 +150,131 @@ def freeze(conf: DictConfig) -> DictConfig:
     OmegaConf.set_struct(conf, True)
     OmegaConf.set_readonly(conf, True)
     return conf
+
+
+# ---------------------------------------------------------------------------------------
+# The config mixin of every configurable class
+
+
+def _plain(conf: Any, owner: type, attr: str) -> dict:
+    """A class's declared defaults as a plain dict (interpolations kept)."""
+    if conf is None:
+        return {}
+    if isinstance(conf, DictConfig):
+        return OmegaConf.to_container(conf, resolve=False)
+    if isinstance(conf, Mapping):
+        return OmegaConf.to_container(OmegaConf.create(dict(conf)), resolve=False)
+    raise TypeError(
+        f"{owner.__qualname__}.{attr} must be a mapping, got {type(conf).__name__}."
+    )
+
+
+def _has_path(tree: dict, dotted: str) -> bool:
+    node: Any = tree
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+class Configurable:
+    """Owns the configuration of a class: declared defaults, strict merge, freezing.
+
+    * ``default_conf`` (class attribute): this class's defaults. The defaults of a class
+      are those of every class in its MRO merged base -> subclass (a subclass only lists
+      what it adds or changes); :attr:`base_default_conf` holds what the parents
+      contribute, :meth:`defaults` the whole.
+    * The user config is merged over the defaults; a key unknown at any nesting level is
+      a :class:`ConfigError` naming it, the class and the closest valid keys.
+    * Open sections, whose keys are not checked here: a default that is a mapping with a
+      ``name`` key (a component slot: the component it names validates it when built),
+      and the dotted paths listed in the class attribute ``open_conf_keys`` (accumulated
+      over the MRO, e.g. ``("options",)``). Nothing else is open: an empty default mapping
+      accepts no keys.
+    * :meth:`build_conf` returns the merged, checked, frozen (read-only, struct) config
+      without constructing anything; constructors store it as ``self.conf``.
+      :meth:`check_conf` is the hook for value checks (ranges, choices) at that time.
+    * ``strict_conf = False`` turns key checking off for a class (discouraged: it lets
+      typos through; list the open sections instead).
+
+    Compatibility: a class may still declare ``base_default_conf`` in its body (the
+    upstream dataset idiom); it is merged just below that class's ``default_conf``.
+    """
+
+    default_conf: ClassVar[dict[str, Any]] = {}
+    open_conf_keys: ClassVar[tuple[str, ...]] = ()
+    strict_conf: ClassVar[bool] = True
+    base_default_conf: ClassVar[dict[str, Any]] = {}
+    _declared_base_conf: ClassVar[dict[str, Any] | None] = None
+    _all_defaults: ClassVar[dict[str, Any]] = {}
+    _all_open_keys: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        own = vars(cls)
+        declared = own.get("base_default_conf")
+        cls._declared_base_conf = (
+            _plain(declared, cls, "base_default_conf") if declared is not None else None
+        )
+        parents: dict[str, Any] = {}
+        open_keys: list[str] = []
+        for klass in reversed(cls.__mro__):
+            if not (isinstance(klass, type) and issubclass(klass, Configurable)):
+                continue
+            layers = [vars(klass).get("_declared_base_conf")]
+            if klass is not cls:
+                layers.append(vars(klass).get("default_conf"))
+            for layer in layers:
+                if layer:
+                    parents = OmegaConf.to_container(
+                        OmegaConf.merge(parents, _plain(layer, klass, "default_conf")),
+                        resolve=False,
+                    )
+            for key in vars(klass).get("open_conf_keys", ()):
+                if key not in open_keys:
+                    open_keys.append(str(key))
+        cls.base_default_conf = parents
+        cls._all_defaults = OmegaConf.to_container(
+            OmegaConf.merge(
+                parents, _plain(own.get("default_conf"), cls, "default_conf")
+            ),
+            resolve=False,
+        )
+        cls._all_open_keys = tuple(open_keys)
+        missing = [k for k in open_keys if not _has_path(cls._all_defaults, k)]
+        if missing:
+            raise TypeError(
+                f"{cls.__qualname__}.open_conf_keys names keys absent from its defaults: "
+                f"{', '.join(missing)}."
+            )
+
+    @classmethod
+    def defaults(cls) -> DictConfig:
+        """The merged defaults of the class (a fresh, mutable copy)."""
+        return OmegaConf.create(cls._all_defaults)
+
+    @classmethod
+    def build_conf(cls, conf: Any = None) -> DictConfig:
+        """The user ``conf`` merged over the defaults, checked, and frozen.
+
+        Constructs nothing (no weights, no files): use it to validate a config early.
+        """
+        merged = merge_strict(
+            cls.defaults(),
+            to_conf(conf),
+            component=cls.__name__,
+            strict=cls.strict_conf,
+            open_keys=cls._all_open_keys,
+            empty_open=False,
+        )
+        freeze(merged)
+        cls.check_conf(merged)
+        return merged
+
+    @classmethod
+    def check_conf(cls, conf: DictConfig) -> None:
+        """Value checks on the merged, frozen config; raise :class:`ConfigError`."""
 
 
 # ---------------------------------------------------------------------------------------

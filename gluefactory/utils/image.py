@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from .conf import freeze, merge_strict
-from .errors import InputError
+from .conf import Configurable
+from .errors import ConfigError, InputError
 
 IMAGE_SUFFIXES = {
     ".jpg",
@@ -208,7 +208,7 @@ def resize_image(
     return x.reshape(*shape[:-2], h, w)
 
 
-class ImagePreprocessor:
+class ImagePreprocessor(Configurable):
     """Resize/crop/grayscale an image and record the scales (see module docstring).
 
     Config:
@@ -231,10 +231,13 @@ class ImagePreprocessor:
     }
 
     def __init__(self, conf: Any = None):
-        self.conf = freeze(merge_strict(self.default_conf, conf, "ImagePreprocessor"))
-        if self.conf.side not in ("short", "long", "vert", "horz"):
-            raise ValueError(
-                f"ImagePreprocessor.side must be short|long|vert|horz, got {self.conf.side!r}"
+        self.conf = self.build_conf(conf)
+
+    @classmethod
+    def check_conf(cls, conf) -> None:
+        if conf.side not in ("short", "long", "vert", "horz"):
+            raise ConfigError(
+                f"ImagePreprocessor.side must be short|long|vert|horz, got {conf.side!r}."
             )
 
     def target_size(self, h: int, w: int) -> tuple[int, int]:

@@ -79,15 +79,19 @@ def list_names(base: type, search: list[str], kind: str) -> list[str]:
     """Registered names under the first search package (importing each module)."""
     root = search[0]
     pkg = importlib.import_module(root)
-    names = []
+    names, seen = [], set()
     for info in pkgutil.walk_packages(pkg.__path__, prefix=f"{root}."):
         short = info.name[len(root) + 1 :]
         if any(part.startswith("_") for part in short.split(".")):
             continue
         try:
             module = importlib.import_module(info.name)
-            if class_in_module(module, base, kind) is not None:
-                names.append(short)
+            cls = class_in_module(module, base, kind)
         except Exception:  # optional dependency missing: still list nothing for it
             continue
+        # A component packaged as ``name/`` (class in a submodule, re-exported by the
+        # package) is listed once, under the package's name.
+        if cls is not None and cls not in seen:
+            seen.add(cls)
+            names.append(short)
     return sorted(names)

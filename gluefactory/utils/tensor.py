@@ -1,13 +1,19 @@
-"""Batching, device moving and small tensor helpers."""
+"""Batching, device moving and small tensor helpers.
+
+:func:`unbatch` is the one rule for dropping a batch dimension (the caller states the
+rank of one item); :func:`rbd` applies it to every value of a batch of one.
+"""
 
 from __future__ import annotations
 
 import collections.abc as abc
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import torch
+
+from .errors import InputError
 
 
 def map_tensors(data: Any, fn: Callable[[torch.Tensor], Any]) -> Any:
@@ -68,14 +74,62 @@ def collate(batch: list[Any]) -> Any:
     return list(batch)
 
 
-def index_batch(data: Any, i: int) -> Any:
-    """Sample ``i`` of a collated batch (keeps a leading dimension of 1)."""
-    return map_tensors(data, lambda t: t[i : i + 1])
+def _batch_size(x: Any) -> int | None:
+    """Leading batch size of a tensor, array, tensor wrapper or list (None: not batched)."""
+    if isinstance(x, (list, tuple)):
+        return len(x)
+    shape = getattr(x, "shape", None)
+    return int(shape[0]) if shape is not None and len(shape) > 0 else None
 
 
-def rbd(data: dict) -> dict:
-    """Remove the batch dimension of every tensor (batch size must be 1)."""
-    return {
-        k: (v[0] if isinstance(v, (torch.Tensor, np.ndarray, list)) else v)
-        for k, v in data.items()
-    }
+def unbatch(x: Any, item_dims: int, name: str = "value") -> Any:
+    """The single item of ``x``: ``x`` itself, or ``x[0]`` of a batch of one.
+
+    **The one rule of the library for dropping a batch dimension.** The caller states the
+    number of dimensions of one item (keypoints (N, 2): 2; a homography (3, 3): 2; a
+    depth map (H, W): 2; matches (N,): 1; a Pose or Camera, whose ``shape`` is its batch
+    shape: 0). ``x`` with ``item_dims`` dimensions is one item and is returned as is;
+    with ``item_dims + 1`` and a leading size of 1 it is a batch of one and ``x[0]`` is
+    returned; anything else (a batch of several, a wrong rank) is an
+    :class:`~gluefactory.utils.errors.InputError` naming ``name``. The rule never
+    guesses from sizes, so an (1, 2) item is not mistaken for a batch.
+    """
+    shape = getattr(x, "shape", None)
+    if shape is None:
+        raise InputError(
+            f"'{name}' must be an array or tensor, got {type(x).__name__}."
+        )
+    ndim = len(shape)
+    if ndim == item_dims:
+        return x
+    if ndim == item_dims + 1 and shape[0] == 1:
+        return x[0]
+    what = f"batch of {shape[0]}" if ndim == item_dims + 1 else f"{ndim}-D value"
+    raise InputError(
+        f"'{name}' must be one item with {item_dims} dimension(s) or a batch of one, "
+        f"got a {what} of shape {tuple(shape)}."
+    )
+
+
+def rbd(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Remove the batch dimension of every value of a batch of one (LightGlue's ``rbd``).
+
+    Tensors, arrays, tensor wrappers and lists must have a leading size of 1 (the rule
+    of :func:`unbatch`, with the item being whatever follows the batch dimension);
+    strings, numbers and None are kept. Nested dicts are processed recursively.
+    """
+    out = {}
+    for k, v in data.items():
+        if isinstance(v, Mapping):
+            out[k] = rbd(v)
+        elif isinstance(v, (str, bytes, int, float)) or v is None:
+            out[k] = v
+        elif _batch_size(v) is None:
+            out[k] = v  # scalars (0-d tensors) and other objects
+        elif _batch_size(v) != 1:
+            raise InputError(
+                f"rbd: '{k}' has a batch of {_batch_size(v)}, expected a batch of one."
+            )
+        else:
+            out[k] = v[0]
+    return out

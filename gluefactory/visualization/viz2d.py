@@ -1,7 +1,9 @@
 """Matplotlib helpers to draw image pairs, keypoints and matches.
 
 Keypoints are in the library convention (pixel centres at +0.5); ``imshow`` draws pixel
-(i, j) centred on (i, j), so points are shifted by -0.5 before plotting.
+(i, j) centred on (i, j), so points are shifted by -0.5 before plotting. Match lines are
+thin and translucent by default (so that a thousand of them do not hide the images), in
+:data:`CORRECT` / :data:`WRONG` when ground truth says which is which, else :data:`NEUTRAL`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ import torch  # noqa: E402
 
 from ..geometry.coordinates import CENTER_OFFSET  # noqa: E402
 
+#: match colours: right / wrong according to ground truth, and unknown (no ground truth)
+CORRECT, WRONG, NEUTRAL = "lime", "red", "deepskyblue"
+
 
 def _np(x):
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
@@ -29,6 +34,10 @@ def _image(img) -> np.ndarray:
         img = img.transpose(1, 2, 0)
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[..., 0]
+    if (
+        img.dtype.kind == "f"
+    ):  # resampling overshoots [0, 1] slightly: not worth a warning
+        img = np.clip(img, 0.0, 1.0)
     return img
 
 
@@ -37,8 +46,9 @@ def plot_images(
     titles: Sequence[str] | None = None,
     dpi: int = 100,
     size: float = 5,
+    title: str | None = None,
 ):
-    """Show images side by side; return the figure and its axes."""
+    """Show images side by side (``titles``: one per image, ``title``: the figure's)."""
     n = len(images)
     images = [_image(im) for im in images]
     ratios = [im.shape[1] / im.shape[0] for im in images]
@@ -60,7 +70,10 @@ def plot_images(
         ax.set_axis_off()
         if titles:
             ax.set_title(titles[i])
-    fig.tight_layout(pad=0.5)
+    if title:  # a band at the top, above the axes' titles
+        fig.suptitle(title, y=0.995, va="top")
+    top = 1 - 0.4 / size if title else 1  # ~0.4 inch for the figure title
+    fig.tight_layout(pad=0.5, rect=(0, 0, 1, top))
     return fig, axes
 
 
@@ -76,16 +89,22 @@ def plot_matches(
     kpts0,
     kpts1,
     color=None,
-    lw: float = 0.8,
-    ps: float = 4,
-    alpha: float = 0.8,
+    lw: float = 0.5,
+    ps: float = 2,
+    alpha: float = 0.5,
 ) -> None:
-    """Draw lines between matched keypoints of two axes (N x 2 each)."""
+    """Draw lines between matched keypoints of two axes (N x 2 each).
+
+    ``color``: a colour name for all, or a sequence of one colour per match (None:
+    :data:`NEUTRAL`).
+    """
     from matplotlib.patches import ConnectionPatch
 
     k0, k1 = _np(kpts0) - CENTER_OFFSET, _np(kpts1) - CENTER_OFFSET
     if color is None:
-        color = ["lime"] * len(k0)
+        color = NEUTRAL
+    if isinstance(color, str):
+        color = [color] * len(k0)
     for p0, p1, c in zip(k0, k1, color):
         line = ConnectionPatch(
             xyA=p1,

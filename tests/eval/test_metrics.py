@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from gluefactory.eval import metrics as M
 from gluefactory.geometry.wrappers import Camera, Pose
+from gluefactory.utils.errors import InputError
 
 FIVE = torch.tensor([[10.0, 10], [200, 20], [30, 300], [400, 40], [50, 450]])
 
@@ -235,7 +236,7 @@ def test_reprojection_precision_closed_form():
     err, valid = M.reprojection_errors(k0, k1, depth, depth, T, cam, cam)
     assert valid.all()
     np.testing.assert_allclose(err.numpy(), [0, 0.5, 2, 4, 10], atol=1e-4)
-    out = M.reprojection_precision(k0, k1, depth, depth, T, cam, cam)
+    out = M.reprojection_precision(err, valid)
     assert out == {
         "reproj_prec@1px": pytest.approx(0.4),
         "reproj_prec@3px": pytest.approx(0.6),
@@ -247,9 +248,13 @@ def test_reprojection_precision_ignores_unknown_depth():
     k0, k1, depth, T, cam = _plane_scene([0.0, 0.5, 2.0, 4.0, 10.0])
     depth0 = depth.clone()
     depth0[280:320, 0:80] = 0  # unknown around keypoint 2 (30, 300)
-    out = M.reprojection_precision(k0, k1, depth0, depth, T, cam, cam)
+    out = M.reprojection_precision(
+        *M.reprojection_errors(k0, k1, depth0, depth, T, cam, cam)
+    )
     assert out["reproj_prec@1px"] == pytest.approx(0.5)  # 2 of the 4 valid matches
-    out = M.reprojection_precision(k0, k1, torch.zeros_like(depth), depth, T, cam, cam)
+    out = M.reprojection_precision(
+        *M.reprojection_errors(k0, k1, torch.zeros_like(depth), depth, T, cam, cam)
+    )
     assert all(v == 0.0 for v in out.values())  # no valid match: 0, as upstream
 
 
@@ -390,3 +395,16 @@ def test_eval_matches_depth_pair():
     data["view0"]["depth"] = torch.where(torch.arange(640) < 100, 0.0, depth)[None]
     out = M.eval_matches_depth(data, pred)  # keypoints 0, 2 and 4 have x < 100
     assert out["covisible"] == 2.0 and out["covisible_percent"] == pytest.approx(40.0)
+
+
+def test_per_pair_functions_take_one_pair_or_a_batch_of_one():
+    """The one rule for dropping a batch dimension (utils.tensor.unbatch)."""
+    H = np.array([[1.05, 0.02, 10], [-0.01, 0.98, 4], [1e-5, 2e-5, 1.0]])
+    data, pred = _hpatches_pair(H)
+    batched = M.eval_matches_homography(data, pred)
+    single = {k: v[0] for k, v in pred.items()}
+    data1 = {**data, "H_0to1": data["H_0to1"][0]}
+    assert M.eval_matches_homography(data1, single) == batched
+    two = {k: torch.cat([v, v]) for k, v in pred.items()}
+    with pytest.raises(InputError, match="'keypoints0'.*batch of 2"):
+        M.eval_matches_homography(data, two)

@@ -17,8 +17,6 @@ from gluefactory.geometry.epipolar import (
     sampson_distance,
     skew,
     sym_epipolar_distance,
-    sym_epipolar_distance_all,
-    sym_epipolar_distance_px,
 )
 from gluefactory.geometry.wrappers import Camera, Pose
 
@@ -63,7 +61,7 @@ def test_true_correspondences_have_zero_distance():
     d = sym_epipolar_distance(cam0.image2cam(x0), cam1.image2cam(x1), E)
     assert d.max() < 1e-12
     F = T_to_F(cam0, cam1, T)
-    assert sym_epipolar_distance_px(x0, x1, F).max() < 1e-9
+    assert sym_epipolar_distance(x0, x1, F).max() < 1e-9
     assert sampson_distance(x0, x1, F).max() < 1e-9
     torch.testing.assert_close(F_to_E(F, cam0.K, cam1.K), E)
 
@@ -80,18 +78,18 @@ def test_points_shifted_off_the_line():
     torch.testing.assert_close(
         num / line[:, :2].norm(dim=-1), torch.full((50,), 2.0, dtype=torch.float64)
     )
-    d = sym_epipolar_distance_px(x0, x1s, F)
+    d = sym_epipolar_distance(x0, x1s, F)
     assert (d > 0.5).all()
 
 
 def test_pairwise_matches_elementwise():
     T, cam0, cam1, x0, x1 = _random_scene(2, n=10)
     F = T_to_F(cam0, cam1, T)
-    D = sym_epipolar_distance_all(x0, x1[:7], F)
+    D = sym_epipolar_distance(x0, x1[:7], F, pairwise=True)
     assert D.shape == (10, 7)
     for j in range(7):
         torch.testing.assert_close(
-            D[:, j], sym_epipolar_distance_px(x0, x1[j].expand(10, 2), F)
+            D[:, j], sym_epipolar_distance(x0, x1[j].expand(10, 2), F)
         )
 
 

@@ -2,15 +2,16 @@
 
 Neighbours are found by Euclidean distance between descriptors (for L2-normalised
 descriptors, ``dist^2 = 2 - 2 * similarity``, as in glue-factory). Batched: pairs may have
-different keypoint counts, padded and flagged with ``keypoint_mask{0,1}`` (True = real);
-padded points are never matched and never count as neighbours.
+different keypoint counts, padded and flagged with ``keypoint_mask{0,1}`` (True = real,
+absent = all real); padded points are never matched and never count as neighbours.
+Any descriptor size fits (:meth:`NearestNeighborMatcher.requires`).
 """
 
 from __future__ import annotations
 
 import torch
 
-from ...utils.conf import ConfigError
+from ...utils.errors import ConfigError, InputError
 from ..base_model import BaseModel
 
 
@@ -66,6 +67,20 @@ def _matched_similarity(sim: torch.Tensor, matches: torch.Tensor) -> torch.Tenso
     return torch.where(matches > -1, picked, 0.0)
 
 
+def _mask(data: dict, i: int, size: int) -> torch.Tensor | None:
+    """``keypoint_mask{i}`` as a (B, N) bool tensor, or None when absent."""
+    mask = data.get(f"keypoint_mask{i}")
+    if mask is None:
+        return None
+    want = (data[f"descriptors{i}"].shape[0], size)
+    if tuple(mask.shape) != want:
+        raise InputError(
+            f"keypoint_mask{i} must be {want} like descriptors{i}, got "
+            f"{tuple(mask.shape)}."
+        )
+    return mask.bool()
+
+
 class NearestNeighborMatcher(BaseModel):
     """Outputs matches0/1 (-1 = none), matching_scores0/1 (similarity of the match, 0
     when unmatched) and the (B, M, N) dot-product ``similarity``."""
@@ -79,17 +94,36 @@ class NearestNeighborMatcher(BaseModel):
     }
     required_data_keys = ["descriptors0", "descriptors1"]
 
+    @classmethod
+    def requires(cls, conf=None) -> dict:
+        """Any descriptor size (both images alike), no scales or orientations."""
+        return {"descriptor_dim": None, "scales": False, "orientations": False}
+
     def _init(self, conf):
         if conf.loss is not None:
             raise ConfigError(f"nearest_neighbor has no loss (got loss={conf.loss!r}).")
-        for key in ("ratio_thresh", "distance_thresh"):
-            if conf[key] is not None and conf[key] <= 0:
-                raise ConfigError(f"nearest_neighbor: {key} must be > 0 or None.")
+        ranges = {
+            "ratio_thresh": ("in (0, 1] or None", lambda v: 0 < v <= 1),
+            "distance_thresh": ("> 0 or None", lambda v: v > 0),
+        }
+        for key, (why, ok) in ranges.items():
+            v = conf[key]
+            if v is None:
+                continue
+            if isinstance(v, bool) or not isinstance(v, int | float) or not ok(v):
+                raise ConfigError(
+                    f"nearest_neighbor: {key}={v!r} is out of range: must be {why}."
+                )
+        if not isinstance(conf.mutual_check, bool):
+            raise ConfigError(
+                f"nearest_neighbor: mutual_check={conf.mutual_check!r} must be true "
+                "or false."
+            )
 
     def _forward(self, data: dict) -> dict:
         desc0, desc1 = data["descriptors0"], data["descriptors1"]
         if desc0.dim() != 3 or desc1.dim() != 3 or desc0.shape[-1] != desc1.shape[-1]:
-            raise ValueError(
+            raise InputError(
                 f"descriptors0/1 must be (B, N, D) with the same D, got "
                 f"{tuple(desc0.shape)} and {tuple(desc1.shape)}."
             )
@@ -100,11 +134,11 @@ class NearestNeighborMatcher(BaseModel):
             m1 = torch.full((b, n), -1, dtype=torch.long, device=sim.device)
         else:
             dist = squared_distances(desc0, desc1, sim)
-            valid0, valid1 = data.get("keypoint_mask0"), data.get("keypoint_mask1")
+            valid0, valid1 = _mask(data, 0, m), _mask(data, 1, n)
             if valid0 is not None:
-                dist = dist.masked_fill(~valid0.bool()[:, :, None], torch.inf)
+                dist = dist.masked_fill(~valid0[:, :, None], torch.inf)
             if valid1 is not None:
-                dist = dist.masked_fill(~valid1.bool()[:, None, :], torch.inf)
+                dist = dist.masked_fill(~valid1[:, None, :], torch.inf)
             th = (self.conf.ratio_thresh, self.conf.distance_thresh)
             m0 = find_nn(dist, *th)
             m1 = find_nn(dist.transpose(1, 2), *th)

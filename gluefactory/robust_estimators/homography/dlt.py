@@ -113,8 +113,6 @@ class DLTHomography(BaseEstimator):
     ``ransac_th`` is unused.
     """
 
-    required_data_keys = ["m_kpts0", "m_kpts1"]
-
     def _forward(self, data):
         k0, k1, _, _ = matched_points(data)
         w = data.get("m_scores")

@@ -13,21 +13,7 @@ import numpy as np
 import poselib
 
 from ..base_estimator import BaseEstimator
-from ..common import (
-    POSELIB_BUNDLE_OPTIONS,
-    POSELIB_RANSAC_OPTIONS,
-    check_poselib_options,
-    failure,
-    inlier_mask,
-    input_degeneracy,
-    intrinsics,
-    matched_points,
-    pose_output,
-    poselib_options,
-    result_degeneracy,
-)
-
-MIN_POINTS = 5
+from ..common import POSELIB_DEFAULT_CONF, check_poselib_options, poselib_options
 
 
 def pinhole_dict(K: np.ndarray, size: tuple[int, int]) -> dict:
@@ -41,39 +27,22 @@ def pinhole_dict(K: np.ndarray, size: tuple[int, int]) -> dict:
 
 
 class PoseLibRelativePose(BaseEstimator):
-    default_conf = {
-        "ransac_th": 2.0,
-        "ransac_options": POSELIB_RANSAC_OPTIONS,
-        "bundle_options": POSELIB_BUNDLE_OPTIONS,
-    }
-    required_data_keys = ["m_kpts0", "m_kpts1", "camera0", "camera1"]
+    default_conf = {"ransac_th": 2.0, **POSELIB_DEFAULT_CONF}
+    kind = "relative_pose"
+    library_call = "poselib.estimate_relative_pose"
 
     def _init(self, conf):
         check_poselib_options(conf, type(self).__name__)
         self.ransac_opt, self.bundle_opt = poselib_options(conf, "max_epipolar_error")
 
-    def _forward(self, data):
-        k0, _, p0, p1 = matched_points(data)
-        cam0 = pinhole_dict(*intrinsics(data["camera0"], "camera0"))
-        cam1 = pinhole_dict(*intrinsics(data["camera1"], "camera1"))
-        name = type(self).__name__
-        reason = input_degeneracy(p0, p1, MIN_POINTS)
-        if reason:
-            return failure(k0, name, reason, pose=True)
+    def _estimate(self, p0, p1, camera0, camera1):
         ransac_opt, bundle_opt = dict(self.ransac_opt), dict(self.bundle_opt)
-        try:
-            pose, info = poselib.estimate_relative_pose(
-                p0, p1, cam0, cam1, ransac_opt, bundle_opt
-            )
-        except (RuntimeError, ValueError) as e:
-            return failure(
-                k0, name, f"poselib.estimate_relative_pose raised: {e}", pose=True
-            )
-        R, t = np.asarray(pose.R), np.asarray(pose.t)
-        inliers = inlier_mask(info.get("inliers"), len(p0))
-        reason = result_degeneracy(
-            np.c_[R, t], inliers, p0, p1, MIN_POINTS, self.conf.ransac_th
+        pose, info = poselib.estimate_relative_pose(
+            p0,
+            p1,
+            pinhole_dict(*camera0),
+            pinhole_dict(*camera1),
+            ransac_opt,
+            bundle_opt,
         )
-        if reason:
-            return failure(k0, name, reason, pose=True)
-        return pose_output(R, t, inliers, k0)
+        return np.c_[np.asarray(pose.R), np.asarray(pose.t)], info.get("inliers")

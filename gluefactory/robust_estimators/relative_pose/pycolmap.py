@@ -17,18 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...utils.conf import ConfigError
-from ..base_estimator import BaseEstimator
-from ..common import (
-    failure,
-    inlier_mask,
-    input_degeneracy,
-    intrinsics,
-    matched_points,
-    pose_output,
-    result_degeneracy,
-)
-
-MIN_POINTS = 5
+from ..base_estimator import BaseEstimator, EstimationFailure
 
 
 def _import_pycolmap():
@@ -55,7 +44,8 @@ class PycolmapRelativePose(BaseEstimator):
             "num_threads": 1,
         },
     }
-    required_data_keys = ["m_kpts0", "m_kpts1", "camera0", "camera1"]
+    kind = "relative_pose"
+    library_call = "pycolmap.estimate_essential_matrix"
 
     def _init(self, conf):
         self.pycolmap = _import_pycolmap()
@@ -75,8 +65,9 @@ class PycolmapRelativePose(BaseEstimator):
         options.max_error = float(self.conf.ransac_th)
         return options
 
-    def camera(self, data: dict, key: str):
-        K, (w, h) = intrinsics(data[key], key)
+    def camera(self, camera: tuple[np.ndarray, tuple[int, int]]):
+        """``pycolmap.Camera`` (PINHOLE) of (K (3, 3), (w, h))."""
+        K, (w, h) = camera
         return self.pycolmap.Camera(
             model="PINHOLE",
             width=w,
@@ -84,29 +75,12 @@ class PycolmapRelativePose(BaseEstimator):
             params=[K[0, 0], K[1, 1], K[0, 2], K[1, 2]],
         )
 
-    def _forward(self, data):
-        k0, _, p0, p1 = matched_points(data)
-        cam0, cam1 = self.camera(data, "camera0"), self.camera(data, "camera1")
-        name = type(self).__name__
-        reason = input_degeneracy(p0, p1, MIN_POINTS)
-        if reason:
-            return failure(k0, name, reason, pose=True)
-        try:
-            answer = self.pycolmap.estimate_essential_matrix(
-                p0, p1, cam0, cam1, self.ransac_options()
-            )
-        except (RuntimeError, ValueError) as e:
-            return failure(
-                k0, name, f"pycolmap.estimate_essential_matrix raised: {e}", pose=True
-            )
+    def _estimate(self, p0, p1, camera0, camera1):
+        answer = self.pycolmap.estimate_essential_matrix(
+            p0, p1, self.camera(camera0), self.camera(camera1), self.ransac_options()
+        )
         if answer is None:
-            return failure(k0, name, "pycolmap found no essential matrix", pose=True)
+            raise EstimationFailure("pycolmap found no essential matrix")
         rigid = answer["cam2_from_cam1"]
         R, t = np.asarray(rigid.rotation.matrix()), np.asarray(rigid.translation)
-        inliers = inlier_mask(answer["inlier_mask"], len(p0))
-        reason = result_degeneracy(
-            np.c_[R, t], inliers, p0, p1, MIN_POINTS, self.conf.ransac_th
-        )
-        if reason:
-            return failure(k0, name, reason, pose=True)
-        return pose_output(R, t, inliers, k0)
+        return np.c_[R, t], answer["inlier_mask"]

@@ -740,3 +740,167 @@ def test_real_pair_loss_and_metrics(homography_pair):
     assert metrics["match_recall"].item() > 0.85, metrics
     assert metrics["average_precision"].item() > 0.85, metrics
     assert losses["total"].item() < 1.5 and losses["last"] <= losses["total"] + 1e-6
+
+
+# ------------------------------------------------------- config contract and ranges
+
+
+@pytest.mark.parametrize(
+    "conf, want",
+    [
+        ({}, (256, False)),
+        ({"features": "aliked"}, (128, False)),
+        ({"features": "disk"}, (128, False)),
+        ({"features": "sift"}, (128, True)),
+        ({"features": "doghardnet"}, (128, True)),
+        ({"features": "xfeat"}, (64, False)),
+        ({"weights": "superpoint"}, (256, False)),
+        ({"input_dim": 96, "add_scale_ori": True}, (96, True)),
+    ],
+)
+def test_requires_from_config_without_weights(conf, want, monkeypatch, tmp_path):
+    """Computed from the config alone: works offline with an empty weights cache,
+    where building the model fails on its weights."""
+    from gluefactory.weights import WeightsError
+
+    monkeypatch.setenv("GLUEFACTORY_WEIGHTS", str(tmp_path))
+    monkeypatch.setenv("GLUEFACTORY_OFFLINE", "1")
+    dim, scale_ori = want
+    assert LightGlue.requires(conf) == {
+        "descriptor_dim": dim,
+        "scales": scale_ori,
+        "orientations": scale_ori,
+    }
+    if "features" in conf or "weights" in conf:
+        with pytest.raises(WeightsError, match="GLUEFACTORY_OFFLINE"):
+            LightGlue(conf)
+
+
+def test_requires_checks_the_config():
+    with pytest.raises(ConfigError, match="Unknown configuration key"):
+        LightGlue.requires({"input_dimm": 128})
+    with pytest.raises(ConfigError, match="filter_threshold"):
+        LightGlue.requires({"filter_threshold": 2})
+    with pytest.raises(ConfigError, match="contradicts features"):
+        LightGlue.requires({"features": "aliked", "input_dim": 64})
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("filter_threshold", 2),
+        ("filter_threshold", -0.1),
+        ("filter_threshold", "0.1"),
+        ("depth_confidence", 0),
+        ("depth_confidence", 1.5),
+        ("depth_confidence", -0.5),
+        ("width_confidence", 0),
+        ("width_confidence", 2),
+        ("n_layers", 0),
+        ("num_heads", 0),
+        ("input_dim", 0),
+        ("descriptor_dim", 100),  # 4 heads of 25: not even
+        ("mp", "fp8"),
+        ("flash", "yes"),
+        ("loss.nll_balancing", 1.5),
+    ],
+)
+def test_out_of_range_values_name_the_key(key, value):
+    conf = {"n_layers": 2}
+    sub = conf
+    *parents, leaf = key.split(".")
+    for p in parents:
+        sub = sub.setdefault(p, {})
+    sub[leaf] = value
+    with pytest.raises(ConfigError, match=re.escape(f"{leaf}={value!r}")):
+        LightGlue(conf)
+
+
+@pytest.mark.parametrize(
+    "conf",
+    [
+        {"filter_threshold": 0},
+        {"filter_threshold": 1},
+        {"depth_confidence": 1, "width_confidence": 1},
+        {"depth_confidence": -1, "width_confidence": 0.99},
+        {"descriptor_dim": 96, "num_heads": 3},
+        {"mp": "bfloat16"},
+    ],
+)
+def test_values_in_range_are_accepted(conf):
+    LightGlue({"input_dim": 32, "n_layers": 1, **conf})
+
+
+def test_flash_is_accepted_and_has_no_effect():
+    torch.manual_seed(0)
+    base = {"input_dim": 32, "descriptor_dim": 64, "n_layers": 2, "num_heads": 2}
+    on, off = LightGlue({**base, "flash": True}), LightGlue({**base, "flash": False})
+    off.load_state_dict(on.state_dict())
+    p = as_input(synthetic_pair(30, 25, 0.3, dim=32, dtype=torch.float32))
+    with torch.no_grad():
+        a, b = on.eval()(p), off.eval()(p)
+    assert torch.equal(a["log_assignment"], b["log_assignment"])
+
+
+# --------------------------------------------------------------- padded keypoints
+
+
+def _small_model(seed: int = 0) -> LightGlue:
+    torch.manual_seed(seed)
+    return LightGlue(
+        {"input_dim": 32, "descriptor_dim": 64, "n_layers": 3, "num_heads": 2}
+    ).double()
+
+
+def _with_gt(p: dict) -> dict:
+    gt = gt_from_matches(p["gt_matches0"][None], p["keypoints1"].shape[0])
+    return {**as_input(p), **gt}
+
+
+def test_loss_with_masks_equals_loss_of_unpadded_pairs():
+    """Padded points (random, with ground truth -1 that would be supervised if they
+    counted) carry no weight: each pair's losses and metrics in the padded batch equal
+    those of the pair alone, in train mode (every term, confidence included)."""
+    model = _small_model().train()
+    pairs = [
+        synthetic_pair(40, 30, 1.0, dim=32, seed=20),
+        synthetic_pair(25, 35, 1.0, dim=32, seed=21),
+    ]
+    data = pad_batch(pairs)
+    M, N = data["keypoint_mask0"].shape[1], data["keypoint_mask1"].shape[1]
+    gt0 = torch.full((2, M), -1)  # padded points labelled "unmatched"
+    for i, p in enumerate(pairs):
+        gt0[i, : p["gt_matches0"].shape[0]] = p["gt_matches0"]
+    data.update(gt_from_matches(gt0, N))
+    losses, metrics = model.loss(model(data), data)
+    for i, p in enumerate(pairs):
+        single = _with_gt(p)
+        # the same -2 labels as in the batch (gt_from_matches marks the first 3 rows)
+        s_losses, s_metrics = model.loss(model(single), single)
+        for k, v in s_losses.items():
+            assert torch.allclose(losses[k][i], v[0], atol=1e-10), k
+        for k, v in s_metrics.items():
+            assert torch.allclose(metrics[k][i], v[0], atol=1e-10), k
+    # without the masks the padded points would count: the loss differs
+    unmasked = {k: v for k, v in data.items() if not k.startswith("keypoint_mask")}
+    other, _ = model.loss(model(unmasked), unmasked)
+    assert not torch.allclose(other["total"], losses["total"])
+
+
+def test_padded_copies_of_real_points_are_never_matched():
+    """Padding that duplicates real points of the other image (the easiest possible
+    matches) is ignored: masked points get no match, real points keep theirs."""
+    model = _small_model(1).eval()
+    p = synthetic_pair(30, 30, 0.1, dim=32, seed=22)
+    data = pad_batch([p, synthetic_pair(40, 40, 0.1, dim=32, seed=23)])
+    # pad pair 0's image 1 with exact copies of the keypoints/descriptors of image 0
+    extra = data["keypoints1"].shape[1] - 30
+    data["keypoints1"][0, 30:] = p["keypoints0"][:extra]
+    data["descriptors1"][0, 30:] = p["descriptors0"][:extra]
+    with torch.no_grad():
+        out = model(data)
+        single = model(as_input(p))
+    assert (out["matches1"][0, 30:] == -1).all()
+    assert (out["matches0"][0] < 30).all()
+    assert torch.equal(out["matches0"][0, :30], single["matches0"][0])
+    assert (out["matching_scores1"][0, 30:] == 0).all()

@@ -134,3 +134,39 @@ def test_empty_and_bad_inputs():
         )
     with pytest.raises(ConfigError, match="ratio_thresh"):
         get_model("matchers.nearest_neighbor")({"ratio_thresh": 0})
+
+
+def test_requires_any_descriptor():
+    cls = get_model("matchers.nearest_neighbor")
+    want = {"descriptor_dim": None, "scales": False, "orientations": False}
+    assert cls.requires({}) == want
+    assert cls.requires({"ratio_thresh": 0.9}) == want
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("ratio_thresh", 0),
+        ("ratio_thresh", 1.5),
+        ("ratio_thresh", -0.8),
+        ("distance_thresh", 0),
+        ("distance_thresh", -1.0),
+        ("mutual_check", "yes"),
+    ],
+)
+def test_out_of_range_config_names_the_key(key, value):
+    with pytest.raises(ConfigError, match=f"{key}={value!r}"):
+        get_model("matchers.nearest_neighbor")({key: value})
+
+
+def test_mask_of_wrong_shape_is_an_input_error():
+    from gluefactory.utils.errors import InputError
+
+    model = get_model("matchers.nearest_neighbor")({})
+    data = {
+        "descriptors0": torch.randn(2, 5, 8),
+        "descriptors1": torch.randn(2, 4, 8),
+        "keypoint_mask0": torch.ones(2, 4, dtype=torch.bool),
+    }
+    with pytest.raises(InputError, match=r"keypoint_mask0 must be \(2, 5\)"):
+        model(data)
