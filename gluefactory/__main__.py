@@ -1,4 +1,8 @@
-"""List what the library knows: ``python -m gluefactory [models|datasets|estimators|benchmarks|configs|weights]``."""
+"""List what the library knows: ``python -m gluefactory [models|aliases|datasets|estimators|benchmarks|configs|weights]``.
+
+``aliases`` are the upstream glue-factory model names that resolve to ours
+(``gluefactory.models.ALIASES``, docs/architecture.md).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,15 @@ import argparse
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m gluefactory", description=__doc__)
-    kinds = ["models", "datasets", "estimators", "benchmarks", "configs", "weights"]
+    kinds = [
+        "models",
+        "aliases",
+        "datasets",
+        "estimators",
+        "benchmarks",
+        "configs",
+        "weights",
+    ]
     parser.add_argument(
         "what", nargs="*", help=f"any of {', '.join(kinds)} (default: all)"
     )
@@ -21,6 +33,10 @@ def main(argv=None) -> None:
             from .models import list_models
 
             items = list_models()
+        elif kind == "aliases":
+            from .models import list_aliases
+
+            items = list_aliases()
         elif kind == "datasets":
             from .datasets import list_datasets
 

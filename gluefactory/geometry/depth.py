@@ -66,13 +66,6 @@ def sample_depth(
     return out, valid
 
 
-def unproject_depth(
-    kpts: torch.Tensor, d: torch.Tensor, camera: Camera
-) -> torch.Tensor:
-    """Keypoints (..., N, 2) with depths (..., N) -> 3D points in the camera frame."""
-    return camera.unproject(kpts, d)
-
-
 def reproject(
     kpts0: torch.Tensor,
     d0: torch.Tensor,

@@ -8,6 +8,7 @@ from gluefactory.geometry.coordinates import (
     normalize_for_grid_sample,
     pixel_centers,
     pixel_index,
+    scale_keypoints,
     to_center_convention,
 )
 
@@ -44,3 +45,10 @@ def test_corners_and_in_image():
         False,
         False,
     ]
+
+
+def test_scale_keypoints_is_exact_in_the_corner_convention():
+    # x' = s x per axis: the image corner (0, 0) stays, every point scales exactly
+    k = torch.tensor([[1.5, 2.5], [0.0, 0.0]])
+    out = scale_keypoints(k, torch.tensor([2.0, 3.0]))
+    assert out.tolist() == [[3.0, 7.5], [0.0, 0.0]]

@@ -93,3 +93,18 @@ def test_malformed_override():
     with pytest.raises(ConfigError, match="key=value"):
         parse_dotlist(["model.matcher"])
     assert OmegaConf.to_container(parse_dotlist(["a.b=1"])) == {"a": {"b": 1}}
+
+
+def test_open_keys_and_strict_empty_sections():
+    defaults = {"solver": {"options": {}, "th": 1.0}, "extra": {}}
+    conf = merge_strict(
+        defaults, {"solver": {"options": {"k": 1}}}, "P", open_keys=["solver.options"]
+    )
+    assert conf.solver.options.k == 1
+    with pytest.raises(ConfigError, match=r"'extra\.k'"):
+        merge_strict(defaults, {"extra": {"k": 1}}, "P", empty_open=False)
+    with pytest.raises(ConfigError, match="'solver' is a section"):
+        merge_strict(defaults, {"solver": 3}, "P")
+    with pytest.raises(ConfigError, match="'solver.th' is a value"):
+        merge_strict(defaults, {"solver": {"th": {"a": 1}}}, "P")
+    assert merge_strict(defaults, {"solver": None}, "P").solver is None

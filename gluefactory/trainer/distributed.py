@@ -1,0 +1,139 @@
+"""Process groups for DDP: ``torchrun`` (env vars) or ``--distributed`` (spawn here).
+
+- ``torchrun`` sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT; each
+  process joins with ``init_method="env://"`` (multi-node works the same way).
+- ``--distributed`` on one machine spawns ``train.num_devices`` processes (default: the
+  visible GPUs) that rendezvous on a free local TCP port.
+
+NCCL on GPUs, gloo on CPU. Rank 0 alone writes logs, checkpoints and figures.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from ..utils.conf import ConfigError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def pick_device(requested: str | None, local_rank: int = 0) -> torch.device:
+    if requested in (None, "auto"):
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("train.device=cuda but no CUDA device is available.")
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    if requested == "cpu":
+        return torch.device("cpu")
+    raise ConfigError(f"train.device must be null, cpu or cuda, got {requested!r}.")
+
+
+def launched_by_torchrun() -> bool:
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def init(requested_device: str | None) -> Dist:
+    """Join the process group described by the environment (torchrun or our spawn)."""
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    local = int(os.environ.get("LOCAL_RANK", rank))
+    device = pick_device(requested_device, local)
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group(
+            backend, init_method="env://", rank=rank, world_size=world
+        )
+    return Dist(rank, world, local, device)
+
+
+def cleanup() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def num_processes(num_devices: int | None, device: str | None) -> int:
+    """Processes for ``--distributed``: ``train.num_devices`` or the visible GPUs."""
+    if num_devices is not None:
+        if int(num_devices) < 1:
+            raise ConfigError(f"train.num_devices must be >= 1, got {num_devices}.")
+        return int(num_devices)
+    if device != "cpu" and torch.cuda.is_available():
+        return torch.cuda.device_count()
+    raise ConfigError(
+        "--distributed without GPUs needs train.num_devices (CPU processes, gloo)."
+    )
+
+
+def _child(local_rank: int, world: int, port: int, fn, args) -> None:
+    os.environ.update(
+        RANK=str(local_rank),
+        LOCAL_RANK=str(local_rank),
+        WORLD_SIZE=str(world),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
+    fn(*args)
+
+
+def spawn(world: int, fn, args: tuple) -> None:
+    """Run ``fn(*args)`` in ``world`` local processes that form one process group."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_child, args=(world, free_port(), fn, args), nprocs=world, join=True)
+
+
+# -------------------------------------------------------------------- collectives
+
+
+def any_true(flag: bool, d: Dist) -> bool:
+    """True on every rank if ``flag`` is True on any rank."""
+    if not d.enabled:
+        return bool(flag)
+    t = torch.tensor([1.0 if flag else 0.0], device=d.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
+def all_sum(values: torch.Tensor, d: Dist) -> torch.Tensor:
+    if d.enabled:
+        values = values.to(d.device)
+        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+    return values
+
+
+def gather_objects(obj, d: Dist) -> list:
+    if not d.enabled:
+        return [obj]
+    out = [None] * d.world_size
+    dist.all_gather_object(out, obj)
+    return out

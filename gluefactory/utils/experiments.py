@@ -1,0 +1,94 @@
+"""Training experiments on disk: find them, read their config, rebuild their model.
+
+An experiment is a folder ``<outputs>/training/<name>/`` (see :func:`gluefactory.settings.training_root`)
+holding ``config.yaml`` and ``checkpoint_<epoch>_<step>.tar`` files (plus ``checkpoint_best.tar``).
+Functions here take an experiment *name* (a folder under the training root), a folder
+path, or the path of one checkpoint file.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from .. import settings
+from .conf import ConfigError, merge_strict, to_conf
+from .errors import DataError
+
+logger = logging.getLogger(__name__)
+
+
+def experiment_dir(name_or_path: str | Path) -> Path:
+    """The folder of an experiment given by name (under the training root) or path."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    candidate = settings.training_root() / str(name_or_path)
+    if candidate.is_dir():
+        return candidate
+    root = settings.training_root()
+    known = (
+        sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    )
+    raise ConfigError(
+        f"No experiment '{name_or_path}' in {root} (nor a folder or checkpoint at that "
+        f"path). Known experiments: {', '.join(known) or '(none)'}."
+    )
+
+
+def _checkpoint(name_or_path: str | Path, which: str = "last") -> tuple[dict, Path]:
+    from ..trainer import checkpoints as ckpts
+
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return ckpts.load(path), path
+    folder = experiment_dir(name_or_path)
+    if which == "best":
+        best = folder / ckpts.BEST
+        if not best.exists():
+            raise DataError(f"Experiment {folder} has no {ckpts.BEST}.")
+        return ckpts.load(best), best
+    if which != "last":
+        raise ConfigError(f"checkpoint must be 'last' or 'best', got {which!r}.")
+    return ckpts.load_latest(folder)
+
+
+def experiment_conf(name_or_path: str | Path) -> DictConfig:
+    """The full training config of an experiment (its ``config.yaml``, or the config
+    stored in a checkpoint file)."""
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        ckpt, _ = _checkpoint(path)
+        return OmegaConf.create(ckpt["conf"])
+    folder = experiment_dir(name_or_path)
+    file = folder / "config.yaml"
+    if not file.exists():
+        raise DataError(f"Experiment {folder} has no config.yaml.")
+    return OmegaConf.load(file)
+
+
+def load_experiment(
+    name_or_path: str | Path, conf: Any = None, checkpoint: str = "last"
+):
+    """Rebuild the model of an experiment with its trained weights, in eval mode.
+
+    ``conf`` overrides the saved ``model`` config (e.g. ``{"matcher": {"depth_confidence": 0.95}}``);
+    the weights must fit the resulting model exactly. ``checkpoint``: ``last`` (the most
+    recent readable checkpoint) or ``best``; ignored when a checkpoint file is given.
+    """
+    from ..models import get_model
+    from ..models.base_model import load_state_dict_strict
+
+    ckpt, path = _checkpoint(name_or_path, checkpoint)
+    model_conf = OmegaConf.create(ckpt["conf"]["model"])
+    if conf is not None:
+        model_conf = merge_strict(
+            model_conf, to_conf(conf), component="the experiment's model", strict=False
+        )
+    model = get_model(model_conf.name)(model_conf)
+    load_state_dict_strict(model, ckpt["model"], source=str(path))
+    logger.info("Loaded %s (step %s).", path, ckpt.get("counters", {}).get("step"))
+    return model.eval()
