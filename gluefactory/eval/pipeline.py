@@ -40,7 +40,13 @@ from .base import BaseBenchmark
 from .export import from_export, memoized_extractor, to_export
 from .io import conf_diff
 from .metrics import AUC_METRICS, summarize, threshold_name
-from .sweep import SWEEP_THRESHOLDS, run_sweep, thresholds_from
+from .sweep import (
+    SWEEP_THRESHOLDS,
+    PoolStarter,
+    run_sweep,
+    thresholds_from,
+    workers_for,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -323,12 +329,9 @@ class EvalPipeline(BaseBenchmark):
 
     # ---- loop 2: evaluate ------------------------------------------------------------
 
-    def evaluate(self, out: Path, pred_path: Path) -> dict[str, float]:
+    def _pair_loop(self, loader, pred_path: Path) -> tuple:
+        """Estimator-free metrics and estimator inputs of every pair."""
         t0 = time.perf_counter()
-        data_conf = self.eval_data_conf()
-        dataset = get_dataset(data_conf.name)(data_conf)
-        loader = dataset.get_data_loader("test", shuffle=False)
-        pairs = loader.dataset
         per_pair: dict[str, list[float]] = {}
         names, scenes, inputs = [], [], []
         with rio.PredictionReader(pred_path) as reader:
@@ -349,16 +352,35 @@ class EvalPipeline(BaseBenchmark):
                 inputs.append(self.estimator_inputs(data, pred))
                 names.append(name)
                 scenes.append(str(data["scene"][0]) if "scene" in data else "")
-        metrics_s = time.perf_counter() - t0
-        sweep, sweep_s, workers = run_sweep(
-            self.estimator_kind,
-            self.estimator_conf,
-            self.thresholds,
-            inputs,
-            type(self).robust_metrics,
-            workers=self.conf.eval.workers,
-            progress=self.conf.eval.progress,
+        return time.perf_counter() - t0, per_pair, names, scenes, inputs
+
+    def evaluate(self, out: Path, pred_path: Path) -> dict[str, float]:
+        t0 = time.perf_counter()
+        data_conf = self.eval_data_conf()
+        dataset = get_dataset(data_conf.name)(data_conf)
+        loader = dataset.get_data_loader("test", shuffle=False)
+        pairs = loader.dataset
+        nworkers = workers_for(
+            len(loader), len(self.thresholds), self.conf.eval.workers
         )
+        pool = PoolStarter(nworkers) if nworkers > 1 else None  # starts meanwhile
+        try:
+            metrics_s, per_pair, names, scenes, inputs = self._pair_loop(
+                loader, pred_path
+            )
+            sweep, sweep_s, workers = run_sweep(
+                self.estimator_kind,
+                self.estimator_conf,
+                self.thresholds,
+                inputs,
+                type(self).robust_metrics,
+                workers=self.conf.eval.workers,
+                progress=self.conf.eval.progress,
+                pool=pool,
+            )
+        finally:
+            if pool is not None:
+                pool.close()
         sweep_results = {th: _columns(rows) for th, rows in sweep.items()}
         sweep_summaries = {
             th: summarize(res, self.auc_metrics, round=4)
