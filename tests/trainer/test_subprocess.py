@@ -76,9 +76,11 @@ def test_two_gloo_processes_match_one_process(outputs, tmp_path, launcher):
     ref = train("single", conf)
     path = tmp_path / "conf.yaml"
     OmegaConf.save(OmegaConf.create(conf), path)
-    if launcher == "spawn":
-        proc = cli(["ddp", "--conf", str(path), "--distributed"], outputs.parent)
-    else:  # torchrun sets RANK/WORLD_SIZE/LOCAL_RANK/MASTER_*; the CLI joins the group
+    if launcher == "spawn":  # in this process: --distributed spawns the two ranks
+        res = train("ddp", conf, distributed_run=True)
+        assert res["status"] == "finished" and res["step"] == ref["step"]
+        assert res["checkpoint"].exists()
+    else:  # the CLI under torchrun (RANK/WORLD_SIZE/LOCAL_RANK/MASTER_* set)
         proc = subprocess.Popen(
             [
                 sys.executable,
@@ -97,8 +99,8 @@ def test_two_gloo_processes_match_one_process(outputs, tmp_path, launcher):
             stderr=subprocess.PIPE,
             text=True,
         )
-    out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
     assert (
         "Distributed: 2 processes, backend gloo"
         in (outputs / "ddp" / "log.txt").read_text()
