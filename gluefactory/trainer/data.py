@@ -160,6 +160,11 @@ class Loaders:
             val_dataset = get_dataset(conf.data_val.name)(conf.data_val)
         self.train_set = dataset.get_dataset("train")
         self.val_set = val_dataset.get_dataset("val")
+        if len(self.val_set) == 0:
+            raise ConfigError(
+                f"The validation split of dataset {val_dataset.conf.name} is empty: "
+                "give it validation items (or a separate data_val)."
+            )
         self.batch_size = dataset.batch_size("train")  # global micro-batch
         self.batches = TrainBatches(
             len(self.train_set),

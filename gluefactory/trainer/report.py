@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,7 +38,9 @@ class Reporter:
             "samples": c["samples"],
             "epoch": c["epoch"],
         }
-        rec.update({k: v for k, v in values.items() if not k.startswith("_")})
+        for k, v in values.items():  # strict JSON: non-finite values become null
+            if not k.startswith("_"):
+                rec[k] = v if not isinstance(v, float) or math.isfinite(v) else None
         with open(self.file, "a", encoding="utf-8") as f:
             f.write(json.dumps(rec) + "\n")
 
