@@ -1,6 +1,6 @@
 """Match two real photographs end to end and score the result against ground truth.
 
-    python -m gluefactory.demo --conf aliked+lightglue [--images A B] [key=value ...]
+    python -m gluefactory.demo --conf aliked+lightglue-official [--images A B] [key=value ...]
 
 Without ``--images`` it uses the Middlebury 2014 *Motorcycle* stereo pair bundled with
 scikit-image (real photographs, known calibration and relative pose): it extracts and
@@ -49,6 +49,7 @@ DEFAULT_CONF = {
     "model": {},
     "preprocessing": dict(ImagePreprocessor.default_conf),
     "estimator": {"name": "poselib", "ransac_th": 1.0},
+    "benchmarks": {},  # the shared configs' benchmark sections (gluefactory.eval): unused
 }
 PROG = "python -m gluefactory.demo"
 
@@ -88,12 +89,12 @@ def check_model_conf(model_conf) -> None:
     if model_conf is None or model_conf.get("name") is None:
         raise ConfigError(
             "The config has no model.name: the demo needs a two_view_pipeline with an "
-            "extractor and a matcher (pass e.g. --conf aliked+lightglue)."
+            "extractor and a matcher (pass e.g. --conf aliked+lightglue-official)."
         )
     examples = {"extractor": "extractors.aliked", "matcher": "matchers.lightglue"}
     for part, example in examples.items():
         sub = model_conf.get(part)
-        hint = f"e.g. model.{part}.name={example}, or --conf aliked+lightglue"
+        hint = f"e.g. model.{part}.name={example}, or --conf aliked+lightglue-official"
         if sub is not None and not isinstance(sub, (Mapping, DictConfig)):
             raise ConfigError(
                 f"model.{part} must be a section with a name ({hint}), got {sub!r}."
@@ -239,7 +240,7 @@ def main(argv=None) -> dict:
     add_conf_args(parser)
     args = parser.parse_intermixed_args(argv)
     if args.conf is None:
-        args.conf = "aliked+lightglue"
+        args.conf = "aliked+lightglue-official"
     conf = merge_cli_conf(DEFAULT_CONF, conf_from_args(args), PROG)
     tag = Path(str(args.conf)).stem
     results = run(conf, args.images, settings.outputs_root() / "demo" / tag)

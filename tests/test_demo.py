@@ -151,14 +151,14 @@ def test_demo_on_middlebury(tmp_path, monkeypatch, capsys):
     """End to end as in the README (official weights), and the printed table."""
     monkeypatch.setenv("GLUEFACTORY_OUTPUTS", str(tmp_path))
     results = demo.main(
-        ["--conf", "aliked+lightglue", "model.extractor.max_num_keypoints=512"]
+        ["--conf", "aliked+lightglue-official", "model.extractor.max_num_keypoints=512"]
     )
     assert results["num_keypoints0"] == results["num_keypoints1"] == 512
     assert results["num_matches"] > 200
     assert results["pose_error_deg"] < 2.0
     assert results["epi_prec@1e-3"] > 0.8
     assert (
-        tmp_path / "demo" / "aliked+lightglue" / "matches.png"
+        tmp_path / "demo" / "aliked+lightglue-official" / "matches.png"
     ).stat().st_size > 10_000
     out = capsys.readouterr().out
     assert re.search(r"^num_keypoints0 +512$", out, re.M)

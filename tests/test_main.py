@@ -14,7 +14,7 @@ def test_lists_registered_components(capsys):
     main(["models", "configs", "estimators", "weights"])
     out = capsys.readouterr().out
     assert "two_view_pipeline" in out
-    assert "aliked+lightglue" in out
+    assert "aliked+lightglue-official" in out
     assert "aliked-lightglue" in out
 
 

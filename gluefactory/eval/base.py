@@ -1,8 +1,10 @@
 """Base class of benchmarks and their registry.
 
-A benchmark declares ``default_conf`` with ``data``, ``model`` and ``eval`` sections and
-implements ``run(conf, output_dir)``; ``get_benchmark("hpatches")`` finds it by module
-name under :mod:`gluefactory.eval` (or by dotted module path).
+A benchmark declares ``default_conf`` with ``data``, ``model`` and ``eval`` sections (its
+config, merged and validated when it is built, is ``self.conf``) and implements
+``run(output_dir, **options) -> summaries``; ``get_benchmark("hpatches")`` finds it by
+module name under :mod:`gluefactory.eval` (or by dotted module path). The benchmarks
+shipped here derive from :class:`gluefactory.eval.pipeline.EvalPipeline`.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ class BaseBenchmark(Configurable, metaclass=ABCMeta):
         self.conf = self.build_conf(conf)
 
     @abstractmethod
-    def run(self, output_dir: Path) -> dict[str, float]:
-        """Run the benchmark, write results under ``output_dir`` and return summaries."""
+    def run(self, output_dir: Path, **options: Any) -> dict[str, float]:
+        """Run the benchmark of ``self.conf``, write its results under ``output_dir``
+        and return the summaries (``options``: e.g. ``overwrite``, ``model``)."""
 
 
 SEARCH = ["gluefactory.eval"]

@@ -305,7 +305,7 @@ def list_confs() -> list[str]:
 
 
 def resolve_conf_path(name_or_path: str | Path) -> Path | Any:
-    """A shipped config name (e.g. ``aliked+lightglue``) or a path to a YAML file."""
+    """A shipped config name (e.g. ``aliked+lightglue-official``) or a path to a YAML file."""
     name = str(name_or_path)
     files = _config_files()
     key = name[: -len(".yaml")] if name.endswith(".yaml") else name

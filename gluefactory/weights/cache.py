@@ -18,7 +18,6 @@ Protocol of :func:`fetch` for one file:
 from __future__ import annotations
 
 import atexit
-import contextlib
 import logging
 import os
 import shutil
@@ -126,41 +125,6 @@ def process_session() -> Session:
     return shared_session.get()
 
 
-@contextlib.contextmanager
-def file_lock(path: Path):
-    """Exclusive inter-process lock held on a hidden lock file, removed on release.
-
-    After locking, the file must still be the one at ``path`` (a previous holder may
-    have removed it meanwhile); otherwise locking starts over. No-op where fcntl is
-    missing (Windows): the atomic replace still protects readers.
-    """
-    try:
-        import fcntl
-    except ImportError:
-        yield
-        return
-    while True:
-        f = open(path, "a+b")
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-            try:
-                same = os.stat(path).st_ino == os.fstat(f.fileno()).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                break
-        except BaseException:
-            f.close()
-            raise
-        f.close()
-    try:
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-        f.close()  # releases the lock
-
-
 def manual_hint(spec: WeightSpec, dest: Path, *, offline: bool = False) -> str:
     """How to get the file: the fetch command, or by hand to the exact ``dest``."""
     where = spec.official_url or spec.sources[0].describe()
@@ -233,7 +197,7 @@ def fetch(
         ) from e
     session = session or process_session()
     try:
-        with file_lock(dest.with_name(f".{dest.name}.lock")):
+        with http.file_lock(dest.with_name(f".{dest.name}.lock")):
             return _fetch_locked(spec, dest, session, force)
     except OSError as e:  # read-only cache, permissions, disk full outside a source
         raise WeightsError(
@@ -325,7 +289,6 @@ __all__ = [
     "SourceFailed",
     "copy_into_cache",
     "fetch",
-    "file_lock",
     "manual_hint",
     "process_session",
     "shared_session",

@@ -171,3 +171,23 @@ def test_timeout_env_is_checked(monkeypatch):
         monkeypatch.setenv(http.TIMEOUT_ENV, bad)
         with pytest.raises(ConfigError, match="GLUEFACTORY_HTTP_TIMEOUT"):
             http.http_timeout()
+
+
+def test_file_lock_serialises_and_cleans_up(tmp_path):
+    lock = tmp_path / "sub" / ".f.lock"
+    inside, overlaps = [], []
+
+    def worker():
+        with http.file_lock(lock):
+            if inside:
+                overlaps.append(True)
+            inside.append(1)
+            threading.Event().wait(0.05)
+            inside.pop()
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert overlaps == [] and not lock.exists()

@@ -152,7 +152,7 @@ def test_demo_offline_with_empty_cache(tmp_path):
     proc = run_cli(
         "gluefactory.demo",
         "--conf",
-        "aliked+lightglue",
+        "aliked+lightglue-official",
         weights=cache,
         GLUEFACTORY_OFFLINE="1",
         GLUEFACTORY_OUTPUTS=str(tmp_path / "outputs"),

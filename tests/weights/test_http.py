@@ -4,6 +4,7 @@ download, checksum mismatch, all sources down, corrupt cache, offline mode, lock
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 
 import pytest
@@ -156,16 +157,22 @@ def test_all_sources_down_clear_error(
     assert _leftovers(cache) == []
 
 
-def test_corrupt_cached_file_is_replaced(cache, server, payload, add_spec):
+def test_corrupt_cached_file_is_replaced(cache, server, payload, add_spec, caplog):
     state, data = payload
     add_spec(data, [server.serve("/w.pth", data)])
     cache.mkdir()
     (cache / "test-w.pth").write_bytes(data[:-10] + b"0123456789")  # same size, corrupt
     assert not verify("test-w").ok
-    loaded = load_weights("test-w")
+    with caplog.at_level(logging.WARNING, logger="gluefactory.weights"):
+        loaded = load_weights("test-w")
     assert torch.equal(loaded["w"], state["w"])
     assert (cache / "test-w.pth.corrupt").exists()
     assert verify("test-w").verified
+    # the replacement is logged, naming the file and where it went
+    (record,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+    message = record.getMessage()
+    assert str(cache / "test-w.pth") in message and "sha256 mismatch" in message
+    assert f"moved it to {cache / 'test-w.pth.corrupt'}" in message
 
 
 def test_truncated_cached_file_is_replaced(cache, server, payload, add_spec):

@@ -96,10 +96,15 @@ class NearestNeighborMatcher(BaseModel):
 
     @classmethod
     def requires(cls, conf=None) -> dict:
-        """Any descriptor size (both images alike), no scales or orientations."""
+        """Any descriptor size (both images alike), no scales or orientations.
+
+        The config is checked (keys, ranges) as at construction."""
+        cls.build_conf(conf)
         return {"descriptor_dim": None, "scales": False, "orientations": False}
 
-    def _init(self, conf):
+    @classmethod
+    def check_conf(cls, conf) -> None:
+        """Value ranges of the thresholds (ConfigError naming the key)."""
         if conf.loss is not None:
             raise ConfigError(f"nearest_neighbor has no loss (got loss={conf.loss!r}).")
         ranges = {
@@ -119,6 +124,9 @@ class NearestNeighborMatcher(BaseModel):
                 f"nearest_neighbor: mutual_check={conf.mutual_check!r} must be true "
                 "or false."
             )
+
+    def _init(self, conf):
+        pass
 
     def _forward(self, data: dict) -> dict:
         desc0, desc1 = data["descriptors0"], data["descriptors1"]

@@ -141,6 +141,8 @@ def test_requires_any_descriptor():
     want = {"descriptor_dim": None, "scales": False, "orientations": False}
     assert cls.requires({}) == want
     assert cls.requires({"ratio_thresh": 0.9}) == want
+    with pytest.raises(ConfigError, match="ratio_thresh=2"):
+        cls.requires({"ratio_thresh": 2})
 
 
 @pytest.mark.parametrize(

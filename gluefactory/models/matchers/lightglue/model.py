@@ -15,11 +15,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ....utils.conf import merge_strict
 from ....utils.errors import InputError
 from ...base_model import BaseModel, load_state_dict_strict
 from ...utils.losses import confidence_loss, nll_weights, weighted_nll
@@ -42,15 +40,6 @@ from .layers import (
     key_mask,
     normalize_keypoints,
 )
-
-
-def _build_conf(cls, conf):
-    """The merged, checked config of ``cls`` (``Configurable.build_conf`` if present)."""
-    build = getattr(cls, "build_conf", None)
-    if build is not None:
-        return build(conf)
-    defaults = OmegaConf.merge(cls.base_default_conf, cls.default_conf)
-    return merge_strict(defaults, conf, component=cls.__name__)
 
 
 class LightGlue(BaseModel):
@@ -80,21 +69,21 @@ class LightGlue(BaseModel):
     }
     required_data_keys = ["keypoints0", "keypoints1", "descriptors0", "descriptors1"]
 
-    @staticmethod
-    def _arch(conf) -> tuple[dict, str | None]:
-        """Checked architecture and weights of a merged config (nothing is built)."""
-        arch, weights = presets.resolve(conf, LightGlue.default_conf)
-        presets.check_ranges(conf, arch)
-        return arch, weights
+    @classmethod
+    def check_conf(cls, conf) -> None:
+        """Preset consistency and value ranges (ConfigError naming the key)."""
+        presets.check_ranges(conf, presets.resolve(conf, cls.default_conf)[0])
 
     @classmethod
     def requires(cls, conf=None) -> dict:
         """``descriptor_dim`` (input_dim), ``scales`` and ``orientations`` (both
         add_scale_ori) needed from the extractor; from the config, without weights."""
-        return presets.requires(cls._arch(_build_conf(cls, conf))[0])
+        arch, _ = presets.resolve(cls.build_conf(conf), cls.default_conf)
+        return presets.requires(arch)
 
     def _init(self, conf):
-        self.arch, weights = arch, weights = self._arch(conf)
+        arch, weights = presets.resolve(conf, self.default_conf)
+        self.arch = arch
         if arch["add_scale_ori"]:
             self.required_data_keys += ["scales0", "scales1", "oris0", "oris1"]
         d, h, n = arch["descriptor_dim"], arch["num_heads"], arch["n_layers"]

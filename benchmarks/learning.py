@@ -1,0 +1,362 @@
+"""Does training work? The learning experiments of docs/training-data.md, re-runnable.
+
+Offline, on the CPU, with the library's trainer (``gluefactory.trainer``), datasets and
+models, on homographies of the real photographs bundled with scikit-image
+(``data_dir: photos``; 4 held out for validation, the rest for training) and XFeat
+features (512 per image, forced; extracted on the fly on each warped 480 x 360 patch):
+
+- ``scratch``: a small LightGlue (3 layers, 96-D, 1 head) from random weights for
+  ``--minutes`` (default 30) of wall time;
+- ``finetune``: the official LighterGlue (``xfeat-lighterglue``) trained further for
+  ``--finetune_minutes`` (default 10) at a low learning rate: a wrong loss or trainer
+  would damage it quickly;
+- ``report``: the training and validation curves (PNG) and one table: the two trained
+  models beside mutual nearest neighbours and the official LighterGlue on the same
+  XFeat keypoints, on held-out pairs (difficulty 0.7) and on the built-in
+  HPatches-format set (when that set is available in this checkout).
+
+Usage (from the repository root)::
+
+    python benchmarks/learning.py all                  # scratch, finetune, report
+    python benchmarks/learning.py scratch --minutes 30
+    python benchmarks/learning.py report
+
+Experiments go to ``<outputs>/training/learning-{scratch,finetune}``; the figure and
+the table to ``docs/figures/`` (``--figures``). Numbers on these photographs are not
+comparable with published HPatches or MegaDepth results. The CPU time actually given to
+the run (``process_time``) is logged next to the wall time, since a shared machine can
+give a 30-minute run much less compute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from gluefactory import settings  # noqa: E402
+from gluefactory.datasets import get_dataset  # noqa: E402
+from gluefactory.models import get_model  # noqa: E402
+from gluefactory.models.utils.metrics import matcher_metrics  # noqa: E402
+
+logger = logging.getLogger("learning")
+
+PATCH = [480, 360]
+NUM_KPTS = 512
+EXTRACTOR = {
+    "name": "extractors.xfeat",
+    "max_num_keypoints": NUM_KPTS,
+    "force_num_keypoints": True,
+    "detection_threshold": 0.0,
+    "trainable": False,
+}
+GT = {"name": "matchers.homography_matcher", "th_positive": 3, "th_negative": 3}
+SMALL_LG = {
+    "name": "matchers.lightglue",
+    "input_dim": 64,
+    "descriptor_dim": 96,
+    "n_layers": 3,
+    "num_heads": 1,
+    "filter_threshold": 0.1,
+    "weights": None,
+}
+OFFICIAL_LG = {
+    "name": "matchers.lightglue",
+    "features": "xfeat",
+    "filter_threshold": 0.1,
+}
+MNN = {"name": "matchers.nearest_neighbor", "mutual_check": True}
+
+
+def photos_data(split_items: int, difficulty: float = 0.7, **kw) -> dict:
+    """The homographies dataset over the bundled photographs (4 held out)."""
+    conf = {
+        "name": "homographies",
+        "data_dir": "photos",
+        "image_dir": "",
+        "image_list": None,
+        "train_size": None,
+        "val_size": 4,
+        "shuffle_seed": 0,
+        "items_per_image": split_items,
+        "batch_size": 4,
+        "num_workers": 0,
+        "homography": {"difficulty": difficulty, "max_angle": 45, "patch_shape": PATCH},
+        "photometric": {"name": "identity"},
+    }
+    conf.update(kw)
+    return conf
+
+
+def train_conf(kind: str, minutes: float) -> dict:
+    if kind == "scratch":
+        matcher, lr, schedule = SMALL_LG, 5e-4, {"type": "constant", "warmup": 20}
+    else:
+        matcher, lr, schedule = OFFICIAL_LG, 1e-5, {"type": "constant"}
+    return {
+        "data": photos_data(40),
+        "data_val": photos_data(8),  # 32 held-out pairs, the same at every validation
+        "model": {
+            "name": "two_view_pipeline",
+            "extractor": EXTRACTOR,
+            "matcher": matcher,
+            "ground_truth": GT,
+        },
+        "train": {
+            "seed": 0,
+            "epochs": 1000,
+            "max_minutes": minutes,
+            "lr": lr,
+            "lr_schedule": schedule,
+            "clip_grad": 1.0,
+            "log_every_iter": 10,
+            "eval_every_iter": 50 if kind == "scratch" else 40,
+            "save_every_iter": 100,
+            "keep_last_checkpoints": 2,
+            "best_key": "match_recall",
+            "best_mode": "max",
+            "dataset_callback_fn": "sample_new_items",
+        },
+    }
+
+
+def run_training(kind: str, minutes: float) -> None:
+    from gluefactory.trainer.launch import train
+
+    t0, c0 = time.time(), time.process_time()
+    summary = train(f"learning-{kind}", train_conf(kind, minutes), overwrite=True)
+    wall, cpu = time.time() - t0, time.process_time() - c0
+    folder = settings.training_root() / f"learning-{kind}"
+    info = {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "steps": summary["step"],
+        "status": summary["status"],
+    }
+    (folder / "learning_run.json").write_text(json.dumps(info, indent=1))
+    logger.info(
+        "%s: %d steps in %.0f s wall, %.0f s CPU", kind, info["steps"], wall, cpu
+    )
+
+
+# --------------------------------------------------------------------- evaluation
+
+
+@torch.inference_mode()
+def evaluate(
+    matchers: dict, items, extractor, homography_metrics: bool = False
+) -> dict:
+    """Mean per-pair match precision / recall (3 px GT) of each matcher on ``items``,
+    all on the same XFeat keypoints; plus HPatches-style metrics when asked."""
+    from gluefactory.utils.tensor import collate
+
+    gt_model = get_model(GT["name"])(GT)
+    sums = {name: {} for name in matchers}
+    n = 0
+    for item in items:
+        data = collate([item])
+        feats = [extractor(data[f"view{i}"]) for i in (0, 1)]
+        pred = {f"{k}{i}": v for i, f in enumerate(feats) for k, v in f.items()}
+        gt = {
+            f"gt_{k}" if not k.startswith("gt_") else k: v
+            for k, v in gt_model({**data, **pred}).items()
+        }
+        for name, m in matchers.items():
+            out = m({**data, **pred})
+            res = {
+                k: float(v.mean())
+                for k, v in matcher_metrics(out, {**pred, **gt}).items()
+            }
+            res["num_matches"] = float((out["matches0"] >= 0).sum())
+            extra = hpatches_metrics(data, pred, out) if homography_metrics else {}
+            for k, v in {**res, **extra}.items():
+                sums[name].setdefault(k, []).append(v)
+        n += 1
+    table = {}
+    for name, d in sums.items():
+        row = {}
+        for k, vals in d.items():
+            if k == "H_error_ransac":
+                from gluefactory.eval.metrics import auc
+
+                a1, a3, a5 = auc(vals, [1, 3, 5])
+                row.update({"H_auc@1px": a1, "H_auc@3px": a3, "H_auc@5px": a5})
+            else:
+                row[k] = sum(vals) / len(vals)
+                if k in ("match_precision", "match_recall"):
+                    var = sum((v - row[k]) ** 2 for v in vals) / max(1, len(vals) - 1)
+                    row[k + "_se"] = math.sqrt(var / len(vals))
+        table[name] = row
+    return {"pairs": n, "table": table}
+
+
+def hpatches_metrics(data, pred, out) -> dict:
+    from gluefactory.eval.metrics import eval_homography_robust, eval_matches_homography
+
+    p = {**pred, **out}
+    res = eval_matches_homography(data, p)
+    res.update(eval_homography_robust(data, p, {"name": "opencv", "ransac_th": 0.5}))
+    return {"prec@3px": res["prec@3px"], "H_error_ransac": res["H_error_ransac"]}
+
+
+def held_out_items(num_per_image: int = 25):
+    ds = get_dataset("homographies")(photos_data(num_per_image))
+    return [ds.get_dataset("val")[i] for i in range(len(ds.get_dataset("val")))]
+
+
+def hpatches_items():
+    """The built-in HPatches-format set (short side 480), or None if unavailable."""
+    try:
+        from gluefactory.datasets.builtin import ensure_builtin
+    except ImportError:
+        return None
+    root = ensure_builtin("hpatches")
+    ds = get_dataset("hpatches")({"data_dir": str(root)})
+    split = ds.get_dataset("test")
+    return [split[i] for i in range(len(split))]
+
+
+def load_trained(kind: str):
+    from gluefactory.utils.experiments import load_experiment
+
+    model = load_experiment(f"learning-{kind}", checkpoint="last")
+    return model.matcher.eval()
+
+
+def curves(figures: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for kind, color in (("scratch", "C0"), ("finetune", "C1")):
+        path = settings.training_root() / f"learning-{kind}" / "metrics.jsonl"
+        if not path.exists():
+            continue
+        recs = [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+        tr = [r for r in recs if r["kind"] == "train" and "loss/total" in r]
+        va = [r for r in recs if r["kind"] == "val"]
+        axes[0].plot(
+            [r["step"] for r in tr],
+            [r["loss/total"] for r in tr],
+            color=color,
+            label=kind,
+        )
+        axes[1].plot(
+            [r["step"] for r in va],
+            [r.get("match_precision", math.nan) for r in va],
+            "o-",
+            color=color,
+            label=kind,
+        )
+        axes[2].plot(
+            [r["step"] for r in va],
+            [r.get("match_recall", math.nan) for r in va],
+            "o-",
+            color=color,
+            label=kind,
+        )
+    for ax, title in zip(
+        axes, ("training loss", "validation match precision", "validation match recall")
+    ):
+        ax.set_title(title)
+        ax.set_xlabel("optimizer step")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    axes[1].set_ylim(0, 1)
+    axes[2].set_ylim(0, 1)
+    fig.tight_layout()
+    figures.mkdir(parents=True, exist_ok=True)
+    out = figures / "learning_curves.png"
+    tmp = out.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    os.replace(tmp, out)
+    return out
+
+
+def report(figures: Path) -> str:
+    torch.manual_seed(0)
+    extractor = get_model(EXTRACTOR["name"])({**EXTRACTOR, "seed": 0}).eval()
+    matchers = {"mutual NN": get_model(MNN["name"])(MNN).eval()}
+    matchers["official LighterGlue"] = get_model(OFFICIAL_LG["name"])(
+        OFFICIAL_LG
+    ).eval()
+    for kind in ("scratch", "finetune"):
+        try:
+            matchers[f"trained: {kind}"] = load_trained(kind)
+        except Exception as e:  # noqa: BLE001 - a missing run is reported, not fatal
+            logger.warning("no %s model: %s", kind, e)
+    results = {"held-out": evaluate(matchers, held_out_items(), extractor)}
+    hp = hpatches_items()
+    if hp is not None:
+        ex = get_model(EXTRACTOR["name"])(
+            {**EXTRACTOR, "max_num_keypoints": 1024, "seed": 0}
+        ).eval()
+        results["hpatches"] = evaluate(matchers, hp, ex, homography_metrics=True)
+    runs = {}
+    for kind in ("scratch", "finetune"):
+        p = settings.training_root() / f"learning-{kind}" / "learning_run.json"
+        if p.exists():
+            runs[kind] = json.loads(p.read_text())
+    curve = curves(figures)
+    lines = [f"Runs: {json.dumps(runs)}", ""]
+    for name, res in results.items():
+        cols = ["match_precision", "match_recall", "num_matches"]
+        if name == "hpatches":
+            cols += ["prec@3px", "H_auc@1px", "H_auc@3px", "H_auc@5px"]
+        lines.append(f"**{name}** ({res['pairs']} pairs)")
+        lines.append("")
+        lines.append("| matcher | " + " | ".join(cols) + " |")
+        lines.append("|---" * (len(cols) + 1) + "|")
+        for m, row in res["table"].items():
+            cells = []
+            for c in cols:
+                v = row.get(c, math.nan)
+                se = row.get(c + "_se")
+                cells.append(
+                    f"{v:.3f} ± {se:.3f}"
+                    if se is not None
+                    else (f"{v:.1f}" if c == "num_matches" else f"{v:.3f}")
+                )
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        lines.append("")
+    text = "\n".join(lines)
+    figures.mkdir(parents=True, exist_ok=True)
+    (figures / "learning_table.md").write_text(text + "\n")
+    (figures / "learning_results.json").write_text(
+        json.dumps({"runs": runs, "results": results}, indent=1)
+    )
+    logger.info("figure %s\n%s", curve, text)
+    return text
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("what", choices=["scratch", "finetune", "report", "all"])
+    p.add_argument("--minutes", type=float, default=30.0)
+    p.add_argument("--finetune_minutes", type=float, default=10.0)
+    p.add_argument("--figures", type=Path, default=ROOT / "docs" / "figures")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s] %(message)s")
+    if args.what in ("scratch", "all"):
+        run_training("scratch", args.minutes)
+    if args.what in ("finetune", "all"):
+        run_training("finetune", args.finetune_minutes)
+    if args.what in ("report", "all"):
+        report(args.figures)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+"""HPatches sequences for homography evaluation (facts 3.1).
+
+Layout: ``<data_dir>/<seq>/{1..6}.ppm`` and ``H_1_2 .. H_1_6`` (3 x 3, whitespace
+separated), 116 sequences ``i_*`` (illumination) and ``v_*`` (viewpoint). Each sequence
+gives the pairs 1->2 .. 1->6. By default the eight large-image sequences are skipped
+(108 sequences, 540 pairs) and images are resized so that their *short side is 480*.
+
+**Homography convention.** The HPatches files map coordinates whose pixel centres are at
+integers (OpenCV's convention). The library puts pixel centres at +0.5 (see
+:mod:`gluefactory.geometry.coordinates`), so each file's H is converted once, here:
+``H' = S1 . T(+0.5) . H . T(-0.5) . S0^-1`` with ``T(d)`` the translation by (d, d) and
+``S = diag(sx, sy, 1)`` the resize of each image. ``H_0to1`` of an item maps pixels of
+the resized view 0 to the resized view 1 in the library convention.
+
+Where the folder is missing, the official archive is downloaded on first use (see
+:mod:`gluefactory.datasets.download`); ``data_dir: builtin/hpatches`` is the built-in
+offline set (:mod:`gluefactory.datasets.builtin`), built on first use.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..geometry.homography import (
+    homography_from_center_convention,
+    rescale_homography,
+)
+from ..utils.errors import ConfigError, DataError
+from ..utils.image import ImagePreprocessor, numpy_image_to_torch, read_image
+from .base_dataset import BaseDataset
+from .download import resolve_dataset_dir
+
+logger = logging.getLogger(__name__)
+
+#: sequences with very large images, excluded by the usual protocol
+IGNORED_SCENES = (
+    "i_contruction",
+    "i_crownnight",
+    "i_dc",
+    "i_pencils",
+    "i_whitebuilding",
+    "v_artisans",
+    "v_astronautis",
+    "v_talent",
+)
+NUM_IMAGES = 6  # 1.ppm .. 6.ppm per sequence
+
+
+def read_homography(path: Path) -> np.ndarray:
+    """A 3 x 3 homography from a whitespace-separated text file (float64)."""
+    try:
+        values = [float(v) for v in path.read_text().split()]
+    except FileNotFoundError:
+        raise DataError(f"Homography file not found: {path}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise DataError(f"Cannot read the homography file {path}: {e}") from None
+    H = np.array(values, dtype=np.float64)
+    if H.size != 9 or not np.all(np.isfinite(H)):
+        raise DataError(
+            f"Homography file {path} must hold 9 finite numbers (a 3 x 3 matrix), "
+            f"got {H.size} values."
+        )
+    H = H.reshape(3, 3)
+    if abs(np.linalg.det(H)) < 1e-12:
+        raise DataError(f"Homography in {path} is singular.")
+    return H
+
+
+def sequence_files(seq_dir: Path) -> list[str]:
+    """The files a complete sequence folder holds."""
+    return [f"{i}.ppm" for i in range(1, NUM_IMAGES + 1)] + [
+        f"H_1_{i}" for i in range(2, NUM_IMAGES + 1)
+    ]
+
+
+class HPatches(BaseDataset, torch.utils.data.Dataset):
+    """HPatches pairs 1->k (k = 2..6) with ``H_0to1`` in resized pixels, +0.5 convention.
+
+    Config (upstream key names):
+    - ``data_dir``: folder of the sequences, relative to the data root (or absolute);
+      ``builtin/hpatches`` is the built-in offline set;
+    - ``subset``: None (all), ``"i"`` (illumination) or ``"v"`` (viewpoint);
+    - ``ignore_large_images``: skip the 8 large-image sequences (protocol default);
+    - ``grayscale``: load images as one channel;
+    - ``preprocessing``: :class:`ImagePreprocessor` (default: short side 480).
+    """
+
+    default_conf = {
+        "data_dir": "hpatches-sequences-release",
+        "subset": None,
+        "ignore_large_images": True,
+        "grayscale": False,
+        "preprocessing": {
+            **ImagePreprocessor.default_conf,
+            "resize": 480,
+            "side": "short",
+        },
+    }
+
+    def _init(self, conf) -> None:
+        if conf.subset not in (None, "i", "v"):
+            raise ConfigError(
+                f"hpatches: subset must be null, 'i' or 'v', got {conf.subset!r}."
+            )
+        for split in ("batch_size", "val_batch_size", "test_batch_size"):
+            if conf.get(split) not in (None, 1):
+                raise ConfigError(
+                    f"hpatches: {split} must be 1 (image sizes differ), got "
+                    f"{conf.get(split)}."
+                )
+        self.preprocessor = ImagePreprocessor(conf.preprocessing)
+        self.root = resolve_dataset_dir(conf.data_dir, "hpatches")
+        sequences = sorted(p.name for p in self.root.iterdir() if p.is_dir())
+        if not sequences:
+            raise DataError(
+                f"No HPatches sequence folders in {self.root}; expected "
+                "<seq>/{1..6}.ppm and H_1_{2..6}. Remove the folder to download the "
+                "official archive again."
+            )
+        self.sequences = []
+        for seq in sequences:
+            if conf.ignore_large_images and seq in IGNORED_SCENES:
+                continue
+            if conf.subset is not None and not seq.startswith(conf.subset + "_"):
+                continue
+            missing = [f for f in sequence_files(self.root / seq)]
+            missing = [f for f in missing if not (self.root / seq / f).is_file()]
+            if missing:
+                raise DataError(
+                    f"HPatches sequence {self.root / seq} is incomplete: missing "
+                    f"{', '.join(missing)}. Remove {self.root} to download it again."
+                )
+            self.sequences.append(seq)
+        if not self.sequences:
+            raise DataError(
+                f"No HPatches sequence in {self.root} matches subset={conf.subset!r}."
+            )
+        self.items = [
+            (seq, k) for seq in self.sequences for k in range(2, NUM_IMAGES + 1)
+        ]
+        logger.info(
+            "HPatches: %d sequences, %d pairs from %s",
+            len(self.sequences),
+            len(self.items),
+            self.root,
+        )
+
+    def get_dataset(self, split: str) -> HPatches:
+        return self
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _read_view(self, seq: str, idx: int) -> dict:
+        path = self.root / seq / f"{idx}.ppm"
+        image = numpy_image_to_torch(read_image(path, grayscale=self.conf.grayscale))
+        data = self.preprocessor(image)
+        data["name"] = f"{seq}/{idx}.ppm"
+        return data
+
+    def __getitem__(self, index: int) -> dict:
+        seq, k = self.items[index]
+        view0 = self._read_view(seq, 1)
+        view1 = self._read_view(seq, k)
+        H = homography_from_center_convention(
+            read_homography(self.root / seq / f"H_1_{k}")
+        )
+        H = rescale_homography(
+            torch.from_numpy(H),
+            view0["scales"].double(),
+            view1["scales"].double(),
+        )
+        return {
+            "name": f"{seq}/1-{k}",
+            "scene": seq,
+            "idx": index,
+            "is_illu": seq.startswith("i_"),
+            "view0": view0,
+            "view1": view1,
+            "H_0to1": H.float(),
+        }

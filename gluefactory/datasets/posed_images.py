@@ -1,0 +1,406 @@
+"""Posed images with optional depth: the text format of MegaDepth-1500 and of user data.
+
+Layout (paths are format strings with ``{scene}``, relative to ``root``)::
+
+    <root>/<scene>/images/<name>          image_dir   (default "{scene}/images")
+    <root>/<scene>/depths/<stem>.h5|png   depth_dir   (optional, "{scene}/depths")
+    <root>/<scene>/views.txt              views
+    <root>/<scene>/pairs.txt              view_groups (optional)
+
+``views.txt``: one line per image ``name r11 r12 r13 r21 ... r33 t1 t2 t3 MODEL W H
+params...``: the world-to-camera rotation (row-major) and translation, then a COLMAP
+camera (``SIMPLE_PINHOLE f cx cy``, ``PINHOLE fx fy cx cy``, or a distortion model whose
+distortion parameters are all 0). Principal points follow COLMAP, i.e. the library
+convention (pixel centres at +0.5). ``pairs.txt``: one group of 2 (or more) names per
+line; without it every view is an item of its own. Depth: HDF5 dataset ``depth`` or a
+16-bit PNG holding depth * 256; 0 (or non-finite) means unknown. Lines starting with
+``#`` are comments. See docs/datasets.md.
+
+Each item holds ``view0``, ``view1`` (``view2`` ...) with the resized ``image``, the
+``camera`` scaled to it, ``T_w2cam``, ``depth`` resized with nearest neighbour (0 =
+unknown), and the relative poses ``T_{i}to{j} = T_j . T_i^-1`` for every ordered pair.
+``root: builtin/posed`` is the built-in offline set; ``root: ""`` with
+``scene_list: [megadepth1500]`` downloads MegaDepth-1500 on first use.
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+
+from ..geometry.wrappers import Camera, Pose
+from ..utils.errors import ConfigError, DataError
+from ..utils.image import ImagePreprocessor, numpy_image_to_torch, read_image
+from .base_dataset import BaseDataset
+from .download import archive_for, ensure_archive, resolve_dataset_dir
+
+logger = logging.getLogger(__name__)
+
+#: COLMAP camera models: parameter names; the pinhole part is (fx, fy, cx, cy)
+CAMERA_MODELS = {
+    "SIMPLE_PINHOLE": ("f", "cx", "cy"),
+    "PINHOLE": ("fx", "fy", "cx", "cy"),
+    "SIMPLE_RADIAL": ("f", "cx", "cy", "k"),
+    "RADIAL": ("f", "cx", "cy", "k1", "k2"),
+    "OPENCV": ("fx", "fy", "cx", "cy", "k1", "k2", "p1", "p2"),
+    "FULL_OPENCV": (
+        "fx",
+        "fy",
+        "cx",
+        "cy",
+        "k1",
+        "k2",
+        "p1",
+        "p2",
+        "k3",
+        "k4",
+        "k5",
+        "k6",
+    ),
+}
+DEPTH_FORMATS = ("h5", "png")
+
+
+def parse_camera(model: str, w: int, h: int, params: list[float], where: str) -> Camera:
+    """A pinhole :class:`Camera` from a COLMAP camera (distortion must be zero)."""
+    if model not in CAMERA_MODELS:
+        raise DataError(
+            f"{where}: unknown camera model {model!r}; expected one of "
+            f"{', '.join(CAMERA_MODELS)}."
+        )
+    names = CAMERA_MODELS[model]
+    if len(params) != len(names):
+        raise DataError(
+            f"{where}: camera {model} takes {len(names)} parameters "
+            f"({' '.join(names)}), got {len(params)}."
+        )
+    values = dict(zip(names, params))
+    if "f" in values:
+        values["fx"] = values["fy"] = values["f"]
+    distortion = [v for k, v in values.items() if k[0] in "kp"]
+    if any(abs(v) > 0 for v in distortion):
+        raise DataError(
+            f"{where}: camera {model} has non-zero distortion {distortion}; this "
+            "dataset needs undistorted images (e.g. colmap image_undistorter)."
+        )
+    if w <= 0 or h <= 0 or values["fx"] <= 0 or values["fy"] <= 0:
+        raise DataError(f"{where}: invalid camera size or focal length.")
+    return Camera.from_params(
+        w, h, values["fx"], values["fy"], values["cx"], values["cy"]
+    )
+
+
+def parse_views(path: Path) -> dict[str, tuple[Pose, Camera]]:
+    """Read a ``views.txt``: image name -> (world-to-camera pose, camera)."""
+    if not path.is_file():
+        raise DataError(f"Views file not found: {path}")
+    views = {}
+    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        fields = line.split()
+        if not fields or fields[0].startswith("#"):
+            continue
+        where = f"{path}:{lineno}"
+        if len(fields) < 17:
+            raise DataError(
+                f"{where}: expected 'name R(9) t(3) MODEL W H params...', got "
+                f"{len(fields)} fields."
+            )
+        name = fields[0]
+        try:
+            Rt = np.array([float(x) for x in fields[1:13]], dtype=np.float64)
+            w, h = int(fields[14]), int(fields[15])
+            params = [float(x) for x in fields[16:]]
+        except ValueError as e:
+            raise DataError(f"{where}: {e}") from None
+        R, t = Rt[:9].reshape(3, 3), Rt[9:]
+        if not np.all(np.isfinite(Rt)) or np.abs(R @ R.T - np.eye(3)).max() > 1e-3:
+            raise DataError(f"{where}: R is not a rotation matrix (R R^T != I).")
+        if np.linalg.det(R) < 0:
+            raise DataError(f"{where}: R has determinant -1 (a reflection).")
+        if name in views:
+            raise DataError(f"{where}: image {name!r} is listed twice.")
+        camera = parse_camera(fields[13], w, h, params, where)
+        views[name] = (Pose.from_Rt(torch.from_numpy(R), torch.from_numpy(t)), camera)
+    if not views:
+        raise DataError(f"Views file {path} lists no image.")
+    return views
+
+
+def load_depth(path: Path, fmt: str) -> torch.Tensor:
+    """Depth map (H, W) float32, 0 where unknown."""
+    if not path.is_file():
+        raise DataError(f"Depth file not found: {path}")
+    if fmt == "h5":
+        import h5py
+
+        try:
+            with h5py.File(path, "r") as f:
+                if "depth" not in f:
+                    raise DataError(
+                        f"Depth file {path} has no dataset 'depth' (has {list(f)})."
+                    )
+                depth = np.asarray(f["depth"], dtype=np.float32)
+        except OSError as e:
+            raise DataError(f"Cannot read the depth file {path}: {e}") from None
+    else:
+        import cv2
+
+        raw = cv2.imread(str(path), cv2.IMREAD_ANYDEPTH)
+        if raw is None:
+            raise DataError(f"Cannot read the depth PNG {path} (corrupt or not a PNG).")
+        depth = raw.astype(np.float32) / 256.0
+    if depth.ndim != 2:
+        raise DataError(f"Depth map {path} must be 2-D, got shape {depth.shape}.")
+    depth = np.where(np.isfinite(depth) & (depth > 0), depth, 0.0).astype(np.float32)
+    return torch.from_numpy(depth)
+
+
+class PosedImages(BaseDataset, torch.utils.data.Dataset):
+    """Groups of posed views (pairs, triplets) from ``views.txt``/``pairs.txt`` files.
+
+    Config (upstream key names): ``root`` (relative to the data root, or absolute),
+    ``image_dir``, ``depth_dir`` (None: no depth), ``views``, ``view_groups`` (None:
+    single views), ``depth_format`` (``h5`` or ``png``), ``scene_list`` (None: every
+    sub-folder of ``root``; a list; or a text file under ``root``), ``extra_data`` /
+    ``extra_keys`` (per-image values ``name v1 v2 ...`` added to each view under those
+    keys), ``preprocessing`` (:class:`ImagePreprocessor`).
+    """
+
+    default_conf = {
+        "root": None,
+        "image_dir": "{scene}/images",
+        "depth_dir": "{scene}/depths",
+        "views": "{scene}/views.txt",
+        "view_groups": "{scene}/pairs.txt",
+        "depth_format": "h5",
+        "scene_list": None,
+        "extra_data": None,
+        "extra_keys": [],
+        "preprocessing": ImagePreprocessor.default_conf,
+    }
+
+    def _init(self, conf) -> None:
+        if conf.root is None:
+            raise ConfigError(
+                "posed_images: set data.root (folder of the scenes, relative to the "
+                "data root), e.g. builtin/posed."
+            )
+        if conf.depth_format not in DEPTH_FORMATS:
+            raise ConfigError(
+                f"posed_images: depth_format must be one of {DEPTH_FORMATS}, got "
+                f"{conf.depth_format!r}."
+            )
+        self.preprocessor = ImagePreprocessor(conf.preprocessing)
+        self.root = self._find_root(conf.root)
+        self.scenes = self._scene_names(conf.scene_list)
+        self.views: dict[str, dict[str, tuple[Pose, Camera]]] = {}
+        self.extra: dict[str, dict[str, list]] = {}
+        self.items: list[tuple[str, ...]] = []
+        self._warned: set = set()
+        for scene in self.scenes:
+            self._load_scene(scene)
+        if not self.items:
+            raise DataError(f"posed_images: no item found under {self.root}.")
+        logger.info(
+            "posed_images: %d items in %d scenes from %s",
+            len(self.items),
+            len(self.scenes),
+            self.root,
+        )
+
+    # ------------------------------------------------------------------ reading
+    def _find_root(self, root) -> Path:
+        root = Path(str(root)).expanduser()
+        if str(root) in ("", "."):
+            from .. import settings
+
+            return settings.data_root()
+        return resolve_dataset_dir(root, "posed_images")
+
+    def _scene_names(self, scene_list) -> list[str]:
+        if scene_list is None:
+            scenes = sorted(p.name for p in self.root.iterdir() if p.is_dir())
+            if not scenes:
+                raise DataError(f"posed_images: no scene folder in {self.root}.")
+            return scenes
+        if isinstance(scene_list, str):
+            path = self.root / scene_list
+            if not path.is_file():
+                raise DataError(f"posed_images: scene list {path} not found.")
+            return [s.strip() for s in path.read_text().splitlines() if s.strip()]
+        if OmegaConf.is_list(scene_list) or isinstance(scene_list, (list, tuple)):
+            return [str(s) for s in scene_list]
+        raise ConfigError(
+            f"posed_images: scene_list must be null, a list or a file name, got "
+            f"{scene_list!r}."
+        )
+
+    def _path(self, template: str, scene: str) -> Path:
+        return self.root / template.format(scene=scene)
+
+    def image_path(self, scene: str, name: str) -> Path:
+        return self._path(self.conf.image_dir, scene) / name
+
+    def depth_path(self, scene: str, name: str) -> Path:
+        stem = Path(name).with_suffix(f".{self.conf.depth_format}")
+        return self._path(self.conf.depth_dir, scene) / stem
+
+    def _load_scene(self, scene: str) -> None:
+        scene_dir = self.root / scene
+        if not scene_dir.exists():
+            spec = archive_for(scene_dir)
+            if spec is not None:
+                ensure_archive(spec.name)
+        views = parse_views(self._path(self.conf.views, scene))
+        missing = [n for n in views if not self.image_path(scene, n).is_file()]
+        if self.conf.depth_dir:
+            missing += [
+                str(self.depth_path(scene, n))
+                for n in views
+                if not self.depth_path(scene, n).is_file()
+            ]
+        if missing:
+            shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+            raise DataError(
+                f"posed_images: scene {scene!r} under {self.root} is incomplete: "
+                f"{len(missing)} image/depth file(s) missing ({shown})."
+            )
+        self.views[scene] = views
+        if self.conf.extra_data:
+            self.extra[scene] = self._read_extra(scene)
+        if self.conf.view_groups is None:
+            self.items += [(scene, n) for n in views]
+            return
+        path = self._path(self.conf.view_groups, scene)
+        if not path.is_file():
+            raise DataError(f"posed_images: view groups file {path} not found.")
+        for lineno, line in enumerate(path.read_text().splitlines(), 1):
+            names = line.split()
+            if not names or names[0].startswith("#"):
+                continue
+            unknown = [n for n in names if n not in views]
+            if unknown:
+                raise DataError(
+                    f"{path}:{lineno}: image(s) {unknown} are not in "
+                    f"{self._path(self.conf.views, scene)}."
+                )
+            self.items.append((scene, *names))
+
+    def _read_extra(self, scene: str) -> dict[str, list]:
+        path = self._path(self.conf.extra_data, scene)
+        if not path.is_file():
+            raise DataError(f"posed_images: extra data file {path} not found.")
+        out = {}
+        for lineno, line in enumerate(path.read_text().splitlines(), 1):
+            fields = line.split()
+            if not fields or fields[0].startswith("#"):
+                continue
+            try:
+                values = [ast.literal_eval(v) for v in fields[1:]]
+            except (ValueError, SyntaxError) as e:
+                raise DataError(f"{path}:{lineno}: {e}") from None
+            if len(values) != len(self.conf.extra_keys):
+                raise DataError(
+                    f"{path}:{lineno}: {len(values)} values for extra_keys "
+                    f"{list(self.conf.extra_keys)}."
+                )
+            out[fields[0]] = values
+        return out
+
+    # -------------------------------------------------------------------- items
+    def get_dataset(self, split: str) -> PosedImages:
+        return self
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _resize_depth(
+        self, depth: torch.Tensor, view: dict, path: Path
+    ) -> torch.Tensor:
+        w, h = (int(x) for x in view["original_image_size"].tolist())
+        if tuple(depth.shape) != (h, w):
+            raise DataError(
+                f"Depth map {path} is {depth.shape[1]}x{depth.shape[0]} but its image "
+                f"is {w}x{h}."
+            )
+        th, tw = self.preprocessor.target_size(h, w)
+        if (th, tw) != (h, w):  # nearest at pixel centres: no mixing across edges
+            depth = F.interpolate(depth[None, None], (th, tw), mode="nearest-exact")[
+                0, 0
+            ]
+        out_h, out_w = view["image"].shape[-2:]
+        cw, ch = (int(x) for x in view["image_size"].tolist())
+        depth = depth[:ch, :cw]  # divisible_by crop
+        return F.pad(depth, (0, out_w - cw, 0, out_h - ch))  # square_pad
+
+    def _camera_for_image(self, camera: Camera, w: int, h: int, path, scene) -> Camera:
+        """The camera of the image as stored: rescaled if views.txt has another size of
+        the same aspect ratio (e.g. the calibration of a downscaled copy)."""
+        cw, ch = camera.size.tolist()
+        if (cw, ch) == (w, h):
+            return camera
+        views = self._path(self.conf.views, scene)
+        if abs(w / cw - h / ch) > max(1 / cw, 1 / ch):
+            raise DataError(
+                f"Image {path} is {w}x{h} but its camera in {views} is "
+                f"{int(cw)}x{int(ch)} (another aspect ratio)."
+            )
+        if (scene, "size") not in self._warned:
+            self._warned.add((scene, "size"))
+            logger.warning(
+                "posed_images: cameras in %s are for %dx%d images, %s is %dx%d: "
+                "scaling the cameras to the image files.",
+                views,
+                cw,
+                ch,
+                path.name,
+                w,
+                h,
+            )
+        return camera.scale(torch.tensor([w / cw, h / ch]))
+
+    def _read_view(self, scene: str, name: str) -> dict:
+        pose, camera = self.views[scene][name]
+        path = self.image_path(scene, name)
+        image = read_image(path, grayscale=False)
+        h, w = image.shape[:2]
+        view = self.preprocessor(numpy_image_to_torch(image))
+        camera = self._camera_for_image(camera, w, h, path, scene)
+        view["camera"] = camera.scale(view["scales"])
+        view["T_w2cam"] = pose.float()
+        view["name"] = f"{scene}/{name}"
+        if self.conf.depth_dir:
+            dpath = self.depth_path(scene, name)
+            depth = load_depth(dpath, self.conf.depth_format)
+            view["depth"] = self._resize_depth(depth, view, dpath)
+        if self.conf.extra_data:
+            values = self.extra[scene].get(name)
+            if values is None:
+                raise DataError(
+                    f"posed_images: no extra data for {name!r} in "
+                    f"{self._path(self.conf.extra_data, scene)}."
+                )
+            view.update(dict(zip(self.conf.extra_keys, values)))
+        return view
+
+    def __getitem__(self, index: int) -> dict:
+        scene, *names = self.items[index]
+        data = {
+            "name": "/".join([scene] + [n.replace("/", "-") for n in names]),
+            "scene": scene,
+            "nviews": len(names),
+        }
+        for i, name in enumerate(names):
+            data[f"view{i}"] = self._read_view(scene, name)
+        poses = [self.views[scene][n][0] for n in names]  # float64
+        for i, Ti in enumerate(poses):
+            for j, Tj in enumerate(poses):
+                if i != j:
+                    data[f"T_{i}to{j}"] = (Tj @ Ti.inv()).float()
+        return data

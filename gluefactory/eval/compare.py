@@ -1,0 +1,138 @@
+"""Compare benchmark runs: one table (a column per run) and all recall curves in one figure.
+
+    python -m gluefactory.eval.compare aliked+lightglue-official xfeat+lighterglue-official
+    python -m gluefactory.eval.compare outputs/results/hpatches/a outputs/results/hpatches/b
+    python -m gluefactory.eval.compare --benchmark megadepth1500 run1 run2 --output cmp.png
+
+Each argument is a results folder (holding ``summaries.json``) or a tag, looked up as
+``<outputs>/results/<benchmark>/<tag>`` (in every benchmark unless ``--benchmark`` is
+given; a tag found in several benchmarks must be disambiguated). Rows are the summary
+keys of the first run's benchmark (upstream names in the last column); the figure shows,
+per error key with AUC thresholds (``H_error_ransac``, ``H_error_dlt``,
+``rel_pose_error``), the recall curve of every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .. import settings
+from ..utils.cli import main_wrapper
+from ..utils.errors import ConfigError, DataError
+from .figures import recall_figure
+from .metrics import AUC_METRICS
+from .pipeline import format_table
+from .results import read_json, read_results
+
+
+def resolve_run(arg: str, benchmark: str | None = None) -> tuple[str, Path]:
+    """(benchmark name, results folder) of a folder path or a tag."""
+    path = Path(arg).expanduser()
+    if (path / "summaries.json").is_file():
+        return path.parent.name, path
+    root = settings.eval_root()
+    benches = (
+        [benchmark]
+        if benchmark
+        else sorted(p.name for p in root.glob("*") if p.is_dir())
+    )
+    found = [
+        (b, root / b / arg)
+        for b in benches
+        if (root / b / arg / "summaries.json").is_file()
+    ]
+    if len(found) == 1:
+        return found[0]
+    if len(found) > 1:
+        raise ConfigError(
+            f"Tag {arg!r} exists in several benchmarks ({', '.join(b for b, _ in found)}): "
+            "pass --benchmark NAME or a folder path."
+        )
+    raise DataError(
+        f"No results for {arg!r}: neither a folder with summaries.json nor a tag under "
+        f"{root}/{benchmark or '<benchmark>'}/. Run the benchmark first."
+    )
+
+
+def _reported(benchmark: str) -> list[tuple[str, str]]:
+    try:
+        from .base import get_benchmark
+
+        return list(getattr(get_benchmark(benchmark), "reported", []))
+    except ConfigError:  # an external or renamed benchmark: show every key
+        return []
+
+
+def compare(
+    runs: list[str], benchmark: str | None = None, output: Path | None = None
+) -> tuple[str, Path | None]:
+    """The comparison table (text) and the path of the recall figure."""
+    if not runs:
+        raise ConfigError("Pass at least one results folder or tag.")
+    resolved = [resolve_run(r, benchmark) for r in runs]
+    bench = resolved[0][0]
+    labels = []
+    for _, p in resolved:
+        label = p.name
+        labels.append(label if label not in labels else f"{p.parent.name}/{label}")
+    summaries = [read_json(p / "summaries.json") for _, p in resolved]
+    reported = _reported(bench)
+    keys = [(k, up) for k, up in reported if any(k in s for s in summaries)]
+    if not keys:  # unknown benchmark: every key of the first run
+        keys = [(k, "") for k in summaries[0]]
+    rows = []
+    for k, up in keys:
+        vals = [s.get(k) for s in summaries]
+        rows.append([k, *(_fmt(v) for v in vals), up])
+    table = format_table(["metric", *labels, "upstream key"], rows)
+
+    curves: dict[str, dict[str, list[float]]] = {}
+    for label, (_, p) in zip(labels, resolved, strict=True):
+        if not (p / "results.h5").is_file():
+            continue
+        res = read_results(p / "results.h5")
+        for key in AUC_METRICS:
+            if key in res:
+                curves.setdefault(key, {})[label] = list(res[key])
+    fig_path = None
+    if curves:
+        panels = [
+            (errs, AUC_METRICS[key][0], key, f"{key} [{AUC_METRICS[key][1]}]")
+            for key, errs in curves.items()
+        ]
+        name = f"{bench}_{'_vs_'.join(labels)}"[:150] + ".png"
+        fig_path = recall_figure(
+            panels, output or settings.eval_root() / "compare" / name
+        )
+    return table, fig_path
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return "nan" if v != v else (f"{v:.4f}" if abs(v) < 1000 else f"{v:.1f}")
+    return str(v)
+
+
+@main_wrapper
+def main(argv: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(
+        prog="python -m gluefactory.eval.compare",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("runs", nargs="+", help="results folders or tags")
+    parser.add_argument("--benchmark", default=None, help="where to look tags up")
+    parser.add_argument("--output", type=Path, default=None, help="figure path (PNG)")
+    args = parser.parse_args(argv)
+    table, fig = compare(args.runs, args.benchmark, args.output)
+    print(table)
+    if fig:
+        print(f"\nRecall curves: {fig}")
+    return table
+
+
+if __name__ == "__main__":
+    main()

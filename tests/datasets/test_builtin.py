@@ -1,0 +1,154 @@
+"""Built-in offline sets: first-use build, manifest verification, determinism, CLI."""
+
+from __future__ import annotations
+
+import functools
+import json
+
+import pytest
+
+from gluefactory.datasets import builtin, builtin_hpatches, builtin_posed, get_dataset
+from gluefactory.utils.cli import main_wrapper
+from gluefactory.utils.errors import DataError
+
+pytest.importorskip("skimage.data")
+
+
+@pytest.fixture
+def data_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("GLUEFACTORY_DATA", str(tmp_path / "data"))
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def small(monkeypatch):
+    """The real generators, restricted to a few sequences / one small room."""
+    calls = []
+    builders = {
+        "hpatches": functools.partial(
+            builtin_hpatches.build, only=["v_rocket", "i_camera"]
+        ),
+        "posed": functools.partial(
+            builtin_posed.build, rooms=0
+        ),  # Middlebury only: the rooms are tested in test_posed_images
+    }
+    version = {"hpatches": builtin_hpatches.VERSION, "posed": builtin_posed.VERSION}
+
+    def fake(name):
+        def build(dest, seed):
+            calls.append(name)
+            return builders[name](dest, seed)
+
+        return build, version[name]
+
+    monkeypatch.setattr(builtin, "_builder", fake)
+    return calls
+
+
+def test_first_use_builds_then_verifies(data_root, small):
+    ds = get_dataset("hpatches")({"data_dir": "builtin/hpatches"})
+    assert ds.sequences == ["i_camera", "v_rocket"] and len(ds) == 10
+    folder = data_root / "builtin" / "hpatches"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["version"] == builtin_hpatches.VERSION and manifest["seed"] == 0
+    assert "opencv" in manifest["homography_convention"]
+    assert set(manifest["files"]) == {
+        f"{s}/{f}"
+        for s in ("i_camera", "v_rocket")
+        for f in [f"{i}.ppm" for i in range(1, 7)] + [f"H_1_{k}" for k in range(2, 7)]
+    }
+    assert builtin.ensure_builtin("hpatches") == folder
+    assert small == ["hpatches"]  # built once
+    assert [p.name for p in folder.parent.iterdir() if p.name.startswith(".")] == []
+
+
+def test_posed_set_through_the_dataset(data_root, small):
+    ds = get_dataset("posed_images")({"root": "builtin/posed"})
+    assert ds.scenes == ["middlebury_motorcycle"] and len(ds) == 1
+    manifest = builtin.read_manifest(data_root / "builtin" / "posed")
+    assert manifest["pairs"] == {"middlebury_motorcycle": 1}
+    item = ds[0]
+    assert item["view0"]["depth"].shape == (500, 741)
+    assert float(item["T_0to1"].t[0]) == pytest.approx(-0.193001)
+
+
+def test_tampered_or_missing_files_are_reported(data_root, small):
+    folder = builtin.ensure_builtin("hpatches")
+    path = folder / "v_rocket" / "H_1_3"
+    text = path.read_text()
+    path.write_text(text.replace("e", "E", 1))  # same size, other bytes
+    with pytest.raises(DataError) as e:
+        get_dataset("hpatches")({"data_dir": "builtin/hpatches"})
+    msg = str(e.value)
+    assert "v_rocket/H_1_3" in msg and "modified" in msg
+    assert "python -m gluefactory.datasets.builtin build --force hpatches" in msg
+    (folder / "i_camera" / "2.ppm").unlink()
+    with pytest.raises(DataError, match="i_camera/2.ppm is missing"):
+        builtin.ensure_builtin("hpatches")
+    builtin.build("hpatches", force=True)
+    builtin.ensure_builtin("hpatches")
+    (folder / "manifest.json").unlink()
+    with pytest.raises(DataError, match="has no manifest.json"):
+        builtin.ensure_builtin("hpatches")
+
+
+def test_new_generator_version_rebuilds(data_root, small, monkeypatch):
+    builtin.ensure_builtin("hpatches")
+    builtin.ensure_builtin("hpatches")
+    assert small == ["hpatches"]  # current: not rebuilt
+    monkeypatch.setattr(
+        builtin,
+        "_builder",
+        lambda name: (functools.partial(builtin_hpatches.build, only=["i_camera"]), 99),
+    )
+    folder = builtin.ensure_builtin("hpatches")
+    assert builtin.read_manifest(folder)["version"] == 99
+    assert sorted(p.name for p in folder.iterdir()) == ["i_camera", "manifest.json"]
+
+
+def test_deterministic(tmp_path):
+    """Same seed, same bytes; a subset equals the same sequences of a larger build."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    builtin_hpatches.build(a, 0, only=["v_brick", "i_coins"])
+    builtin_hpatches.build(b, 0, only=["i_coins"])
+    fa = builtin.write_manifest(a, {})["files"]
+    fb = builtin.write_manifest(b, {})["files"]
+    assert {k: v for k, v in fa.items() if k.startswith("i_coins")} == fb
+    builtin_hpatches.build(tmp_path / "c", 1, only=["i_coins"])
+    fc = builtin.write_manifest(tmp_path / "c", {})["files"]
+    assert fc != fb  # the seed matters
+
+
+def test_cli(data_root, small, capsys):
+    assert builtin.main(["build", "hpatches"]) == 0
+    assert "hpatches:" in capsys.readouterr().out
+    assert builtin.main(["verify", "hpatches"]) == 0
+    (data_root / "builtin" / "hpatches" / "v_rocket" / "1.ppm").write_bytes(b"x")
+    with pytest.raises(SystemExit) as e:
+        main_wrapper(builtin.main)(["verify", "hpatches"])
+    assert e.value.code == 2
+    assert "v_rocket/1.ppm has 1 bytes" in capsys.readouterr().err
+    assert builtin.main(["build", "--force", "hpatches"]) == 0
+    assert builtin.main(["verify", "hpatches"]) == 0
+    with pytest.raises(SystemExit):
+        builtin.main(["build", "nosuchset"])
+
+
+@pytest.mark.slow
+def test_full_builtin_sets(tmp_path, monkeypatch):
+    """The real sets: sizes, pair counts, and the subset property of each generator."""
+    monkeypatch.setenv("GLUEFACTORY_DATA", str(tmp_path / "data"))
+    hp = builtin.ensure_builtin("hpatches")
+    ds = get_dataset("hpatches")({"data_dir": "builtin/hpatches"})
+    assert len(ds.sequences) == 10 and len(ds) == 50
+    assert sum(s.startswith("i_") for s in ds.sequences) == 4
+    small = tmp_path / "hp_small"
+    builtin_hpatches.build(small, builtin.SEED, only=["v_coffee"])
+    full = builtin.read_manifest(hp)["files"]
+    sub = builtin.write_manifest(small, {})["files"]
+    assert all(full[k] == v for k, v in sub.items())
+    posed = builtin.ensure_builtin("posed")
+    pairs = builtin.read_manifest(posed)["pairs"]
+    assert 20 <= sum(pairs.values()) <= 40 and len(pairs) == 6
+    ds = get_dataset("posed_images")({"root": "builtin/posed"})
+    assert len(ds) == sum(pairs.values())

@@ -1,0 +1,123 @@
+"""Config merge order, strictness, tags and threshold parsing of the eval CLI."""
+
+from __future__ import annotations
+
+import pytest
+from omegaconf import OmegaConf
+
+from gluefactory.eval.hpatches import HPatchesPipeline
+from gluefactory.eval.io import compose_eval_conf, conf_diff, default_tag
+from gluefactory.eval.megadepth1500 import MegaDepth1500Pipeline
+from gluefactory.eval.pipeline import NON_RESULT_KEYS
+from gluefactory.eval.sweep import SWEEP_THRESHOLDS, thresholds_from
+from gluefactory.utils.errors import ConfigError
+
+YAML = """
+model:
+  name: two_view_pipeline
+  extractor: {name: extractors.sift, max_num_keypoints: 100}
+  matcher: {name: matchers.nearest_neighbor}
+data: {batch_size: 99}   # training data: dropped by the eval merge
+train: {epochs: 3}
+benchmarks:
+  hpatches:
+    model: {extractor: {max_num_keypoints: 200}}
+    eval: {estimator: opencv, ransac_th: 0.5}
+  megadepth1500:
+    data: {preprocessing: {resize: 1600}}
+"""
+
+
+@pytest.fixture
+def conf_file(tmp_path):
+    path = tmp_path / "my.yaml"
+    path.write_text(YAML)
+    return str(path)
+
+
+def test_merge_order(conf_file):
+    user = compose_eval_conf("hpatches", conf_file, None, ["eval.ransac_th=2.0"])
+    conf = HPatchesPipeline(user).conf
+    assert conf.model.extractor.max_num_keypoints == 200  # benchmarks.B.model > model
+    assert conf.model.extractor.name == "extractors.sift"
+    assert conf.eval.estimator == "opencv"  # benchmarks.B.eval > default
+    assert conf.eval.ransac_th == 2.0  # dotlist > everything
+    assert conf.data.batch_size == 1  # the file's top-level data is not used
+    assert conf.data.preprocessing.resize == 480  # benchmark default kept
+    md = MegaDepth1500Pipeline(compose_eval_conf("megadepth1500", conf_file)).conf
+    assert md.model.extractor.max_num_keypoints == 100
+    assert md.data.preprocessing.resize == 1600 and md.data.preprocessing.side == "long"
+
+
+@pytest.mark.parametrize(
+    "dotlist, match",
+    [
+        (["foo.bar=1"], "foo"),
+        (["eval.no_such_option=1"], "no_such_option"),
+        (["eval.ransac_th=abc"], "ransac_th"),
+        (["eval.estimator=no_such_estimator"], "no_such_estimator"),
+        (["eval.ransac_th=[0.5,-1]"], "positive"),
+    ],
+)
+def test_strict_errors(dotlist, match):
+    with pytest.raises(ConfigError, match=match):
+        HPatchesPipeline(compose_eval_conf("hpatches", None, None, dotlist))
+
+
+def test_unknown_benchmark_section_key(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("benchmarks:\n  hpatches:\n    evaluation: {}\n")
+    with pytest.raises(ConfigError, match="evaluation"):
+        compose_eval_conf("hpatches", str(path))
+    path.write_text("modle: {}\n")
+    with pytest.raises(ConfigError, match="modle"):
+        compose_eval_conf("hpatches", str(path))
+
+
+def test_estimator_options_are_forwarded():
+    user = OmegaConf.create(
+        {"eval": {"estimator": "opencv", "ransac_th": -1, "method": "usac_magsac"}}
+    )
+    bench = HPatchesPipeline(user)
+    assert bench.thresholds == list(SWEEP_THRESHOLDS)
+    est = bench.estimator_conf(1.5)
+    assert est == {
+        "name": "opencv",
+        "ransac_th": 1.5,
+        "method": "usac_magsac",
+    }
+
+
+def test_thresholds():
+    assert thresholds_from(-1) == list(SWEEP_THRESHOLDS)
+    assert thresholds_from(0) == list(SWEEP_THRESHOLDS)
+    assert thresholds_from(2.0) == [2.0]
+    assert thresholds_from(OmegaConf.create([1, 2.5])) == [1.0, 2.5]
+
+
+def test_default_tag():
+    base = default_tag("aliked+lightglue-official", None, [])
+    assert base == "aliked+lightglue-official"
+    a = default_tag("aliked+lightglue-official", None, ["eval.ransac_th=-1"])
+    b = default_tag("aliked+lightglue-official", None, ["eval.ransac_th=2"])
+    assert len({base, a, b}) == 3  # different runs never share a folder
+    # worker counts do not change results: same folder
+    assert (
+        default_tag(
+            "x", None, ["eval.workers=4", "data.num_workers=2"], NON_RESULT_KEYS
+        )
+        == "x"
+    )
+    assert "/" not in default_tag("x", None, ["data.root=builtin/hpatches"])
+    long = default_tag("x", None, [f"model.k{i}={i}" for i in range(60)])
+    assert len(long) <= 120
+    assert (
+        default_tag(None, "my_exp", ["eval.ransac_th=1"]) == "my_exp_eval.ransac_th=1"
+    )
+    assert default_tag("/some/dir/my.yaml", None, []) == "my"
+
+
+def test_conf_diff():
+    old = {"eval": {"estimator": "opencv", "workers": 1}, "data": {"x": 1}}
+    new = {"eval": {"estimator": "poselib", "workers": 4}, "data": {"x": 1}}
+    assert conf_diff(old, new, NON_RESULT_KEYS) == ["eval.estimator"]
