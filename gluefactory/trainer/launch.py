@@ -15,7 +15,7 @@ from .. import settings
 from ..utils.conf import ConfigError, to_conf
 from . import checkpoints as ckpts
 from . import distributed
-from .config import build_train_conf
+from .config import build_train_conf, saved_conf
 from .logs import add_file_log, close_log
 
 logger = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ def experiment_folder(experiment: str) -> Path:
 
 def _write_conf(conf: DictConfig, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(OmegaConf.to_yaml(conf))
+    tmp.write_text(OmegaConf.to_yaml(OmegaConf.create(saved_conf(conf))))
     os.replace(tmp, path)
 
 

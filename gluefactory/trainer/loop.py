@@ -15,13 +15,14 @@ import warnings
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from ..models import get_model
 from ..utils.conf import ConfigError
 from ..utils.tensor import batch_to_device
 from . import checkpoints as ckpts
 from . import distributed
+from .config import saved_conf
 from .control import StopControl
 from .data import Loaders
 from .logs import Averages
@@ -102,7 +103,7 @@ class Trainer:
             "stepper": self.stepper.state_dict(),
             "best": self.best,
             "eval": self.last_val,
-            "conf": OmegaConf.to_container(self.conf, resolve=True),
+            "conf": saved_conf(self.conf),
         }
 
     def load_state_dict(self, ckpt: dict) -> None:
