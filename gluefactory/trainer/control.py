@@ -1,5 +1,6 @@
-"""When a run stops: SIGINT (first: stop after the step; second: at once), max_steps,
-max_minutes; the decision is agreed by every rank."""
+"""When a run stops: SIGINT or SIGTERM (e.g. a cluster's preemption; first: stop after
+the step with a checkpoint; second: at once), max_steps, max_minutes; the decision is
+agreed by every rank."""
 
 from __future__ import annotations
 
@@ -21,18 +22,19 @@ class StopControl:
         self.conf, self.dist = conf, dist
         self.sigint = False
         self.start = time.monotonic()
-        self._previous = None
+        self._previous: dict = {}
 
     def __enter__(self):
         self.start = time.monotonic()
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handler)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handler)
         return self
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        self._previous = {}
         return False
 
     def _handler(self, signum, frame):
@@ -40,7 +42,8 @@ class StopControl:
             raise KeyboardInterrupt
         self.sigint = True
         logger.warning(
-            "SIGINT: saving a checkpoint after this step (press again to exit at once)."
+            "%s: saving a checkpoint after this step (send it again to exit at once).",
+            signal.Signals(signum).name,
         )
 
     def check(self, step: int) -> str | None:
