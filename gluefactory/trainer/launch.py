@@ -152,18 +152,22 @@ def _spawned(conf: dict, folder: str, restore: bool, results) -> None:
 
 
 def _spawn(world: int, conf: DictConfig, folder: Path, restore: bool) -> dict | None:
-    """Run ``world`` local ranks; Ctrl-C reaches them (they save and stop), the parent
-    waits for them."""
+    """Run ``world`` local ranks; SIGINT/SIGTERM reach them (they save and stop), the
+    parent waits for them."""
     import signal
 
     import torch.multiprocessing as mp
 
     results = mp.get_context("spawn").SimpleQueue()
 
-    def on_sigint(signum, frame):
-        logger.warning("SIGINT: waiting for the workers to save a checkpoint.")
+    def on_signal(signum, frame):
+        logger.warning(
+            "%s: waiting for the workers to save a checkpoint.",
+            signal.Signals(signum).name,
+        )
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, on_signal) for sig in signals}
     try:
         distributed.spawn(
             world,
@@ -171,7 +175,8 @@ def _spawn(world: int, conf: DictConfig, folder: Path, restore: bool) -> dict | 
             (OmegaConf.to_container(conf), str(folder), restore, results),
         )
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if results.empty():
         return None
     summary = results.get()
