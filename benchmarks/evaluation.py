@@ -9,10 +9,11 @@ built-in set is built on first use):
 1. **Models alone**: the model's forward (extraction + matching) on every pair in a plain
    loop, both images extracted per pair, as a user's script would do (the baseline).
 2. **First run** of ``gluefactory.eval.hpatches`` (export + evaluation, one threshold),
-   and its overhead over (1). The pipeline extracts each distinct image once, which can
-   make it faster than the baseline; the export-only overhead (data loading, HDF5
-   writing, keypoint rescaling) is reported separately against the model time of the
-   export itself.
+   and its overhead: against the model forward time measured inside the same run
+   (robust to machine load), and against (1) (which extracts both images of every
+   pair, while the pipeline extracts each distinct image once; on a shared machine this
+   comparison also carries the load difference between the two runs). The export-only
+   overhead (data loading, HDF5 writing, keypoint rescaling) is reported separately.
 3. **Rerun with only eval.* changed** (another threshold, a new tag: predictions reused),
    as a fraction of (2).
 4. **PoseLib sweep over 6 thresholds**, with 1 worker and with ``--threads`` workers.
@@ -104,7 +105,14 @@ def main(argv: list[str] | None = None) -> None:
         ("first run: export + evaluation (1 threshold)", f"{t_first:.1f} s"),
         ("  of which model forward in the export", f"{tim1['model_s']:.1f} s"),
         ("  of which evaluation", f"{tim1['eval_s']:.1f} s"),
-        ("first run vs models alone", f"{100 * (t_first / t_models - 1):+.1f} %"),
+        (
+            "pipeline overhead vs the model time of the same run",
+            f"{100 * (t_first / tim1['model_s'] - 1):+.1f} %",
+        ),
+        (
+            "first run vs models alone (load-sensitive)",
+            f"{100 * (t_first / t_models - 1):+.1f} %",
+        ),
         ("export overhead vs its own model time", f"{100 * export_over:+.1f} %"),
         ("rerun, only eval.* changed", f"{t_rerun:.1f} s"),
         ("rerun vs first run", f"{100 * t_rerun / t_first:.1f} %"),

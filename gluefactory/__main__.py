@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 
+from .utils.cli import main_wrapper
 
+
+@main_wrapper
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m gluefactory", description=__doc__)
     kinds = [

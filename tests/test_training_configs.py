@@ -213,3 +213,25 @@ def test_config_trains_two_iterations(
             f"{conf.model.extractor.name}: weights cannot be had offline; the "
             "architecture trained 2 iterations with random weights"
         )
+
+
+def test_learning_benchmark_configs_are_valid():
+    """benchmarks/learning.py's two runs build (strict trainer config, model, datasets)."""
+    from gluefactory.trainer.config import build_train_conf
+
+    spec = importlib.util.spec_from_file_location(
+        "learning", Path(__file__).parents[1] / "benchmarks" / "learning.py"
+    )
+    learning = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(learning)
+    for kind in ("scratch", "finetune"):
+        conf = build_train_conf(learning.train_conf(kind, 1.0))
+        assert conf.train.max_minutes == 1.0
+        assert conf.model.extractor.max_num_keypoints == 512
+        assert list(conf.data.homography.patch_shape) == [480, 360]
+    small = get_model("matchers.lightglue")(learning.SMALL_LG)
+    assert (small.conf.n_layers, small.conf.descriptor_dim, small.conf.num_heads) == (
+        3,
+        96,
+        1,
+    )

@@ -133,6 +133,14 @@ def verify(folder: Path, manifest: dict | None = None) -> None:
         )
 
 
+def _remove_stale(folder: Path, prefix: str) -> None:
+    """Delete temporary folders ``.<prefix>.*`` left by killed runs (call under the
+    lock: no other run is using them)."""
+    for path in folder.glob(f".{prefix}.*"):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def build(name: str, force: bool = False, seed: int = SEED) -> Path:
     """Build set ``name`` into the data root (skipped if built and current)."""
     target = builtin_dir(name)
@@ -143,6 +151,7 @@ def build(name: str, force: bool = False, seed: int = SEED) -> Path:
             manifest = read_manifest(target) if target.is_dir() else None
             if manifest is not None and manifest.get("version") == version:
                 return target
+        _remove_stale(target.parent, name)
         logger.info("Building the built-in '%s' set in %s", name, target)
         start = time.time()
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=target.parent))

@@ -227,9 +227,14 @@ def build(dest: Path, seed: int, only: list[str] | None = None) -> dict:
     generator, so a subset is identical to the same sequences of the full set.
     """
     sequences = [("v", n) for n in VIEWPOINT] + [("i", n) for n in ILLUMINATION]
-    for index, (kind, photo_name) in enumerate(sequences):
-        if only is not None and f"{kind}_{photo_name}" not in only:
-            continue
+    from tqdm import tqdm
+
+    todo = [
+        (index, kind, name)
+        for index, (kind, name) in enumerate(sequences)
+        if only is None or f"{kind}_{name}" in only
+    ]
+    for index, kind, photo_name in tqdm(todo, desc="builtin/hpatches", leave=False):
         rng = np.random.default_rng([seed, index])
         photo = load_photo(photo_name)
         make = viewpoint_sequence if kind == "v" else illumination_sequence

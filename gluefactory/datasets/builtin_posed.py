@@ -325,7 +325,9 @@ def build(
     uses the defaults.
     """
     pairs = {"middlebury_motorcycle": middlebury_scene(dest / "middlebury_motorcycle")}
-    for k in range(rooms):
+    from tqdm import tqdm
+
+    for k in tqdm(range(rooms), desc="builtin/posed rooms", leave=False):
         name = f"room_{k}"
         rng = np.random.default_rng([seed, 100 + k])
         pairs[name] = room_scene(dest / name, rng, views, supersample)

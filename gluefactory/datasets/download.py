@@ -243,6 +243,9 @@ def ensure_archive(name: str) -> Path:
 
 def _unpack(spec: Archive, archive: Path, target: Path) -> None:
     """Extract into a temporary folder, check the layout, rename onto ``target``."""
+    for stale in target.parent.glob(f".{spec.folder}.*"):  # from killed runs
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{spec.folder}.", dir=target.parent))
     try:
         try:
@@ -294,6 +297,22 @@ def builtin_name(path: Path) -> str | None:
     if path.parent == root and path.name in ("hpatches", "posed"):
         return path.name
     return None
+
+
+def refetch_hint(folder: Path) -> str:
+    """How to get a complete copy of ``folder`` again (for incomplete-data errors)."""
+    spec = archive_for(folder)
+    if spec is not None:
+        return (
+            f" Delete {folder} to download it again on next use, or place it by hand: "
+            f"{spec.manual_steps(folder.parent)}"
+        )
+    if builtin_name(folder) is not None:
+        return (
+            " Rebuild it: python -m gluefactory.datasets.builtin build --force "
+            f"{folder.name}"
+        )
+    return ""
 
 
 def resolve_dataset_dir(path: str | os.PathLike, what: str) -> Path:

@@ -32,7 +32,7 @@ from ..geometry.homography import (
 from ..utils.errors import ConfigError, DataError
 from ..utils.image import ImagePreprocessor, numpy_image_to_torch, read_image
 from .base_dataset import BaseDataset
-from .download import resolve_dataset_dir
+from .download import refetch_hint, resolve_dataset_dir
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def read_homography(path: Path) -> np.ndarray:
     return H
 
 
-def sequence_files(seq_dir: Path) -> list[str]:
+def sequence_files() -> list[str]:
     """The files a complete sequence folder holds."""
     return [f"{i}.ppm" for i in range(1, NUM_IMAGES + 1)] + [
         f"H_1_{i}" for i in range(2, NUM_IMAGES + 1)
@@ -114,12 +114,12 @@ class HPatches(BaseDataset, torch.utils.data.Dataset):
                 )
         self.preprocessor = ImagePreprocessor(conf.preprocessing)
         self.root = resolve_dataset_dir(conf.data_dir, "hpatches")
+        hint = refetch_hint(self.root)
         sequences = sorted(p.name for p in self.root.iterdir() if p.is_dir())
         if not sequences:
             raise DataError(
                 f"No HPatches sequence folders in {self.root}; expected "
-                "<seq>/{1..6}.ppm and H_1_{2..6}. Remove the folder to download the "
-                "official archive again."
+                f"<seq>/{{1..6}}.ppm and H_1_{{2..6}}.{hint}"
             )
         self.sequences = []
         for seq in sequences:
@@ -127,12 +127,13 @@ class HPatches(BaseDataset, torch.utils.data.Dataset):
                 continue
             if conf.subset is not None and not seq.startswith(conf.subset + "_"):
                 continue
-            missing = [f for f in sequence_files(self.root / seq)]
-            missing = [f for f in missing if not (self.root / seq / f).is_file()]
+            missing = [
+                f for f in sequence_files() if not (self.root / seq / f).is_file()
+            ]
             if missing:
                 raise DataError(
                     f"HPatches sequence {self.root / seq} is incomplete: missing "
-                    f"{', '.join(missing)}. Remove {self.root} to download it again."
+                    f"{', '.join(missing)}.{hint}"
                 )
             self.sequences.append(seq)
         if not self.sequences:

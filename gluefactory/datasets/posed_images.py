@@ -38,7 +38,7 @@ from ..geometry.wrappers import Camera, Pose
 from ..utils.errors import ConfigError, DataError
 from ..utils.image import ImagePreprocessor, numpy_image_to_torch, read_image
 from .base_dataset import BaseDataset
-from .download import archive_for, ensure_archive, resolve_dataset_dir
+from .download import archive_for, ensure_archive, refetch_hint, resolve_dataset_dir
 
 logger = logging.getLogger(__name__)
 
@@ -225,6 +225,10 @@ class PosedImages(BaseDataset, torch.utils.data.Dataset):
 
     def _scene_names(self, scene_list) -> list[str]:
         if scene_list is None:
+            if not self.root.is_dir():
+                raise DataError(
+                    f"posed_images: data folder {self.root} does not exist."
+                )
             scenes = sorted(p.name for p in self.root.iterdir() if p.is_dir())
             if not scenes:
                 raise DataError(f"posed_images: no scene folder in {self.root}.")
@@ -242,7 +246,12 @@ class PosedImages(BaseDataset, torch.utils.data.Dataset):
         )
 
     def _path(self, template: str, scene: str) -> Path:
-        return self.root / template.format(scene=scene)
+        try:
+            return self.root / template.format(scene=scene)
+        except (KeyError, IndexError, ValueError) as e:
+            raise ConfigError(
+                f"posed_images: path template {template!r} may only use {{scene}} ({e})."
+            ) from None
 
     def image_path(self, scene: str, name: str) -> Path:
         return self._path(self.conf.image_dir, scene) / name
@@ -269,7 +278,7 @@ class PosedImages(BaseDataset, torch.utils.data.Dataset):
             shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
             raise DataError(
                 f"posed_images: scene {scene!r} under {self.root} is incomplete: "
-                f"{len(missing)} image/depth file(s) missing ({shown})."
+                f"{len(missing)} image/depth file(s) missing ({shown}).{refetch_hint(scene_dir)}"
             )
         self.views[scene] = views
         if self.conf.extra_data:

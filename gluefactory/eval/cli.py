@@ -10,6 +10,7 @@ Results go to ``<outputs>/results/<benchmark>/<tag>/`` (see ``docs/evaluation.md
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 from .. import settings
@@ -28,7 +29,8 @@ def run_benchmark(
     cls: type[EvalPipeline], argv: list[str] | None = None
 ) -> tuple[dict[str, float], Path]:
     """Parse ``argv``, merge the config, run ``cls`` and print the summary table."""
-    args = parse_eval_args(f"python -m gluefactory.eval.{cls.name}", argv, cls.__doc__)
+    doc = cls.__doc__ or getattr(sys.modules.get(cls.__module__), "__doc__", None)
+    args = parse_eval_args(f"python -m gluefactory.eval.{cls.name}", argv, doc)
     prog = f"python -m gluefactory.eval.{cls.name}"
     user = compose_eval_conf(cls.name, args.conf, args.checkpoint, args.dotlist)
     merge_cli_conf(cls.defaults(), user, prog, open_keys=("data", "model", "eval"))

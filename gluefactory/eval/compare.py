@@ -15,6 +15,7 @@ per error key with AUC thresholds (``H_error_ransac``, ``H_error_dlt``,
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from .. import settings
@@ -55,6 +56,18 @@ def resolve_run(arg: str, benchmark: str | None = None) -> tuple[str, Path]:
     )
 
 
+def short_labels(labels: list[str]) -> list[str]:
+    """Drop the overrides all runs share (``a_x=1`` and ``b_x=1`` -> ``a``, ``b``)."""
+    if len(labels) < 2:
+        return labels
+    suffix = os.path.commonprefix([lb[::-1] for lb in labels])[::-1]
+    cut = suffix.find("_")  # cut at an override boundary only
+    if cut < 0:
+        return labels
+    short = [lb[: len(lb) - len(suffix) + cut] for lb in labels]
+    return short if all(short) and len(set(short)) == len(short) else labels
+
+
 def _reported(benchmark: str) -> list[tuple[str, str]]:
     try:
         from .base import get_benchmark
@@ -76,6 +89,7 @@ def compare(
     for _, p in resolved:
         label = p.name
         labels.append(label if label not in labels else f"{p.parent.name}/{label}")
+    labels = short_labels(labels)
     summaries = [read_json(p / "summaries.json") for _, p in resolved]
     reported = _reported(bench)
     keys = [(k, up) for k, up in reported if any(k in s for s in summaries)]

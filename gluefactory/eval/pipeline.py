@@ -18,14 +18,11 @@ benchmark subclass only declares its data, metrics and figures.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import logging
 import os
 import shutil
 import time
-from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +37,16 @@ from ..utils.errors import ConfigError, DataError
 from ..utils.tensor import batch_to_device
 from . import results as rio
 from .base import BaseBenchmark
+from .export import from_export, memoized_extractor, to_export
 from .io import conf_diff
 from .metrics import AUC_METRICS, summarize, threshold_name
-from .sweep import SWEEP_THRESHOLDS, run_sweep, thresholds_from
+from .sweep import (
+    SWEEP_THRESHOLDS,
+    PoolStarter,
+    run_sweep,
+    thresholds_from,
+    workers_for,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -54,84 +58,6 @@ NON_RESULT_KEYS = (
     "eval.num_worst",
     "eval.progress",
 )
-
-#: arrays stored per pair (those the model outputs); keypoints are rescaled
-EXPORT_KEYS = (
-    "keypoints0",
-    "keypoints1",
-    "keypoint_scores0",
-    "keypoint_scores1",
-    "keypoint_mask0",
-    "keypoint_mask1",
-    "matches0",
-    "matches1",
-    "matching_scores0",
-    "matching_scores1",
-    "lines0",
-    "lines1",
-    "line_matches0",
-    "line_matches1",
-    "line_matching_scores0",
-    "line_matching_scores1",
-)
-REQUIRED_EXPORT_KEYS = ("keypoints0", "keypoints1", "matches0")
-POINT_KEYS = ("keypoints", "lines")
-
-
-# --------------------------------------------------------------------------------------
-# One extraction per distinct image
-
-
-class _ImageMemo(nn.Module):
-    """Wraps an extractor; returns the stored output for an image seen recently."""
-
-    def __init__(self, extractor: nn.Module, size: int = 8):
-        super().__init__()
-        self.inner = extractor
-        self.conf = getattr(extractor, "conf", None)
-        self.size = size
-        self.memo: OrderedDict[bytes, dict] = OrderedDict()
-        self.calls = 0
-        self.hits = 0
-
-    @staticmethod
-    def key(view: Mapping[str, Any]) -> bytes:
-        image = view["image"].detach().contiguous().cpu()
-        h = hashlib.blake2b(digest_size=16)
-        h.update(str((tuple(image.shape), str(image.dtype))).encode())
-        h.update(image.numpy().tobytes())
-        if "image_size" in view:
-            h.update(view["image_size"].detach().cpu().numpy().tobytes())
-        return h.digest()
-
-    def forward(self, view: Mapping[str, Any]) -> dict:
-        self.calls += 1
-        k = self.key(view)
-        if k in self.memo:
-            self.hits += 1
-            self.memo.move_to_end(k)
-            return dict(self.memo[k])
-        out = self.inner(view)
-        self.memo[k] = out
-        if len(self.memo) > self.size:
-            self.memo.popitem(last=False)
-        return dict(out)
-
-
-@contextlib.contextmanager
-def memoized_extractor(model: nn.Module) -> Iterator[_ImageMemo | None]:
-    """Temporarily memoise ``model.extractor`` (extractors are deterministic in eval)."""
-    inner = getattr(model, "extractor", None)
-    if not isinstance(inner, nn.Module):
-        yield None
-        return
-    memo = _ImageMemo(inner)
-    model.extractor = memo
-    try:
-        yield memo
-    finally:
-        model.extractor = inner
-
 
 # --------------------------------------------------------------------------------------
 
@@ -398,44 +324,14 @@ class EvalPipeline(BaseBenchmark):
                 memo.hits,
             )
 
-    @staticmethod
-    def to_export(data: dict, pred: dict) -> dict[str, torch.Tensor]:
-        """The exported arrays of one pair, batch removed, keypoints in original pixels."""
-        missing = [k for k in REQUIRED_EXPORT_KEYS if k not in pred]
-        if missing:
-            raise ConfigError(
-                f"The model outputs no {', '.join(missing)}: a benchmark needs an "
-                "extractor and a matcher (model.extractor / model.matcher)."
-            )
-        out = {}
-        for k in EXPORT_KEYS:
-            if k not in pred or not isinstance(pred[k], torch.Tensor):
-                continue
-            v = pred[k][0]
-            if k.rstrip("01") in POINT_KEYS:
-                scales = data[f"view{k[-1]}"]["scales"][0].to(v)
-                v = v / scales  # x_original = x_resized / scale
-            out[k] = v.float() if v.is_floating_point() else v
-        return out
+    to_export = staticmethod(to_export)
+    from_export = staticmethod(from_export)
 
     # ---- loop 2: evaluate ------------------------------------------------------------
 
-    @staticmethod
-    def from_export(data: dict, pred: dict) -> dict[str, torch.Tensor]:
-        """Predictions of one pair in the evaluation loader's pixels."""
-        pred = dict(pred)
-        for k in list(pred):
-            if k.rstrip("01") in POINT_KEYS:
-                scales = data[f"view{k[-1]}"]["scales"][0].to(pred[k])
-                pred[k] = pred[k] * scales
-        return pred
-
-    def evaluate(self, out: Path, pred_path: Path) -> dict[str, float]:
+    def _pair_loop(self, loader, pred_path: Path) -> tuple:
+        """Estimator-free metrics and estimator inputs of every pair."""
         t0 = time.perf_counter()
-        data_conf = self.eval_data_conf()
-        dataset = get_dataset(data_conf.name)(data_conf)
-        loader = dataset.get_data_loader("test", shuffle=False)
-        pairs = loader.dataset
         per_pair: dict[str, list[float]] = {}
         names, scenes, inputs = [], [], []
         with rio.PredictionReader(pred_path) as reader:
@@ -456,16 +352,35 @@ class EvalPipeline(BaseBenchmark):
                 inputs.append(self.estimator_inputs(data, pred))
                 names.append(name)
                 scenes.append(str(data["scene"][0]) if "scene" in data else "")
-        metrics_s = time.perf_counter() - t0
-        sweep, sweep_s, workers = run_sweep(
-            self.estimator_kind,
-            self.estimator_conf,
-            self.thresholds,
-            inputs,
-            type(self).robust_metrics,
-            workers=self.conf.eval.workers,
-            progress=self.conf.eval.progress,
+        return time.perf_counter() - t0, per_pair, names, scenes, inputs
+
+    def evaluate(self, out: Path, pred_path: Path) -> dict[str, float]:
+        t0 = time.perf_counter()
+        data_conf = self.eval_data_conf()
+        dataset = get_dataset(data_conf.name)(data_conf)
+        loader = dataset.get_data_loader("test", shuffle=False)
+        pairs = loader.dataset
+        nworkers = workers_for(
+            len(loader), len(self.thresholds), self.conf.eval.workers
         )
+        pool = PoolStarter(nworkers) if nworkers > 1 else None  # starts meanwhile
+        try:
+            metrics_s, per_pair, names, scenes, inputs = self._pair_loop(
+                loader, pred_path
+            )
+            sweep, sweep_s, workers = run_sweep(
+                self.estimator_kind,
+                self.estimator_conf,
+                self.thresholds,
+                inputs,
+                type(self).robust_metrics,
+                workers=self.conf.eval.workers,
+                progress=self.conf.eval.progress,
+                pool=pool,
+            )
+        finally:
+            if pool is not None:
+                pool.close()
         sweep_results = {th: _columns(rows) for th, rows in sweep.items()}
         sweep_summaries = {
             th: summarize(res, self.auc_metrics, round=4)

@@ -17,6 +17,7 @@ import multiprocessing as mp
 import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from tqdm import tqdm
@@ -101,6 +102,40 @@ def _context():
     return mp.get_context("spawn")
 
 
+def workers_for(n_pairs: int, n_thresholds: int, workers: int | None) -> int:
+    """Processes the estimation will use (1: in this process, see MIN_PARALLEL_JOBS)."""
+    workers = default_workers() if workers is None else int(workers)
+    if workers <= 1 or n_pairs * n_thresholds < MIN_PARALLEL_JOBS:
+        return 1
+    return workers
+
+
+class PoolStarter:
+    """Starts the worker pool in a background thread, so that the fork server's start
+    (it imports torch: seconds) overlaps the caller's work (the per-pair metrics loop).
+    """
+
+    def __init__(self, workers: int):
+        self.workers = workers
+        self._executor = ThreadPoolExecutor(1)
+        self._future = self._executor.submit(
+            lambda: _context().Pool(workers, initializer=_init_worker)
+        )
+
+    def get(self):
+        return self._future.result()
+
+    def close(self) -> None:
+        try:
+            pool = self._future.result()
+        except Exception:  # the pool never started: nothing to close
+            pool = None
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+        self._executor.shutdown()
+
+
 def _run_job(job: tuple) -> tuple[float, list[tuple[int, dict]]]:
     kind, conf_json, fn, th, items = job
     est = _estimator(kind, conf_json)
@@ -115,16 +150,20 @@ def run_sweep(
     fn: Callable[[Any, Any], dict],
     workers: int | None = None,
     progress: bool = True,
+    pool: PoolStarter | None = None,
 ) -> tuple[dict[float, list[dict]], float, int]:
     """Run ``fn(inputs[i], estimator)`` for every pair and threshold.
 
     ``estimator_conf(th)`` is the full estimator config of a threshold; ``fn`` must be
     picklable (a module-level function). Returns ({threshold: [result per pair]},
-    seconds, number of processes used).
+    seconds, number of processes used). ``pool``: workers started beforehand (then
+    used whatever the number of jobs; the caller closes it).
     """
     t0 = time.perf_counter()
     n = len(inputs)
-    workers = default_workers() if workers is None else int(workers)
+    workers = (
+        pool.workers if pool is not None else workers_for(n, len(thresholds), workers)
+    )
     njobs_target = max(1, 4 * workers)
     chunk = max(1, math.ceil(n * len(thresholds) / njobs_target))
     jobs = []
@@ -147,7 +186,10 @@ def run_sweep(
         bar.update(len(results))
 
     try:
-        if workers <= 1 or len(jobs) <= 1 or n * len(thresholds) < MIN_PARALLEL_JOBS:
+        if pool is not None:
+            for th, results in pool.get().imap_unordered(_run_job, jobs):
+                collect(th, results)
+        elif workers <= 1 or len(jobs) <= 1:
             workers = 1
             _ESTIMATORS.clear()
             for job in jobs:
@@ -155,8 +197,8 @@ def run_sweep(
             _ESTIMATORS.clear()
         else:
             ctx = _context()
-            with ctx.Pool(min(workers, len(jobs)), initializer=_init_worker) as pool:
-                for th, results in pool.imap_unordered(_run_job, jobs):
+            with ctx.Pool(min(workers, len(jobs)), initializer=_init_worker) as p:
+                for th, results in p.imap_unordered(_run_job, jobs):
                     collect(th, results)
     finally:
         bar.close()

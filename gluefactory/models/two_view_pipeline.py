@@ -29,7 +29,6 @@ from typing import Any
 from ..utils.errors import ConfigError
 from . import get_model
 from .base_model import BaseModel
-from .extractors.base import build_model_conf
 
 MASK_KEYS = ("keypoint_mask0", "keypoint_mask1")
 
@@ -39,7 +38,7 @@ def _resolve(conf) -> tuple[type[BaseModel] | None, Any]:
     if conf is None or conf.get("name") is None:
         return None, None
     cls = get_model(conf.name)
-    return cls, build_model_conf(cls, conf)
+    return cls, cls.build_conf(conf)
 
 
 def check_compatible(extractor: tuple, matcher: tuple) -> None:

@@ -100,12 +100,42 @@ def rgb_to_grayscale(
         raise InputError(
             f"rgb_to_grayscale expects (..., 1 or 3, H, W), got {tuple(image.shape)}."
         )
-    r, g, b = image.unbind(-3)
     w_r, w_g, w_b = RGB_TO_GREY
+    if _numpy_ok(image) and all(t is None or _numpy_ok(t) for t in (out, tmp)):
+        # NumPy on the CPU: single-threaded, so no stall waiting for intra-op worker
+        # threads on a loaded machine (torch's 2-thread version took tens of ms there)
+        r, g, b = (x.numpy() for x in image.unbind(-3))
+        o = None if out is None else out.squeeze(-3).numpy()
+        t = None if tmp is None else tmp.numpy()
+        grey = np.multiply(r, r.dtype.type(w_r), out=o)
+        grey += np.multiply(g, g.dtype.type(w_g), out=t)
+        grey += np.multiply(b, b.dtype.type(w_b), out=t)
+        return torch.from_numpy(grey).unsqueeze(-3) if out is None else out
+    r, g, b = image.unbind(-3)
     grey = torch.mul(r, w_r, out=None if out is None else out.squeeze(-3))
     grey += torch.mul(g, w_g, out=tmp)  # separate products and sums: no fused
     grey += torch.mul(b, w_b, out=tmp)  # multiply-add, so the same bits everywhere
     return grey.unsqueeze(-3) if out is None else out
+
+
+def _numpy_ok(x: torch.Tensor) -> bool:
+    """Whether ``x`` can be computed on through NumPy (CPU float, no autograd)."""
+    return (
+        x.device.type == "cpu"
+        and x.dtype in (torch.float32, torch.float64)
+        and not (x.requires_grad and torch.is_grad_enabled())
+    )
+
+
+def _value_range(image: torch.Tensor) -> tuple[float, float]:
+    """(min, max) of a float tensor; NaN if it holds any NaN. On the CPU through NumPy
+    (single-threaded: no stall on intra-op threads of a loaded machine)."""
+    x = image.detach()
+    if _numpy_ok(x):
+        a = x.numpy()
+        return float(a.min()), float(a.max())
+    lo, hi = torch.aminmax(x)
+    return lo.item(), hi.item()
 
 
 def check_image_tensor(
@@ -162,7 +192,7 @@ def check_image_tensor(
             f"got dtype {image.dtype}."
         )
     else:
-        lo, hi = (v.item() for v in torch.aminmax(image.detach()))
+        lo, hi = _value_range(image)
         if not (math.isfinite(lo) and math.isfinite(hi)):  # NaN propagates to both
             bad = (~torch.isfinite(image.detach())).sum().item()
             raise InputError(
@@ -239,6 +269,22 @@ class ImagePreprocessor(Configurable):
             raise ConfigError(
                 f"ImagePreprocessor.side must be short|long|vert|horz, got {conf.side!r}."
             )
+        r = conf.resize
+        sizes = list(r) if OmegaConf.is_list(r) else [r]
+        if r is not None and (
+            len(sizes) not in (1, 2)
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in sizes)
+            or min(sizes) < 1
+        ):
+            raise ConfigError(
+                "ImagePreprocessor.resize must be null, a positive integer (length of "
+                f"the `side` edge) or [height, width] of positive integers, got {r!r}."
+            )
+        d = conf.divisible_by
+        if d is not None and (not isinstance(d, int) or d < 1):
+            raise ConfigError(
+                f"ImagePreprocessor.divisible_by must be null or a positive integer, got {d!r}."
+            )
 
     def target_size(self, h: int, w: int) -> tuple[int, int]:
         r = self.conf.resize
@@ -252,9 +298,12 @@ class ImagePreprocessor(Configurable):
             return int(r[0]), int(r[1])
         side = self.conf.side
         ref = {"short": min(h, w), "long": max(h, w), "vert": h, "horz": w}[side]
-        s = int(r) / ref
-        # the resized side gets exactly `r` pixels; the other is rounded
-        return (int(r), int(round(w * s))) if ref == h else (int(round(h * s)), int(r))
+        # The resized side gets exactly `r` pixels; the other is truncated with
+        # upstream's formula (int(r * aspect)), so that sizes, and hence metrics in
+        # resized pixels, are those of the published protocols. ``scales`` records the
+        # exact ratios either way.
+        aspect = w / h
+        return (int(r), int(r * aspect)) if ref == h else (int(r / aspect), int(r))
 
     def __call__(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """(C, H, W) float image -> dict(image, scales (sx, sy), image_size (w, h), original_image_size)."""

@@ -46,6 +46,8 @@ def small(monkeypatch):
 
 
 def test_first_use_builds_then_verifies(data_root, small):
+    stale = data_root / "builtin" / ".hpatches.killed"  # left by a killed build
+    (stale / "v_x").mkdir(parents=True)
     ds = get_dataset("hpatches")({"data_dir": "builtin/hpatches"})
     assert ds.sequences == ["i_camera", "v_rocket"] and len(ds) == 10
     folder = data_root / "builtin" / "hpatches"
@@ -152,3 +154,8 @@ def test_full_builtin_sets(tmp_path, monkeypatch):
     assert 20 <= sum(pairs.values()) <= 40 and len(pairs) == 6
     ds = get_dataset("posed_images")({"root": "builtin/posed"})
     assert len(ds) == sum(pairs.values())
+    one = tmp_path / "posed_one_room"
+    builtin_posed.build(one, builtin.SEED, rooms=1)  # deterministic, per-room streams
+    full = builtin.read_manifest(posed)["files"]
+    sub = builtin.write_manifest(one, {})["files"]
+    assert all(full[k] == v for k, v in sub.items())

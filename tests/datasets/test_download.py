@@ -159,6 +159,7 @@ def test_official_addresses_are_in_the_code(monkeypatch):
 
 def test_hpatches_downloads_on_first_use(server, data_root):
     server.files[HP] = hpatches_zip()
+    (data_root / ".hpatches-sequences-release.killed").mkdir(parents=True)  # old run
     ds = get_dataset("hpatches")()  # upstream default data_dir
     assert ds.sequences == ["i_ajuntament", "v_graffiti"] and len(ds) == 10
     assert ds[9]["H_0to1"].shape == (3, 3)
@@ -167,6 +168,11 @@ def test_hpatches_downloads_on_first_use(server, data_root):
     assert server.requests == [(HP, None)]
     get_dataset("hpatches")()  # second use: no request
     assert len(server.requests) == 1
+    (data_root / "hpatches-sequences-release" / "v_graffiti" / "4.ppm").unlink()
+    with pytest.raises(
+        DataError, match=r"missing 4.ppm\. Delete .* to download it again"
+    ):
+        get_dataset("hpatches")()
 
 
 def test_megadepth1500_downloads_through_posed_images(server, data_root):

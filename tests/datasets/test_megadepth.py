@@ -261,3 +261,41 @@ def test_shipped_scene_lists():
     assert len(lines) == 1500
     scenes = [ln.split("/")[0] for ln in lines]
     assert scenes.count("0015") == 600 and scenes.count("0022") == 900
+
+
+@pytest.mark.slow
+def test_builtin_posed_set_as_megadepth(tmp_path):
+    """The built-in posed set (Middlebury + rendered planes, real depth) converted to the
+    MegaDepth layout: pairs load, and points lifted with the dataset's depth and camera
+    and moved by T_0to1 are matched to their projections by the depth ground truth."""
+    builtin = pytest.importorskip("gluefactory.datasets.builtin")
+    src = builtin.ensure_builtin("posed")  # in the data root: built once, then verified
+    dst = tmp_path / "md"
+    summary = convert(src, dst, stride=16)
+    assert len(summary) >= 2 and all(s["with_depth"] == s["images"] for s in summary)
+    conf = {
+        "data_dir": str(dst), "train_split": str(dst / "scenes.txt"),
+        "train_num_per_scene": 2, "min_overlap": 0.1, "max_overlap": 1.0,
+        "val_split": str(dst / "scenes.txt"), "val_pairs": str(dst / "pairs.txt"),
+        "preprocessing": {"resize": 320},
+    }  # fmt: skip
+    ds = get_dataset("megadepth")(conf)
+    train, val = ds.get_dataset("train"), ds.get_dataset("val")
+    assert len(val) == sum(len(s["pairs"]) for s in summary) > 0
+    assert 0 < len(train) <= 2 * len(summary)
+    data = collate([val[0]])
+    cam0, cam1 = data["view0"]["camera"], data["view1"]["camera"]
+    d0 = data["view0"]["depth"][0]
+    v, u = torch.nonzero(d0 > 0, as_tuple=True)
+    sel = torch.arange(0, len(u), max(1, len(u) // 200))
+    k0 = torch.stack([u[sel], v[sel]], -1).float() + 0.5
+    X = data["T_0to1"].transform(cam0.unproject(k0[None], d0[v[sel], u[sel]][None]))
+    k1, ok = cam1.project(X)
+    gt = get_model("matchers.depth_matcher")({})(
+        {**data, "keypoints0": k0[None], "keypoints1": k1}
+    )
+    m0 = gt["gt_matches0"][0]
+    idx = torch.arange(len(k0))
+    inside = ok[0] & cam1.in_image(k1)[0]
+    # projected points with valid depth match themselves (occlusions aside)
+    assert ((m0 == idx) | ~inside).float().mean() > 0.8

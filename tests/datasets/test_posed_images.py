@@ -169,6 +169,8 @@ def test_missing_and_corrupt_files(tmp_path):
         PosedImages(conf(tmp_path / "nowhere"))
     with pytest.raises(ConfigError, match="data.root"):
         PosedImages({})
+    with pytest.raises(ConfigError, match="may only use"):
+        PosedImages(conf(root, views="{scene}/{name}.txt"))
     with pytest.raises(ConfigError, match="depth_format"):
         PosedImages(conf(root, depth_format="exr"))
 

@@ -121,3 +121,36 @@ def test_conf_diff():
     old = {"eval": {"estimator": "opencv", "workers": 1}, "data": {"x": 1}}
     new = {"eval": {"estimator": "poselib", "workers": 4}, "data": {"x": 1}}
     assert conf_diff(old, new, NON_RESULT_KEYS) == ["eval.estimator"]
+
+
+def test_checkpoint_conf_sits_below_conf_and_dotlist(monkeypatch, conf_file):
+    """--checkpoint: the experiment's model and benchmarks.<bench> < --conf < dotlist."""
+    import sys
+    import types
+
+    fake = types.ModuleType("gluefactory.utils.experiments")
+    fake.experiment_conf = lambda name: OmegaConf.create(
+        {
+            "data": {"name": "homographies"},  # training data: ignored
+            "train": {"lr": 1e-4},
+            "model": {
+                "name": "two_view_pipeline",
+                "extractor": {"name": "extractors.sift", "max_num_keypoints": 50},
+                "matcher": {"name": "matchers.nearest_neighbor", "mutual_check": False},
+            },
+            "benchmarks": {
+                "hpatches": {"eval": {"estimator": "opencv", "ransac_th": 3.0}}
+            },
+        }
+    )
+    monkeypatch.setitem(sys.modules, "gluefactory.utils.experiments", fake)
+    only_ckpt = HPatchesPipeline(compose_eval_conf("hpatches", None, "exp")).conf
+    assert only_ckpt.model.extractor.max_num_keypoints == 50
+    assert only_ckpt.eval.ransac_th == 3.0 and only_ckpt.data.name == "hpatches"
+    both = HPatchesPipeline(
+        compose_eval_conf("hpatches", conf_file, "exp", ["eval.ransac_th=1.5"])
+    ).conf
+    assert both.model.extractor.max_num_keypoints == 200  # --conf over checkpoint
+    assert both.model.matcher.mutual_check is False  # from the checkpoint, kept
+    assert both.eval.ransac_th == 1.5  # dotlist over everything
+    assert default_tag(conf_file, "exp", []) == "exp+my"

@@ -270,3 +270,33 @@ def test_overwrite_reruns_the_network(first_run, monkeypatch):
     assert calls["n"] == 0
     hp("eval.ransac_th=2.5", "--overwrite")  # never reuses another export
     assert calls["n"] == 4
+
+
+def test_checkpoint_of_an_experiment(roots):
+    """--checkpoint NAME evaluates the experiment's weights with its model config."""
+    from omegaconf import OmegaConf
+
+    from gluefactory.eval.io import compose_eval_conf
+    from gluefactory.trainer.checkpoints import atomic_save
+
+    args = [
+        "data.name=eval_toy_homography",
+        "data.preprocessing.resize=240",
+        "model.extractor.max_num_keypoints=128",
+        "eval.progress=false",
+        "eval.num_worst=0",
+    ]
+    ref, _ = run_benchmark(HPatchesPipeline, ["--conf", "xfeat+NN", *args])
+    bench = HPatchesPipeline(compose_eval_conf("hpatches", "xfeat+NN"))
+    conf, model = bench.conf, bench.build_model(None)
+    exp = roots / "outputs" / "training" / "my_exp"
+    train_conf = {"model": OmegaConf.to_container(conf.model), "train": {"epochs": 1}}
+    exp.mkdir(parents=True)
+    OmegaConf.save(OmegaConf.create(train_conf), exp / "config.yaml")
+    atomic_save(
+        {"model": model.state_dict(), "conf": train_conf}, exp / "checkpoint_0_10.tar"
+    )
+    s, out = run_benchmark(HPatchesPipeline, ["--checkpoint", "my_exp", *args])
+    assert out.name.startswith("my_exp_")
+    assert s["mnum_matches"] == ref["mnum_matches"]
+    assert s["H_error_dlt_mAA"] == ref["H_error_dlt_mAA"]

@@ -3,14 +3,11 @@ through the ground truth and the loss, cached features instead of an extractor, 
 keypoints masked in the matcher (or not), and the extractor/matcher compatibility check
 made before any weights are loaded."""
 
-import importlib
-
 import pytest
 import torch
 
 from gluefactory.eval.metrics import matches_precision_homography
 from gluefactory.models import get_model
-from gluefactory.models.extractors.base import build_model_conf
 from gluefactory.utils.errors import ConfigError, WeightsError
 from gluefactory.weights import get_weights_path
 
@@ -194,23 +191,8 @@ def no_weights(tmp_path, monkeypatch):
     import gluefactory.weights as weights_module
     from gluefactory.models.extractors import base
 
-    monkeypatch.setattr(weights_module, "load_weights", fail)
-    monkeypatch.setattr(base, "load_weights", fail)
-    lightglue = importlib.import_module(get_model("matchers.lightglue").__module__)
-    if hasattr(lightglue, "load_weights"):
-        monkeypatch.setattr(lightglue, "load_weights", fail)
-    # until LightGlue declares requires() (contract 4), a stand-in with its rule
-    cls = get_model("matchers.lightglue")
-    if not hasattr(cls, "requires"):
-
-        def requires(cls, conf):
-            conf = build_model_conf(cls, conf)
-            preset = lightglue.FEATURES.get(conf.features, {})
-            so = preset.get("add_scale_ori", conf.add_scale_ori)
-            dim = preset.get("input_dim", conf.input_dim)
-            return {"descriptor_dim": dim, "scales": so, "orientations": so}
-
-        monkeypatch.setattr(cls, "requires", classmethod(requires), raising=False)
+    monkeypatch.setattr(weights_module, "load_weights", fail)  # LightGlue's
+    monkeypatch.setattr(base, "load_weights", fail)  # the extractors'
     yield calls
     assert not calls and not any(tmp_path.iterdir())
 

@@ -84,3 +84,19 @@ def test_preprocessor_unknown_key():
 def test_numpy_image_to_torch():
     t = numpy_image_to_torch(np.full((4, 5, 3), 255, np.uint8))
     assert t.shape == (3, 4, 5) and float(t.max()) == 1.0
+
+
+@pytest.mark.parametrize("bad", [0, -3, "x", [0, 4], [1, 2, 3], 2.5, True])
+def test_resize_out_of_range_names_the_key(bad):
+    from gluefactory.utils.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="resize"):
+        ImagePreprocessor({"resize": bad})
+
+
+def test_other_side_truncated_as_upstream():
+    # HPatches-like 722 x 451 image, short side 480: upstream gives int(480 * 722 / 451)
+    prep = ImagePreprocessor({"resize": 480, "side": "short"})
+    assert prep.target_size(451, 722) == (480, int(480 * 722 / 451))
+    prep = ImagePreprocessor({"resize": 1600, "side": "long"})
+    assert prep.target_size(1063, 1600 + 7) == (int(1600 / (1607 / 1063)), 1600)

@@ -317,8 +317,9 @@ class ALIKED(BaseExtractor):
         dim = cls._check_model_name(conf)[4]
         return {"descriptor_dim": dim, "scales": False, "orientations": False}
 
-    def _check_conf(self, conf) -> None:
-        self._check_model_name(conf)
+    @classmethod
+    def _check_conf(cls, conf) -> None:
+        cls._check_model_name(conf)
         check_range(conf, "n_limit_max", "ALIKED", low=1, integer=True)
         check_range(conf, "temperature", "ALIKED", low=0, low_open=True)
 

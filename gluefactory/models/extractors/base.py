@@ -30,10 +30,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
-from omegaconf import OmegaConf
 from torch import nn
 
-from ...utils.conf import freeze, merge_strict, to_conf
 from ...utils.image import check_image_tensor, rgb_to_grayscale
 from ...weights import load_weights
 from ..base_model import BaseModel, load_state_dict_strict
@@ -44,20 +42,6 @@ from ..utils.keypoints import (
 )
 
 logger = logging.getLogger(__name__)
-
-
-def build_model_conf(cls: type[BaseModel], conf: Any = None):
-    """The merged, validated, frozen config of model class ``cls`` for ``conf``,
-    without building anything (``cls.build_conf`` where the config mixin provides it).
-    """
-    build = getattr(cls, "build_conf", None)
-    if build is not None:
-        return build(conf)
-    defaults = OmegaConf.merge(cls.base_default_conf, cls.default_conf)
-    merged = merge_strict(
-        defaults, to_conf(conf), component=cls.__name__, strict=cls.strict_conf
-    )
-    return freeze(merged)
 
 
 class BaseExtractor(BaseModel):
@@ -88,23 +72,35 @@ class BaseExtractor(BaseModel):
     min_image_size: int = 16
 
     # ------------------------------------------------------------------ config
-    def _init(self, conf) -> None:
-        name = type(self).__name__
-        self.max_num = check_extractor_conf(
+    @classmethod
+    def check_conf(cls, conf) -> None:
+        """The common keys, then the model's own (:meth:`_check_conf`): a ConfigError
+        naming the key, from ``build_conf`` (before anything is built or loaded)."""
+        super().check_conf(conf)
+        cls._check_common(conf)
+        cls._check_conf(conf)
+
+    @classmethod
+    def _check_common(cls, conf) -> int:
+        """Check the common keys; ``max_num_keypoints`` as an int (-1: no limit)."""
+        return check_extractor_conf(
             conf,
-            name,
-            min_nms_radius=self.min_nms_radius,
-            nms_optional=self.nms_optional,
-            threshold_max=None if self.threshold_on_logits else self.threshold_max,
+            cls.__name__,
+            min_nms_radius=cls.min_nms_radius,
+            nms_optional=cls.nms_optional,
+            threshold_max=None if cls.threshold_on_logits else cls.threshold_max,
         )
+
+    @classmethod
+    def _check_conf(cls, conf) -> None:
+        """Model-specific checks (ConfigError naming the key)."""
+
+    def _init(self, conf) -> None:
+        self.max_num = self._check_common(conf)
         self.threshold = resolve_threshold(
             conf.detection_threshold, logits=self.threshold_on_logits
         )
-        self._check_conf(conf)
         self._build(conf)
-
-    def _check_conf(self, conf) -> None:
-        """Model-specific checks (ConfigError naming the key), before :meth:`_build`."""
 
     @abstractmethod
     def _build(self, conf) -> None:
@@ -136,7 +132,7 @@ class BaseExtractor(BaseModel):
     def describe(cls, conf: Any = None) -> dict:
         """What the extractor outputs for ``conf``, from the config alone (no weights):
         ``dict(descriptor_dim=int, scales=bool, orientations=bool)``."""
-        return cls._describe(build_model_conf(cls, conf))
+        return cls._describe(cls.build_conf(conf))
 
     @classmethod
     @abstractmethod

@@ -164,7 +164,8 @@ class DISK(BaseExtractor):
     def _describe(cls, conf) -> dict:
         return {"descriptor_dim": conf.desc_dim, "scales": False, "orientations": False}
 
-    def _check_conf(self, conf) -> None:
+    @classmethod
+    def _check_conf(cls, conf) -> None:
         check_range(conf, "desc_dim", "DISK", low=1, integer=True)
         check_range(conf, "chunk", "DISK", low=1, integer=True, allow_none=True)
 

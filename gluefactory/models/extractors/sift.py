@@ -159,7 +159,8 @@ class SIFT(BaseExtractor):
     def _describe(cls, conf) -> dict:
         return {"descriptor_dim": 128, "scales": True, "orientations": True}
 
-    def _check_conf(self, conf) -> None:
+    @classmethod
+    def _check_conf(cls, conf) -> None:
         if conf.backend not in BACKENDS:
             raise ConfigError(
                 f"SIFT: unknown backend {conf.backend!r}; choose one of {BACKENDS}."

@@ -122,8 +122,9 @@ class _SuperPointBase(BaseExtractor):
             "orientations": False,
         }
 
-    def _check_conf(self, conf) -> None:
-        check_range(conf, "descriptor_dim", type(self).__name__, low=1, integer=True)
+    @classmethod
+    def _check_conf(cls, conf) -> None:
+        check_range(conf, "descriptor_dim", cls.__name__, low=1, integer=True)
 
     def _build_net(self, conf) -> nn.Module:
         raise NotImplementedError

@@ -253,7 +253,8 @@ class XFeat(BaseExtractor):
         # XFeat* (dense) reports the scale of each cell
         return {"descriptor_dim": 64, "scales": bool(conf.dense), "orientations": False}
 
-    def _check_conf(self, conf) -> None:
+    @classmethod
+    def _check_conf(cls, conf) -> None:
         if conf.dense and conf.remove_borders:
             raise ConfigError(
                 "XFeat: remove_borders is not supported with dense=True (XFeat* "

@@ -111,23 +111,15 @@ def test_weights_null_is_random_initialisation(offline, caplog, name):
 
 @pytest.mark.parametrize("name", [n for n, w in NAMES.items() if w])
 def test_default_weights_name_the_official_file(name):
-    cls = get_model(name)
-    conf = cls.build_conf({}) if hasattr(cls, "build_conf") else None
-    if conf is None:
-        from gluefactory.models.extractors.base import build_model_conf
-
-        conf = build_model_conf(cls, {})
+    conf = get_model(name).build_conf({})
     assert isinstance(conf.weights, str) and conf.weights
 
 
 def test_aliked_default_weights_follow_model_name(offline):
-    from gluefactory.models.extractors.base import build_model_conf
-
     aliked = get_model("extractors.aliked")
-    assert build_model_conf(aliked, {}).weights == "aliked-n16"
-    conf = build_model_conf(aliked, {"model_name": "aliked-t16"})
-    assert conf.weights == "aliked-t16"
-    assert build_model_conf(aliked, {"weights": "/a/b.pth"}).weights == "/a/b.pth"
+    assert aliked.build_conf({}).weights == "aliked-n16"
+    assert aliked.build_conf({"model_name": "aliked-t16"}).weights == "aliked-t16"
+    assert aliked.build_conf({"weights": "/a/b.pth"}).weights == "/a/b.pth"
 
 
 # ----------------------------------------------------------------- input rule
