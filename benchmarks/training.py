@@ -87,12 +87,12 @@ def make_dataset_class():
     from gluefactory.geometry.homography import homography_to_center_convention
 
     class _Pairs(Dataset):
-        def __init__(self, conf):
-            self.conf = conf
+        def __init__(self, conf, num):
+            self.conf, self.num = conf, num
             self.images = _photos(conf.width, conf.height)
 
         def __len__(self):
-            return self.conf.num
+            return self.num
 
         def __getitem__(self, idx):
             c, rng = self.conf, np.random.default_rng(idx)
@@ -123,13 +123,15 @@ def make_dataset_class():
             }
 
     class PhotoPairs(BaseDataset):
-        default_conf = {"num": 64, "width": 640, "height": 480}
+        default_conf = {"num": 64, "num_val": 4, "width": 640, "height": 480}
 
         def _init(self, conf):
             pass
 
         def get_dataset(self, split):
-            return _Pairs(self.conf)
+            return _Pairs(
+                self.conf, self.conf.num if split == "train" else self.conf.num_val
+            )
 
     return PhotoPairs
 

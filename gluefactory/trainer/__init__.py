@@ -4,7 +4,8 @@
 one rank of ``torchrun``); modules: ``config`` (``train.*`` defaults), ``optim``
 (optimizers, schedules), ``data`` (resumable batch order), ``step`` (accumulation,
 mixed precision, non-finite handling), ``loop`` (the Trainer), ``validation``
-(sharded), ``checkpoints``, ``distributed``, ``logs``, ``benchmarks``.
+(sharded), ``checkpoints``, ``distributed``, ``control`` (when to stop), ``report`` and
+``logs`` (log file, TensorBoard, metrics.jsonl), ``benchmarks``, ``launch``.
 """
 
 from .benchmarks import run_benchmarks

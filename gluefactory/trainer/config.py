@@ -128,3 +128,12 @@ def check_train_conf(conf: DictConfig) -> None:
         )
     if t.lr <= 0:
         raise ConfigError(f"train.lr must be positive, got {t.lr}.")
+
+
+def saved_conf(conf: DictConfig) -> dict:
+    """The config as written to ``config.yaml`` and checkpoints: resolved, without an
+    unset ``data_val`` (so that readers of experiments see only the sections in use)."""
+    plain = OmegaConf.to_container(conf, resolve=True)
+    if plain.get("data_val") is None:
+        plain.pop("data_val", None)
+    return plain

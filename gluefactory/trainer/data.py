@@ -145,3 +145,65 @@ def make_loader(dataset: Dataset, batches: Sampler, num_workers: int, pin: bool)
         pin_memory=pin,
         persistent_workers=False,
     )
+
+
+class Loaders:
+    """The training and validation loaders of one rank, from ``conf.data``/``data_val``."""
+
+    def __init__(self, conf, dist, device):
+        from ..datasets.base_dataset import get_dataset
+
+        t = conf.train
+        dataset = get_dataset(conf.data.name)(conf.data)
+        val_dataset = dataset
+        if conf.data_val is not None:
+            val_dataset = get_dataset(conf.data_val.name)(conf.data_val)
+        self.train_set = dataset.get_dataset("train")
+        self.val_set = val_dataset.get_dataset("val")
+        if len(self.val_set) == 0:
+            raise ConfigError(
+                f"The validation split of dataset {val_dataset.conf.name} is empty: "
+                "give it validation items (or a separate data_val)."
+            )
+        self.batch_size = dataset.batch_size("train")  # global micro-batch
+        self.batches = TrainBatches(
+            len(self.train_set),
+            self.batch_size,
+            t.seed,
+            dist.rank,
+            dist.world_size,
+            shuffle=bool(dataset.conf.get("shuffle_training", True)),
+            overfit=bool(t.overfit),
+        )
+        acc = int(t.accumulate)
+        self.steps_per_epoch = self.batches.num_batches // acc
+        if self.steps_per_epoch == 0:
+            raise ConfigError(
+                f"An epoch has {self.batches.num_batches} batches, fewer than "
+                f"train.accumulate={acc}: lower train.accumulate or data.batch_size."
+            )
+        self.batches.num_batches = self.steps_per_epoch * acc  # whole steps only
+        pin = device.type == "cuda"
+        self.train = make_loader(
+            self.train_set, self.batches, int(dataset.conf.num_workers), pin
+        )
+        vbs = max(1, val_dataset.batch_size("val") // dist.world_size)
+        shards = ShardBatches(
+            len(self.val_set), vbs, t.seed, dist.rank, dist.world_size
+        )
+        self.val = make_loader(
+            self.val_set, shards, int(val_dataset.conf.num_workers), pin
+        )
+
+    def epoch_callback(self, name: str | None, seed: int, on_val: bool) -> None:
+        """``train.dataset_callback_fn``: call ``dataset.<name>(seed)`` (e.g. resampling)."""
+        if not name:
+            return
+        for ds in [self.train_set] + ([self.val_set] if on_val else []):
+            fn = getattr(ds, name, None)
+            if fn is None:
+                raise ConfigError(
+                    f"train.dataset_callback_fn={name!r}: {type(ds).__name__} has no "
+                    "such method."
+                )
+            fn(seed)

@@ -124,6 +124,15 @@ def any_true(flag: bool, d: Dist) -> bool:
     return bool(t.item() > 0)
 
 
+def max_int(value: int, d: Dist) -> int:
+    """The largest ``value`` over the ranks."""
+    if not d.enabled:
+        return int(value)
+    t = torch.tensor([int(value)], device=d.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t.item())
+
+
 def all_sum(values: torch.Tensor, d: Dist) -> torch.Tensor:
     if d.enabled:
         values = values.to(d.device)

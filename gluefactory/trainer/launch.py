@@ -15,7 +15,7 @@ from .. import settings
 from ..utils.conf import ConfigError, to_conf
 from . import checkpoints as ckpts
 from . import distributed
-from .config import build_train_conf
+from .config import build_train_conf, saved_conf
 from .logs import add_file_log, close_log
 
 logger = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ def experiment_folder(experiment: str) -> Path:
 
 def _write_conf(conf: DictConfig, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(OmegaConf.to_yaml(conf))
+    tmp.write_text(OmegaConf.to_yaml(OmegaConf.create(saved_conf(conf))))
     os.replace(tmp, path)
 
 
@@ -144,8 +144,45 @@ def run_worker(conf: DictConfig | dict, folder: str | Path, restore: bool) -> di
             distributed.cleanup()
 
 
-def _spawned(conf: dict, folder: str, restore: bool) -> None:
-    run_worker(conf, folder, restore)
+def _spawned(conf: dict, folder: str, restore: bool, results) -> None:
+    summary = run_worker(conf, folder, restore)
+    if int(os.environ["RANK"]) == 0:  # the parent returns rank 0's summary
+        path = summary.get("checkpoint")
+        results.put({**summary, "checkpoint": str(path) if path else None})
+
+
+def _spawn(world: int, conf: DictConfig, folder: Path, restore: bool) -> dict | None:
+    """Run ``world`` local ranks; SIGINT/SIGTERM reach them (they save and stop), the
+    parent waits for them."""
+    import signal
+
+    import torch.multiprocessing as mp
+
+    results = mp.get_context("spawn").SimpleQueue()
+
+    def on_signal(signum, frame):
+        logger.warning(
+            "%s: waiting for the workers to save a checkpoint.",
+            signal.Signals(signum).name,
+        )
+
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, on_signal) for sig in signals}
+    try:
+        distributed.spawn(
+            world,
+            _spawned,
+            (OmegaConf.to_container(conf), str(folder), restore, results),
+        )
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if results.empty():
+        return None
+    summary = results.get()
+    if summary["checkpoint"]:
+        summary["checkpoint"] = Path(summary["checkpoint"])
+    return summary
 
 
 def train(
@@ -159,16 +196,13 @@ def train(
     """Train ``experiment`` (a name under the training root) with ``conf``.
 
     ``distributed_run`` spawns ``train.num_devices`` processes here, unless this process
-    is already one rank of a ``torchrun`` job. Returns the summary of rank 0 (None when
-    processes were spawned: read ``metrics.jsonl`` or the checkpoints).
+    is already one rank of a ``torchrun`` job. Returns the summary of rank 0 (None on
+    the other ranks of a torchrun job).
     """
     conf, folder = prepare(experiment, conf, restore=restore, overwrite=overwrite)
     if distributed_run and not distributed.launched_by_torchrun():
         world = distributed.num_processes(conf.train.num_devices, conf.train.device)
         if world > 1:
             logger.info("Spawning %d processes.", world)
-            distributed.spawn(
-                world, _spawned, (OmegaConf.to_container(conf), str(folder), restore)
-            )
-            return None
+            return _spawn(world, conf, folder, restore)
     return run_worker(conf, folder, restore)

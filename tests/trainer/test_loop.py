@@ -202,3 +202,16 @@ def test_compile_wraps_the_training_module(outputs, monkeypatch):
         ("WithLoss", "TwoViewPipeline", "reduce-overhead"),
         ("WithLoss", "TwoViewPipeline", None),
     ]
+
+
+def test_worker_processes_give_the_same_run(outputs):
+    """Items are loaded under per-item seeds: num_workers does not change the run."""
+    a = train("w0", toy_conf({"epochs": 2, "eval_0": False}, num_train=8))
+    b = train(
+        "w2", toy_conf({"epochs": 2, "eval_0": False}, num_train=8, num_workers=2)
+    )
+    sa, sb = ckpts.load(a["checkpoint"]), ckpts.load(b["checkpoint"])
+    for k in sa["model"]:
+        torch.testing.assert_close(sa["model"][k], sb["model"][k], atol=1e-6, rtol=1e-5)
+    lines = (outputs / "w2" / "metrics.jsonl").read_text()
+    assert "NaN" not in lines and "Infinity" not in lines

@@ -109,7 +109,10 @@ def test_restore_without_experiment_is_a_config_error(outputs):
         train("never_ran", {}, restore=True)
 
 
-def test_sigint_in_process_saves_at_the_step_boundary_and_resumes(outputs, monkeypatch):
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_sigint_in_process_saves_at_the_step_boundary_and_resumes(
+    outputs, monkeypatch, signame
+):
     import os
     import signal
 
@@ -119,14 +122,15 @@ def test_sigint_in_process_saves_at_the_step_boundary_and_resumes(outputs, monke
 
     def interrupt(self, step):
         if step == 2:
-            os.kill(os.getpid(), signal.SIGINT)  # arrives in the middle of the step
+            os.kill(os.getpid(), getattr(signal, signame))  # mid-step
         return original(self, step)
 
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     with monkeypatch.context() as m:
         m.setattr(step_module.Stepper, "optimizer_step", interrupt)
         res = train("sigint", conf)
     assert res["status"] == "interrupted" and res["step"] == 3
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
     state = ckpts.load(res["checkpoint"])
     assert state["counters"]["batch_in_epoch"] == 2  # mid-epoch, at a step boundary
     res = train("sigint", {}, restore=True)

@@ -66,15 +66,41 @@ def test_sigint_saves_and_restore_matches_uninterrupted(outputs, tmp_path):
 
 
 @pytest.mark.slow
-def test_two_gloo_processes_match_one_process(outputs, tmp_path):
+@pytest.mark.parametrize("launcher", ["spawn", "torchrun"])
+def test_two_gloo_processes_match_one_process(outputs, tmp_path, launcher):
     train_conf = {"epochs": 2, "eval_every_iter": 3, "accumulate": 2, "num_devices": 2}
-    conf = toy_conf(train_conf, num_train=16, num_val=7, val_batch_size=4)
+    # item 5 has NaN descriptors: its steps are skipped by both ranks together
+    conf = toy_conf(
+        train_conf, num_train=16, num_val=7, val_batch_size=4, nan_items=[5]
+    )
     ref = train("single", conf)
     path = tmp_path / "conf.yaml"
     OmegaConf.save(OmegaConf.create(conf), path)
-    proc = cli(["ddp", "--conf", str(path), "--distributed"], outputs.parent)
-    out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err
+    if launcher == "spawn":  # in this process: --distributed spawns the two ranks
+        res = train("ddp", conf, distributed_run=True)
+        assert res["status"] == "finished" and res["step"] == ref["step"]
+        assert res["checkpoint"].exists()
+    else:  # the CLI under torchrun (RANK/WORLD_SIZE/LOCAL_RANK/MASTER_* set)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--standalone",
+                "--nproc_per_node=2",
+                "-m",
+                "gluefactory.train",
+                "ddp",
+                "--conf",
+                str(path),
+            ],
+            env=subprocess_env(outputs.parent),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
     assert (
         "Distributed: 2 processes, backend gloo"
         in (outputs / "ddp" / "log.txt").read_text()
@@ -98,3 +124,4 @@ def test_two_gloo_processes_match_one_process(outputs, tmp_path):
     sa, sb = final_state(outputs / "single"), final_state(outputs / "ddp")
     assert_same_weights(sa["model"], sb["model"], atol=1e-4)
     assert sb["counters"]["world_size"] == 2 and len(sb["rng"]) == 2
+    assert sa["stepper"]["nonfinite_total"] == sb["stepper"]["nonfinite_total"] == 2

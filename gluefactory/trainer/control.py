@@ -1,0 +1,64 @@
+"""When a run stops: SIGINT or SIGTERM (e.g. a cluster's preemption; first: stop after
+the step with a checkpoint; second: at once), max_steps, max_minutes; the decision is
+agreed by every rank."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+
+from . import distributed
+
+logger = logging.getLogger(__name__)
+
+
+REASONS = (None, "max_steps", "time", "interrupted")
+
+
+class StopControl:
+    def __init__(self, conf, dist: distributed.Dist):
+        self.conf, self.dist = conf, dist
+        self.sigint = False
+        self.start = time.monotonic()
+        self._previous: dict = {}
+
+    def __enter__(self):
+        self.start = time.monotonic()
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        self._previous = {}
+        return False
+
+    def _handler(self, signum, frame):
+        if self.sigint:
+            raise KeyboardInterrupt
+        self.sigint = True
+        logger.warning(
+            "%s: saving a checkpoint after this step (send it again to exit at once).",
+            signal.Signals(signum).name,
+        )
+
+    def check(self, step: int) -> str | None:
+        """None, or why to stop now: interrupted, max_steps or time (a collective)."""
+        t, stop = self.conf, None
+        if self.sigint:
+            stop = "interrupted"
+        elif t.max_steps is not None and step >= t.max_steps:
+            stop = "max_steps"
+        elif (
+            t.max_minutes is not None
+            and time.monotonic() - self.start > 60 * t.max_minutes
+        ):
+            stop = "time"
+        if self.dist.enabled:  # every rank stops, for the most pressing reason of any
+            code = distributed.max_int(REASONS.index(stop), self.dist)
+            stop = REASONS[code]
+        return stop
