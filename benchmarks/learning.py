@@ -230,7 +230,7 @@ def hpatches_items():
 
 
 def load_trained(kind: str):
-    from gluefactory.utils.experiments import load_experiment
+    from gluefactory.experiments import load_experiment
 
     model = load_experiment(f"learning-{kind}", checkpoint="last")
     return model.matcher.eval()

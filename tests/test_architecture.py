@@ -42,6 +42,7 @@ LAYERS: list[tuple[str, ...]] = [
         "gluefactory_nonfree",
     ),  # a plug-in package of models, built on gluefactory.models
     ("datasets",),
+    ("experiments",),  # reading training experiments (checkpoints, configs) for eval
     ("eval",),
 ]
 TOP = len(LAYERS)  # rank of anything not listed (CLIs, training code, the root package)

@@ -173,8 +173,8 @@ def _two_steps_with_trainer(conf, name: str, outputs: Path) -> None:
     """``gluefactory.train`` for 2 optimizer steps (then its final validation)."""
     import json
 
+    from gluefactory.experiments import load_experiment
     from gluefactory.trainer.launch import train
-    from gluefactory.utils.experiments import load_experiment
 
     conf.train = OmegaConf.merge(
         conf.train,

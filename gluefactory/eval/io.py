@@ -105,13 +105,8 @@ def checkpoint_conf(checkpoint: str) -> DictConfig:
 
 
 def _experiments_module():
-    try:
-        from ..utils import experiments
-    except ImportError as e:  # training support not installed in this tree
-        raise ConfigError(
-            "--checkpoint needs gluefactory.utils.experiments (training), which is not "
-            f"available: {e}"
-        ) from e
+    from .. import experiments
+
     return experiments
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -21,12 +20,23 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..utils.errors import DataError
+from ..experiments import BEST, PATTERN, list_checkpoints, load, load_latest
+
+__all__ = [
+    "BEST",
+    "PATTERN",
+    "atomic_save",
+    "checkpoint_path",
+    "list_checkpoints",
+    "load",
+    "load_latest",
+    "prune",
+    "rng_state",
+    "set_rng_state",
+    "seed_everything",
+]
 
 logger = logging.getLogger(__name__)
-
-PATTERN = re.compile(r"checkpoint_(\d+)_(\d+)\.tar$")
-BEST = "checkpoint_best.tar"
 
 
 def atomic_save(obj: Any, path: Path) -> Path:
@@ -46,16 +56,6 @@ def atomic_save(obj: Any, path: Path) -> Path:
     return path
 
 
-def list_checkpoints(folder: Path) -> list[Path]:
-    """Regular checkpoints of ``folder``, oldest first (by step, then epoch)."""
-    found = []
-    for p in Path(folder).glob("checkpoint_*_*.tar"):
-        m = PATTERN.match(p.name)
-        if m:
-            found.append(((int(m.group(2)), int(m.group(1))), p))
-    return [p for _, p in sorted(found)]
-
-
 def checkpoint_path(folder: Path, epoch: int, step: int) -> Path:
     return Path(folder) / f"checkpoint_{epoch}_{step}.tar"
 
@@ -66,44 +66,6 @@ def prune(folder: Path, keep: int | None) -> None:
         return
     for p in list_checkpoints(folder)[:-keep]:
         p.unlink(missing_ok=True)
-
-
-def load(path: Path, map_location="cpu") -> dict:
-    """Read a checkpoint; an unreadable file raises DataError naming it."""
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:
-        raise DataError(
-            f"Checkpoint {path} is corrupt or unreadable ({type(e).__name__}: {e})."
-        ) from e
-    if not isinstance(ckpt, dict) or "model" not in ckpt:
-        raise DataError(f"Checkpoint {path} is not a gluefactory training checkpoint.")
-    return ckpt
-
-
-def load_latest(folder: Path, map_location="cpu") -> tuple[dict, Path]:
-    """The most recent readable checkpoint of ``folder``; corrupt ones are skipped with
-    a warning naming them. Falls back to ``checkpoint_best.tar`` last."""
-    candidates = list_checkpoints(folder)[::-1]
-    if (Path(folder) / BEST).exists():
-        candidates.append(Path(folder) / BEST)
-    if not candidates:
-        raise DataError(
-            f"No checkpoint in {folder} (expected checkpoint_<epoch>_<step>.tar)."
-        )
-    for i, path in enumerate(candidates):
-        try:
-            return load(path, map_location), path
-        except DataError as e:
-            nxt = candidates[i + 1].name if i + 1 < len(candidates) else None
-            logger.warning(
-                "%s %s",
-                e,
-                f"Falling back to {nxt}." if nxt else "No other checkpoint left.",
-            )
-    raise DataError(
-        f"No readable checkpoint in {folder}: all of {', '.join(p.name for p in candidates)} are corrupt."
-    )
 
 
 # ----------------------------------------------------------------------------- RNG

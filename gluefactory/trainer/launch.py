@@ -72,7 +72,7 @@ def prepare(
 def initialize_from(model: torch.nn.Module, experiment: str) -> None:
     """``train.load_experiment``: copy the weights of another experiment's latest
     checkpoint into ``model``; shapes must agree; new and unused keys are reported."""
-    from ..utils.experiments import _checkpoint
+    from ..experiments import _checkpoint
 
     ckpt, path = _checkpoint(experiment)
     state, own = ckpt["model"], model.state_dict()

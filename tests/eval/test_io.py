@@ -128,7 +128,7 @@ def test_checkpoint_conf_sits_below_conf_and_dotlist(monkeypatch, conf_file):
     import sys
     import types
 
-    fake = types.ModuleType("gluefactory.utils.experiments")
+    fake = types.ModuleType("gluefactory.experiments")
     fake.experiment_conf = lambda name: OmegaConf.create(
         {
             "data": {"name": "homographies"},  # training data: ignored
@@ -143,7 +143,7 @@ def test_checkpoint_conf_sits_below_conf_and_dotlist(monkeypatch, conf_file):
             },
         }
     )
-    monkeypatch.setitem(sys.modules, "gluefactory.utils.experiments", fake)
+    monkeypatch.setitem(sys.modules, "gluefactory.experiments", fake)
     only_ckpt = HPatchesPipeline(compose_eval_conf("hpatches", None, "exp")).conf
     assert only_ckpt.model.extractor.max_num_keypoints == 50
     assert only_ckpt.eval.ransac_th == 3.0 and only_ckpt.data.name == "hpatches"

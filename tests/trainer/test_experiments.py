@@ -6,10 +6,10 @@ import pytest
 import torch
 from toy_training import lightglue_pipeline, toy_conf
 
+from gluefactory.experiments import experiment_conf, load_experiment
 from gluefactory.trainer import checkpoints as ckpts
 from gluefactory.trainer import train
 from gluefactory.utils.errors import ConfigError
-from gluefactory.utils.experiments import experiment_conf, load_experiment
 
 
 @pytest.fixture

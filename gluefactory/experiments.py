@@ -1,4 +1,8 @@
-"""Training experiments on disk: find them, read their config, rebuild their model.
+"""Training experiments on disk: find them, read their checkpoints and config, rebuild
+their model.
+
+This sits above ``models`` and ``datasets`` and below ``eval`` (``--checkpoint``) and
+the trainer (which writes what is read here; ``trainer/checkpoints.py``).
 
 An experiment is a folder ``<outputs>/training/<name>/`` (see :func:`gluefactory.settings.training_root`)
 holding ``config.yaml`` and ``checkpoint_<epoch>_<step>.tar`` files (plus ``checkpoint_best.tar``).
@@ -9,16 +13,69 @@ path, or the path of one checkpoint file.
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
-from .. import settings
-from .conf import ConfigError, merge_strict, to_conf
-from .errors import DataError
+from . import settings
+from .utils.conf import ConfigError, merge_strict, to_conf
+from .utils.errors import DataError
 
 logger = logging.getLogger(__name__)
+
+PATTERN = re.compile(r"checkpoint_(\d+)_(\d+)\.tar$")
+BEST = "checkpoint_best.tar"
+
+
+def list_checkpoints(folder: Path) -> list[Path]:
+    """Regular checkpoints of ``folder``, oldest first (by step, then epoch)."""
+    found = []
+    for p in Path(folder).glob("checkpoint_*_*.tar"):
+        m = PATTERN.match(p.name)
+        if m:
+            found.append(((int(m.group(2)), int(m.group(1))), p))
+    return [p for _, p in sorted(found)]
+
+
+def load(path: Path, map_location="cpu") -> dict:
+    """Read a checkpoint; an unreadable file raises DataError naming it."""
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:
+        raise DataError(
+            f"Checkpoint {path} is corrupt or unreadable ({type(e).__name__}: {e})."
+        ) from e
+    if not isinstance(ckpt, dict) or "model" not in ckpt:
+        raise DataError(f"Checkpoint {path} is not a gluefactory training checkpoint.")
+    return ckpt
+
+
+def load_latest(folder: Path, map_location="cpu") -> tuple[dict, Path]:
+    """The most recent readable checkpoint of ``folder``; corrupt ones are skipped with
+    a warning naming them. Falls back to ``checkpoint_best.tar`` last."""
+    candidates = list_checkpoints(folder)[::-1]
+    if (Path(folder) / BEST).exists():
+        candidates.append(Path(folder) / BEST)
+    if not candidates:
+        raise DataError(
+            f"No checkpoint in {folder} (expected checkpoint_<epoch>_<step>.tar)."
+        )
+    for i, path in enumerate(candidates):
+        try:
+            return load(path, map_location), path
+        except DataError as e:
+            nxt = candidates[i + 1].name if i + 1 < len(candidates) else None
+            logger.warning(
+                "%s %s",
+                e,
+                f"Falling back to {nxt}." if nxt else "No other checkpoint left.",
+            )
+    raise DataError(
+        f"No readable checkpoint in {folder}: all of {', '.join(p.name for p in candidates)} are corrupt."
+    )
 
 
 def experiment_dir(name_or_path: str | Path) -> Path:
@@ -40,20 +97,18 @@ def experiment_dir(name_or_path: str | Path) -> Path:
 
 
 def _checkpoint(name_or_path: str | Path, which: str = "last") -> tuple[dict, Path]:
-    from ..trainer import checkpoints as ckpts
-
     path = Path(name_or_path).expanduser()
     if path.is_file():
-        return ckpts.load(path), path
+        return load(path), path
     folder = experiment_dir(name_or_path)
     if which == "best":
-        best = folder / ckpts.BEST
+        best = folder / BEST
         if not best.exists():
-            raise DataError(f"Experiment {folder} has no {ckpts.BEST}.")
-        return ckpts.load(best), best
+            raise DataError(f"Experiment {folder} has no {BEST}.")
+        return load(best), best
     if which != "last":
         raise ConfigError(f"checkpoint must be 'last' or 'best', got {which!r}.")
-    return ckpts.load_latest(folder)
+    return load_latest(folder)
 
 
 def experiment_conf(name_or_path: str | Path) -> DictConfig:
@@ -79,8 +134,8 @@ def load_experiment(
     the weights must fit the resulting model exactly. ``checkpoint``: ``last`` (the most
     recent readable checkpoint) or ``best``; ignored when a checkpoint file is given.
     """
-    from ..models import get_model
-    from ..models.base_model import load_state_dict_strict
+    from .models import get_model
+    from .models.base_model import load_state_dict_strict
 
     ckpt, path = _checkpoint(name_or_path, checkpoint)
     model_conf = OmegaConf.create(ckpt["conf"]["model"])
