@@ -105,9 +105,10 @@ def checkpoint_conf(checkpoint: str) -> DictConfig:
 
 
 def _experiments_module():
-    from .. import experiments
+    """``gluefactory.experiments``, looked up in ``sys.modules`` (tests replace it)."""
+    import importlib
 
-    return experiments
+    return importlib.import_module("gluefactory.experiments")
 
 
 def compose_eval_conf(

@@ -3,7 +3,6 @@ processes, through PYTHONPATH), and every run writes under a temporary outputs r
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -20,14 +19,3 @@ def outputs(tmp_path, monkeypatch):
     """A fresh ``GLUEFACTORY_OUTPUTS``; returns the training root."""
     monkeypatch.setenv("GLUEFACTORY_OUTPUTS", str(tmp_path / "outputs"))
     return tmp_path / "outputs" / "training"
-
-
-def subprocess_env(outputs_root: Path) -> dict:
-    """Environment of a CLI subprocess: this tree first, the toy module importable."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(REPO), str(HERE), env.get("PYTHONPATH", "")]
-    )
-    env["GLUEFACTORY_OUTPUTS"] = str(outputs_root)
-    env.setdefault("OMP_NUM_THREADS", "1")
-    return env

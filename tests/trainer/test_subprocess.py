@@ -9,10 +9,10 @@ import sys
 import time
 
 import pytest
-from conftest import subprocess_env
 from omegaconf import OmegaConf
 from test_resume import assert_same_weights, final_state
 from toy_training import toy_conf
+from trainer_env import subprocess_env
 
 from gluefactory.trainer import checkpoints as ckpts
 from gluefactory.trainer import train
