@@ -440,3 +440,37 @@ def test_issue_criterion_below_0p1px(conf, make_homography_problem):
         assert out["success"]
         err = homography_corner_error(out["M_0to1"].double(), pb["H"], pb["size"])
         assert err < 0.1, (seed, err)
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3])
+def test_dlt_too_few_points_fail_without_raising(n):
+    """One match (seen on a built-in HPatches pair) made eigh raise on a NaN system."""
+    from gluefactory.robust_estimators.homography.dlt import find_homography_dlt
+
+    k0 = torch.tensor([[57.5, 312.5], [10.0, 20.0], [30.0, 5.0]], dtype=torch.float64)[
+        :n
+    ]
+    k1 = torch.tensor([[310.5, 320.5], [12.0, 25.0], [31.0, 9.0]], dtype=torch.float64)[
+        :n
+    ]
+    H, success = find_homography_dlt(
+        k0, k1, torch.full((n,), 0.19, dtype=torch.float64)
+    )
+    assert not bool(success) and torch.equal(H, torch.eye(3, dtype=H.dtype))
+
+
+def test_dlt_coincident_points_fail_without_raising():
+    from gluefactory.robust_estimators.homography.dlt import find_homography_dlt
+
+    k = torch.tensor([[5.0, 5.0]] * 6)
+    H, success = find_homography_dlt(k, k + 1)
+    assert not bool(success)
+    # and a batch mixing a good and a degenerate problem keeps the good one
+    good0 = torch.tensor([[0.0, 0.0], [10, 0], [10, 10], [0, 10], [5, 3], [2, 7]])
+    Hb, sb = find_homography_dlt(
+        torch.stack([good0, k]), torch.stack([good0 + 2, k + 1])
+    )
+    assert sb.tolist() == [True, False]
+    assert torch.allclose(
+        Hb[0], torch.tensor([[1.0, 0, 2], [0, 1, 2], [0, 0, 1]]), atol=1e-4
+    )

@@ -87,6 +87,14 @@ def find_homography_dlt(
     A = torch.cat([r1, r2], -2)  # (..., 2N, 9)
     wa = torch.cat([w, w], -1)[..., None]
     M = A.transpose(-1, -2) @ (wa * A)  # (..., 9, 9)
+    # Too few points or coincident ones make the normalisation (and M) non-finite, on
+    # which eigh raises: solve a harmless system there instead; those fail below.
+    solvable = ok & M.isfinite().all(-1).all(-1)
+    ok = solvable
+    eye9 = torch.eye(9, dtype=M.dtype, device=M.device).expand_as(M)
+    M = torch.where(solvable[..., None, None], M, eye9)
+    T0 = torch.where(solvable[..., None, None], T0, eye9[..., :3, :3])
+    T1 = torch.where(solvable[..., None, None], T1, eye9[..., :3, :3])
     evals, evecs = torch.linalg.eigh(M)
     unique = evals[..., 1] > EIG_RTOL * evals[..., -1].clamp_min(
         torch.finfo(M.dtype).tiny
