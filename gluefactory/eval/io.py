@@ -29,8 +29,9 @@ from ..utils.conf import as_plain, load_conf, parse_dotlist, resolve_conf_path
 from ..utils.errors import ConfigError
 
 SECTIONS = ("data", "model", "eval")
-#: top-level keys a --conf file may hold (training configs carry data/train/eval too)
-CONF_FILE_KEYS = ("model", "benchmarks", "data", "train", "eval")
+#: top-level keys a --conf file may hold (training configs carry data, data_val, train
+#: and eval too: ignored here, as upstream)
+CONF_FILE_KEYS = ("model", "benchmarks", "data", "data_val", "train", "eval")
 
 
 def add_eval_args(parser: argparse.ArgumentParser) -> None:

@@ -76,20 +76,13 @@ def test_homography_then_megadepth_then_eval_checkpoint(
     assert res["status"] == "max_steps" and res["step"] == 2
     assert "Initialised from" in caplog.text and "xf_homography" in caplog.text
 
-    import torch
-
     from gluefactory.eval.cli import run_benchmark
     from gluefactory.eval.hpatches import HPatchesPipeline
 
-    try:
-        summary, out = run_benchmark(
-            HPatchesPipeline,
-            ["--checkpoint", "xf_megadepth", "data.data_dir=builtin/hpatches",
-             "model.extractor.max_num_keypoints=128", "eval.progress=false",
-             "eval.num_worst=0", "eval.workers=1"],
-        )  # fmt: skip
-    except torch.linalg.LinAlgError as e:  # the weighted DLT on a barely trained model
-        pytest.xfail(
-            f"robust_estimators/homography/dlt.py raises on an ill-conditioned system: {e}"
-        )
+    summary, out = run_benchmark(
+        HPatchesPipeline,
+        ["--checkpoint", "xf_megadepth", "data.data_dir=builtin/hpatches",
+         "model.extractor.max_num_keypoints=128", "eval.progress=false",
+         "eval.num_worst=0", "eval.workers=1"],
+    )  # fmt: skip
     assert 0 <= summary["mprec@3px"] <= 1 and summary["mnum_keypoints"] == 128
