@@ -72,17 +72,17 @@ class LightGlue(BaseModel):
     @classmethod
     def check_conf(cls, conf) -> None:
         """Preset consistency and value ranges (ConfigError naming the key)."""
-        presets.check_ranges(conf, presets.resolve(conf, cls.default_conf)[0])
+        presets.check_ranges(conf, presets.resolve(conf, LightGlue.default_conf)[0])
 
     @classmethod
     def requires(cls, conf=None) -> dict:
         """``descriptor_dim`` (input_dim), ``scales`` and ``orientations`` (both
         add_scale_ori) needed from the extractor; from the config, without weights."""
-        arch, _ = presets.resolve(cls.build_conf(conf), cls.default_conf)
+        arch, _ = presets.resolve(cls.build_conf(conf), LightGlue.default_conf)
         return presets.requires(arch)
 
     def _init(self, conf):
-        arch, weights = presets.resolve(conf, self.default_conf)
+        arch, weights = presets.resolve(conf, LightGlue.default_conf)
         self.arch = arch
         if arch["add_scale_ori"]:
             self.required_data_keys += ["scales0", "scales1", "oris0", "oris1"]
