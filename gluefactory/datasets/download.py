@@ -30,7 +30,6 @@ Command line: ``python -m gluefactory.datasets.download hpatches megadepth1500``
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import logging
 import os
@@ -44,7 +43,7 @@ from pathlib import Path
 
 from .. import settings
 from ..utils.errors import DataError
-from ..utils.http import DownloadError, download
+from ..utils.http import DownloadError, download, file_lock
 
 logger = logging.getLogger(__name__)
 
@@ -168,41 +167,6 @@ def _extract(zf: zipfile.ZipFile, dest: Path, desc: str) -> None:
         zf.extract(info, base)
 
 
-@contextlib.contextmanager
-def _lock(path: Path):
-    """Exclusive inter-process lock on a hidden file, removed on release.
-
-    After locking, the file must still be the one at ``path`` (a previous holder
-    removes it when done); otherwise locking starts over. No-op without fcntl.
-    """
-    try:
-        import fcntl
-    except ImportError:
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        f = open(path, "a+b")
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-            try:
-                same = os.stat(path).st_ino == os.fstat(f.fileno()).st_ino
-            except FileNotFoundError:
-                same = False
-        except BaseException:
-            f.close()
-            raise
-        if same:
-            break
-        f.close()
-    try:
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-        f.close()
-
-
 # ------------------------------------------------------------------------ archives
 def ensure_archive(name: str) -> Path:
     """The unpacked folder of official archive ``name``, downloaded if missing."""
@@ -214,7 +178,7 @@ def ensure_archive(name: str) -> Path:
     if target.is_dir():
         return target
     root.mkdir(parents=True, exist_ok=True)
-    with _lock(root / f".{spec.folder}.lock"):
+    with file_lock(root / f".{spec.folder}.lock"):
         if target.is_dir():  # another process finished meanwhile
             return target
         archive = root / spec.filename

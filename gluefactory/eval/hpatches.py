@@ -24,7 +24,6 @@ import torch
 
 from ..geometry.homography import sym_homography_error
 from .cli import make_main
-from .figures import recall_figure, worst_indices, worst_pairs_figure
 from .metrics import (
     HPATCHES_AUC_THRESHOLDS,
     eval_homography_dlt,
@@ -109,22 +108,15 @@ class HPatchesPipeline(EvalPipeline):
         }
         title = f"HPatches homography ({self.conf.eval.estimator})"
         panel = (errs, HPATCHES_AUC_THRESHOLDS, title, "mean corner error [px]")
-        paths = [recall_figure([panel], out / "homography_recall.png")]
-        k = int(self.conf.eval.num_worst)
-        if k > 0 and dataset is not None:
-            idx = worst_indices(results["H_error_ransac"], k)
-            p = worst_pairs_figure(
-                dataset,
-                idx,
-                pred_path,
-                self.from_export,
-                self.correct,
-                results["H_error_ransac"],
-                "H_error_ransac",
-                out / "worst_pairs.png",
-            )
-            paths += [p] if p else []
-        return paths
+        return self.recall_and_worst_figures(
+            out,
+            "homography_recall.png",
+            panel,
+            results,
+            "H_error_ransac",
+            dataset,
+            pred_path,
+        )
 
 
 main = make_main(HPatchesPipeline)

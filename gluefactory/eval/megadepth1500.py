@@ -31,7 +31,6 @@ from ..models.utils.metrics import match_precision, match_recall
 from ..utils.conf import as_plain
 from ..utils.tensor import batch_to_device
 from .cli import make_main
-from .figures import recall_figure, worst_indices, worst_pairs_figure
 from .metrics import (
     EPI_PREC_THRESHOLDS,
     POSE_AUC_THRESHOLDS,
@@ -190,22 +189,9 @@ class MegaDepth1500Pipeline(EvalPipeline):
             "MegaDepth-1500 relative pose",
             "pose error max(R, t) [deg]",
         )
-        paths = [recall_figure([panel], out / "pose_recall.png")]
-        k = int(self.conf.eval.num_worst)
-        if k > 0 and dataset is not None:
-            idx = worst_indices(results["rel_pose_error"], k)
-            p = worst_pairs_figure(
-                dataset,
-                idx,
-                pred_path,
-                self.from_export,
-                self.correct,
-                results["rel_pose_error"],
-                "rel_pose_error",
-                out / "worst_pairs.png",
-            )
-            paths += [p] if p else []
-        return paths
+        return self.recall_and_worst_figures(
+            out, "pose_recall.png", panel, results, "rel_pose_error", dataset, pred_path
+        )
 
 
 main = make_main(MegaDepth1500Pipeline)
