@@ -147,3 +147,34 @@ def worst_pairs_figure(
         )
     fig.tight_layout()
     return save_png(fig, path)
+
+
+def recall_and_worst_figures(
+    pipeline,
+    out: Path,
+    name: str,
+    panel: tuple,
+    results: dict,
+    error_key: str,
+    dataset=None,
+    pred_path=None,
+) -> list[Path]:
+    """The figures every benchmark draws: one recall-curve panel (``name``) and, with
+    ``eval.num_worst`` > 0, the matches of the pairs worst by ``error_key``, coloured by
+    the benchmark's ``correct(data, pred)``."""
+    paths = [recall_figure([panel], out / name)]
+    k = int(pipeline.conf.eval.num_worst)
+    if k > 0 and dataset is not None:
+        errors = results[error_key]
+        p = worst_pairs_figure(
+            dataset,
+            worst_indices(errors, k),
+            pred_path,
+            pipeline.from_export,
+            pipeline.correct,
+            errors,
+            error_key,
+            out / "worst_pairs.png",
+        )
+        paths += [p] if p else []
+    return paths

@@ -24,6 +24,7 @@ import torch
 
 from ..geometry.homography import sym_homography_error
 from .cli import make_main
+from .figures import recall_and_worst_figures
 from .metrics import (
     HPATCHES_AUC_THRESHOLDS,
     eval_homography_dlt,
@@ -108,7 +109,8 @@ class HPatchesPipeline(EvalPipeline):
         }
         title = f"HPatches homography ({self.conf.eval.estimator})"
         panel = (errs, HPATCHES_AUC_THRESHOLDS, title, "mean corner error [px]")
-        return self.recall_and_worst_figures(
+        return recall_and_worst_figures(
+            self,
             out,
             "homography_recall.png",
             panel,

@@ -31,6 +31,7 @@ from ..models.utils.metrics import match_precision, match_recall
 from ..utils.conf import as_plain
 from ..utils.tensor import batch_to_device
 from .cli import make_main
+from .figures import recall_and_worst_figures
 from .metrics import (
     EPI_PREC_THRESHOLDS,
     POSE_AUC_THRESHOLDS,
@@ -189,8 +190,15 @@ class MegaDepth1500Pipeline(EvalPipeline):
             "MegaDepth-1500 relative pose",
             "pose error max(R, t) [deg]",
         )
-        return self.recall_and_worst_figures(
-            out, "pose_recall.png", panel, results, "rel_pose_error", dataset, pred_path
+        return recall_and_worst_figures(
+            self,
+            out,
+            "pose_recall.png",
+            panel,
+            results,
+            "rel_pose_error",
+            dataset,
+            pred_path,
         )
 
 

@@ -167,38 +167,6 @@ class EvalPipeline(BaseBenchmark):
     def make_figures(self, out_dir: Path, results: dict, **kw) -> list[Path]:
         return []
 
-    def recall_and_worst_figures(
-        self,
-        out: Path,
-        name: str,
-        panel: tuple,
-        results: dict,
-        error_key: str,
-        dataset=None,
-        pred_path=None,
-    ) -> list[Path]:
-        """The figures every benchmark draws: one recall-curve panel (``name``) and,
-        with ``eval.num_worst`` > 0, the matches of the pairs worst by ``error_key``
-        coloured by :meth:`correct`."""
-        from .figures import recall_figure, worst_indices, worst_pairs_figure
-
-        paths = [recall_figure([panel], out / name)]
-        k = int(self.conf.eval.num_worst)
-        if k > 0 and dataset is not None:
-            errors = results[error_key]
-            p = worst_pairs_figure(
-                dataset,
-                worst_indices(errors, k),
-                pred_path,
-                self.from_export,
-                self.correct,
-                errors,
-                error_key,
-                out / "worst_pairs.png",
-            )
-            paths += [p] if p else []
-        return paths
-
     # ---- run -------------------------------------------------------------------------
 
     def run(
