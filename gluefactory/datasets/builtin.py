@@ -38,7 +38,8 @@ from pathlib import Path
 
 from .. import settings
 from ..utils.errors import DataError
-from .download import BUILTIN_DIR, _lock
+from ..utils.http import file_lock
+from .download import BUILTIN_DIR
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +147,7 @@ def build(name: str, force: bool = False, seed: int = SEED) -> Path:
     target = builtin_dir(name)
     fn, version = _builder(name)
     target.parent.mkdir(parents=True, exist_ok=True)
-    with _lock(target.parent / f".{name}.lock"):
+    with file_lock(target.parent / f".{name}.lock"):
         if not force:
             manifest = read_manifest(target) if target.is_dir() else None
             if manifest is not None and manifest.get("version") == version:
