@@ -155,14 +155,14 @@ class EvalPipeline(BaseBenchmark):
     # ---- benchmark hooks -------------------------------------------------------------
 
     def pair_metrics(self, data: dict, pred: dict) -> dict[str, float]:
-        raise NotImplementedError
+        raise NotImplementedError("a benchmark must implement pair_metrics")
 
     def estimator_inputs(self, data: dict, pred: dict) -> dict:
-        raise NotImplementedError
+        raise NotImplementedError("a benchmark must implement estimator_inputs")
 
     @staticmethod
     def robust_metrics(inputs: dict, estimator) -> dict[str, float]:
-        raise NotImplementedError
+        raise NotImplementedError("a benchmark must implement robust_metrics")
 
     def make_figures(self, out_dir: Path, results: dict, **kw) -> list[Path]:
         return []

@@ -177,16 +177,11 @@ def test_hpatches_downloads_on_first_use(server, data_root):
 
 def test_megadepth1500_downloads_through_posed_images(server, data_root):
     server.files[MD] = megadepth1500_zip()
-    conf = {
-        "root": "",
-        "image_dir": "{scene}/images",
-        "depth_dir": "{scene}/depths",
-        "views": "{scene}/views.txt",
-        "view_groups": "{scene}/pairs.txt",
-        "depth_format": "h5",
-        "scene_list": ["megadepth1500"],
-        "preprocessing": {"side": "long", "resize": 32},
-    }
+    from gluefactory.eval.megadepth1500 import MegaDepth1500Pipeline
+
+    conf = dict(MegaDepth1500Pipeline.default_conf["data"])  # upstream's data section
+    conf.pop("name")
+    conf["preprocessing"] = {"side": "long", "resize": 32}
     ds = get_dataset("posed_images")(conf)  # upstream's MegaDepth-1500 data section
     item = ds[0]
     assert item["name"] == "megadepth1500/1.jpg/2.jpg"
