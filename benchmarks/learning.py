@@ -99,11 +99,11 @@ def photos_data(split_items: int, difficulty: float = 0.7, **kw) -> dict:
     return conf
 
 
-def train_conf(kind: str, minutes: float) -> dict:
+def train_conf(kind: str, minutes: float, precision: str | None = "bfloat16") -> dict:
     if kind == "scratch":
-        # halved every 400 steps: fast early progress, then refinement
+        # halved every 700 steps (~2800 in 30 min): fast early progress, then refinement
         matcher, lr = SMALL_LG, 1e-3
-        schedule = {"type": "step", "step_size": 400, "gamma": 0.5, "warmup": 30}
+        schedule = {"type": "step", "step_size": 700, "gamma": 0.5, "warmup": 30}
     else:
         matcher, lr, schedule = OFFICIAL_LG, 1e-5, {"type": "constant"}
     return {
@@ -129,15 +129,17 @@ def train_conf(kind: str, minutes: float) -> dict:
             "best_key": "match_recall",
             "best_mode": "max",
             "dataset_callback_fn": "sample_new_items",
+            "mixed_precision": precision,
         },
     }
 
 
-def run_training(kind: str, minutes: float) -> None:
+def run_training(kind: str, minutes: float, precision: str | None) -> None:
     from gluefactory.trainer.launch import train
 
     t0, c0 = time.time(), time.process_time()
-    summary = train(f"learning-{kind}", train_conf(kind, minutes), overwrite=True)
+    conf = train_conf(kind, minutes, precision)
+    summary = train(f"learning-{kind}", conf, overwrite=True)
     wall, cpu = time.time() - t0, time.process_time() - c0
     folder = settings.training_root() / f"learning-{kind}"
     info = {
@@ -145,6 +147,8 @@ def run_training(kind: str, minutes: float) -> None:
         "cpu_s": cpu,
         "steps": summary["step"],
         "status": summary["status"],
+        "mixed_precision": precision,
+        "threads": torch.get_num_threads(),
     }
     (folder / "learning_run.json").write_text(json.dumps(info, indent=1))
     logger.info(
@@ -350,12 +354,19 @@ def main(argv=None) -> None:
     p.add_argument("--minutes", type=float, default=30.0)
     p.add_argument("--finetune_minutes", type=float, default=10.0)
     p.add_argument("--figures", type=Path, default=ROOT / "docs" / "figures")
+    p.add_argument(
+        "--mixed_precision",
+        choices=["bfloat16", "none"],
+        default="bfloat16",
+        help="bf16 autocast (about 1.3x faster steps on CPUs with AMX/AVX512-BF16)",
+    )
     args = p.parse_args(argv)
+    precision = None if args.mixed_precision == "none" else args.mixed_precision
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s] %(message)s")
     if args.what in ("scratch", "all"):
-        run_training("scratch", args.minutes)
+        run_training("scratch", args.minutes, precision)
     if args.what in ("finetune", "all"):
-        run_training("finetune", args.finetune_minutes)
+        run_training("finetune", args.finetune_minutes, precision)
     if args.what in ("report", "all"):
         report(args.figures)
 
