@@ -108,6 +108,8 @@ HEADLINE = [  # (upstream key, label, deterministic)
     ("mransac_inl", "RANSAC inliers (median)", False),
     ("mransac_inl%", "RANSAC inlier ratio (median)", False),
 ]
+# upstream's loader passes prefetch_factor 2 even without workers, which torch rejects
+PEER_NO_PREFETCH = "data.prefetch_factor=null"
 PER_PAIR = ["prec@1px", "prec@3px", "num_matches", "num_keypoints", "H_error_dlt"]
 
 
@@ -182,8 +184,11 @@ def peer_env(threads: int, peer: Path) -> dict:
 # ----------------------------------------------------------------------------- data
 
 
-def link_hpatches(peer: Path) -> Path:
-    """Link our built-in HPatches-format sequences into the peer's data folder."""
+def link_hpatches(peer: Path, sequences: int | None = None) -> Path:
+    """Link our built-in HPatches-format sequences into the peer's data folder.
+
+    Returns the linked folder; ``sequences`` keeps only the first N (a smoke test).
+    """
     from gluefactory.datasets.builtin import ensure_builtin
 
     src = ensure_builtin("hpatches")
@@ -203,9 +208,9 @@ def link_hpatches(peer: Path) -> Path:
             )
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
-    for seq in sorted(p for p in src.iterdir() if p.is_dir()):
+    for seq in sorted(p for p in src.iterdir() if p.is_dir())[:sequences]:
         (dest / seq.name).symlink_to(seq.resolve())
-    return src
+    return dest
 
 
 def make_photo_folder(root: Path, peer: Path, n_train: int, n_val: int) -> Path:
@@ -249,12 +254,15 @@ def read_h5(path: Path) -> dict:
     return out
 
 
-def eval_one(conf: str, args, src: Path) -> dict:
+def eval_one(conf: str, args, linked: Path) -> dict:
     peer_gf = args.peer / "glue-factory"
     tag = f"peer-bench_{conf}"
     est = ["eval.estimator=opencv", "eval.ransac_th=0.5", "data.num_workers=0"]
     ours_out = args.workdir / "outputs"
-    data_dir = "data.data_dir=builtin/hpatches"
+    # the whole set as documented; a subset through the peer's links (same files)
+    data_dir = "data.data_dir=" + (
+        "builtin/hpatches" if args.sequences is None else str(linked)
+    )
     runs = {}
     order = ["ours", "peer"] if args.ours_first else ["peer", "ours"]
     for who in order:
@@ -262,7 +270,7 @@ def eval_one(conf: str, args, src: Path) -> dict:
         print(f"eval {conf}: {who} ...", file=sys.stderr, flush=True)
         if who == "ours":
             runs[who] = run_driven(
-                sys.executable,
+                args.ours_python,
                 "gluefactory.eval.hpatches",
                 ["--conf", conf, "--tag", tag, "--overwrite", data_dir, *est],
                 REPO,
@@ -275,7 +283,7 @@ def eval_one(conf: str, args, src: Path) -> dict:
             runs[who] = run_driven(
                 str(args.peer / "venv" / "bin" / "python"),
                 "gluefactory.eval.hpatches",
-                ["--conf", conf, "--tag", tag, "--overwrite", *est],
+                ["--conf", conf, "--tag", tag, "--overwrite", *est, PEER_NO_PREFETCH],
                 peer_gf,
                 peer_env(args.threads, args.peer),
                 "eval",
@@ -392,7 +400,7 @@ def train_compare(args) -> dict:
             out = args.workdir / "outputs"
             shutil.rmtree(out / "training" / "peer-bench", ignore_errors=True)
             r = run_driven(
-                sys.executable,
+                args.ours_python,
                 "gluefactory.train",
                 [
                     "peer-bench",
@@ -423,6 +431,7 @@ def train_compare(args) -> dict:
                     "--no_eval_0",
                     f"data.data_dir={folder.name}",
                     "data.image_list=revisitop1m.txt",
+                    PEER_NO_PREFETCH,
                     *common,
                 ],
                 gf,
@@ -475,17 +484,12 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def peer_commits(peer: Path) -> str:
-    ver = subprocess.run(
-        [
-            str(peer / "venv" / "bin" / "python"),
-            "-c",
-            "import torch, torchvision; print(torch.__version__, torchvision.__version__)",
-        ],
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    return f"peer torch/torchvision {ver}"
+def versions(python: str) -> str:
+    """torch, NumPy and OpenCV versions of an interpreter."""
+    code = "import torch, numpy, cv2; print(torch.__version__, numpy.__version__, cv2.__version__)"
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True)
+    t, n, c = (out.stdout.split() + ["?"] * 3)[:3]
+    return f"torch {t}, NumPy {n}, OpenCV {c}"
 
 
 def main() -> None:
@@ -495,11 +499,19 @@ def main() -> None:
     p.add_argument("--peer", type=Path, required=True, help="build_peer.sh's DEST")
     p.add_argument("--only", nargs="+", choices=["eval", "train"], default=None)
     p.add_argument("--confs", nargs="+", default=["aliked+lightglue-official"])
+    p.add_argument(
+        "--sequences", type=int, help="only the first N sequences (smoke test)"
+    )
     p.add_argument("--steps", type=int, default=12, help="timed training steps")
     p.add_argument("--warmup", type=int, default=2, help="training steps dropped")
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--keypoints", type=int, default=512)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--ours_python",
+        default=sys.executable,
+        help="interpreter for ours (e.g. a venv with the peer's torch, to compare like with like)",
+    )
     p.add_argument("--ours_first", action="store_true", help="run ours before upstream")
     p.add_argument("--workdir", type=Path, default=Path("/tmp/gf_peer_bench"))
     p.add_argument("--output", type=Path, help="also write the tables to this file")
@@ -512,21 +524,21 @@ def main() -> None:
         )
     args.workdir.mkdir(parents=True, exist_ok=True)
     only = set(args.only or ["eval", "train"])
-    import torch
 
     with open("/proc/loadavg") as f:
         load0 = f.read().split()[:3]
     head = (
         f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {cpu_name()}, "
-        f"{os.cpu_count()} CPUs, {args.threads} threads each, ours torch "
-        f"{torch.__version__}, {peer_commits(args.peer)}; load average at start "
-        f"{' '.join(load0)}"
+        f"{os.cpu_count()} CPUs, {args.threads} threads each; ours: "
+        f"{versions(args.ours_python)}; upstream: "
+        f"{versions(str(args.peer / 'venv' / 'bin' / 'python'))}; load average at "
+        f"start {' '.join(load0)}"
     )
     parts, raw = [head + "\n"], {}
     if "eval" in only:
-        src = link_hpatches(args.peer)
+        linked = link_hpatches(args.peer, args.sequences)
         for conf in args.confs:
-            runs = eval_one(conf, args, src)
+            runs = eval_one(conf, args, linked)
             raw[f"eval/{conf}"] = {
                 k: {kk: vv for kk, vv in v.items() if kk != "per_pair"}
                 for k, v in runs.items()
