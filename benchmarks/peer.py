@@ -30,7 +30,7 @@ are printed side by side with the per-pair agreement of the deterministic ones.
 **train**: ``python -m gluefactory.train`` of both, the shipped ALIKED + LightGlue
 homography config (9 layers, 256-D, 4 heads, 512 keypoints, 640 x 480 patches, ``lg``
 photometric augmentation), batch 4, no worker processes, no gradient checkpointing, one
-epoch over ``batch x (warmup + steps + 1)`` images: the scikit-image photographs linked
+epoch over ``batch x (warmup + steps)`` images: the scikit-image photographs linked
 under distinct names in a ``revisitop1m``-style folder (``jpg/`` + ``revisitop1m.txt``)
 that both datasets read. The first ``warmup`` steps are dropped; the median step is
 compared.
@@ -82,7 +82,8 @@ if mode == "eval":
 else:
     def _step(opt, args, kwargs):
         state["steps"].append(time.perf_counter())
-    torch.optim.optimizer.register_optimizer_step_post_hook(_step)
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+    register_optimizer_step_post_hook(_step)
 module, sys.argv = sys.argv[1], sys.argv[1:]
 t0, code = time.perf_counter(), 0
 try:
@@ -402,7 +403,7 @@ def train_overrides(args, n_train: int) -> list[str]:
 
 
 def train_compare(args) -> dict:
-    n_steps = args.warmup + args.steps + 1
+    n_steps = args.warmup + args.steps  # the first `warmup` are not timed
     n_train = args.batch * n_steps
     folder = make_photo_folder(args.workdir, args.peer, n_train, args.batch)
     common = train_overrides(args, n_train)
