@@ -228,7 +228,7 @@ def make_photo_folder(root: Path, peer: Path, n_train: int, n_val: int) -> Path:
     from gluefactory.datasets.photos import ensure_photos
 
     photos = sorted(p for p in ensure_photos().glob("*.png"))
-    folder = root / "photos-revisitop1m"
+    folder = root / f"photos-revisitop1m-{root.name}"
     shutil.rmtree(folder, ignore_errors=True)
     (folder / "jpg").mkdir(parents=True)
     names = []
@@ -262,7 +262,7 @@ def read_h5(path: Path) -> dict:
 
 def eval_one(conf: str, args, linked: Path) -> dict:
     peer_gf = args.peer / "glue-factory"
-    tag = f"peer-bench_{conf}"
+    tag = f"peer-bench-{args.workdir.name}_{conf}"
     est = ["eval.estimator=opencv", "eval.ransac_th=0.5", "data.num_workers=0"]
     ours_out = args.workdir / "outputs"
     # the whole set as documented; a subset through the peer's links (same files)
@@ -407,6 +407,7 @@ def train_compare(args) -> dict:
     n_train = args.batch * n_steps
     folder = make_photo_folder(args.workdir, args.peer, n_train, args.batch)
     common = train_overrides(args, n_train)
+    exp = f"peer-bench-{args.workdir.name}"
     runs = {}
     order = ["ours", "peer"] if args.ours_first else ["peer", "ours"]
     for who in order:
@@ -414,12 +415,12 @@ def train_compare(args) -> dict:
         print(f"train: {who} ...", file=sys.stderr, flush=True)
         if who == "ours":
             out = args.workdir / "outputs"
-            shutil.rmtree(out / "training" / "peer-bench", ignore_errors=True)
+            shutil.rmtree(out / "training" / exp, ignore_errors=True)
             r = run_driven(
                 args.ours_python,
                 "gluefactory.train",
                 [
-                    "peer-bench",
+                    exp,
                     "--conf",
                     "aliked+lightglue_homography",
                     "--no_eval_0",
@@ -434,14 +435,12 @@ def train_compare(args) -> dict:
             )
         else:
             gf = args.peer / "glue-factory"
-            shutil.rmtree(
-                gf / "outputs" / "training" / "peer-bench", ignore_errors=True
-            )
+            shutil.rmtree(gf / "outputs" / "training" / exp, ignore_errors=True)
             r = run_driven(
                 str(args.peer / "venv" / "bin" / "python"),
                 "gluefactory.train",
                 [
-                    "peer-bench",
+                    exp,
                     "--conf",
                     "gluefactory/configs/aliked+lightglue_homography.yaml",
                     "--no_eval_0",
