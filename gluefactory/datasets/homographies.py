@@ -109,8 +109,29 @@ def list_images(conf) -> tuple[Path, list[str]]:
 
 
 def split_images(names: list[str], conf) -> dict[str, list[str]]:
-    """Shuffle with RandomState(shuffle_seed); train first, then val (as Glue Factory)."""
+    """Shuffle with RandomState(shuffle_seed); train first, then val (as Glue Factory).
+
+    With ``val_images`` (names relative to ``image_dir``) those images are the
+    validation split, in the given order, and never trained on; ``val_size`` is then
+    ignored and training takes (up to ``train_size`` of) the shuffled rest."""
     names = list(names)
+    if conf.get("val_images") is not None:
+        val = [str(n) for n in conf.val_images]
+        missing = sorted(set(val) - set(names))
+        if missing:
+            raise ConfigError(
+                f"homographies.val_images: {missing} not among the {len(names)} images "
+                f"found (names are relative to image_dir)."
+            )
+        rest = [n for n in names if n not in set(val)]
+        np.random.RandomState(conf.shuffle_seed).shuffle(rest)
+        n_train = len(rest) if conf.train_size is None else int(conf.train_size)
+        if not 1 <= n_train <= len(rest):
+            raise ConfigError(
+                f"homographies: train_size={conf.train_size} does not fit the "
+                f"{len(rest)} images left after val_images."
+            )
+        return {"train": rest[:n_train], "val": val}
     np.random.RandomState(conf.shuffle_seed).shuffle(names)
     n_val = int(conf.val_size)
     n_train = len(names) - n_val if conf.train_size is None else int(conf.train_size)
@@ -131,6 +152,7 @@ class HomographyDataset(BaseDataset):
         "glob": ["*.jpg", "*.jpeg", "*.png", "*.JPG", "*.JPEG", "*.PNG"],
         "train_size": 150000,  # null: all images but the validation ones
         "val_size": 2000,
+        "val_images": None,  # list of names: fixed validation images (overrides val_size)
         "shuffle_seed": 0,
         "max_image_size": 1024,  # long side of the source before warping; null: keep
         "grayscale": False,
