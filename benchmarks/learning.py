@@ -1,4 +1,4 @@
-"""Does training work? The learning experiments of docs/training-data.md, re-runnable.
+"""Does training work? The learning experiments of docs/training.md, re-runnable.
 
 Offline, on the CPU, with the library's trainer (``gluefactory.trainer``), datasets and
 models, on homographies of the real photographs bundled with scikit-image
@@ -169,6 +169,7 @@ def evaluate(
 
     gt_model = get_model(GT["name"])(GT)
     sums = {name: {} for name in matchers}
+    per_image = {name: {} for name in matchers}  # name -> image -> [(P, R)]
     n = 0
     for item in items:
         data = collate([item])
@@ -188,6 +189,9 @@ def evaluate(
             extra = hpatches_metrics(data, pred, out) if homography_metrics else {}
             for k, v in {**res, **extra}.items():
                 sums[name].setdefault(k, []).append(v)
+            per_image[name].setdefault(item["scene"], []).append(
+                (res["match_precision"], res["match_recall"])
+            )
         n += 1
     table = {}
     for name, d in sums.items():
@@ -204,7 +208,17 @@ def evaluate(
                     var = sum((v - row[k]) ** 2 for v in vals) / max(1, len(vals) - 1)
                     row[k + "_se"] = math.sqrt(var / len(vals))
         table[name] = row
-    return {"pairs": n, "table": table}
+    by_image = {
+        name: {
+            img: [
+                sum(v[0] for v in vals) / len(vals),
+                sum(v[1] for v in vals) / len(vals),
+            ]
+            for img, vals in d.items()
+        }
+        for name, d in per_image.items()
+    }
+    return {"pairs": n, "table": table, "per_image": by_image}
 
 
 def hpatches_metrics(data, pred, out) -> dict:
@@ -338,6 +352,16 @@ def report(figures: Path) -> str:
                 )
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
         lines.append("")
+        if name == "held-out":
+            images = sorted(next(iter(res["per_image"].values())))
+            lines.append("Per held-out image, match precision / recall:")
+            lines.append("")
+            lines.append("| matcher | " + " | ".join(images) + " |")
+            lines.append("|---" * (len(images) + 1) + "|")
+            for m, d in res["per_image"].items():
+                cells = [f"{d[i][0]:.2f} / {d[i][1]:.2f}" for i in images]
+                lines.append(f"| {m} | " + " | ".join(cells) + " |")
+            lines.append("")
     text = "\n".join(lines)
     figures.mkdir(parents=True, exist_ok=True)
     (figures / "learning_table.md").write_text(text + "\n")

@@ -3,7 +3,7 @@
 Use it by dotted module path, e.g. ``model.extractor.name=examples.my_extractor`` (run
 from the repository root, or put this folder on ``PYTHONPATH``): Glue Factory imports the
 module and takes its unique :class:`~gluefactory.models.base_model.BaseModel` subclass.
-See docs/training-data.md for the walk-through.
+See docs/training.md for the walk-through.
 
 Detector: Harris corners (structure tensor of Sobel gradients, Gaussian window), strict
 local maxima in a (2 r + 1)^2 window, the ``max_num_keypoints`` strongest.

@@ -18,6 +18,18 @@ def test_lists_registered_components(capsys):
     assert "aliked-lightglue" in out
 
 
+def test_benchmarks_lists_only_concrete_benchmarks():
+    """The shared EvalPipeline base is abstract, so it is not a benchmark name."""
+    from gluefactory.eval.base import list_benchmarks
+    from gluefactory.eval.pipeline import EvalPipeline
+
+    names = list_benchmarks()
+    assert {"hpatches", "megadepth1500"} <= set(names)
+    assert "pipeline" not in names
+    with pytest.raises(TypeError, match="abstract"):
+        EvalPipeline({})
+
+
 def test_unknown_kind_is_an_error():
     with pytest.raises(SystemExit):
         main(["modelz"])

@@ -22,6 +22,7 @@ import logging
 import os
 import shutil
 import time
+from abc import abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -154,15 +155,20 @@ class EvalPipeline(BaseBenchmark):
 
     # ---- benchmark hooks -------------------------------------------------------------
 
-    def pair_metrics(self, data: dict, pred: dict) -> dict[str, float]:
-        raise NotImplementedError("a benchmark must implement pair_metrics")
+    # abstract, so that the registry never lists the pipeline itself as a benchmark
 
+    @abstractmethod
+    def pair_metrics(self, data: dict, pred: dict) -> dict[str, float]:
+        """Estimator-free metrics of one pair (keypoints in the eval loader's pixels)."""
+
+    @abstractmethod
     def estimator_inputs(self, data: dict, pred: dict) -> dict:
-        raise NotImplementedError("a benchmark must implement estimator_inputs")
+        """What the robust estimator of one pair needs (matches, cameras, GT)."""
 
     @staticmethod
+    @abstractmethod
     def robust_metrics(inputs: dict, estimator) -> dict[str, float]:
-        raise NotImplementedError("a benchmark must implement robust_metrics")
+        """Run ``estimator`` on ``inputs`` and return the pair's robust metrics."""
 
     def make_figures(self, out_dir: Path, results: dict, **kw) -> list[Path]:
         return []
