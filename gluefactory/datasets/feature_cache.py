@@ -38,6 +38,8 @@ import numpy as np
 import torch
 
 from .. import settings
+from ..geometry.coordinates import in_image
+from ..geometry.homography import warp_points
 from ..models.utils.keypoints import pad_keypoints
 from ..utils.errors import ConfigError, DataError
 
@@ -246,3 +248,46 @@ def view_cache(
     if conf.padding_fn is not None:
         feats = pad_features(feats, int(conf.padding_length), image_size, name)
     return feats
+
+
+def _per_keypoint(feats: Mapping[str, torch.Tensor], n: int) -> list[str]:
+    return [k for k, v in feats.items() if v.dim() > 0 and len(v) == n]
+
+
+def warp_features(
+    feats: Mapping[str, torch.Tensor],
+    H: torch.Tensor,
+    image_size: torch.Tensor,
+    name: str,
+    thresh: float | None = None,
+    max_num_keypoints: int | None = None,
+    force_num_keypoints: bool = False,
+) -> dict[str, torch.Tensor]:
+    """Features of a source image moved into a view warped by ``H`` (3 x 3, source ->
+    view pixels, library convention): keypoints outside the (w, h) view dropped, then
+    scores <= ``thresh`` dropped, the best ``max_num_keypoints`` kept and, with
+    ``force_num_keypoints``, padded to that count (:func:`pad_features`). Descriptors
+    (and SIFT scales / orientations) are the source image's, unchanged."""
+    feats = {k: v for k, v in feats.items() if k not in META_KEYS}
+    n = len(feats["keypoints"])
+    per_kpt = _per_keypoint(feats, n)
+    kpts = warp_points(feats["keypoints"].double(), H.double()).float()
+    keep = in_image(kpts, image_size) & torch.isfinite(kpts).all(-1)
+    scores = feats.get("keypoint_scores")
+    if thresh is not None and thresh > 0 and scores is not None:
+        keep &= scores > thresh
+    out = {k: (v[keep] if k in per_kpt else v) for k, v in feats.items()}
+    out["keypoints"] = kpts[keep]
+    k = -1 if max_num_keypoints is None else int(max_num_keypoints)
+    if force_num_keypoints:
+        if k <= 0:
+            raise ConfigError(
+                "load_features.force_num_keypoints needs max_num_keypoints > 0."
+            )
+        return pad_features(out, k, image_size, name)
+    m = len(out["keypoints"])
+    if 0 < k < m:
+        s = out.get("keypoint_scores", out["keypoints"].new_ones(m))
+        idx = torch.topk(s, k).indices
+        out = {kk: (v[idx] if kk in per_kpt else v) for kk, v in out.items()}
+    return out
