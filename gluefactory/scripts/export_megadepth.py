@@ -29,6 +29,7 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -132,6 +133,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_intermixed_args(argv)
 
 
+def extractor_conf(method: str, user: Any = None) -> dict:
+    """The merged, validated extractor config of a preset (``model.*`` overrides)."""
+    _, preset = METHODS[method]
+    model = OmegaConf.merge({"max_num_keypoints": NUM_KEYPOINTS, **preset}, user or {})
+    cls = get_model(model.name)
+    return as_plain(cls.build_conf(model))  # unknown keys -> ConfigError
+
+
 def build_conf(method: str, dotlist: list[str]) -> tuple[dict, dict]:
     """(extractor config, megadepth dataset config), user overrides checked strictly."""
     user = parse_dotlist(dotlist) if dotlist else OmegaConf.create({})
@@ -141,12 +150,7 @@ def build_conf(method: str, dotlist: list[str]) -> tuple[dict, dict]:
             f"{PROG}: unknown override section(s) {', '.join(bad)}; use model.<key> "
             "(the extractor) or data.<key> (the megadepth dataset)."
         )
-    _, preset = METHODS[method]
-    model = OmegaConf.merge(
-        {"max_num_keypoints": NUM_KEYPOINTS, **preset}, user.get("model") or {}
-    )
-    cls = get_model(model.name)
-    model = as_plain(cls.build_conf(model))  # unknown keys -> ConfigError
+    model = extractor_conf(method, user.get("model"))
     data_user = user.get("data") or OmegaConf.create({})
     forced = [k for k in FORCED_DATA if k in data_user]
     if forced:
