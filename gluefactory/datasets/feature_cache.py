@@ -175,6 +175,9 @@ class FeatureCache:
             f.close()
         self._files.clear()
 
+    def __getstate__(self) -> dict:  # picklable (spawned workers): handles not sent
+        return {**self.__dict__, "_files": OrderedDict()}
+
 
 def rescale(
     feats: Mapping[str, torch.Tensor], scales: torch.Tensor, keys: Sequence[str]

@@ -321,3 +321,13 @@ def test_pipeline_gt_uses_cached_keypoint_depths(env):
     pos = m0 >= 0
     dy = (k0[pos, 1] - k1[m0[pos], 1]).abs()
     assert (dy < 3).float().mean() > 0.95
+
+
+def test_dataset_with_open_cache_pickles(env):
+    """Spawned DataLoader workers pickle the dataset: open HDF5 handles stay behind."""
+    import pickle
+
+    split = get_dataset("megadepth")(_conf()).get_dataset("train")
+    a = split[0]
+    b = pickle.loads(pickle.dumps(split))[0]
+    torch.testing.assert_close(a["view0"]["cache"], b["view0"]["cache"])
