@@ -50,8 +50,12 @@ LOAD_FEATURES_CONF = {
     "padding_length": 2048,  # fixed number of keypoints per view (batching)
     "padding_fn": "pad_local_features",  # or null: no padding (variable counts)
     "data_keys": None,  # null: every stored array; or a list, e.g. [keypoints, descriptors]
-    "scale": ["keypoints"],  # point arrays rescaled from original to resized pixels
+    # point arrays rescaled from original to resized pixels (upstream's default list)
+    "scale": ["keypoints", "lines", "orig_lines"],
+    "numeric_type": "float32",  # float arrays as: float16 | float32 | float64 | null
 }
+NUMERIC_TYPES = {"float16": torch.float16, "float32": torch.float32,
+                 "float64": torch.float64, None: None}  # fmt: skip
 PADDING_FNS = ("pad_local_features", None)
 #: the value of padded entries, per key (descriptors: random unit vectors, as upstream)
 FILL = {
@@ -71,6 +75,11 @@ def check_load_features(conf, dataset: str) -> None:
         return
     if not conf.path:
         raise ConfigError(f"{dataset}: load_features.path must be set (an HDF5 file).")
+    if conf.numeric_type not in NUMERIC_TYPES:
+        raise ConfigError(
+            f"{dataset}: load_features.numeric_type must be float16, float32, float64 "
+            f"or null, got {conf.numeric_type!r}."
+        )
     if conf.padding_fn not in PADDING_FNS:
         raise ConfigError(
             f"{dataset}: load_features.padding_fn must be pad_local_features or null, "
@@ -139,7 +148,8 @@ class FeatureCache:
         return f
 
     def read(self, name: str, scene: str | None = None) -> dict[str, torch.Tensor]:
-        """The stored arrays of image ``name`` (original pixels), float16 -> float32."""
+        """The stored arrays of image ``name`` (original pixels), floats cast to
+        ``numeric_type``."""
         path = self.path(scene)
         f = self._open(path)
         if name not in f:
@@ -162,10 +172,13 @@ class FeatureCache:
         if "keypoints" not in keys:
             raise DataError(f"{self.dataset}: {path}/{name} has no keypoints.")
         out = {}
+        dtype = NUMERIC_TYPES.get(self.conf.get("numeric_type", "float32"))
         try:
             for k in keys:
                 v = torch.from_numpy(np.asarray(grp[k][()]))
-                out[k] = v.float() if v.dtype == torch.float16 else v
+                if dtype is not None and v.is_floating_point():
+                    v = v.to(dtype)
+                out[k] = v
         except OSError as e:
             raise DataError(f"{self.dataset}: corrupt {path}/{name}: {e}") from e
         return out

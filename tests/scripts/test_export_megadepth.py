@@ -331,3 +331,17 @@ def test_dataset_with_open_cache_pickles(env):
     a = split[0]
     b = pickle.loads(pickle.dumps(split))[0]
     torch.testing.assert_close(a["view0"]["cache"], b["view0"]["cache"])
+
+
+def test_numeric_type_and_data_keys(env):
+    lf = {"numeric_type": "float16", "data_keys": ["keypoints", "descriptors"]}
+    c = get_dataset("megadepth")(_conf(load_features=lf)).get_dataset("train")[0]
+    c = c["view0"]["cache"]
+    assert c["descriptors"].dtype == torch.float16
+    assert set(c) == {"keypoints", "descriptors", "keypoint_mask"}
+    with pytest.raises(DataError, match="oris"):
+        get_dataset("megadepth")(
+            _conf(load_features={"data_keys": ["keypoints", "oris"]})
+        ).get_dataset("train")[0]
+    with pytest.raises(ConfigError, match="numeric_type"):
+        get_dataset("megadepth")(_conf(load_features={"numeric_type": "int8"}))
