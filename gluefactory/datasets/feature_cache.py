@@ -9,7 +9,8 @@ File layout (HDF5)::
                                    centres at +0.5 (library convention)
     /<image name>/keypoint_scores  (N,)   float16
     /<image name>/descriptors      (N, D) float16
-    /<image name>/scales, oris     (N,)   float16 (SIFT)
+    /<image name>/scales, oris     (N,)   float16 (SIFT: scale in ORIGINAL pixels,
+                                   rescaled by the mean of (sx, sy); radians)
     /<image name>/depth_keypoints  (N,)   float16, depth sampled at the keypoints in the
                                    original depth map (``--export_sparse_depth``)
     /<image name>/valid_depth_keypoints (N,) bool
@@ -66,6 +67,8 @@ FILL = {
     "valid_depth_keypoints": False,
 }
 META_KEYS = ("image_size",)
+#: per-keypoint sizes in pixels (SIFT's sigma), stored in original pixels too
+SIZE_KEYS = ("scales",)
 MAX_OPEN = 8
 
 
@@ -200,6 +203,9 @@ def rescale(
     for k in keys:
         if k in out:
             out[k] = out[k] * scales.to(out[k])
+    for k in SIZE_KEYS:  # a size in pixels: by the mean scale
+        if k in out and out[k].is_floating_point():
+            out[k] = out[k] * scales.to(out[k]).mean()
     return out
 
 

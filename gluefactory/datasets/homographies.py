@@ -55,7 +55,7 @@ from ..utils.errors import ConfigError, DataError
 from ..utils.image import ImageReadError, numpy_image_to_torch, read_image
 from .augmentations import Augmentation
 from .base_dataset import BaseDataset
-from .feature_cache import FeatureCache, warp_features
+from .feature_cache import FeatureCache, rescale, warp_features
 
 logger = logging.getLogger(__name__)
 
@@ -320,7 +320,7 @@ class _Split(Dataset):
                 image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
         if feats is not None:
             scale = torch.tensor([w / w0, h / h0], dtype=torch.float32)
-            feats = {**feats, "keypoints": feats["keypoints"] * scale}
+            feats = rescale(feats, scale, ["keypoints"])
         return name, image, (w, h), feats
 
     def __getitem__(self, idx: int) -> dict:

@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from .. import settings
+from ..datasets.feature_cache import SIZE_KEYS
 from ..datasets.megadepth import MegaDepth, read_scene_list
 from ..eval.results import (
     PredictionWriter,
@@ -218,6 +219,8 @@ def features_of(item: dict, pred: dict, sparse_depth: bool) -> dict[str, np.ndar
         v = v[0].detach().float().cpu()
         if k == "keypoints":
             v = v / scales  # x_original = x_resized / scale
+        elif k in SIZE_KEYS:  # SIFT's scale (pixels)
+            v = v / scales.mean()
         out[k] = v
     if sparse_depth:
         d, valid = sample_depth(out["keypoints"], item["depth_original"][0])

@@ -345,3 +345,31 @@ def test_numeric_type_and_data_keys(env):
         ).get_dataset("train")[0]
     with pytest.raises(ConfigError, match="numeric_type"):
         get_dataset("megadepth")(_conf(load_features={"numeric_type": "int8"}))
+
+
+def test_sift_scales_in_original_pixels(env):
+    """SIFT's scales (sigma, px) are stored in original pixels and rescaled on load."""
+    args = ["--method", "cv2-sift", "data.data_dir=megadepth",
+            "data.preprocessing.resize=320", "model.max_num_keypoints=128"]  # fmt: skip
+    export_megadepth.main(args)
+    path = "exports/megadepth-undist-depth-r320_opencv-SIFT-k128/{scene}.h5"
+    views = get_dataset("megadepth")(
+        {"data_dir": "megadepth", "train_split": ["motorcycle"], "views": 1,
+         "read_depth": False, "preprocessing": {"resize": 320, "square_pad": False}}
+    ).get_dataset("train")  # fmt: skip
+    item = views[0]
+    sift = get_model("extractors.sift")(
+        export_megadepth.extractor_conf("cv2-sift", {"max_num_keypoints": 128})
+    )
+    live = sift({"image": item["image"][None]})
+    with h5py.File(env / path.format(scene="motorcycle"), "r") as f:
+        stored = torch.from_numpy(f["left.png/scales"][()]).float()
+        assert "oris" in f["left.png"]
+    s320 = item["scales"].mean()
+    torch.testing.assert_close(stored, live["scales"][0] / s320, rtol=2e-3, atol=1e-3)
+    conf = _conf(load_features={"path": path, "padding_length": 128})
+    v0 = get_dataset("megadepth")(conf).get_dataset("train")[0]["view0"]
+    torch.testing.assert_close(
+        v0["cache"]["scales"].sort().values,
+        (stored * v0["scales"].mean()).sort().values,
+    )
