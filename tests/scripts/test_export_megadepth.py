@@ -373,3 +373,51 @@ def test_sift_scales_in_original_pixels(env):
         v0["cache"]["scales"].sort().values,
         (stored * v0["scales"].mean()).sort().values,
     )
+
+
+CONFIG_METHOD = {
+    "aliked": "aliked", "disk": "disk", "sift": "pycolmap-sift", "superpoint": "sp",
+    "superpoint-open": "sp_open", "xfeat": "xfeat",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("features", sorted(CONFIG_METHOD))
+def test_training_configs_point_at_their_export(features):
+    """Each *_megadepth config's load_features.path is the folder its method's export
+    writes, the preset extracts what the config would extract live, and the documented
+    override composes into a valid training config."""
+    from gluefactory.trainer.config import build_train_conf
+    from gluefactory.utils.conf import as_plain, compose
+
+    name = f"{features}+lightglue_megadepth"
+    method = CONFIG_METHOD[features]
+    conf = OmegaConf.load(CONFIGS / f"{name}.yaml")
+    model, data = export_megadepth.build_conf(method, [])
+    folder = export_megadepth.export_name(method, model, data)
+    assert conf.data.load_features.path == f"exports/{folder}/{{scene}}.h5"
+    assert conf.data.load_features.do is False
+    live = as_plain(
+        get_model(conf.model.extractor.name).build_conf(conf.model.extractor)
+    )
+    for key in ("force_num_keypoints", "trainable"):
+        live.pop(key), model.pop(key)
+    assert model == live
+    overrides = ["data.load_features.do=true", "data.read_image=false",
+                 "model.allow_no_extract=true"]  # fmt: skip
+    full = build_train_conf(compose(name, overrides))
+    ds = get_dataset("megadepth").build_conf(full.data)
+    assert ds.load_features.do and ds.load_features.padding_length == 2048
+
+
+def test_scene_list_file(env, tmp_path):
+    """--scenes: a file relative to the MegaDepth folder (the converter's scenes.txt) or
+    anywhere; an unknown scene is a DataError naming it."""
+    assert (env / "megadepth" / "scenes.txt").read_text().split() == ["motorcycle"]
+    summary = export_megadepth.main([*ARGS, "--scenes", "scenes.txt"])
+    assert summary["skipped"] == ["motorcycle"]
+    other = tmp_path / "list.txt"
+    other.write_text("motorcycle\nnope\n")
+    with pytest.raises(DataError, match="nope"):
+        export_megadepth.run(
+            export_megadepth.parse_args([*ARGS, "--scenes", str(other)])
+        )
