@@ -327,10 +327,8 @@ class _Split(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def image_path(self, scene: str, idx: int) -> Path:
-        return self.root / str(self.scenes[scene]["image_paths"][idx])
-
     def depth_path(self, scene: str, idx: int) -> Path:
+        """The depth map file of image ``idx`` of ``scene``."""
         stem = Path(str(self.scenes[scene]["image_paths"][idx])).stem
         return self.root / self.conf.depth_subpath / scene / f"{stem}.h5"
 
