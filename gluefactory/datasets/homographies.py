@@ -55,6 +55,7 @@ from ..utils.errors import ConfigError, DataError
 from ..utils.image import ImageReadError, numpy_image_to_torch, read_image
 from .augmentations import Augmentation
 from .base_dataset import BaseDataset
+from .feature_cache import FeatureCache, rescale, warp_features
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,11 @@ REVISITOP_HINT = (
     "data.image_list=null."
 )
 _SPLIT_CODE = {"train": 0, "val": 1, "test": 2}
+EXPORT_HINT = (
+    "Export them with `python -m gluefactory.scripts.export_local_features --method "
+    "<sp|sp_open|cv2-sift|disk|aliked|xfeat> --images <data_dir>/<image_dir>` "
+    "(load_features.path: the file it writes), or set load_features.do=false."
+)
 
 
 def resolve_data_dir(data_dir: str) -> Path:
@@ -109,8 +115,29 @@ def list_images(conf) -> tuple[Path, list[str]]:
 
 
 def split_images(names: list[str], conf) -> dict[str, list[str]]:
-    """Shuffle with RandomState(shuffle_seed); train first, then val (as Glue Factory)."""
+    """Shuffle with RandomState(shuffle_seed); train first, then val (as Glue Factory).
+
+    With ``val_images`` (names relative to ``image_dir``) those images are the
+    validation split, in the given order, and never trained on; ``val_size`` is then
+    ignored and training takes (up to ``train_size`` of) the shuffled rest."""
     names = list(names)
+    if conf.get("val_images") is not None:
+        val = [str(n) for n in conf.val_images]
+        missing = sorted(set(val) - set(names))
+        if missing:
+            raise ConfigError(
+                f"homographies.val_images: {missing} not among the {len(names)} images "
+                f"found (names are relative to image_dir)."
+            )
+        rest = [n for n in names if n not in set(val)]
+        np.random.RandomState(conf.shuffle_seed).shuffle(rest)
+        n_train = len(rest) if conf.train_size is None else int(conf.train_size)
+        if not 1 <= n_train <= len(rest):
+            raise ConfigError(
+                f"homographies: train_size={conf.train_size} does not fit the "
+                f"{len(rest)} images left after val_images."
+            )
+        return {"train": rest[:n_train], "val": val}
     np.random.RandomState(conf.shuffle_seed).shuffle(names)
     n_val = int(conf.val_size)
     n_train = len(names) - n_val if conf.train_size is None else int(conf.train_size)
@@ -131,6 +158,7 @@ class HomographyDataset(BaseDataset):
         "glob": ["*.jpg", "*.jpeg", "*.png", "*.JPG", "*.JPEG", "*.PNG"],
         "train_size": 150000,  # null: all images but the validation ones
         "val_size": 2000,
+        "val_images": None,  # list of names: fixed validation images (overrides val_size)
         "shuffle_seed": 0,
         "max_image_size": 1024,  # long side of the source before warping; null: keep
         "grayscale": False,
@@ -147,6 +175,18 @@ class HomographyDataset(BaseDataset):
             "patch_shape": [640, 480],  # (w, h)
         },
         "photometric": {"name": "dark", "p": None},  # identity | lg | dark
+        # false: with load_features, no image is read or warped (the views get no image)
+        "read_image": True,
+        # cached features of the source images (one HDF5 keyed by image name, from
+        # python -m gluefactory.scripts.export_local_features), warped into each view
+        "load_features": {
+            "do": False,
+            "path": None,  # relative to the data root unless absolute
+            "data_keys": None,  # null: every stored array
+            "thresh": 0.0,  # keep keypoint_scores > thresh (0: all)
+            "max_num_keypoints": -1,  # best N after warping (-1: all)
+            "force_num_keypoints": False,  # pad to max_num_keypoints (+ keypoint_mask)
+        },
     }
 
     def _init(self, conf):
@@ -167,6 +207,18 @@ class HomographyDataset(BaseDataset):
             raise ConfigError(
                 f"homographies.homography.patch_shape must be [w, h], got {ps}."
             )
+        lf = conf.load_features
+        if lf.do and not lf.path:
+            raise ConfigError("homographies: load_features.path must be set.")
+        if lf.do and lf.force_num_keypoints and not (lf.max_num_keypoints or 0) > 0:
+            raise ConfigError(
+                "homographies: load_features.force_num_keypoints needs "
+                "load_features.max_num_keypoints > 0."
+            )
+        if not conf.read_image and not lf.do:
+            raise ConfigError(
+                "homographies: read_image: false needs cached features (load_features)."
+            )
         self.image_dir, names = list_images(conf)
         self.splits = split_images(names, conf)
 
@@ -184,6 +236,9 @@ class _Split(Dataset):
         self.split, self.augment = split, augment
         self.epoch = 0
         self.patch = tuple(int(v) for v in conf.homography.patch_shape)
+        self.cache = None
+        if conf.load_features.do:
+            self.cache = FeatureCache(conf.load_features, EXPORT_HINT, "homographies")
 
     def __len__(self) -> int:
         return len(self.names) * int(self.conf.items_per_image)
@@ -214,8 +269,12 @@ class _Split(Dataset):
                 logger.warning("Skipping unreadable image: %s", e)
         raise DataError(f"No readable image in the {self.split} split.")
 
-    def _view(self, image: np.ndarray, rng, difficulty: float) -> dict:
-        h, w = image.shape[:2]
+    def _view(
+        self, image: np.ndarray | None, wh: tuple[int, int], rng, difficulty: float
+    ) -> dict:
+        """One warped view of the (w, h) source ``image`` (None: geometry only; the
+        random draws are the same, so are the homographies)."""
+        w, h = wh
         hc = self.conf.homography
         H, _ = sample_homography_corners(
             (w, h),
@@ -227,6 +286,17 @@ class _Split(Dataset):
             min_convexity=hc.min_convexity,
             rng=rng,
         )
+        seed = int(rng.integers(2**62))
+        size = torch.tensor(self.patch, dtype=torch.float32)
+        view = {
+            "image_size": size,
+            "scales": torch.ones(2),
+            "original_image_size": size.clone(),
+            "H_source": torch.from_numpy(H).float(),
+            "source_image_size": torch.tensor([w, h], dtype=torch.float32),
+        }
+        if image is None:
+            return view
         warped = cv2.warpPerspective(
             image,
             homography_to_center_convention(H),
@@ -235,38 +305,65 @@ class _Split(Dataset):
             borderMode=cv2.BORDER_CONSTANT,
         )
         img = numpy_image_to_torch(warped)
-        img = self.augment(img, seed=int(rng.integers(2**62)))
+        img = self.augment(img, seed=seed)
         if self.conf.grayscale:
             from ..utils.image import rgb_to_grayscale
 
             img = rgb_to_grayscale(img)
-        size = torch.tensor(self.patch, dtype=torch.float32)
-        return {
-            "image": img,
-            "image_size": size,
-            "scales": torch.ones(2),
-            "original_image_size": size.clone(),
-            "H_source": torch.from_numpy(H).float(),
-            "source_image_size": torch.tensor([w, h], dtype=torch.float32),
-        }
+        return {"image": img, **view}
+
+    def _source(self, idx: int) -> tuple[str, np.ndarray | None, tuple, dict | None]:
+        """(name, image reduced to max_image_size or None, its (w, h), cached features
+        in its pixels or None)."""
+        feats = None
+        if self.cache is not None and not self.conf.read_image:
+            name = self.names[idx % len(self.names)]
+            feats = self.cache.read(name)
+            w0, h0 = (int(v) for v in feats["image_size"])
+            image = None
+        else:
+            name, image = self._read(idx)
+            h0, w0 = image.shape[:2]
+            if self.cache is not None:
+                feats = self.cache.read(name)
+                if "image_size" in feats:
+                    cw, ch = (int(v) for v in feats["image_size"])
+                    if (cw, ch) != (w0, h0):
+                        raise DataError(
+                            f"homographies: the cached features of {name} are for a "
+                            f"{cw}x{ch} image, the file is {w0}x{h0}: re-export them."
+                        )
+        w, h = w0, h0
+        m = self.conf.max_image_size
+        if m is not None and max(h0, w0) > int(m):
+            s = int(m) / max(h0, w0)
+            w, h = round(w0 * s), round(h0 * s)
+            if image is not None:
+                image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+        if feats is not None:
+            scale = torch.tensor([w / w0, h / h0], dtype=torch.float32)
+            feats = rescale(feats, scale, ["keypoints"])
+        return name, image, (w, h), feats
 
     def __getitem__(self, idx: int) -> dict:
         if not 0 <= idx < len(self):
             raise IndexError(
                 f"homographies: index {idx} out of range ({len(self)} items)."
             )
-        name, image = self._read(idx // int(self.conf.items_per_image))
-        m = self.conf.max_image_size
-        if m is not None and max(image.shape[:2]) > int(m):
-            s = int(m) / max(image.shape[:2])
-            size = (round(image.shape[1] * s), round(image.shape[0] * s))
-            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        name, image, wh, feats = self._source(idx // int(self.conf.items_per_image))
         rng = self._rng(idx)
         d = float(self.conf.homography.difficulty)
-        views = [self._view(image, rng, 0.0 if self.conf.right_only else d)]
+        views = [self._view(image, wh, rng, 0.0 if self.conf.right_only else d)]
         views += [
-            self._view(image, rng, d) for _ in range(2 if self.conf.triplet else 1)
+            self._view(image, wh, rng, d) for _ in range(2 if self.conf.triplet else 1)
         ]
+        if feats is not None:
+            lf = self.conf.load_features
+            for i, v in enumerate(views):
+                v["cache"] = warp_features(
+                    feats, v["H_source"], v["image_size"], f"{name}#{idx}/{i}",
+                    lf.thresh, lf.max_num_keypoints, lf.force_num_keypoints,
+                )  # fmt: skip
         Hs = [v["H_source"].double() for v in views]
         data = {
             "name": name if self.conf.items_per_image == 1 else f"{name}#{idx}",

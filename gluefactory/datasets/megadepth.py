@@ -28,6 +28,15 @@ the resized camera with the *real* image size (Glue Factory approximates it by
 2 (cx, cy)), ``T_w2cam`` the pose. Pairs carry ``T_0to1``, ``T_1to0`` and
 ``overlap_0to1``; names are ``<scene>/<stem0>_<stem1>``. ``views: 1`` yields single
 images (export), with the view keys at the top level.
+
+Cached features (``load_features.do``; written by ``python -m
+gluefactory.scripts.export_megadepth``, layout in :mod:`.feature_cache`): each view gets
+``cache`` (keypoints rescaled to the resized image, padded to ``padding_length`` with
+``keypoint_mask``, plus ``depth_keypoints`` / ``valid_depth_keypoints`` when exported
+with sparse depth), which the pipeline uses with ``model.allow_no_extract``. With
+``read_image: false`` the image file is not opened at all (its size is in the cache) and,
+with keypoint depths cached (``skip_depth_map``), neither is the depth map: an item is
+then a few HDF5 reads (upstream glue-factory#124 still decoded both).
 """
 
 from __future__ import annotations
@@ -45,6 +54,12 @@ from ..geometry.wrappers import Camera, Pose
 from ..utils.errors import ConfigError, DataError
 from ..utils.image import ImagePreprocessor, numpy_image_to_torch, read_image
 from .base_dataset import BaseDataset
+from .feature_cache import (
+    LOAD_FEATURES_CONF,
+    FeatureCache,
+    check_load_features,
+    view_cache,
+)
 
 logger = logging.getLogger(__name__)
 SCENE_LISTS = Path(__file__).parent / "megadepth_scene_lists"
@@ -52,6 +67,11 @@ DOWNLOAD_HINT = (
     "Get MegaDepth (about 420 GB) with `python -m gluefactory.datasets.training_downloads "
     "megadepth`, or convert posed images with "
     "`python -m gluefactory.datasets.megadepth_convert`."
+)
+EXPORT_HINT = (
+    "Export them with `python -m gluefactory.scripts.export_megadepth --method "
+    "<sp|sp_open|cv2-sift|disk|aliked|xfeat> [--export_sparse_depth]` (the folder "
+    "name must match load_features.path), or set load_features.do=false."
 )
 
 
@@ -138,6 +158,14 @@ class MegaDepth(BaseDataset):
             "square_pad": True,
         },
         "skip_missing_scenes": False,  # True: warn about scenes without scene_info
+        # cached features (python -m gluefactory.scripts.export_megadepth), put in
+        # view["cache"]; see gluefactory/datasets/feature_cache.py
+        "load_features": {
+            **LOAD_FEATURES_CONF,
+            "path": "exports/megadepth-undist-depth-r1024_SP-k2048-nms3/{scene}.h5",
+            # with keypoint depths cached, the depth map is not read (nor needed)
+            "skip_depth_map": True,
+        },
     }
 
     def _init(self, conf):
@@ -155,6 +183,12 @@ class MegaDepth(BaseDataset):
                 f"MegaDepth not found: no {self.root / conf.info_dir}. {DOWNLOAD_HINT}"
             )
         self.preprocessor = ImagePreprocessor(conf.preprocessing)
+        check_load_features(conf.load_features, "megadepth")
+        if conf.load_features.do and conf.read_image:
+            logger.info(
+                "megadepth: cached features are loaded but read_image is true: images "
+                "are still decoded (set data.read_image=false to skip them)."
+            )
 
     def get_dataset(self, split: str) -> _Split:
         if split not in ("train", "val", "test"):
@@ -168,6 +202,9 @@ class _Split(Dataset):
     def __init__(self, parent: MegaDepth, split: str):
         self.parent, self.conf, self.split = parent, parent.conf, split
         self.root, self.pre = parent.root, parent.preprocessor
+        self.cache = None
+        if self.conf.load_features.do:
+            self.cache = FeatureCache(self.conf.load_features, EXPORT_HINT, "megadepth")
         self.scenes: dict[str, dict] = {}
         for scene in read_scene_list(self.conf[f"{split}_split"]):
             info = self._load_info(scene)
@@ -290,27 +327,59 @@ class _Split(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    def depth_path(self, scene: str, idx: int) -> Path:
+        """The depth map file of image ``idx`` of ``scene``."""
+        stem = Path(str(self.scenes[scene]["image_paths"][idx])).stem
+        return self.root / self.conf.depth_subpath / scene / f"{stem}.h5"
+
+    def _sizes(self, h: int, w: int) -> dict[str, torch.Tensor]:
+        """``scales``, ``image_size`` of the preprocessed image without an image (the
+        arithmetic of :class:`ImagePreprocessor`: resize, then crop to divisible_by)."""
+        th, tw = self.pre.target_size(h, w)
+        d = self.pre.conf.divisible_by
+        scales = torch.tensor([tw / w, th / h], dtype=torch.float32)
+        if d:
+            th, tw = (th // d) * d, (tw // d) * d
+        return {
+            "scales": scales,
+            "image_size": torch.tensor([tw, th], dtype=torch.float32),
+            "original_image_size": torch.tensor([w, h], dtype=torch.float32),
+        }
+
     def _view(self, scene: str, idx: int) -> dict:
         info = self.scenes[scene]
         rel = str(info["image_paths"][idx])
         path = self.root / rel
+        name = Path(rel).name
+        lf = self.conf.load_features
+        feats = self.cache.read(name, scene) if self.cache is not None else None
         data = {}
         if self.conf.read_image:
             image = numpy_image_to_torch(read_image(path, self.conf.grayscale))
             h, w = image.shape[-2:]
-        else:  # only the size is needed
-            from PIL import Image
+            out = self.pre(image)
+            data["image"] = out.pop("image")
+            if feats is not None and "image_size" in feats:
+                cw, ch = (int(v) for v in feats["image_size"])
+                if (cw, ch) != (w, h):
+                    raise DataError(
+                        f"megadepth: the cached features of {scene}/{name} are for a "
+                        f"{cw}x{ch} image, {path} is {w}x{h}: re-export the features "
+                        "(--overwrite)."
+                    )
+        else:  # only the size is needed: from the cache, else the file header
+            if feats is not None and "image_size" in feats:
+                w, h = (int(v) for v in feats["image_size"])
+            else:
+                from PIL import Image
 
-            try:
-                with Image.open(path) as im:
-                    w, h = im.size
-            except OSError as e:
-                raise DataError(f"megadepth: cannot read image {path}: {e}") from e
-            image = torch.zeros(1, h, w)
-        out = self.pre(image)
+                try:
+                    with Image.open(path) as im:
+                        w, h = im.size
+                except OSError as e:
+                    raise DataError(f"megadepth: cannot read image {path}: {e}") from e
+            out = self._sizes(h, w)
         tw, th = (int(v) for v in out["image_size"])
-        if self.conf.read_image:
-            data["image"] = out["image"]
         K = torch.from_numpy(np.asarray(info["intrinsics"][idx], np.float64)).float()
         cam = Camera.from_calibration_matrix(
             K, torch.tensor([w, h], dtype=torch.float32)
@@ -319,9 +388,9 @@ class _Split(Dataset):
         data["T_w2cam"] = Pose.from_4x4mat(
             torch.from_numpy(np.asarray(info["poses"][idx], np.float64)).float()
         )
-        if self.conf.read_depth:
-            dpath = self.root / self.conf.depth_subpath / scene / f"{Path(rel).stem}.h5"
-            depth = self._read_depth(dpath, (h, w))
+        sparse_depth = feats is not None and "depth_keypoints" in feats
+        if self.conf.read_depth and not (sparse_depth and lf.skip_depth_map):
+            depth = self.read_depth_map(self.depth_path(scene, idx), (h, w))
             depth = torch.nn.functional.interpolate(
                 depth[None, None], size=(th, tw), mode="nearest"
             )[0, 0]
@@ -329,16 +398,21 @@ class _Split(Dataset):
                 side = max(th, tw)
                 depth = torch.nn.functional.pad(depth, (0, side - tw, 0, side - th))
             data["depth"] = depth
+        if feats is not None:
+            data["cache"] = view_cache(
+                feats, lf, out["scales"], out["image_size"], f"{scene}/{name}"
+            )
         return {
             **data,
             "image_size": out["image_size"],
             "scales": out["scales"],
             "original_image_size": out["original_image_size"],
-            "name": Path(rel).name,
+            "name": name,
         }
 
     @staticmethod
-    def _read_depth(path: Path, hw: tuple[int, int]) -> torch.Tensor:
+    def read_depth_map(path: Path, hw: tuple[int, int]) -> torch.Tensor:
+        """The (H, W) depth map of an image of size ``hw`` (0 = unknown)."""
         if not path.is_file():
             raise DataError(f"megadepth: depth file not found: {path}. {DOWNLOAD_HINT}")
         try:

@@ -50,6 +50,11 @@ class BaseModel(nn.Module, Configurable, metaclass=ABCMeta):
                 p.requires_grad = False
 
     def train(self, mode: bool = True):
+        """A frozen model (``trainable: false``) stays in eval mode: its BatchNorm uses
+        the running statistics and never updates them, and dropout stays off, so the
+        features a matcher trains on are the ones it is evaluated on."""
+        if not self.conf.trainable:
+            return super().train(False)
         super().train(mode)
         if mode and self.conf.freeze_batch_normalization:
             for m in self.modules():

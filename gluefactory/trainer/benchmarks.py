@@ -77,7 +77,5 @@ def run_benchmarks(
             )
     finally:
         if was_training:
-            from .step import set_train_mode
-
-            set_train_mode(model)
+            model.train()  # frozen components stay in eval mode (BaseModel.train)
     return results

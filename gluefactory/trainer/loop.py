@@ -28,7 +28,7 @@ from .data import Loaders
 from .logs import Averages
 from .optim import build_optimizer, build_scheduler, trainable_parameters
 from .report import Reporter, figure_hook
-from .step import Stepper, WithLoss, make_scaler, set_train_mode
+from .step import Stepper, WithLoss, make_scaler
 from .validation import evaluate
 
 logger = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ class Trainer:
     def fit(self) -> dict:
         """Train until the last epoch, ``max_steps``, ``max_minutes`` or SIGINT."""
         t, status, path = self.t, "finished", None
-        set_train_mode(self.model)
+        self.model.train()  # frozen components stay in eval mode (BaseModel.train)
         try:
             with self.stop:
                 if t.eval_0 and self.step == 0 and self.batch_in_epoch == 0:

@@ -35,14 +35,6 @@ class WithLoss(nn.Module):
         return pred, losses, metrics
 
 
-def set_train_mode(model: nn.Module) -> None:
-    """Train mode, except frozen components (``trainable: false``) stay in eval mode."""
-    model.train()
-    for m in model.modules():
-        if isinstance(m, BaseModel) and not m.conf.get("trainable", True):
-            m.eval()
-
-
 def autocast(device: torch.device, mixed_precision: str | None):
     if mixed_precision is None:
         return contextlib.nullcontext()

@@ -56,9 +56,7 @@ def evaluate(
                     on_batch(i, pred, {**data, **pred})
     finally:
         if was_training:
-            from .step import set_train_mode
-
-            set_train_mode(model)
+            model.train()  # frozen components stay in eval mode (BaseModel.train)
     total = Averages()
     for sums, counts in distributed.gather_objects(avg.state(), dist):
         total.merge(sums, counts)

@@ -192,6 +192,24 @@ def test_split_is_seeded_and_disjoint(photo_dir):
         get_dataset("homographies")(_folder_conf(photo_dir, train_size=4, val_size=1))
 
 
+def test_fixed_validation_images(photo_dir):
+    """val_images: exactly those images validate (in order), the rest train."""
+    ds = get_dataset("homographies")(
+        _folder_conf(photo_dir, val_images=["rocket.png", "coffee.png"], val_size=99)
+    )
+    assert ds.splits["val"] == ["rocket.png", "coffee.png"]
+    assert len(ds.splits["train"]) == 2
+    assert not {"rocket.png", "coffee.png"} & set(ds.splits["train"])
+    val = ds.get_dataset("val")
+    assert {val[i]["scene"] for i in range(len(val))} == {"rocket.png", "coffee.png"}
+    with pytest.raises(ConfigError, match=r"val_images: \['nope.png'\] not among"):
+        get_dataset("homographies")(_folder_conf(photo_dir, val_images=["nope.png"]))
+    with pytest.raises(ConfigError, match="does not fit the 2 images left"):
+        get_dataset("homographies")(
+            _folder_conf(photo_dir, val_images=["rocket.png", "coffee.png"], train_size=3)
+        )
+
+
 def test_image_list_file(photo_dir, tmp_path):
     (tmp_path / "list.txt").write_text("# my images\ncoffee.png\nrocket.png\n\n")
     conf = _folder_conf(

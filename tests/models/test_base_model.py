@@ -61,6 +61,35 @@ def test_trainable_false_freezes_parameters():
     assert not any(p.requires_grad for p in Toy({"trainable": False}).parameters())
 
 
+def test_frozen_model_stays_in_eval_mode_inside_a_training_parent():
+    """``trainable: false`` means frozen: a parent's ``train()`` leaves it in eval mode,
+    so its BatchNorm neither uses batch statistics nor updates its running ones."""
+    frozen = Toy({"trainable": False})
+    parent = torch.nn.ModuleDict({"frozen": frozen, "free": Toy()}).train()
+    assert parent.training and parent["free"].bn.training
+    assert not frozen.training and not frozen.bn.training
+    before = frozen.bn.running_mean.clone()
+    frozen.bn(torch.randn(8, 2) * 5 + 3)
+    assert torch.equal(frozen.bn.running_mean, before)
+
+
+def test_frozen_xfeat_features_do_not_change_with_the_pipeline_mode():
+    """Regression: a frozen XFeat inside a training pipeline ran its BatchNorm in train
+    mode, so the matcher trained on other features than those it was evaluated on."""
+    pipe = get_model("two_view_pipeline")(
+        {
+            "extractor": {"name": "extractors.xfeat", "weights": None, "seed": 0},
+            "matcher": {"name": "matchers.nearest_neighbor"},
+        }
+    )
+    view = {"image": torch.rand(2, 3, 96, 128)}
+    with torch.no_grad():
+        train_out = pipe.train().extractor(view)
+        eval_out = pipe.eval().extractor(view)
+    torch.testing.assert_close(train_out["descriptors"], eval_out["descriptors"])
+    torch.testing.assert_close(train_out["keypoints"], eval_out["keypoints"])
+
+
 def test_freeze_batch_normalization():
     m = Toy({"freeze_batch_normalization": True}).train()
     assert m.training and not m.bn.training

@@ -1,0 +1,214 @@
+"""What feature caching saves: MegaDepth items and a training step, cache vs live.
+
+    python benchmarks/feature_cache.py [--items 20] [--steps 4] [--keypoints 512]
+                                       [--resize 1024] [--threads 2] [--output table.md]
+
+Builds a MegaDepth-layout scene in a temporary data root from the real Middlebury
+Motorcycle pair (scikit-image), upscaled to MegaDepth's typical 1600 px JPEGs with
+matching depth maps (h5) and intrinsics, exports it with
+``python -m gluefactory.scripts.export_megadepth --method xfeat --export_sparse_depth``
+and then reports:
+
+Times are CPU time of the process (``time.process_time``, one torch thread by
+default), not wall time: on a shared machine the wall time of a niced run measures the
+other jobs, the CPU time what this code costs.
+
+- **item**: median CPU milliseconds per ``megadepth`` pair (``__getitem__``; both views at
+  long side ``--resize``, square-padded) for live data (image + depth map decoded), the
+  cache with ``read_image: true`` (upstream's recipe, glue-factory#124: still decodes the
+  image; the depth map is skipped here because keypoint depths are cached) and the cache
+  with ``read_image: false`` (neither file opened);
+- **step**: median CPU seconds per training step (batch 1; forward, depth ground truth,
+  loss, backward, Adam) of the xfeat+lightglue_megadepth model, with live XFeat
+  extraction vs from the cache (``allow_no_extract``), ``--keypoints`` per view.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import h5py
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+LONG = 1600
+
+
+def build_tree(root: Path) -> Path:
+    """<root>/megadepth: the Motorcycle pair at 1600 px (JPEG), MegaDepth layout."""
+    from skimage.data import stereo_motorcycle
+
+    from gluefactory.datasets.megadepth_convert import convert
+
+    spec = importlib.util.spec_from_file_location(
+        "pm", REPO / "tests" / "datasets" / "posed_motorcycle.py"
+    )
+    pm = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pm)
+    left, right, disp = stereo_motorcycle()
+
+    def t(im):
+        return torch.from_numpy(im).permute(2, 0, 1)[None].float() / 255
+
+    m = {"image0": t(left), "image1": t(right),
+         "disparity": torch.from_numpy(disp.astype(np.float32)), "f": 994.978,
+         "cx": 311.193, "cy": 254.877, "doffs": 31.086, "baseline": 193.001}  # fmt: skip
+    pm.write_posed_motorcycle(root / "posed", m)
+    dst = root / "megadepth"
+    convert(root / "posed", dst, stride=8)
+    info_path = dst / "scene_info" / "motorcycle.npz"
+    info = dict(np.load(info_path, allow_pickle=True))
+    paths = []
+    for k, rel in enumerate(info["image_paths"]):
+        src = dst / str(rel)
+        im = cv2.imread(str(src))
+        h, w = im.shape[:2]
+        s = LONG / max(h, w)
+        size = (round(w * s), round(h * s))
+        new = Path(str(rel)).with_suffix(".jpg")
+        cv2.imwrite(
+            str(dst / new), cv2.resize(im, size, interpolation=cv2.INTER_CUBIC),
+            [cv2.IMWRITE_JPEG_QUALITY, 95],
+        )  # fmt: skip
+        src.unlink()
+        dpath = dst / str(info["depth_paths"][k])
+        with h5py.File(dpath, "r") as f:
+            d = f["depth"][()]
+        d = cv2.resize(d, size, interpolation=cv2.INTER_NEAREST)
+        with h5py.File(dpath.with_name(new.stem + ".h5"), "w") as f:
+            f.create_dataset("depth", data=d)
+        K = info["intrinsics"][k].copy()
+        K[0] *= size[0] / w
+        K[1] *= size[1] / h
+        info["intrinsics"][k] = K
+        paths.append(str(new))
+    info["image_paths"] = np.array(paths, dtype=object)
+    np.savez(info_path, **info)
+    (dst / "pairs.txt").write_text(" ".join(f"motorcycle/images/{Path(p).name}"
+                                            for p in paths) + "\n")  # fmt: skip
+    return dst
+
+
+def md_conf(resize: int, cache: str | None, read_image: bool, k: int) -> dict:
+    conf = {
+        "data_dir": "megadepth", "train_split": ["motorcycle"],
+        "train_num_per_scene": None, "min_overlap": 0.1,
+        "preprocessing": {"resize": resize}, "read_image": read_image,
+    }  # fmt: skip
+    if cache:
+        conf["load_features"] = {
+            "do": True, "path": cache + "/{scene}.h5", "padding_length": k,
+        }  # fmt: skip
+    return conf
+
+
+def time_items(conf: dict, n: int) -> float:
+    from gluefactory.datasets import get_dataset
+
+    split = get_dataset("megadepth")(conf).get_dataset("train")
+    split[0]  # warm-up (file handles, imports)
+    times = []
+    for _ in range(n):
+        t0 = time.process_time()
+        split[0]
+        times.append(time.process_time() - t0)
+    return statistics.median(times) * 1e3
+
+
+def time_steps(conf_data: dict, cached: bool, k: int, steps: int) -> float:
+    from omegaconf import OmegaConf
+
+    from gluefactory.datasets import get_dataset
+    from gluefactory.models import get_model
+    from gluefactory.utils.tensor import collate
+
+    cfg = OmegaConf.load(REPO / "gluefactory/configs/xfeat+lightglue_megadepth.yaml")
+    model_conf = OmegaConf.to_container(cfg.model)
+    model_conf["extractor"]["max_num_keypoints"] = k
+    model_conf["allow_no_extract"] = cached
+    model = get_model("two_view_pipeline")(model_conf).train()
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], 1e-4)
+    split = get_dataset("megadepth")(conf_data).get_dataset("train")
+    times = []
+    for s in range(steps + 1):
+        t0 = time.process_time()
+        batch = collate([split[0]])
+        pred = model(batch)
+        losses, _ = model.loss(pred, batch)
+        opt.zero_grad()
+        losses["total"].mean().backward()
+        opt.step()
+        if s:  # first step: warm-up
+            times.append(time.process_time() - t0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--items", type=int, default=20)
+    p.add_argument("--steps", type=int, default=4)
+    p.add_argument("--keypoints", type=int, default=512)
+    p.add_argument("--resize", type=int, default=1024)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--output", default=None)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    cv2.setNumThreads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["GLUEFACTORY_DATA"] = tmp
+        build_tree(Path(tmp))
+        from gluefactory.scripts import export_megadepth
+
+        k = 2048
+        export_megadepth.main(
+            ["--method", "xfeat", "--export_sparse_depth", "data.data_dir=megadepth",
+             f"data.preprocessing.resize={args.resize}"]
+        )  # fmt: skip
+        cache = f"exports/megadepth-undist-depth-r{args.resize}_XFeat-k{k}"
+        rows = [
+            ("live (image + depth decoded)", md_conf(args.resize, None, True, k)),
+            ("cache, read_image: true (#124)", md_conf(args.resize, cache, True, k)),
+            ("cache, read_image: false", md_conf(args.resize, cache, False, k)),
+        ]
+        items = [(name, time_items(c, args.items)) for name, c in rows]
+        kk = args.keypoints
+        steps = [
+            ("live XFeat", time_steps(md_conf(args.resize, None, True, kk),
+                                      False, kk, args.steps)),
+            ("cache, read_image: false", time_steps(
+                md_conf(args.resize, cache, False, kk), True, kk, args.steps)),
+        ]  # fmt: skip
+    lines = [
+        f"Machine: {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores, torch threads {args.threads}; pair of "
+        f"{LONG} px JPEGs, long side {args.resize}.",
+        "",
+        "| megadepth item (pair) | CPU ms | vs live |",
+        "|---|---:|---:|",
+    ]
+    base = items[0][1]
+    lines += [f"| {n} | {t:.1f} | {base / t:.1f}x |" for n, t in items]
+    lines += [
+        "",
+        f"| training step (batch 1, {kk} keypoints) | CPU s | vs live |",
+        "|---|---:|---:|",
+    ]
+    base = steps[0][1]
+    lines += [f"| {n} | {t:.2f} | {base / t:.1f}x |" for n, t in steps]
+    text = "\n".join(lines)
+    print(text)
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
