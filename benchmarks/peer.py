@@ -17,7 +17,9 @@ each under the same small driver (``DRIVER`` below) that records
 - **train**: the end time of every optimizer step (torch's global optimizer post-hook),
   so that a step's time is the interval between consecutive steps (data loading, ground
   truth, forward, loss, backward, Adam, logging: everything the loop does);
-- the peak resident memory of the process (``ru_maxrss``).
+- the process's CPU time (user + sys, all threads: less dependent on the machine load
+  than wall time, though spinning OpenMP threads still count) and its peak resident
+  memory (``ru_maxrss``).
 
 **eval**: the HPatches protocol on our built-in HPatches-format set (``builtin/hpatches``
 under the data root, built on first use), linked into the peer's
@@ -91,8 +93,10 @@ try:
 except SystemExit as e:
     code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
 finally:
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    state.update(run_s=time.perf_counter() - t0, peak_rss_mb=rss, code=code)
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = ru.ru_utime + ru.ru_stime  # all threads; less load-dependent than wall time
+    state.update(run_s=time.perf_counter() - t0, peak_rss_mb=ru.ru_maxrss / 1024,
+                 cpu_s=cpu, code=code)
     with open(os.environ["PEER_BENCH_OUT"], "w") as f:
         json.dump(state, f)
 sys.exit(code)
@@ -369,6 +373,8 @@ def eval_tables(conf: str, runs: dict) -> str:
         f"| rest (imports, data, metrics, RANSAC, files) | "
         f"{ro['wall_s'] - ro['model_s']:.1f} | {rp['wall_s'] - rp['model_s']:.1f} | "
         f"{(ro['wall_s'] - ro['model_s']) / (rp['wall_s'] - rp['model_s']):.2f} |",
+        f"| process CPU time (user + sys) | {ro['cpu_s']:.1f} | {rp['cpu_s']:.1f} | "
+        f"{ro['cpu_s'] / rp['cpu_s']:.2f} |",
         f"| peak RSS (MB) | {ro['peak_rss_mb']:.0f} | {rp['peak_rss_mb']:.0f} | "
         f"{ro['peak_rss_mb'] / rp['peak_rss_mb']:.2f} |",
         "",
@@ -479,6 +485,8 @@ def train_table(args, runs: dict) -> str:
         f"{min(o['step_times']) / min(p['step_times']):.2f} |",
         f"| process wall (s) | {o['wall_s']:.1f} | {p['wall_s']:.1f} | "
         f"{o['wall_s'] / p['wall_s']:.2f} |",
+        f"| process CPU time (s) | {o['cpu_s']:.1f} | {p['cpu_s']:.1f} | "
+        f"{o['cpu_s'] / p['cpu_s']:.2f} |",
         f"| peak RSS (MB) | {o['peak_rss_mb']:.0f} | {p['peak_rss_mb']:.0f} | "
         f"{o['peak_rss_mb'] / p['peak_rss_mb']:.2f} |",
         f"| optimizer steps run | {len(o['steps'])} | {len(p['steps'])} | |",
