@@ -274,6 +274,17 @@ def held_out_items(num_per_image: int = 25, right_only: bool = False):
     return [ds.get_dataset("val")[i] for i in range(len(ds.get_dataset("val")))]
 
 
+def training_image_items(num_per_image: int = 3):
+    """Fresh pairs (validation seeds) of the scikit-image *training* photographs: set
+    beside the held-out pairs, they show how much of the gap is generalisation."""
+    conf = photos_data(num_per_image)
+    ds = get_dataset("homographies")(conf)
+    names = [n for n in ds.splits["train"] if n.startswith("skimage_")]
+    conf = {**conf, "val_images": names, "train_size": 1}
+    split = get_dataset("homographies")(conf).get_dataset("val")
+    return [split[i] for i in range(len(split))]
+
+
 def hpatches_items():
     """The built-in HPatches-format set (short side 480), or None if unavailable."""
     try:
@@ -361,6 +372,9 @@ def report(figures: Path) -> str:
         "held-out": evaluate(matchers, held_out_items(), extractor),
         "held-out, one view warped": evaluate(
             matchers, held_out_items(right_only=True), extractor
+        ),
+        "training images, new pairs": evaluate(
+            matchers, training_image_items(), extractor
         ),
     }
     hp = hpatches_items()
