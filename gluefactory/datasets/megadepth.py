@@ -332,20 +332,6 @@ class _Split(Dataset):
         stem = Path(str(self.scenes[scene]["image_paths"][idx])).stem
         return self.root / self.conf.depth_subpath / scene / f"{stem}.h5"
 
-    def _sizes(self, h: int, w: int) -> dict[str, torch.Tensor]:
-        """``scales``, ``image_size`` of the preprocessed image without an image (the
-        arithmetic of :class:`ImagePreprocessor`: resize, then crop to divisible_by)."""
-        th, tw = self.pre.target_size(h, w)
-        d = self.pre.conf.divisible_by
-        scales = torch.tensor([tw / w, th / h], dtype=torch.float32)
-        if d:
-            th, tw = (th // d) * d, (tw // d) * d
-        return {
-            "scales": scales,
-            "image_size": torch.tensor([tw, th], dtype=torch.float32),
-            "original_image_size": torch.tensor([w, h], dtype=torch.float32),
-        }
-
     def _view(self, scene: str, idx: int) -> dict:
         info = self.scenes[scene]
         rel = str(info["image_paths"][idx])
@@ -378,7 +364,7 @@ class _Split(Dataset):
                         w, h = im.size
                 except OSError as e:
                     raise DataError(f"megadepth: cannot read image {path}: {e}") from e
-            out = self._sizes(h, w)
+            out = self.pre.sizes(h, w)
         tw, th = (int(v) for v in out["image_size"])
         K = torch.from_numpy(np.asarray(info["intrinsics"][idx], np.float64)).float()
         cam = Camera.from_calibration_matrix(

@@ -305,31 +305,37 @@ class ImagePreprocessor(Configurable):
         aspect = w / h
         return (int(r), int(r * aspect)) if ref == h else (int(r / aspect), int(r))
 
+    def sizes(self, h: int, w: int) -> dict[str, torch.Tensor]:
+        """What :meth:`__call__` records for an (h, w) image, without an image:
+        ``scales`` (sx, sy), ``image_size`` (w, h after the divisible_by crop) and
+        ``original_image_size`` (e.g. for cached features, whose image is not read)."""
+        th, tw = self.target_size(h, w)
+        scales = torch.tensor([tw / w, th / h], dtype=torch.float32)
+        d = self.conf.divisible_by
+        if d:  # the crop keeps the scale of the remaining pixels
+            th, tw = (th // d) * d, (tw // d) * d
+        return {
+            "scales": scales,
+            "image_size": torch.tensor([tw, th], dtype=torch.float32),
+            "original_image_size": torch.tensor([w, h], dtype=torch.float32),
+        }
+
     def __call__(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """(C, H, W) float image -> dict(image, scales (sx, sy), image_size (w, h), original_image_size)."""
         h, w = image.shape[-2:]
+        out = self.sizes(h, w)
         th, tw = self.target_size(h, w)
         image = resize_image(
             image, (th, tw), self.conf.interpolation, self.conf.antialias
         )
-        scales = torch.tensor([tw / w, th / h], dtype=torch.float32)
-        d = self.conf.divisible_by
-        if d:
-            ch, cw = (th // d) * d, (tw // d) * d
-            image = image[..., :ch, :cw]  # crop keeps the scale of remaining pixels
-            th, tw = ch, cw
+        cw, ch = (int(v) for v in out["image_size"])
+        image = image[..., :ch, :cw]
         if self.conf.grayscale:
             image = rgb_to_grayscale(image)
-        image_size = torch.tensor([tw, th], dtype=torch.float32)
         if self.conf.square_pad:
-            side = max(th, tw)
-            image = F.pad(image, (0, side - tw, 0, side - th))
-        return {
-            "image": image,
-            "scales": scales,
-            "image_size": image_size,
-            "original_image_size": torch.tensor([w, h], dtype=torch.float32),
-        }
+            side = max(ch, cw)
+            image = F.pad(image, (0, side - cw, 0, side - ch))
+        return {"image": image, **out}
 
     def load(self, path: str | Path) -> dict[str, torch.Tensor]:
         """Read an image file and preprocess it."""

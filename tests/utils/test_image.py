@@ -64,6 +64,25 @@ def test_preprocessor_divisible_grayscale_and_pad():
     assert out["image_size"].tolist() == [480, 352]
 
 
+@pytest.mark.parametrize(
+    "conf",
+    [
+        {"resize": 480, "side": "short"},
+        {"resize": 500, "divisible_by": 32, "square_pad": True},
+        {"resize": None, "divisible_by": 8},
+    ],
+)
+def test_sizes_without_an_image_equal_those_of_the_call(conf):
+    """``sizes(h, w)`` (used when cached features replace the image) records exactly
+    what preprocessing the image would."""
+    pre = ImagePreprocessor(conf)
+    out = pre(torch.rand(3, 301, 403))
+    sizes = pre.sizes(301, 403)
+    assert sizes.keys() == {"scales", "image_size", "original_image_size"}
+    for k, v in sizes.items():
+        assert torch.equal(v, out[k]), k
+
+
 def test_scales_map_keypoints_exactly():
     """A feature at a pixel centre stays at the corresponding centre after resizing by 2."""
     img = torch.zeros(1, 10, 10)
