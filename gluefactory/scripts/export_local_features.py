@@ -41,7 +41,13 @@ from ..utils.cli import main_wrapper
 from ..utils.conf import as_plain, parse_dotlist
 from ..utils.errors import ConfigError
 from ..utils.tensor import collate
-from .export_megadepth import FORMAT_VERSION, METHODS, RESIZE, extractor_conf
+from .export_megadepth import (
+    FORMAT_VERSION,
+    METHODS,
+    RESIZE,
+    add_common_args,
+    extractor_conf,
+)
 from .export_megadepth import features_of as _features_of
 
 PROG = "python -m gluefactory.scripts.export_local_features"
@@ -60,15 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--output", default=None, help="HDF5 file to write.")
     parser.add_argument("--num_workers", type=int, default=0)
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="Re-export a file exported with another configuration.",
-    )
-    parser.add_argument("--device", default=None, help="Default: cuda if available.")
-    parser.add_argument(
-        "dotlist", nargs="*", help="Overrides: model.<extractor key>=, data.<key>=."
-    )
+    add_common_args(parser, "a file")
     return parser.parse_intermixed_args(argv)
 
 

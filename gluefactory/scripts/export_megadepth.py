@@ -122,16 +122,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="Also store the depth (and its validity) at every keypoint.",
     )
+    add_common_args(parser, "scenes")
+    return parser.parse_intermixed_args(argv)
+
+
+def add_common_args(parser: argparse.ArgumentParser, what: str) -> None:
+    """The flags every feature exporter shares: --overwrite, --device, overrides."""
     parser.add_argument(
         "--overwrite",
         action="store_true",
-        help="Re-export scenes exported with another configuration.",
+        help=f"Re-export {what} exported with another configuration.",
     )
     parser.add_argument("--device", default=None, help="Default: cuda if available.")
     parser.add_argument(
         "dotlist", nargs="*", help="Overrides: model.<extractor key>=, data.<key>=."
     )
-    return parser.parse_intermixed_args(argv)
 
 
 def extractor_conf(method: str, user: Any = None) -> dict:
