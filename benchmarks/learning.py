@@ -90,22 +90,33 @@ HELD_OUT = (
 _PHOTO_ROOT: list[Path] = []
 
 
-def photo_root(opencv_doc: str | None = None) -> Path:
-    """The training photographs: scikit-image's, plus opencv-doc's when unpacked
-    (``--opencv_doc DIR`` or ``$GLUEFACTORY_OPENCV_DOC``), in their own folder."""
+def photo_root(opencv_doc: str | None = None, wallpapers: str | None = None) -> Path:
+    """The training photographs: scikit-image's, plus those of the unpacked Debian
+    packages given (``--opencv_doc`` / ``--wallpapers`` or their environment variables,
+    see :mod:`gluefactory.datasets.photos`), in a folder named after the sources."""
     if _PHOTO_ROOT:
         return _PHOTO_ROOT[0]
-    from gluefactory.datasets.photos import OPENCV_DOC_ENV, ensure_photos
+    from gluefactory.datasets.photos import (
+        OPENCV_DOC_ENV,
+        WALLPAPERS_ENV,
+        ensure_photos,
+    )
 
     opencv_doc = opencv_doc or os.environ.get(OPENCV_DOC_ENV)
-    if opencv_doc:
-        root = ensure_photos(settings.data_root() / "photos-opencv", opencv_doc)
-    else:
+    wallpapers = wallpapers or os.environ.get(WALLPAPERS_ENV)
+    if not (opencv_doc or wallpapers):
         logger.warning(
-            "opencv-doc not given: training on the 13 scikit-image photographs only "
-            "(see docs/training.md for the 55 more photos of opencv-doc)."
+            "No Debian photo packages given: training on the 13 scikit-image "
+            "photographs only (see docs/training.md for the 90 more photos)."
         )
-        root = ensure_photos()
+    name = (
+        "photos"
+        + ("-opencv" if opencv_doc else "")
+        + ("-wallpapers" if wallpapers else "")
+    )
+    root = ensure_photos(
+        settings.data_root() / name, opencv_doc or "", wallpapers or ""
+    )
     _PHOTO_ROOT.append(root)
     return root
 
@@ -447,8 +458,13 @@ def main(argv=None) -> None:
         help="unpacked opencv-doc package: 55 more training photos (default: "
         "$GLUEFACTORY_OPENCV_DOC; without it, the 13 scikit-image training photos)",
     )
+    p.add_argument(
+        "--wallpapers",
+        help="the Debian wallpaper packages unpacked in one folder: 35 more training "
+        "photos (default: $GLUEFACTORY_WALLPAPERS)",
+    )
     args = p.parse_args(argv)
-    photo_root(args.opencv_doc)
+    photo_root(args.opencv_doc, args.wallpapers)
     precision = None if args.mixed_precision == "none" else args.mixed_precision
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s] %(message)s")
     if args.what in ("scratch", "all"):

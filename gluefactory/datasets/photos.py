@@ -2,10 +2,20 @@
 
 ``ensure_photos()`` writes the photographs that ship inside scikit-image's wheel (about
 20 of them load without a network) to ``<data_root>/photos/`` as PNG files, once, and
-optionally the ~70 real photos of Debian's ``opencv-doc`` package when it is unpacked
-(``apt-get download opencv-doc && dpkg -x opencv-doc_*.deb <dir>``; pass
-``opencv_doc=<dir>`` or set ``GLUEFACTORY_OPENCV_DOC``). The homographies dataset uses
-the folder with ``data_dir: photos`` (created on first use).
+optionally more real photographs from Debian packages, when they are unpacked (no
+install needed):
+
+- the 55 photos of ``opencv-doc`` (``apt-get download opencv-doc && dpkg -x
+  opencv-doc_*.deb <dir>``; pass ``opencv_doc=<dir>`` or set ``GLUEFACTORY_OPENCV_DOC``);
+- the 35 photographs (the rendered artwork is left out) of three wallpaper packages,
+  ``lomiri-wallpapers-16.04`` (CC-BY), ``mate-backgrounds`` and
+  ``plasma-workspace-wallpapers``, unpacked into one folder (``apt-get download
+  lomiri-wallpapers-16.04 mate-backgrounds plasma-workspace-wallpapers && for f in
+  *.deb; do dpkg -x $f <dir>; done``; pass ``wallpapers=<dir>`` or set
+  ``GLUEFACTORY_WALLPAPERS``). They are stored with their long side reduced to 1024.
+
+The homographies dataset uses the folder with ``data_dir: photos`` (created on first
+use).
 
 These are not wide-baseline internet photographs: numbers measured on them are not
 comparable with published HPatches or MegaDepth results.
@@ -50,7 +60,54 @@ SKIMAGE_PHOTOS = (
 #: subfolder of opencv-doc holding its example images
 OPENCV_DOC_SUBDIR = "usr/share/doc/opencv-doc/examples/data"
 OPENCV_DOC_ENV = "GLUEFACTORY_OPENCV_DOC"
+
+#: the photographs of the Debian wallpaper packages (paths in the unpacked tree); the
+#: others are rendered artwork, whose flat colours and gradients are not photographs
+WALLPAPER_PHOTOS = tuple(
+    [
+        f"usr/share/backgrounds/{n}_by_{a}.jpg"
+        for n, a in (
+            ("Bridge", "Sander_Klootwijk"),
+            ("Dragonfly", "Bolly"),
+            ("Picture_0B", "freespace"),
+            ("Picture_1A", "freespace"),
+            ("Wine", "Jakkub_Mede"),
+            ("aitzgorri", "Aitzol_Berasategi"),
+            ("free", "Peter_Nerlich"),
+            ("friends", "Aitzol_Berasategi"),
+            ("greentock", "Peter_Nerlich"),
+            ("life", "Aitzol_Berasategi"),
+            ("picosdeeuropa", "Aitzol_Berasategi"),
+            ("seeding", "Clements_Engelhardt"),
+            ("sunset", "Aitzol_Berasategi"),
+        )
+    ]
+    + [
+        f"usr/share/backgrounds/mate/nature/{n}.jpg"
+        for n in (
+            "Aqua Blinds Dune FreshFlower Garden GreenMeadow LadyBird RainDrops "
+            "Storm TwoWings Wood YellowFlower"
+        ).split()
+    ]
+    + [
+        f"usr/share/wallpapers/{n}/contents/images/1920x1080.jpg"
+        for n in (
+            "BytheWater ColdRipple EveningGlow FallenLeaf Grey Kite OneStandsOut "
+            "Path summer_1am"
+        ).split()
+    ]
+    + ["usr/share/wallpapers/ColorfulCups/contents/images/2560x1600.jpg"]
+)
+WALLPAPERS_ENV = "GLUEFACTORY_WALLPAPERS"
+WALLPAPER_PACKAGES = (
+    "lomiri-wallpapers-16.04",
+    "mate-backgrounds",
+    "plasma-workspace-wallpapers",
+)
+#: long side of the stored wallpaper photos (the originals are up to 2560 px)
+WALLPAPER_SIZE = 1024
 _MARKER = ".complete"
+_PREFIXES = ("skimage_", "opencv_", "wallpaper_")
 
 
 def _write_png(path: Path, image: np.ndarray) -> None:
@@ -95,21 +152,74 @@ def opencv_doc_photos(root: str | Path) -> list[Path]:
     )
 
 
+def wallpaper_photos(root: str | Path) -> list[Path]:
+    """The photographs of the wallpaper packages unpacked into ``root``."""
+    root = Path(root)
+    found = [root / p for p in WALLPAPER_PHOTOS if (root / p).is_file()]
+    if not found:
+        raise DataError(
+            f"No wallpaper photographs under {root}: run `apt-get download "
+            f"{' '.join(WALLPAPER_PACKAGES)} && for f in *.deb; do dpkg -x $f {root}; "
+            "done`."
+        )
+    if len(found) < len(WALLPAPER_PHOTOS):
+        logger.warning(
+            "%d of the %d wallpaper photographs are under %s (a package is missing?).",
+            len(found),
+            len(WALLPAPER_PHOTOS),
+            root,
+        )
+    return found
+
+
+def _wallpaper_name(path: Path) -> str:
+    """A unique, readable file name: the author's title, or the plasma theme folder."""
+    parts = path.parts
+    stem = parts[-4] if "wallpapers" in parts and parts[-3] == "contents" else path.stem
+    return f"wallpaper_{stem}.jpg"
+
+
+def _write_reduced(path: Path, source: Path, long_side: int) -> None:
+    image = cv2.imread(str(source), cv2.IMREAD_COLOR)
+    if image is None:
+        raise DataError(f"Could not read {source}: the package file is corrupt.")
+    s = long_side / max(image.shape[:2])
+    if s < 1:
+        size = (round(image.shape[1] * s), round(image.shape[0] * s))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    if not ok:  # pragma: no cover
+        raise DataError(f"Could not encode {path}.")
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(buf.tobytes())
+    os.replace(tmp, path)
+
+
 def ensure_photos(
-    root: str | Path | None = None, opencv_doc: str | Path | None = None
+    root: str | Path | None = None,
+    opencv_doc: str | Path | None = None,
+    wallpapers: str | Path | None = None,
 ) -> Path:
     """Write the offline photographs to ``root`` (default ``<data_root>/photos``) once.
 
-    Returns the folder. A marker file records completion, so an interrupted write is
-    redone; files are written atomically.
+    ``opencv_doc`` / ``wallpapers``: unpacked Debian packages to add (default: the
+    environment variables of the module docs). Returns the folder. A marker file
+    records what was written, so an interrupted write is redone; files are written
+    atomically.
     """
     root = Path(root) if root is not None else settings.data_root() / "photos"
     opencv_doc = opencv_doc or os.environ.get(OPENCV_DOC_ENV) or None
+    wallpapers = wallpapers or os.environ.get(WALLPAPERS_ENV) or None
     marker = root / _MARKER
     want = "skimage" + (f"+opencv-doc:{opencv_doc}" if opencv_doc else "")
+    want += f"+wallpapers:{wallpapers}" if wallpapers else ""
     if marker.exists() and marker.read_text().strip() == want:
         return root
     root.mkdir(parents=True, exist_ok=True)
+    marker.unlink(missing_ok=True)
+    for old in root.iterdir():  # photos of a source no longer wanted must not stay
+        if old.name.startswith(_PREFIXES):
+            old.unlink()
     for name, image in skimage_photos().items():
         _write_png(root / f"skimage_{name}.png", image)
     if opencv_doc:
@@ -118,5 +228,8 @@ def ensure_photos(
             tmp = target.with_suffix(".tmp")
             tmp.write_bytes(p.read_bytes())
             os.replace(tmp, target)
+    if wallpapers:
+        for p in wallpaper_photos(wallpapers):
+            _write_reduced(root / _wallpaper_name(p), p, WALLPAPER_SIZE)
     marker.write_text(want + "\n")
     return root
