@@ -96,6 +96,28 @@ def experiment_dir(name_or_path: str | Path) -> Path:
     )
 
 
+def checkpoint_file(name_or_path: str | Path, which: str = "last") -> Path:
+    """The checkpoint file that ``load_experiment`` reads, found without reading it:
+    the file itself, the experiment's ``checkpoint_best.tar``, or its newest regular
+    checkpoint (``load_experiment`` falls back to an older one only if that is corrupt).
+    """
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return path
+    folder = experiment_dir(name_or_path)
+    if which not in ("last", "best"):
+        raise ConfigError(f"checkpoint must be 'last' or 'best', got {which!r}.")
+    regular = list_checkpoints(folder)
+    if which == "last" and regular:
+        return regular[-1]
+    if not (folder / BEST).exists():
+        raise DataError(
+            f"Experiment {folder} has no checkpoint (expected "
+            f"checkpoint_<epoch>_<step>.tar or {BEST})."
+        )
+    return folder / BEST
+
+
 def _checkpoint(name_or_path: str | Path, which: str = "last") -> tuple[dict, Path]:
     path = Path(name_or_path).expanduser()
     if path.is_file():

@@ -138,11 +138,21 @@ class EvalPipeline(BaseBenchmark):
         return self.conf.data
 
     def saved_conf(self, checkpoint: str | None) -> dict:
-        return {**as_plain(self.conf), "checkpoint": checkpoint}
+        """The config written beside the results. With ``--checkpoint``, the sha256 of
+        the file it resolves to: a retrained experiment of the same name is another
+        model, whose predictions must not be taken from the cache."""
+        conf = {**as_plain(self.conf), "checkpoint": checkpoint}
+        if checkpoint:
+            from ..experiments import checkpoint_file
+            from ..weights.verify import sha256_of
+
+            conf["checkpoint_sha256"] = sha256_of(checkpoint_file(checkpoint))[:16]
+        return conf
 
     @staticmethod
     def export_part(conf: Mapping) -> dict:
-        return {k: conf.get(k) for k in ("data", "model", "checkpoint")}
+        keys = ("data", "model", "checkpoint", "checkpoint_sha256")
+        return {k: conf.get(k) for k in keys}
 
     def export_hash(self, checkpoint: str | None) -> str:
         part = self.export_part(self.saved_conf(checkpoint))

@@ -300,3 +300,48 @@ def test_checkpoint_of_an_experiment(roots):
     assert out.name.startswith("my_exp_")
     assert s["mnum_matches"] == ref["mnum_matches"]
     assert s["H_error_dlt_mAA"] == ref["H_error_dlt_mAA"]
+
+
+def test_retrained_checkpoint_is_not_taken_from_the_cache(roots):
+    """The same --checkpoint NAME after retraining is another model: the cached
+    predictions of the first weights must not be reused (sha256 of the file)."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from gluefactory.eval.io import compose_eval_conf
+    from gluefactory.trainer.checkpoints import atomic_save
+
+    args = [
+        "data.name=eval_toy_homography",
+        "data.preprocessing.resize=240",
+        "model.extractor.max_num_keypoints=128",
+        "eval.progress=false",
+        "eval.num_worst=0",
+    ]
+    bench = HPatchesPipeline(compose_eval_conf("hpatches", "xfeat+NN"))
+    model = bench.build_model(None)
+    exp = roots / "outputs" / "training" / "retrained"
+    train_conf = {"model": OmegaConf.to_container(bench.conf.model), "train": {}}
+    exp.mkdir(parents=True)
+    OmegaConf.save(OmegaConf.create(train_conf), exp / "config.yaml")
+    atomic_save(
+        {"model": model.state_dict(), "conf": train_conf}, exp / "checkpoint_0_10.tar"
+    )
+    first, out = run_benchmark(HPatchesPipeline, ["--checkpoint", "retrained", *args])
+    again, _ = run_benchmark(HPatchesPipeline, ["--checkpoint", "retrained", *args])
+    assert again == first  # unchanged weights: cached
+
+    # "retraining": a newer checkpoint with other weights, under the same name
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    torch.manual_seed(0)
+    for v in state.values():
+        if v.is_floating_point() and v.dim() == 4:  # conv kernels
+            v.add_(torch.randn_like(v) * v.std())
+    atomic_save({"model": state, "conf": train_conf}, exp / "checkpoint_0_20.tar")
+    with pytest.raises(ConfigError, match="checkpoint_sha256"):
+        run_benchmark(HPatchesPipeline, ["--checkpoint", "retrained", *args])
+    new, out2 = run_benchmark(
+        HPatchesPipeline, ["--checkpoint", "retrained", "--overwrite", *args]
+    )
+    assert out2 == out
+    assert new["mnum_matches"] != first["mnum_matches"]

@@ -6,7 +6,7 @@ import pytest
 import torch
 from toy_training import lightglue_pipeline, toy_conf
 
-from gluefactory.experiments import experiment_conf, load_experiment
+from gluefactory.experiments import checkpoint_file, experiment_conf, load_experiment
 from gluefactory.trainer import checkpoints as ckpts
 from gluefactory.trainer import train
 from gluefactory.utils.errors import ConfigError
@@ -32,6 +32,20 @@ def test_load_experiment_by_name_folder_and_file(trained):
     # overrides of the model config (inference options) apply
     model = load_experiment("homog", {"matcher": {"filter_threshold": 0.5}})
     assert model.matcher.conf.filter_threshold == 0.5
+
+
+def test_checkpoint_file_is_the_one_loaded(trained, tmp_path):
+    folder, res = trained
+    assert checkpoint_file("homog") == res["checkpoint"]
+    assert checkpoint_file(folder) == res["checkpoint"]
+    assert checkpoint_file(res["checkpoint"]) == res["checkpoint"]
+    if (folder / "checkpoint_best.tar").exists():
+        assert checkpoint_file("homog", "best") == folder / "checkpoint_best.tar"
+    with pytest.raises(ConfigError, match="'last' or 'best'"):
+        checkpoint_file("homog", "first")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(Exception, match="has no checkpoint"):
+        checkpoint_file(tmp_path / "empty")
 
 
 def test_load_experiment_errors(trained):
