@@ -9,8 +9,12 @@ checkpoints unchanged (weights ``aliked-n16``, ``aliked-n16rot``, ``aliked-n32``
   its centre to multiples of 32; a 4-level CNN (deformable convolutions in levels
   3-4) gives a score map in (0, 1) and a ``dim``-channel feature map, both cropped
   back;
-- candidates are the *strict* maxima of the score map in (2 nms_radius + 1)^2 windows,
-  at least ``max(nms_radius, remove_borders)`` pixels from the border;
+- candidates are the *strict* maxima of the score map in (2 nms_radius + 1)^2 windows
+  (``nms: strict``, kornia's), or the maxima of SuperPoint's max-pool NMS with its two
+  extra rounds (``nms: simple``: ties kept, plus points that become maxima once the
+  windows of the first maxima are suppressed; the NMS of the official ALIKED code and
+  of upstream Glue Factory), at least ``max(nms_radius, remove_borders)`` pixels from
+  the border;
 - selection: with ``detection_threshold > 0`` the maxima above it (an image with none
   keeps the maxima above its mean score), at most ``max_num_keypoints`` (or
   ``n_limit_max``); with ``detection_threshold <= 0`` or None (no threshold) and
@@ -37,7 +41,12 @@ from torch import nn
 from ...geometry.coordinates import from_center_convention, to_center_convention
 from ...utils.errors import ConfigError
 from ..utils.deform_conv import DeformConv2d
-from ..utils.keypoints import check_range, remove_borders, strict_local_maxima
+from ..utils.keypoints import (
+    check_range,
+    remove_borders,
+    simple_nms_mask,
+    strict_local_maxima,
+)
 from .base import BaseExtractor
 
 # c1, c2, c3, c4, dim, K (SDDH patch size), M (SDDH samples per keypoint)
@@ -292,6 +301,9 @@ class ALIKED(BaseExtractor):
         "max_num_keypoints": -1,  # -1 or None: no limit
         "detection_threshold": 0.2,  # score in (0, 1); <= 0 or None: top-k only
         "nms_radius": 2,
+        # strict: strict maxima (kornia); simple: SuperPoint-style max-pool NMS with
+        # two extra rounds (the official ALIKED code, upstream Glue Factory)
+        "nms": "strict",
         "remove_borders": 0,  # extra border; nms_radius pixels are always dropped
         "force_num_keypoints": False,
         "n_limit_max": 20000,
@@ -322,6 +334,10 @@ class ALIKED(BaseExtractor):
         cls._check_model_name(conf)
         check_range(conf, "n_limit_max", "ALIKED", low=1, integer=True)
         check_range(conf, "temperature", "ALIKED", low=0, low_open=True)
+        if conf.nms not in ("strict", "simple"):
+            raise ConfigError(
+                f"ALIKED: nms must be 'strict' or 'simple', got {conf.nms!r}."
+            )
 
     def _build(self, conf) -> None:
         self.net = ALIKEDNet(*ALIKED_CONFIGS[conf.model_name])
@@ -336,7 +352,10 @@ class ALIKED(BaseExtractor):
         """Flat indices of the selected maxima, per image, in the reference's order."""
         conf = self.conf
         b, h, w = scores.shape
-        is_max = strict_local_maxima(scores, 2 * conf.nms_radius + 1)
+        if conf.nms == "simple":  # scores are sigmoids (> 0): a 0 is never a maximum
+            is_max = simple_nms_mask(scores, conf.nms_radius) & (scores > 0)
+        else:
+            is_max = strict_local_maxima(scores, 2 * conf.nms_radius + 1)
         border = max(conf.nms_radius, conf.remove_borders)
         is_max = remove_borders(is_max, border, image_size, fill=False)
         if self.threshold is None and self.max_num > 0:  # top-k mode

@@ -134,6 +134,26 @@ def test_bad_config():
         ALIKED({"force_num_keypoints": True})
     with pytest.raises(ConfigError, match="nms_radius"):
         ALIKED({"nms_radius": 0})
+    with pytest.raises(ConfigError, match="nms must be 'strict' or 'simple'"):
+        ALIKED({"nms": "soft", "weights": None})
+
+
+def test_simple_nms_keeps_upstreams_flank_points():
+    """nms: simple (official ALIKED code, upstream Glue Factory) also keeps a point that
+    becomes a maximum once the window of a stronger maximum is suppressed; strict does
+    not. (On real images this reproduces upstream's keypoints exactly: docs.)"""
+    scores = torch.full((1, 24, 24), 0.01)
+    scores[0, 10, 10] = 0.9  # the peak
+    scores[0, 10, 11] = 0.85  # inside its window: suppressed by both
+    scores[0, 10, 13] = 0.8  # a flank point: 0.85 is in its window
+    scores[0, 18, 5] = 0.5  # an isolated maximum: kept by both
+    kept = {}
+    for nms in ("strict", "simple"):
+        m = ALIKED({"nms": nms, "weights": None, "detection_threshold": 0.2})
+        idx = m._candidates(scores, None)[0]
+        kept[nms] = {(int(i) // 24, int(i) % 24) for i in idx}
+    assert kept["strict"] == {(10, 10), (18, 5)}
+    assert kept["simple"] == {(10, 10), (10, 13), (18, 5)}
 
 
 def test_no_threshold_no_limit_keeps_every_maximum(n16_weights, real_crop, nearest):
