@@ -174,8 +174,8 @@ def wallpaper_photos(root: str | Path) -> list[Path]:
 
 def _wallpaper_name(path: Path) -> str:
     """A unique, readable file name: the author's title, or the plasma theme folder."""
-    parts = path.parts
-    stem = parts[-4] if "wallpapers" in parts and parts[-3] == "contents" else path.stem
+    parts = path.parts  # plasma: .../wallpapers/<theme>/contents/images/<size>.jpg
+    stem = parts[-4] if parts[-3] == "contents" else path.stem
     return f"wallpaper_{stem}.jpg"
 
 
