@@ -272,31 +272,39 @@ def test_overwrite_reruns_the_network(first_run, monkeypatch):
     assert calls["n"] == 4
 
 
-def test_checkpoint_of_an_experiment(roots):
-    """--checkpoint NAME evaluates the experiment's weights with its model config."""
+CKPT_ARGS = [
+    "data.name=eval_toy_homography",
+    "data.preprocessing.resize=240",
+    "model.extractor.max_num_keypoints=128",
+    "eval.progress=false",
+    "eval.num_worst=0",
+]
+
+
+def fake_experiment(roots, name: str):
+    """A training experiment holding the xfeat+NN eval model as its one checkpoint."""
     from omegaconf import OmegaConf
 
     from gluefactory.eval.io import compose_eval_conf
     from gluefactory.trainer.checkpoints import atomic_save
 
-    args = [
-        "data.name=eval_toy_homography",
-        "data.preprocessing.resize=240",
-        "model.extractor.max_num_keypoints=128",
-        "eval.progress=false",
-        "eval.num_worst=0",
-    ]
-    ref, _ = run_benchmark(HPatchesPipeline, ["--conf", "xfeat+NN", *args])
     bench = HPatchesPipeline(compose_eval_conf("hpatches", "xfeat+NN"))
-    conf, model = bench.conf, bench.build_model(None)
-    exp = roots / "outputs" / "training" / "my_exp"
-    train_conf = {"model": OmegaConf.to_container(conf.model), "train": {"epochs": 1}}
+    model = bench.build_model(None)
+    exp = roots / "outputs" / "training" / name
+    train_conf = {"model": OmegaConf.to_container(bench.conf.model), "train": {}}
     exp.mkdir(parents=True)
     OmegaConf.save(OmegaConf.create(train_conf), exp / "config.yaml")
     atomic_save(
         {"model": model.state_dict(), "conf": train_conf}, exp / "checkpoint_0_10.tar"
     )
-    s, out = run_benchmark(HPatchesPipeline, ["--checkpoint", "my_exp", *args])
+    return exp, model, train_conf
+
+
+def test_checkpoint_of_an_experiment(roots):
+    """--checkpoint NAME evaluates the experiment's weights with its model config."""
+    ref, _ = run_benchmark(HPatchesPipeline, ["--conf", "xfeat+NN", *CKPT_ARGS])
+    fake_experiment(roots, "my_exp")
+    s, out = run_benchmark(HPatchesPipeline, ["--checkpoint", "my_exp", *CKPT_ARGS])
     assert out.name.startswith("my_exp_")
     assert s["mnum_matches"] == ref["mnum_matches"]
     assert s["H_error_dlt_mAA"] == ref["H_error_dlt_mAA"]
@@ -306,27 +314,11 @@ def test_retrained_checkpoint_is_not_taken_from_the_cache(roots):
     """The same --checkpoint NAME after retraining is another model: the cached
     predictions of the first weights must not be reused (sha256 of the file)."""
     import torch
-    from omegaconf import OmegaConf
 
-    from gluefactory.eval.io import compose_eval_conf
     from gluefactory.trainer.checkpoints import atomic_save
 
-    args = [
-        "data.name=eval_toy_homography",
-        "data.preprocessing.resize=240",
-        "model.extractor.max_num_keypoints=128",
-        "eval.progress=false",
-        "eval.num_worst=0",
-    ]
-    bench = HPatchesPipeline(compose_eval_conf("hpatches", "xfeat+NN"))
-    model = bench.build_model(None)
-    exp = roots / "outputs" / "training" / "retrained"
-    train_conf = {"model": OmegaConf.to_container(bench.conf.model), "train": {}}
-    exp.mkdir(parents=True)
-    OmegaConf.save(OmegaConf.create(train_conf), exp / "config.yaml")
-    atomic_save(
-        {"model": model.state_dict(), "conf": train_conf}, exp / "checkpoint_0_10.tar"
-    )
+    args = CKPT_ARGS
+    exp, model, train_conf = fake_experiment(roots, "retrained")
     first, out = run_benchmark(HPatchesPipeline, ["--checkpoint", "retrained", *args])
     again, _ = run_benchmark(HPatchesPipeline, ["--checkpoint", "retrained", *args])
     assert again == first  # unchanged weights: cached
