@@ -23,6 +23,8 @@ Usage (from the repository root)::
     python benchmarks/learning.py scratch --schedule cosine   # variants measured in
     python benchmarks/learning.py scratch --num_heads 2       # docs/training.md
     python benchmarks/learning.py baselines --pairs 100       # per-photo baselines
+    python benchmarks/learning.py breakdown --steps 20        # seconds per step part
+    python benchmarks/learning.py scratch --procs 2           # DDP, 2 CPU processes
 
 Experiments go to ``<outputs>/training/learning-{scratch,finetune}``; the figure and
 the table to ``docs/figures/`` (``--figures``). Numbers on these photographs are not
@@ -202,13 +204,27 @@ def train_conf(
     }
 
 
-def run_training(kind: str, minutes: float, precision: str | None, **variant) -> None:
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (the DDP ranks)."""
+    import resource
+
+    ch = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + ch.ru_utime + ch.ru_stime
+
+
+def run_training(
+    kind: str, minutes: float, precision: str | None, procs: int = 1, **variant
+) -> None:
+    """Train ``learning-<kind>``; ``procs`` > 1: DDP over that many CPU processes
+    (gloo), the global batch unchanged (each rank takes its share of every batch)."""
     from gluefactory.trainer.launch import train
 
-    t0, c0 = time.time(), time.process_time()
+    t0, c0 = time.time(), _cpu_seconds()
     conf = train_conf(kind, minutes, precision, **variant)
-    summary = train(f"learning-{kind}", conf, overwrite=True)
-    wall, cpu = time.time() - t0, time.process_time() - c0
+    if procs > 1:
+        conf["train"].update(num_devices=procs, device="cpu")
+    summary = train(f"learning-{kind}", conf, overwrite=True, distributed_run=procs > 1)
+    wall, cpu = time.time() - t0, _cpu_seconds() - c0
     folder = settings.training_root() / f"learning-{kind}"
     info = {
         "wall_s": wall,
@@ -216,7 +232,8 @@ def run_training(kind: str, minutes: float, precision: str | None, **variant) ->
         "steps": summary["step"],
         "status": summary["status"],
         "mixed_precision": precision,
-        "threads": torch.get_num_threads(),
+        "processes": procs,
+        "threads": torch.get_num_threads() if procs == 1 else "cores / processes",
     }
     (folder / "learning_run.json").write_text(json.dumps(info, indent=1))
     logger.info(
@@ -329,6 +346,74 @@ def baselines(num_pairs: int) -> str:
             for m in matchers
         ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    text = "\n".join(lines)
+    print(text)
+    return text
+
+
+def breakdown(steps: int, precision: str | None, batch: int = 4) -> str:
+    """Seconds per part of a scratch training step, timed in one process over
+    ``steps`` steps (after 3 warm-up steps): where the 30 minutes go."""
+    from omegaconf import OmegaConf
+
+    from gluefactory.utils.tensor import collate
+
+    conf = OmegaConf.create(train_conf("scratch", 1.0, precision))
+    torch.manual_seed(0)
+    model = get_model("two_view_pipeline")(conf.model).train()
+    split = get_dataset("homographies")(conf.data).get_dataset("train")
+    loader = torch.utils.data.DataLoader(
+        split, batch_size=batch, shuffle=True, collate_fn=collate
+    )
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=1e-4)
+    parts = ["data", "extract", "match forward", "ground truth", "loss"]
+    parts += ["backward", "optimizer"]
+    total = dict.fromkeys(parts, 0.0)
+    it = iter(loader)
+    cast = (
+        torch.autocast("cpu", dtype=torch.bfloat16)
+        if precision == "bfloat16"
+        else torch.autocast("cpu", enabled=False)
+    )
+    for s in range(steps + 3):
+        times = [time.perf_counter()]
+        data = next(it)
+        times.append(time.perf_counter())
+        with cast:
+            pred = {}
+            with torch.no_grad():
+                for i in (0, 1):
+                    for k, v in model.extract_view(data, i).items():
+                        pred[f"{k}{i}"] = v
+            times.append(time.perf_counter())
+            pred = {**pred, **model.matcher({**data, **pred})}
+            times.append(time.perf_counter())
+            pred = model._with_ground_truth(data, pred)
+            times.append(time.perf_counter())
+            losses, _ = model.matcher.loss(pred, {**pred, **data})
+            loss = losses["total"].float().mean()
+            times.append(time.perf_counter())
+        loss.backward()
+        times.append(time.perf_counter())
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        opt.zero_grad()
+        times.append(time.perf_counter())
+        if s >= 3:
+            for k, a, b in zip(parts, times, times[1:]):
+                total[k] += b - a
+    step = sum(total.values()) / steps
+    lines = [
+        f"Scratch step (batch {batch}, {torch.get_num_threads()} threads, "
+        f"{precision or 'float32'}), mean of {steps} steps:",
+        "",
+        "| part | s | share |",
+        "|---|---|---|",
+    ]
+    for k, v in total.items():
+        lines.append(f"| {k} | {v / steps:.3f} | {v / steps / step:.0%} |")
+    lines.append(f"| **step** | {step:.3f} | 100% |")
     text = "\n".join(lines)
     print(text)
     return text
@@ -493,7 +578,8 @@ def report(figures: Path) -> str:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument(
-        "what", choices=["scratch", "finetune", "report", "all", "baselines"]
+        "what",
+        choices=["scratch", "finetune", "report", "all", "baselines", "breakdown"],
     )
     p.add_argument(
         "--schedule",
@@ -503,7 +589,18 @@ def main(argv=None) -> None:
     )
     p.add_argument("--num_heads", type=int, default=1, help="scratch: attention heads")
     p.add_argument(
+        "--procs",
+        type=int,
+        default=1,
+        help="train with DDP over this many CPU processes (gloo), the cores split "
+        "between them; the global batch is unchanged",
+    )
+    p.add_argument(
         "--pairs", type=int, default=25, help="baselines: pairs per photograph"
+    )
+    p.add_argument("--steps", type=int, default=20, help="breakdown: timed steps")
+    p.add_argument(
+        "--batch", type=int, default=4, help="breakdown: batch size (one process)"
     )
     p.add_argument("--minutes", type=float, default=30.0)
     p.add_argument("--finetune_minutes", type=float, default=10.0)
@@ -530,16 +627,19 @@ def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s] %(message)s")
     if args.what == "baselines":
         baselines(args.pairs)
+    if args.what == "breakdown":
+        breakdown(args.steps, precision, args.batch)
     if args.what in ("scratch", "all"):
         run_training(
             "scratch",
             args.minutes,
             precision,
+            procs=args.procs,
             num_heads=args.num_heads,
             schedule=args.schedule,
         )
     if args.what in ("finetune", "all"):
-        run_training("finetune", args.finetune_minutes, precision)
+        run_training("finetune", args.finetune_minutes, precision, procs=args.procs)
     if args.what in ("report", "all"):
         report(args.figures)
 

@@ -19,6 +19,8 @@ File layout (HDF5)::
 Keypoints are stored in original pixels (like the benchmarks' ``predictions.h5``) so that
 any training resize can use them: they are multiplied by the item's ``scales``.
 Keypoints stay float32 (float16 has a 1 px step above 2048 px); the rest is float16.
+:func:`rotate_features` moves them into a view turned by +-90 degrees (MegaDepth's
+``p_rotate``).
 
 :class:`FeatureCache` reads one image's features; :func:`pad_features` gives them the
 fixed length of a batch with the extractors' padding rule (contract 3): the best
@@ -28,6 +30,7 @@ with score 0 and ``keypoint_mask`` False.
 
 from __future__ import annotations
 
+import math
 import os
 import zlib
 from collections import OrderedDict
@@ -206,6 +209,37 @@ def rescale(
     for k in SIZE_KEYS:  # a size in pixels: by the mean scale
         if k in out and out[k].is_floating_point():
             out[k] = out[k] * scales.to(out[k]).mean()
+    return out
+
+
+def rotate_features(
+    feats: Mapping[str, torch.Tensor],
+    rot: int,
+    image_size: Sequence[float],
+    keys: Sequence[str],
+) -> dict[str, torch.Tensor]:
+    """Features of a (w, h) ``image_size`` image (original pixels) moved into that image
+    turned by ``rot`` = +1 (90 degrees counter-clockwise as displayed, ``torch.rot90(image,
+    1, (-2, -1))``), -1 (clockwise) or 0: the point arrays ``keys`` (..., 2) are moved,
+    ``oris`` (radians, image frame x right / y down, as the SIFT extractor's) turned by
+    -rot * 90 degrees into [-pi, pi); descriptors, scores, sizes and depths (the camera
+    turns about its optical axis) are unchanged."""
+    out = dict(feats)
+    if rot == 0:
+        return out
+    if rot not in (1, -1):
+        raise ValueError(f"rot must be 0, +1 or -1, got {rot}.")
+    w, h = (float(v) for v in image_size)
+    for k in keys:
+        if k not in out:
+            continue
+        x, y = out[k][..., 0], out[k][..., 1]
+        out[k] = torch.stack([y, w - x] if rot == 1 else [h - y, x], -1)
+    if "oris" in out and out["oris"].is_floating_point():
+        o = out["oris"].double() - rot * math.pi / 2
+        out["oris"] = (torch.remainder(o + math.pi, 2 * math.pi) - math.pi).to(
+            out["oris"].dtype
+        )
     return out
 
 

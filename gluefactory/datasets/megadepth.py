@@ -15,28 +15,55 @@ convention (pixel centres at +0.5): no conversion is needed.
 Pairs: per scene, ``<split>_num_per_scene`` pairs (i < j) drawn in ``num_overlap_bins``
 equal bins of the (symmetrised, min) overlap in (min_overlap, max_overlap]; a bin with
 fewer than twice its quota of candidates is skipped and its quota spread over the other
-bins. Draws come from ``RandomState(seed)`` and are redone by
+bins. ``[num_pos, num_neg]`` (views 2 only) adds ``num_neg`` negative pairs, drawn
+uniformly among the pairs with overlap <= 0 (upstream's ``mat <= 0``); null counts mean
+all positives / no negatives. Draws come from ``RandomState(seed)`` and are redone by
 ``sample_new_items(seed + epoch)`` (the trainer's ``dataset_callback_fn``). A split
 with ``<split>_pairs`` (e.g. ``valid_pairs.txt``, the MegaDepth-1500 pairs) uses that
-fixed list instead. Scene lists and pair files are looked up in
-``megadepth_scene_lists/`` (shipped) unless given as a path.
+fixed list instead (one pair, or with ``views: 3`` one triplet, of names per line).
+Scene lists and pair files are looked up in ``megadepth_scene_lists/`` (shipped) unless
+given as a path.
 
-Views: the image is resized (long side ``preprocessing.resize``, default 1024,
-antialiased) and zero-padded to a square at the bottom/right (``square_pad``); the
-depth is resized with nearest neighbours and padded with 0 (= invalid). ``camera`` is
-the resized camera with the *real* image size (Glue Factory approximates it by
-2 (cx, cy)), ``T_w2cam`` the pose. Pairs carry ``T_0to1``, ``T_1to0`` and
-``overlap_0to1``; names are ``<scene>/<stem0>_<stem1>``. ``views: 1`` yields single
-images (export), with the view keys at the top level.
+Triplets (``views: 3``): ``<split>_num_per_scene`` triplets (a, b, c) of distinct images
+per scene, where b and c both overlap a in (min_overlap, max_overlap]: a pair (a, b) is
+drawn among the images with at least two such partners and c among a's other partners;
+with ``triplet_enforce_overlap`` b and c must overlap too, and the triplet is drawn
+uniformly among all such triangles (views in random order). ``num_overlap_bins`` must be
+1 (as upstream). Upstream's triplet sampler is broken (``self.depth``; with
+``triplet_enforce_overlap`` nothing is ever added; the diagonal of the overlap matrix
+counts as a partner; ``selected = range(num)`` drops the random draw): this is what it
+was meant to do.
+
+Views: in the train split only, each view is turned by +-90 degrees with probability
+``p_rotate`` (the sign at random), drawn from ``default_rng([seed, ROTATE_STREAM,
+item, view])`` with the seed of the last ``sample_new_items`` (``seed`` at first): an
+item is the same in any worker, order or run. The image and depth are turned before the
+resize; K and the pose follow exactly (K' = A K R^T, T' = R T with A the pixel map and R
+its in-plane rotation), so depth-based ground truth stays exact. Upstream's pose turn is
+right, but it builds the turned K from the *tensor* shape (C, H', W') read as (H', W'):
+its principal point is off (cx' = W - cy instead of H - cy for a clockwise turn, cy' =
+C - cx instead of W - cx for a counter-clockwise one). Then the image is resized (long side
+``preprocessing.resize``, default 1024, antialiased) and zero-padded to a square at the
+bottom/right (``square_pad``); the depth is resized with nearest neighbours and padded
+with 0 (= invalid). ``camera`` is the resized camera with the *real* image size (Glue
+Factory approximates it by 2 (cx, cy)), ``T_w2cam`` the pose. Pairs carry ``T_0to1``,
+``T_1to0`` and ``overlap_0to1``; names are ``<scene>/<stem0>_<stem1>``. Triplets carry
+view0/1/2, ``T_{i}to{j}`` for all six ordered pairs and ``overlap_0to1``,
+``overlap_0to2``, ``overlap_1to2``; names ``<scene>/<stem0>_<stem1>_<stem2>``.
+``views: 1`` yields single images (export), with the view keys at the top level.
 
 Cached features (``load_features.do``; written by ``python -m
 gluefactory.scripts.export_megadepth``, layout in :mod:`.feature_cache`): each view gets
 ``cache`` (keypoints rescaled to the resized image, padded to ``padding_length`` with
 ``keypoint_mask``, plus ``depth_keypoints`` / ``valid_depth_keypoints`` when exported
-with sparse depth), which the pipeline uses with ``model.allow_no_extract``. With
-``read_image: false`` the image file is not opened at all (its size is in the cache) and,
-with keypoint depths cached (``skip_depth_map``), neither is the depth map: an item is
-then a few HDF5 reads (upstream glue-factory#124 still decoded both).
+with sparse depth), which the pipeline uses with ``model.allow_no_extract``. A turned
+view's cached points (the ``load_features.scale`` arrays) and SIFT ``oris`` are turned
+with it, in original pixels before the rescale (upstream turns keypoints only, after
+rescaling them with the turned image's scales); descriptors are those of the upright
+image, as upstream. With ``read_image: false`` the image file is not opened at all (its
+size is in the cache) and, with keypoint depths cached (``skip_depth_map``), neither is
+the depth map: an item is then a few HDF5 reads (upstream glue-factory#124 still
+decoded both).
 """
 
 from __future__ import annotations
@@ -47,6 +74,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 from torch.utils.data import Dataset
 
 from .. import settings
@@ -58,6 +86,7 @@ from .feature_cache import (
     LOAD_FEATURES_CONF,
     FeatureCache,
     check_load_features,
+    rotate_features,
     view_cache,
 )
 
@@ -68,6 +97,8 @@ DOWNLOAD_HINT = (
     "megadepth`, or convert posed images with "
     "`python -m gluefactory.datasets.megadepth_convert`."
 )
+#: the stream of the rotation draws in ``default_rng([seed, ROTATE_STREAM, item, view])``
+ROTATE_STREAM = 0x726F74
 EXPORT_HINT = (
     "Export them with `python -m gluefactory.scripts.export_megadepth --method "
     "<sp|sp_open|cv2-sift|disk|aliked|xfeat> [--export_sparse_depth]` (the folder "
@@ -128,6 +159,107 @@ def sample_pairs(
     return np.concatenate(chosen, 0)
 
 
+def sample_negative_pairs(
+    overlap: np.ndarray, num: int | None, rng: np.random.RandomState
+) -> np.ndarray:
+    """(K, 3) array of (i, j, overlap), i < j, among the pairs with overlap <= 0."""
+    ov = np.minimum(overlap, overlap.T)
+    i, j = np.triu_indices(len(ov), k=1)
+    keep = ov[i, j] <= 0
+    cand = np.stack([i[keep], j[keep], ov[i, j][keep]], -1)
+    if num is None or len(cand) <= num:
+        return cand
+    return cand[rng.choice(len(cand), num, replace=False)]
+
+
+def sample_triplets(
+    overlap: np.ndarray,
+    num: int | None,
+    min_overlap: float,
+    max_overlap: float,
+    enforce_overlap: bool,
+    rng: np.random.RandomState,
+) -> np.ndarray:
+    """(K, 3) int array of distinct (a, b, c): b and c overlap a (module doc)."""
+    ov = np.minimum(overlap, overlap.T)
+    good = (ov > min_overlap) & (ov <= max_overlap)
+    np.fill_diagonal(good, False)
+    if not enforce_overlap:
+        deg = good.sum(1)
+        start = np.concatenate([[0], np.cumsum(deg)[:-1]])
+        rows, cols = np.nonzero(good)  # row-major: a's partners are contiguous
+        edges = np.flatnonzero(deg[rows] >= 2)
+        if num is not None and len(edges) > num:
+            edges = edges[rng.choice(len(edges), num, replace=False)]
+        a, b = rows[edges], cols[edges]
+        pos = edges - start[a]  # b's rank among a's partners: c skips it
+        r = (rng.random_sample(len(a)) * (deg[a] - 1)).astype(int)
+        c = cols[start[a] + r + (r >= pos)]
+        return np.stack([a, b, c], -1).astype(int)
+    # every triangle a < b < c once; counted first so that only the chosen are listed
+    upper = [np.flatnonzero(good[a, a + 1 :]) + a + 1 for a in range(len(good))]
+    counts = np.array([int(np.triu(good[np.ix_(p, p)], 1).sum()) for p in upper])
+    total = int(counts.sum())
+    if num is None or total <= num:
+        wanted = np.arange(total)
+    else:  # Generator.choice: O(num) memory however many triangles there are
+        gen = np.random.default_rng(rng.randint(2**31))
+        wanted = np.sort(gen.choice(total, num, replace=False))
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    out = []
+    for a, p in enumerate(upper):
+        lo, hi = np.searchsorted(wanted, offsets[a : a + 2])
+        if lo == hi:
+            continue
+        b, c = np.nonzero(np.triu(good[np.ix_(p, p)], 1))
+        k = wanted[lo:hi] - offsets[a]
+        out.append(np.stack([np.full(len(k), a), p[b[k]], p[c[k]]], -1))
+    if not out:
+        return np.zeros((0, 3), int)
+    tri = np.concatenate(out, 0)
+    order = rng.random_sample(tri.shape).argsort(1)  # random roles: anchor, 1, 2
+    return np.take_along_axis(tri, order, 1).astype(int)
+
+
+def quarter_turn(rot: int, w: float, h: float) -> np.ndarray:
+    """The pixel map (3 x 3, homogeneous, library convention) of a (w, h) image turned
+    by ``rot`` = +1 (90 degrees counter-clockwise as displayed, ``torch.rot90(image, 1,
+    (-2, -1))``) or -1 (clockwise). Its 2 x 2 block is the in-plane rotation R of the
+    camera frame (x right, y down): K' = A K R^T and T_w2cam' = R T_w2cam."""
+    if rot == 1:  # x' = y, y' = w - x
+        return np.array([[0.0, 1.0, 0.0], [-1.0, 0.0, w], [0.0, 0.0, 1.0]])
+    if rot == -1:  # x' = h - y, y' = x
+        return np.array([[0.0, -1.0, h], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    raise ValueError(f"rot must be +1 or -1, got {rot}.")
+
+
+def _is_count(v) -> bool:
+    return v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 0)
+
+
+def split_num_per_scene(value, key: str, views: int) -> tuple[int | None, int | None]:
+    """``<split>_num_per_scene`` as (num_pos, num_neg); a ConfigError names ``key``."""
+    if OmegaConf.is_list(value) or isinstance(value, (list, tuple)):
+        value = list(value)
+        if len(value) != 2 or not all(_is_count(v) for v in value):
+            raise ConfigError(
+                f"megadepth: {key} must be null, a count or [num_pos, num_neg] "
+                f"(counts >= 0 or null), got {value!r}."
+            )
+        if views != 2:
+            raise ConfigError(
+                f"megadepth: {key}={value!r}: negative pairs ([num_pos, num_neg]) need "
+                f"views: 2, got views: {views}."
+            )
+        return value[0], value[1]
+    if not _is_count(value):
+        raise ConfigError(
+            f"megadepth: {key} must be null, a count >= 0 or [num_pos, num_neg], "
+            f"got {value!r}."
+        )
+    return value, None
+
+
 class MegaDepth(BaseDataset):
     default_conf = {
         "data_dir": "megadepth",  # under the data root unless absolute
@@ -143,14 +275,16 @@ class MegaDepth(BaseDataset):
         "test_split": "test_scenes_clean.txt",
         "test_num_per_scene": None,
         "test_pairs": None,
-        "views": 2,  # 2: pairs; 1: single images (export)
+        "views": 2,  # 2: pairs; 1: single images (export); 3: triplets
         "min_overlap": 0.3,
         "max_overlap": 1.0,
         "num_overlap_bins": 1,
-        "sort_by_overlap": False,
+        "sort_by_overlap": False,  # pairs only
+        "triplet_enforce_overlap": False,  # views 3: view1 and view2 overlap too
         "read_depth": True,
         "read_image": True,
         "grayscale": False,
+        "p_rotate": 0.0,  # train split: probability of a +-90 degree turn per view
         "preprocessing": {
             **ImagePreprocessor.default_conf,
             "resize": 1024,
@@ -169,8 +303,28 @@ class MegaDepth(BaseDataset):
     }
 
     def _init(self, conf):
-        if conf.views not in (1, 2):
-            raise ConfigError(f"megadepth: views must be 1 or 2, got {conf.views}.")
+        if conf.views not in (1, 2, 3) or isinstance(conf.views, bool):
+            raise ConfigError(
+                f"megadepth: views must be 1, 2 or 3, got {conf.views!r}."
+            )
+        for split in ("train", "val", "test"):
+            key = f"{split}_num_per_scene"
+            split_num_per_scene(conf[key], key, conf.views)
+        p = conf.p_rotate
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
+            raise ConfigError(
+                f"megadepth: p_rotate must be a probability in [0, 1], got {p!r}."
+            )
+        if not isinstance(conf.triplet_enforce_overlap, bool):
+            raise ConfigError(
+                "megadepth: triplet_enforce_overlap must be true or false, got "
+                f"{conf.triplet_enforce_overlap!r}."
+            )
+        if conf.views == 3 and conf.num_overlap_bins != 1:
+            raise ConfigError(
+                f"megadepth: views: 3 needs num_overlap_bins: 1 (overlap bins are not "
+                f"implemented for triplets, as upstream), got {conf.num_overlap_bins}."
+            )
         if not 0 <= conf.min_overlap < conf.max_overlap:
             raise ConfigError(
                 f"megadepth: need 0 <= min_overlap < max_overlap, got "
@@ -203,6 +357,7 @@ class _Split(Dataset):
         self.parent, self.conf, self.split = parent, parent.conf, split
         self.root, self.pre = parent.root, parent.preprocessor
         self.cache = None
+        self.seed = int(self.conf.seed) % 2**32  # of the rotation draws
         if self.conf.load_features.do:
             self.cache = FeatureCache(self.conf.load_features, EXPORT_HINT, "megadepth")
         self.scenes: dict[str, dict] = {}
@@ -273,12 +428,19 @@ class _Split(Dataset):
         return info
 
     def _read_pairs(self, value) -> list[tuple]:
+        """Items of a pairs file (``views`` names per line, further columns ignored)."""
         path = _resolve_list(value, "pairs")
+        n = int(self.conf.views)
         items = []
         for ln, line in enumerate(path.read_text().splitlines(), 1):
             if not line.strip():
                 continue
             parts = line.split()
+            if len(parts) < n:
+                raise DataError(
+                    f"{path}:{ln}: expected {n} image names (views: {n}), got "
+                    f"{len(parts)}."
+                )
             scene = parts[0].split("/")[0]
             if scene not in self.scenes:
                 raise DataError(
@@ -286,38 +448,61 @@ class _Split(Dataset):
                 )
             index = self.scenes[scene]["index"]
             try:
-                i, j = index[parts[0]], index[parts[1]]
+                ids = [index[name] for name in parts[:n]]
             except KeyError as e:
                 raise DataError(
                     f"{path}:{ln}: image {e.args[0]} is not (with depth) in scene_info/{scene}.npz."
                 ) from None
             ov = self.scenes[scene]["overlap_matrix"]
-            items.append((scene, i, j, float(min(ov[i, j], ov[j, i]))))
+            pairs = [(0, 1)] if n == 2 else [(0, 1), (0, 2), (1, 2)]
+            overlaps = [
+                float(min(ov[ids[a], ids[b]], ov[ids[b], ids[a]])) for a, b in pairs
+            ]
+            items.append((scene, *ids, *overlaps))
         return items
 
     def sample_new_items(self, seed: int) -> None:
-        """Redraw the pairs of every scene (the trainer calls it with seed + epoch)."""
+        """Redraw the pairs (triplets) of every scene and the rotations of every item
+        (the trainer calls it with seed + epoch)."""
+        self.seed = int(seed) % 2**32
         if self.conf.views == 1 or self.conf[f"{self.split}_pairs"] is not None:
             return
-        rng = np.random.RandomState(int(seed) % 2**32)
+        rng = np.random.RandomState(self.seed)
         c = self.conf
+        key = f"{self.split}_num_per_scene"
+        num_pos, num_neg = split_num_per_scene(c[key], key, c.views)
         items = []
         for scene, info in self.scenes.items():
             v = info["valid"]
             ov = info["overlap_matrix"][v][:, v]
+            if c.views == 3:
+                tri = sample_triplets(
+                    ov, num_pos, c.min_overlap, c.max_overlap,
+                    c.triplet_enforce_overlap, rng,
+                )  # fmt: skip
+                sym = np.minimum(ov, ov.T)
+                items += [
+                    (scene, *(int(v[x]) for x in (a, b, d)),
+                     float(sym[a, b]), float(sym[a, d]), float(sym[b, d]))
+                    for a, b, d in tri
+                ]  # fmt: skip
+                continue
             pairs = sample_pairs(
-                ov, c[f"{self.split}_num_per_scene"], c.min_overlap, c.max_overlap,
-                c.num_overlap_bins, rng,
-            )  # fmt: skip
+                ov, num_pos, c.min_overlap, c.max_overlap, c.num_overlap_bins, rng
+            )
+            if num_neg:  # drawn after the scene's positives
+                neg = sample_negative_pairs(ov, num_neg, rng)
+                pairs = np.concatenate([pairs.reshape(-1, 3), neg], 0)
             items += [
                 (scene, int(v[int(a)]), int(v[int(b)]), float(o)) for a, b, o in pairs
             ]
         if not items:
+            what = "triplet" if c.views == 3 else "pair"
             raise DataError(
-                f"megadepth: no pair of the {self.split} split has an overlap in "
+                f"megadepth: no {what} of the {self.split} split has an overlap in "
                 f"({c.min_overlap}, {c.max_overlap}] (scenes: {', '.join(self.scenes)})."
             )
-        if c.sort_by_overlap:
+        if c.sort_by_overlap and c.views == 2:
             items.sort(key=lambda t: -t[3])
         else:
             order = rng.permutation(len(items))
@@ -332,7 +517,17 @@ class _Split(Dataset):
         stem = Path(str(self.scenes[scene]["image_paths"][idx])).stem
         return self.root / self.conf.depth_subpath / scene / f"{stem}.h5"
 
-    def _view(self, scene: str, idx: int) -> dict:
+    def rotation(self, k: int, view: int = 0) -> int:
+        """The turn of view ``view`` of item ``k``: 0, +1 (90 degrees counter-clockwise
+        as displayed) or -1; never in val / test. Deterministic in (seed, k, view)."""
+        p = float(self.conf.p_rotate)
+        if self.split != "train" or p <= 0:
+            return 0
+        rng = np.random.default_rng([self.seed, ROTATE_STREAM, int(k), int(view)])
+        u, sign = rng.random(2)
+        return 0 if u >= p else (1 if sign < 0.5 else -1)
+
+    def _view(self, scene: str, idx: int, rot: int = 0) -> dict:
         info = self.scenes[scene]
         rel = str(info["image_paths"][idx])
         path = self.root / rel
@@ -343,6 +538,8 @@ class _Split(Dataset):
         if self.conf.read_image:
             image = numpy_image_to_torch(read_image(path, self.conf.grayscale))
             h, w = image.shape[-2:]
+            if rot:  # before the resize and square pad, as upstream
+                image = torch.rot90(image, rot, (-2, -1)).contiguous()
             out = self.pre(image)
             data["image"] = out.pop("image")
             if feats is not None and "image_size" in feats:
@@ -364,19 +561,26 @@ class _Split(Dataset):
                         w, h = im.size
                 except OSError as e:
                     raise DataError(f"megadepth: cannot read image {path}: {e}") from e
-            out = self.pre.sizes(h, w)
+            out = self.pre.sizes(w, h) if rot else self.pre.sizes(h, w)
         tw, th = (int(v) for v in out["image_size"])
-        K = torch.from_numpy(np.asarray(info["intrinsics"][idx], np.float64)).float()
+        K = np.asarray(info["intrinsics"][idx], np.float64)
+        T = np.asarray(info["poses"][idx], np.float64)
+        size = [w, h]
+        if rot:  # exact: x' = A x for pixels, X' = R X in the camera frame
+            A = quarter_turn(rot, w, h)
+            R = np.eye(4)
+            R[:2, :2] = A[:2, :2]
+            K, T, size = A @ K @ R[:3, :3].T, R @ T, [h, w]
         cam = Camera.from_calibration_matrix(
-            K, torch.tensor([w, h], dtype=torch.float32)
+            torch.from_numpy(K).float(), torch.tensor(size, dtype=torch.float32)
         )
         data["camera"] = cam.scale(out["scales"])
-        data["T_w2cam"] = Pose.from_4x4mat(
-            torch.from_numpy(np.asarray(info["poses"][idx], np.float64)).float()
-        )
+        data["T_w2cam"] = Pose.from_4x4mat(torch.from_numpy(T).float())
         sparse_depth = feats is not None and "depth_keypoints" in feats
         if self.conf.read_depth and not (sparse_depth and lf.skip_depth_map):
             depth = self.read_depth_map(self.depth_path(scene, idx), (h, w))
+            if rot:
+                depth = torch.rot90(depth, rot, (0, 1)).contiguous()
             depth = torch.nn.functional.interpolate(
                 depth[None, None], size=(th, tw), mode="nearest"
             )[0, 0]
@@ -385,6 +589,8 @@ class _Split(Dataset):
                 depth = torch.nn.functional.pad(depth, (0, side - tw, 0, side - th))
             data["depth"] = depth
         if feats is not None:
+            if rot:  # in original pixels, before view_cache rescales them
+                feats = rotate_features(feats, rot, (w, h), list(lf.scale or []))
             data["cache"] = view_cache(
                 feats, lf, out["scales"], out["image_size"], f"{scene}/{name}"
             )
@@ -415,22 +621,25 @@ class _Split(Dataset):
         return torch.from_numpy(depth.astype(np.float32))
 
     def __getitem__(self, k: int) -> dict:
-        if self.conf.views == 1:
+        n = int(self.conf.views)
+        if n == 1:
             scene, i = self.items[k]
-            view = self._view(scene, int(i))
+            view = self._view(scene, int(i), self.rotation(k))
             return {**view, "name": f"{scene}/{view['name']}", "scene": scene}
-        scene, i, j, overlap = self.items[k]
-        v0, v1 = self._view(scene, i), self._view(scene, j)
-        T_0to1 = v1["T_w2cam"] @ v0["T_w2cam"].inv()
-        return {
-            "name": f"{scene}/{Path(v0['name']).stem}_{Path(v1['name']).stem}",
-            "scene": scene,
-            "view0": v0,
-            "view1": v1,
-            "T_0to1": T_0to1,
-            "T_1to0": T_0to1.inv(),
-            "overlap_0to1": torch.tensor(overlap, dtype=torch.float32),
-        }
+        scene, *rest = self.items[k]
+        ids, overlaps = rest[:n], rest[n:]
+        views = [
+            self._view(scene, int(i), self.rotation(k, v)) for v, i in enumerate(ids)
+        ]
+        stems = "_".join(Path(view["name"]).stem for view in views)
+        data = {"name": f"{scene}/{stems}", "scene": scene}
+        data.update({f"view{v}": view for v, view in enumerate(views)})
+        pairs = [(0, 1)] if n == 2 else [(0, 1), (0, 2), (1, 2)]
+        for (a, b), overlap in zip(pairs, overlaps):
+            T = views[b]["T_w2cam"] @ views[a]["T_w2cam"].inv()
+            data[f"T_{a}to{b}"], data[f"T_{b}to{a}"] = T, T.inv()
+            data[f"overlap_{a}to{b}"] = torch.tensor(overlap, dtype=torch.float32)
+        return data
 
 
 __main_dataset__ = MegaDepth

@@ -98,8 +98,16 @@ DATA_CONF = {
     "data_dir": "megadepth",
     "preprocessing": {"resize": RESIZE, "side": "long", "square_pad": False},
 }
-#: the dataset keys the exporter sets itself
-FORCED_DATA = ("views", "train_split", "read_image", "read_depth", "load_features")
+#: the dataset keys the exporter sets itself (p_rotate: features are exported upright,
+#: training turns them with their image)
+FORCED_DATA = (
+    "views",
+    "train_split",
+    "read_image",
+    "read_depth",
+    "load_features",
+    "p_rotate",
+)
 FLOAT16_KEYS = ("keypoint_scores", "descriptors", "scales", "oris", "depth_keypoints")
 
 

@@ -15,12 +15,16 @@ logger = logging.getLogger(__name__)
 
 
 REASONS = (None, "max_steps", "time", "interrupted")
+#: a second signal within this many seconds is the first one delivered twice (a spawned
+#: worker gets a terminal's Ctrl-C directly and forwarded by its launcher)
+SAME_SIGNAL_S = 1.0
 
 
 class StopControl:
     def __init__(self, conf, dist: distributed.Dist):
         self.conf, self.dist = conf, dist
         self.sigint = False
+        self._first_signal = 0.0
         self.start = time.monotonic()
         self._previous: dict = {}
 
@@ -38,9 +42,12 @@ class StopControl:
         return False
 
     def _handler(self, signum, frame):
+        now = time.monotonic()
         if self.sigint:
+            if now - self._first_signal < SAME_SIGNAL_S:
+                return  # the same Ctrl-C: from the terminal and forwarded by the launcher
             raise KeyboardInterrupt
-        self.sigint = True
+        self.sigint, self._first_signal = True, now
         logger.warning(
             "%s: saving a checkpoint after this step (send it again to exit at once).",
             signal.Signals(signum).name,

@@ -3,7 +3,8 @@
 - ``torchrun`` sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT; each
   process joins with ``init_method="env://"`` (multi-node works the same way).
 - ``--distributed`` on one machine spawns ``train.num_devices`` processes (default: the
-  visible GPUs) that rendezvous on a free local TCP port.
+  visible GPUs) that rendezvous on a free local TCP port; each gets its share of the
+  CPU cores as intra-op threads (``OMP_NUM_THREADS`` overrides).
 
 NCCL on GPUs, gloo on CPU. Rank 0 alone writes logs, checkpoints and figures.
 """
@@ -94,6 +95,22 @@ def num_processes(num_devices: int | None, device: str | None) -> int:
     )
 
 
+def cpu_cores() -> int:
+    """CPU cores this process may run on (its affinity, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def threads_per_process(world: int) -> int:
+    """Intra-op threads of each of ``world`` local ranks: the cores split between them,
+    unless ``OMP_NUM_THREADS`` says otherwise (as torchrun sets it)."""
+    if os.environ.get("OMP_NUM_THREADS"):
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
+    return max(1, cpu_cores() // world)
+
+
 def _child(local_rank: int, world: int, port: int, fn, args) -> None:
     os.environ.update(
         RANK=str(local_rank),
@@ -102,14 +119,47 @@ def _child(local_rank: int, world: int, port: int, fn, args) -> None:
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
     )
+    # each child would otherwise start one thread per core: with 2 ranks on 2 cores,
+    # 4 busy threads (docs/training.md: 1 thread each made 8 % more steps)
+    torch.set_num_threads(threads_per_process(world))
     fn(*args)
 
 
-def spawn(world: int, fn, args: tuple) -> None:
-    """Run ``fn(*args)`` in ``world`` local processes that form one process group."""
+def spawn(world: int, fn, args: tuple, on_signal=None) -> None:
+    """Run ``fn(*args)`` in ``world`` local processes that form one process group.
+
+    SIGINT and SIGTERM received here are forwarded to the workers (each saves a
+    checkpoint and stops; see :mod:`.control`), after ``on_signal(signum)``: a
+    ``kill <pid>`` of this launcher alone used to leave them training. A Ctrl-C in a
+    terminal reaches them twice (from the terminal and from here): they count it once.
+    """
+    import signal
+
     import torch.multiprocessing as mp
 
-    mp.spawn(_child, args=(world, free_port(), fn, args), nprocs=world, join=True)
+    ctx = mp.start_processes(
+        _child,
+        args=(world, free_port(), fn, args),
+        nprocs=world,
+        join=False,
+        start_method="spawn",
+    )
+
+    def forward(signum, frame):
+        if on_signal is not None:
+            on_signal(signum)
+        for proc in ctx.processes:
+            if proc.is_alive():
+                os.kill(proc.pid, signum)
+
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, forward) for sig in signals}
+    try:
+        while not ctx.join():
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 # -------------------------------------------------------------------- collectives

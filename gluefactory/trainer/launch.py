@@ -121,9 +121,10 @@ def run_worker(conf: DictConfig | dict, folder: str | Path, restore: bool) -> di
             torch.autograd.set_detect_anomaly(True)
         if d.enabled and d.main:
             logger.info(
-                "Distributed: %d processes, backend %s.",
+                "Distributed: %d processes, backend %s, %d CPU threads each.",
                 d.world_size,
                 torch.distributed.get_backend(),
+                torch.get_num_threads(),
             )
         trainer = Trainer(conf, folder, d)
         if restore:
@@ -160,23 +161,17 @@ def _spawn(world: int, conf: DictConfig, folder: Path, restore: bool) -> dict | 
 
     results = mp.get_context("spawn").SimpleQueue()
 
-    def on_signal(signum, frame):
+    def on_signal(signum):
         logger.warning(
-            "%s: waiting for the workers to save a checkpoint.",
-            signal.Signals(signum).name,
+            "%s: the workers save a checkpoint and stop.", signal.Signals(signum).name
         )
 
-    signals = (signal.SIGINT, signal.SIGTERM)
-    previous = {sig: signal.signal(sig, on_signal) for sig in signals}
-    try:
-        distributed.spawn(
-            world,
-            _spawned,
-            (OmegaConf.to_container(conf), str(folder), restore, results),
-        )
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    distributed.spawn(
+        world,
+        _spawned,
+        (OmegaConf.to_container(conf), str(folder), restore, results),
+        on_signal=on_signal,
+    )
     if results.empty():
         return None
     summary = results.get()

@@ -206,7 +206,9 @@ def test_fixed_validation_images(photo_dir):
         get_dataset("homographies")(_folder_conf(photo_dir, val_images=["nope.png"]))
     with pytest.raises(ConfigError, match="does not fit the 2 images left"):
         get_dataset("homographies")(
-            _folder_conf(photo_dir, val_images=["rocket.png", "coffee.png"], train_size=3)
+            _folder_conf(
+                photo_dir, val_images=["rocket.png", "coffee.png"], train_size=3
+            )
         )
 
 

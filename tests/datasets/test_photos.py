@@ -42,7 +42,10 @@ def test_wallpapers_are_reduced_and_named(tmp_path, fake_skimage):
     walls = sorted(p.name for p in out.glob("wallpaper_*"))
     assert len(walls) == len(photos.WALLPAPER_PHOTOS) == 35  # names are unique
     assert "wallpaper_Altai.jpg" not in walls
-    assert "wallpaper_Bridge_by_Sander_Klootwijk.jpg" in walls and "wallpaper_ColdRipple.jpg" in walls
+    assert (
+        "wallpaper_Bridge_by_Sander_Klootwijk.jpg" in walls
+        and "wallpaper_ColdRipple.jpg" in walls
+    )
     im = cv2.imread(str(out / "wallpaper_Bridge_by_Sander_Klootwijk.jpg"))
     assert max(im.shape[:2]) == photos.WALLPAPER_SIZE and im.shape[:2] == (576, 1024)
     assert {p.name for p in out.glob("skimage_*")} == {

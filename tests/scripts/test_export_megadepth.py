@@ -232,6 +232,8 @@ def test_resume_mismatch_and_overwrite(env, capsys):
     assert summary["exported"] == ["motorcycle"]
     with pytest.raises(ConfigError, match="data.views"):
         export_megadepth.build_conf("xfeat", ["data.views=2"])
+    with pytest.raises(ConfigError, match="data.p_rotate"):  # exports stay upright
+        export_megadepth.build_conf("xfeat", ["data.p_rotate=0.5"])
     with pytest.raises(ConfigError, match="max_num_keypointz"):
         export_megadepth.build_conf("xfeat", ["model.max_num_keypointz=3"])
 

@@ -16,6 +16,7 @@ from trainer_env import subprocess_env
 
 from gluefactory.trainer import checkpoints as ckpts
 from gluefactory.trainer import train
+from gluefactory.trainer.distributed import threads_per_process
 
 
 def records(folder, kind):
@@ -101,10 +102,11 @@ def test_two_gloo_processes_match_one_process(outputs, tmp_path, launcher):
         )
         out, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err
-    assert (
-        "Distributed: 2 processes, backend gloo"
-        in (outputs / "ddp" / "log.txt").read_text()
-    )
+    log = (outputs / "ddp" / "log.txt").read_text()
+    # the cores are split between the ranks (torchrun: OMP_NUM_THREADS)
+    env_threads = int(subprocess_env(outputs.parent)["OMP_NUM_THREADS"])
+    threads = threads_per_process(2) if launcher == "spawn" else env_threads
+    assert f"Distributed: 2 processes, backend gloo, {threads} CPU threads each" in log
     one, two = records(outputs / "single", "train"), records(outputs / "ddp", "train")
     assert (
         [r["step"] for r in one]
@@ -125,3 +127,44 @@ def test_two_gloo_processes_match_one_process(outputs, tmp_path, launcher):
     assert_same_weights(sa["model"], sb["model"], atol=1e-4)
     assert sb["counters"]["world_size"] == 2 and len(sb["rng"]) == 2
     assert sa["stepper"]["nonfinite_total"] == sb["stepper"]["nonfinite_total"] == 2
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_launcher_stops_its_workers(outputs, tmp_path):
+    """``kill <pid>`` of a ``--distributed`` launcher (not its process group): the
+    ranks get the signal too, save and stop together; the restored run ends like an
+    uninterrupted one."""
+    train_conf = {"epochs": 3, "eval_0": False, "save_every_iter": 1000}
+    conf = toy_conf({**train_conf, "num_devices": 2}, num_train=16)
+    ref = train("reference", conf)
+    path = tmp_path / "conf.yaml"
+    OmegaConf.save(OmegaConf.create(conf), path)
+    args = ["ddp-sig", "--conf", str(path), "--distributed", "data.item_delay=0.1"]
+    proc = cli(args, outputs.parent)
+    metrics = outputs / "ddp-sig" / "metrics.jsonl"
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGTERM)  # the launcher alone
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert "SIGTERM: the workers save a checkpoint and stop" in err
+    assert (
+        "Interrupted: saved checkpoint_"
+        in (outputs / "ddp-sig" / "log.txt").read_text()
+    )
+    stopped = ckpts.load_latest(outputs / "ddp-sig")[0]["counters"]["step"]
+    assert 2 <= stopped < ref["step"]
+    res = train(
+        "ddp-sig", {"data": {"item_delay": 0.0}}, restore=True, distributed_run=True
+    )
+    assert res["status"] == "finished" and res["step"] == ref["step"]
+    assert_same_weights(
+        final_state(outputs / "reference")["model"],
+        final_state(outputs / "ddp-sig")["model"],
+        atol=1e-4,
+    )

@@ -16,6 +16,7 @@ from gluefactory.utils.image import (
 def png(tmp_path):
     img = np.zeros((20, 30, 3), np.uint8)
     img[..., 0] = 255  # pure red in RGB
+    img[5, 7] = (10, 20, 30)  # and one pixel whose channel order is visible
     path = tmp_path / "red.png"
     cv2.imwrite(str(path), img[..., ::-1])
     return path
@@ -24,6 +25,7 @@ def png(tmp_path):
 def test_read_image_rgb_and_gray(png):
     rgb = read_image(png)
     assert rgb.shape == (20, 30, 3) and rgb[0, 0].tolist() == [255, 0, 0]
+    assert rgb[5, 7].tolist() == [10, 20, 30] and rgb.flags.c_contiguous
     assert read_image(png, grayscale=True).shape == (20, 30)
 
 
@@ -103,6 +105,21 @@ def test_preprocessor_unknown_key():
 def test_numpy_image_to_torch():
     t = numpy_image_to_torch(np.full((4, 5, 3), 255, np.uint8))
     assert t.shape == (3, 4, 5) and float(t.max()) == 1.0
+    rng = np.random.default_rng(0)
+    for a in (
+        rng.integers(0, 256, (6, 7, 3), dtype=np.uint8),
+        rng.integers(0, 256, (6, 7), dtype=np.uint8),
+        rng.random((6, 7, 3), dtype=np.float32),
+        rng.random((6, 7), dtype=np.float32),
+    ):
+        chw = a.transpose(2, 0, 1) if a.ndim == 3 else a[None]
+        expected = torch.from_numpy(chw.astype(np.float32))
+        expected = expected / 255.0 if a.dtype == np.uint8 else expected
+        t = numpy_image_to_torch(a)
+        assert t.dtype == torch.float32 and t.is_contiguous()
+        assert torch.equal(t, expected)
+        t += 1  # a copy, never a view of the caller's array
+        assert not np.shares_memory(t.numpy(), a)
 
 
 @pytest.mark.parametrize("bad", [0, -3, "x", [0, 4], [1, 2, 3], 2.5, True])

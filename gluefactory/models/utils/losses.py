@@ -93,23 +93,38 @@ def weighted_nll(
     }
 
 
+def best_assignments(la: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Argmax of each row (B, M) and column (B, N) of a (B, M+1, N+1) log-assignment,
+    the dustbins included (index N, resp. M, = unmatched).
+
+    ``max(dim).indices`` rather than ``argmax``: the same first-maximum indices, but
+    3x faster on the CPU, where ``argmax`` over the rows of a 513 x 513 matrix took a
+    third of LightGlue's training loss.
+    """
+    return la[:, :-1, :].max(-1).indices, la[:, :, :-1].max(-2).indices
+
+
 def confidence_loss(
     logits0: torch.Tensor,
     logits1: torch.Tensor,
     la_now: torch.Tensor,
-    la_final: torch.Tensor,
+    best_final: tuple[torch.Tensor, torch.Tensor],
     valid0: torch.Tensor | None = None,
     valid1: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Token-confidence loss of one layer, (B,).
 
-    Label of a point: its argmax over the row (column) of this layer's log-assignment,
-    dustbin included, equals that of the final layer. BCE-with-logits averaged over the
-    (valid) points of each image, then over the two images.
+    Label of a point: the final layer's choice for it (``best_final``, from
+    :func:`best_assignments` of the final log-assignment) is also the maximum of its row
+    (column) in this layer's log-assignment, dustbin included. BCE-with-logits averaged over
+    the (valid) points of each image, then over the two images.
     """
-    la_now, la_final = la_now.detach(), la_final.detach()
-    ok0 = la_now[:, :-1, :].argmax(-1) == la_final[:, :-1, :].argmax(-1)
-    ok1 = la_now[:, :, :-1].argmax(-2) == la_final[:, :, :-1].argmax(-2)
+    la_now = la_now.detach()
+    rows, cols = la_now[:, :-1, :], la_now[:, :, :-1]
+    # "the final choice is this layer's maximum": a gather and an amax, not an argmax
+    # (they differ only on exact ties)
+    ok0 = rows.gather(2, best_final[0][..., None]).squeeze(2) == rows.amax(2)
+    ok1 = cols.gather(1, best_final[1][:, None]).squeeze(1) == cols.amax(1)
 
     def mean_bce(logits, labels, valid):
         loss = F.binary_cross_entropy_with_logits(

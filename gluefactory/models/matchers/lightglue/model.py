@@ -20,7 +20,12 @@ from torch.utils.checkpoint import checkpoint
 
 from ....utils.errors import InputError
 from ...base_model import BaseModel, load_state_dict_strict
-from ...utils.losses import confidence_loss, nll_weights, weighted_nll
+from ...utils.losses import (
+    best_assignments,
+    confidence_loss,
+    nll_weights,
+    weighted_nll,
+)
 from ...utils.metrics import matcher_metrics
 from . import presets
 from .adaptive import (
@@ -303,6 +308,7 @@ class LightGlue(BaseModel):
         L = pred["ref_descriptors0"].shape[1]
         sum_w = 1.0
         conf_loss = torch.zeros_like(nll)
+        best_final = best_assignments(la_final.detach())
         for i in range(L - 1):
             d0, d1 = pred["ref_descriptors0"][:, i], pred["ref_descriptors1"][:, i]
             with self._mp(d0.device.type):
@@ -315,7 +321,7 @@ class LightGlue(BaseModel):
             with self._mp(d0.device.type):
                 logits0, logits1 = token.logits(d0).float(), token.logits(d1).float()
             conf_loss = conf_loss + confidence_loss(
-                logits0, logits1, la, la_final, valid0, valid1
+                logits0, logits1, la, best_final, valid0, valid1
             ) / (L - 1)
         losses["total"] = losses["total"] / sum_w
         losses["confidence"] = conf_loss
