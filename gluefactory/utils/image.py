@@ -56,9 +56,7 @@ def read_image(path: str | Path, grayscale: bool = False) -> np.ndarray:
             f"Could not decode image {path} ({data.size} bytes): the file is corrupt or "
             f"not an image format OpenCV reads ({', '.join(sorted(IMAGE_SUFFIXES))})."
         )
-    if (
-        not grayscale
-    ):  # cvtColor: 30x faster than a reversed-axis copy (5 ms at 1024 px)
+    if not grayscale:  # cvtColor: 0.01-0.03 of a reversed-axis copy's time (hot_paths)
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     return image
 
@@ -70,7 +68,7 @@ def numpy_image_to_torch(image: np.ndarray) -> torch.Tensor:
     t = torch.from_numpy(np.ascontiguousarray(image))
     t = t[None] if t.ndim == 2 else t.permute(2, 0, 1)
     # reorder while still 1-byte, then one float copy (never the caller's memory)
-    # divided in place: 3x faster than dividing a float copy of the transposed array
+    # divided in place (benchmarks/hot_paths.py: 0.6-0.9 of the time of the old way)
     t = t.contiguous().to(torch.float32, copy=True)
     return t.div_(255.0) if image.dtype == np.uint8 else t
 

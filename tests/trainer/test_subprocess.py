@@ -35,6 +35,22 @@ def cli(args, outputs_root, **kw):
     )
 
 
+def interrupt_mid_run(proc, metrics, sig, timeout=180) -> str:
+    """Send ``sig`` to ``proc`` once it logged 2 metric records; its stderr after a
+    clean interrupted exit (code 130, no traceback)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    return err
+
+
 @pytest.mark.slow
 def test_sigint_saves_and_restore_matches_uninterrupted(outputs, tmp_path):
     conf = toy_conf(
@@ -44,17 +60,8 @@ def test_sigint_saves_and_restore_matches_uninterrupted(outputs, tmp_path):
     path = tmp_path / "conf.yaml"
     OmegaConf.save(OmegaConf.create(conf), path)
     proc = cli(["sig", "--conf", str(path), "data.item_delay=0.1"], outputs.parent)
-    metrics = outputs / "sig" / "metrics.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if metrics.exists() and len(metrics.read_text().splitlines()) >= 2:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, proc.communicate()
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
-    assert "Traceback" not in err and "Interrupted: saved checkpoint_" in err
+    err = interrupt_mid_run(proc, outputs / "sig" / "metrics.jsonl", signal.SIGINT)
+    assert "Interrupted: saved checkpoint_" in err
     state = ckpts.load_latest(outputs / "sig")[0]
     stopped = state["counters"]["step"]
     assert 2 <= stopped < ref["step"]
@@ -141,17 +148,8 @@ def test_sigterm_to_the_launcher_stops_its_workers(outputs, tmp_path):
     OmegaConf.save(OmegaConf.create(conf), path)
     args = ["ddp-sig", "--conf", str(path), "--distributed", "data.item_delay=0.1"]
     proc = cli(args, outputs.parent)
-    metrics = outputs / "ddp-sig" / "metrics.jsonl"
-    deadline = time.time() + 180
-    while time.time() < deadline and proc.poll() is None:
-        if metrics.exists() and len(metrics.read_text().splitlines()) >= 2:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, proc.communicate()
-    proc.send_signal(signal.SIGTERM)  # the launcher alone
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
-    assert "Traceback" not in err
+    # the launcher alone, as `kill <pid>` does
+    err = interrupt_mid_run(proc, outputs / "ddp-sig" / "metrics.jsonl", signal.SIGTERM)
     assert "SIGTERM: the workers save a checkpoint and stop" in err
     assert (
         "Interrupted: saved checkpoint_"
