@@ -25,6 +25,7 @@ Usage (from the repository root)::
     python benchmarks/learning.py baselines --pairs 100       # per-photo baselines
     python benchmarks/learning.py breakdown --steps 20        # seconds per step part
     python benchmarks/learning.py scratch --procs 2           # DDP, 2 CPU processes
+    python benchmarks/learning.py scratch --triplets 2        # 2 triplets per batch
 
 Experiments go to ``<outputs>/training/learning-{scratch,finetune}``; the figure and
 the table to ``docs/figures/`` (``--figures``). Numbers on these photographs are not
@@ -160,9 +161,12 @@ def train_conf(
     precision: str | None = "bfloat16",
     num_heads: int = 1,
     schedule: str = "step",
+    triplets: int = 0,
 ) -> dict:
-    """``schedule``/``num_heads`` (scratch only): ``step`` (the documented recipe) or
-    ``cosine`` (a variant measured in docs/training.md), and the head count."""
+    """``schedule``/``num_heads``/``triplets`` (scratch only): ``step`` (the documented
+    recipe) or ``cosine`` (a variant measured in docs/training.md), the head count, and
+    ``triplets`` > 0: batches of that many homography triplets (3 pairs each, one
+    extraction per view: the triplet pipeline) instead of 4 pairs."""
     max_steps = None
     if kind == "scratch":
         matcher = {**SMALL_LG, "num_heads": num_heads}
@@ -175,11 +179,14 @@ def train_conf(
             sched = {"type": "cosine", "warmup": 50, "min_lr_factor": 0.02}
     else:
         matcher, lr, sched = OFFICIAL_LG, 1e-5, {"type": "constant"}
+    data = photos_data(40)
+    if triplets:
+        data.update(triplet=True, batch_size=triplets)
     return {
-        "data": photos_data(40),
+        "data": data,
         "data_val": photos_data(8),  # 32 held-out pairs, the same at every validation
         "model": {
-            "name": "two_view_pipeline",
+            "name": "triplet_pipeline" if triplets else "two_view_pipeline",
             "extractor": EXTRACTOR,
             "matcher": matcher,
             "ground_truth": GT,
@@ -589,6 +596,13 @@ def main(argv=None) -> None:
     )
     p.add_argument("--num_heads", type=int, default=1, help="scratch: attention heads")
     p.add_argument(
+        "--triplets",
+        type=int,
+        default=0,
+        help="scratch: batches of this many homography triplets (3 pairs each, "
+        "model triplet_pipeline) instead of 4 pairs",
+    )
+    p.add_argument(
         "--procs",
         type=int,
         default=1,
@@ -637,6 +651,7 @@ def main(argv=None) -> None:
             procs=args.procs,
             num_heads=args.num_heads,
             schedule=args.schedule,
+            triplets=args.triplets,
         )
     if args.what in ("finetune", "all"):
         run_training("finetune", args.finetune_minutes, precision, procs=args.procs)

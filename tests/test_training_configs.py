@@ -169,7 +169,9 @@ def _two_steps_by_hand(conf) -> None:
     assert "match_recall" in metrics
 
 
-def _two_steps_with_trainer(conf, name: str, outputs: Path) -> None:
+def _two_steps_with_trainer(
+    conf, name: str, outputs: Path, model_type: str = "TwoViewPipeline"
+) -> None:
     """``gluefactory.train`` for 2 optimizer steps (then its final validation)."""
     import json
 
@@ -192,7 +194,7 @@ def _two_steps_with_trainer(conf, name: str, outputs: Path) -> None:
     val = [r for r in recs if r["kind"] == "val"]
     assert val and "match_recall" in val[-1]
     model = load_experiment(folder)
-    assert type(model).__name__ == "TwoViewPipeline"
+    assert type(model).__name__ == model_type
 
 
 @pytest.mark.slow
@@ -215,6 +217,19 @@ def test_config_trains_two_iterations(
         )
 
 
+@pytest.mark.slow
+def test_triplets_train_with_the_trainer(
+    tiny_photos, tiny_megadepth, tmp_path, monkeypatch
+):
+    """docs/training-data.md's triplet command: a shipped homography config with
+    model.name=triplet_pipeline and data.triplet=true (validation on triplets too)."""
+    conf, _ = _tiny("xfeat+lightglue_homography", tiny_photos, tiny_megadepth)
+    conf.model.name = "triplet_pipeline"
+    conf.data.triplet = True
+    monkeypatch.setenv("GLUEFACTORY_OUTPUTS", str(tmp_path))
+    _two_steps_with_trainer(conf, "triplets", tmp_path, "TripletPipeline")
+
+
 def test_learning_benchmark_configs_are_valid():
     """benchmarks/learning.py's two runs build (strict trainer config, model, datasets)."""
     from gluefactory.trainer.config import build_train_conf
@@ -224,8 +239,9 @@ def test_learning_benchmark_configs_are_valid():
     )
     learning = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(learning)
-    for kind in ("scratch", "finetune"):
-        conf = build_train_conf(learning.train_conf(kind, 1.0))
+    variants = [("scratch", {}), ("finetune", {}), ("scratch", {"triplets": 2})]
+    for kind, variant in variants:
+        conf = build_train_conf(learning.train_conf(kind, 1.0, **variant))
         assert conf.train.max_minutes == 1.0
         assert conf.model.extractor.max_num_keypoints == 512
         assert list(conf.data.homography.patch_shape) == [480, 360]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABCMeta, abstractmethod
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -59,6 +60,12 @@ class BaseDataset(Configurable, metaclass=ABCMeta):
 
     @abstractmethod
     def get_dataset(self, split: str) -> Dataset: ...
+
+    def source_files(self) -> tuple[Path, list[Path]] | None:
+        """(root, files and folders under it) whose contents define the items: what
+        the evaluation's prediction cache fingerprints
+        (:func:`~gluefactory.utils.fingerprint.files_fingerprint`). None: not listed."""
+        return None
 
     def batch_size(self, split: str) -> int:
         if split not in SPLITS:

@@ -166,6 +166,9 @@ class HomographyDataset(BaseDataset):
         "triplet": False,
         "skip_unreadable": False,  # True: warn and use the next image of the split
         "items_per_image": 1,  # pairs per image and epoch (small sets: > 1)
+        # no effect, accepted for upstream configs: every item is always seeded by
+        # (seed, epoch, index), which is what upstream's reseed: true asks for
+        "reseed": False,
         "homography": {
             "difficulty": 0.8,
             "translation": 1.0,

@@ -153,6 +153,9 @@ class HPatches(BaseDataset, torch.utils.data.Dataset):
     def get_dataset(self, split: str) -> HPatches:
         return self
 
+    def source_files(self) -> tuple[Path, list[Path]]:
+        return self.root, [self.root / seq for seq in self.sequences]
+
     def __len__(self) -> int:
         return len(self.items)
 

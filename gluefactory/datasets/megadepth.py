@@ -50,7 +50,8 @@ Factory approximates it by 2 (cx, cy)), ``T_w2cam`` the pose. Pairs carry ``T_0t
 ``T_1to0`` and ``overlap_0to1``; names are ``<scene>/<stem0>_<stem1>``. Triplets carry
 view0/1/2, ``T_{i}to{j}`` for all six ordered pairs and ``overlap_0to1``,
 ``overlap_0to2``, ``overlap_1to2``; names ``<scene>/<stem0>_<stem1>_<stem2>``.
-``views: 1`` yields single images (export), with the view keys at the top level.
+``views: 1`` yields single images (export), with the view keys at the top level:
+``<split>_num_per_scene`` of each scene (redrawn each epoch, as upstream), or all.
 
 Cached features (``load_features.do``; written by ``python -m
 gluefactory.scripts.export_megadepth``, layout in :mod:`.feature_cache`): each view gets
@@ -285,6 +286,9 @@ class MegaDepth(BaseDataset):
         "read_image": True,
         "grayscale": False,
         "p_rotate": 0.0,  # train split: probability of a +-90 degree turn per view
+        # no effect, accepted for upstream configs: the only random draws of an item
+        # (its turns) are always seeded by (seed, item, view)
+        "reseed": False,
         "preprocessing": {
             **ImagePreprocessor.default_conf,
             "resize": 1024,
@@ -372,11 +376,7 @@ class _Split(Dataset):
             )
         self.items: list[tuple] = []
         pairs_file = self.conf[f"{split}_pairs"]
-        if self.conf.views == 1:
-            self.items = [
-                (s, i) for s, info in self.scenes.items() for i in info["valid"]
-            ]
-        elif pairs_file is not None:
+        if pairs_file is not None and self.conf.views != 1:
             self.items = self._read_pairs(pairs_file)
         else:
             self.sample_new_items(int(self.conf.seed))
@@ -465,12 +465,23 @@ class _Split(Dataset):
         """Redraw the pairs (triplets) of every scene and the rotations of every item
         (the trainer calls it with seed + epoch)."""
         self.seed = int(seed) % 2**32
-        if self.conf.views == 1 or self.conf[f"{self.split}_pairs"] is not None:
+        c = self.conf
+        if c.views != 1 and c[f"{self.split}_pairs"] is not None:
             return
         rng = np.random.RandomState(self.seed)
-        c = self.conf
         key = f"{self.split}_num_per_scene"
         num_pos, num_neg = split_num_per_scene(c[key], key, c.views)
+        if c.views == 1:  # single images: all, or num_per_scene drawn per scene
+            self.items = [
+                (scene, int(i))
+                for scene, info in self.scenes.items()
+                for i in (
+                    np.sort(rng.choice(info["valid"], num_pos, replace=False))
+                    if num_pos is not None and len(info["valid"]) > num_pos
+                    else info["valid"]
+                )
+            ]
+            return
         items = []
         for scene, info in self.scenes.items():
             v = info["valid"]

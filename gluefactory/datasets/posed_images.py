@@ -326,6 +326,21 @@ class PosedImages(BaseDataset, torch.utils.data.Dataset):
     def get_dataset(self, split: str) -> PosedImages:
         return self
 
+    def source_files(self) -> tuple[Path, list[Path]]:
+        """Every file read: per scene its views (poses), groups and extra files, and
+        the image (and depth) of each view."""
+        files = []
+        for scene, views in self.views.items():
+            files.append(self._path(self.conf.views, scene))
+            for key in ("view_groups", "extra_data"):
+                if self.conf[key]:
+                    files.append(self._path(self.conf[key], scene))
+            for name in views:
+                files.append(self.image_path(scene, name))
+                if self.conf.depth_dir:
+                    files.append(self.depth_path(scene, name))
+        return self.root, files
+
     def __len__(self) -> int:
         return len(self.items)
 

@@ -2,7 +2,8 @@
 
 1. **Export**: run the model on every pair of ``data`` and store the predictions in
    ``predictions.h5`` with keypoints in ORIGINAL-image pixels (divided by the view's
-   ``scales``), written atomically and tagged with a hash of the data + model config.
+   ``scales``), written atomically and tagged with a hash of the data + model config
+   and of the data's files (names, sizes, times: :mod:`gluefactory.utils.fingerprint`).
    Where pairs share an image (HPatches: image 1 is in five pairs), the extractor runs
    once per distinct image (:func:`memoized_extractor`).
 2. **Evaluate**: reload the pairs with :meth:`EvalPipeline.eval_data_conf` (HPatches:
@@ -12,7 +13,8 @@
    keep the threshold with the best mAA and summarise.
 
 Changing only ``eval.*`` never reruns the network: the predictions are reused when
-their hash matches (also from another results folder of the same benchmark). A
+their hash matches (also from another results folder of the same benchmark); when the
+data files changed, the pairs are exported and evaluated again. A
 benchmark subclass only declares its data, metrics and figures.
 """
 
@@ -35,6 +37,7 @@ from tqdm import tqdm
 from ..datasets import get_dataset
 from ..utils.conf import as_plain, freeze, to_conf
 from ..utils.errors import ConfigError, DataError
+from ..utils.fingerprint import files_fingerprint
 from ..utils.tensor import batch_to_device
 from . import results as rio
 from .base import BaseBenchmark
@@ -154,14 +157,27 @@ class EvalPipeline(BaseBenchmark):
         keys = ("data", "model", "checkpoint", "checkpoint_sha256")
         return {k: conf.get(k) for k in keys}
 
-    def export_hash(self, checkpoint: str | None) -> str:
+    def export_hash(self, checkpoint: str | None, data_files: str | None = None) -> str:
+        """Hash of what the predictions depend on: data and model config, checkpoint
+        and ``data_files`` (:meth:`data_fingerprint`)."""
         part = self.export_part(self.saved_conf(checkpoint))
         flat = {
             k: v
             for k, v in _flatten(part).items()
             if not any(k == i or k.startswith(i + ".") for i in NON_RESULT_KEYS)
         }
+        if data_files is not None:
+            flat["data_files"] = data_files
         return rio.config_hash(flat)
+
+    def data_fingerprint(self) -> str | None:
+        """Fingerprint of the files the data reads (the dataset's ``source_files``):
+        predictions made from other files (re-downloaded, edited, regenerated) are not
+        reused. Building the dataset first also reports missing data before anything
+        else."""
+        dataset = get_dataset(self.conf.data.name)(self.conf.data)
+        source = dataset.source_files()
+        return None if source is None else files_fingerprint(*source)
 
     # ---- benchmark hooks -------------------------------------------------------------
 
@@ -239,12 +255,20 @@ class EvalPipeline(BaseBenchmark):
         with rio.atomic_path(conf_path, ".yaml") as tmp:
             OmegaConf.save(OmegaConf.create(saved), tmp)
 
-        ehash = self.export_hash(checkpoint)
+        ehash = self.export_hash(checkpoint, self.data_fingerprint())
         self.timings = {}
         if not rio.predictions_valid(pred_path, ehash):
+            if rio.export_hash_of(pred_path) is not None:
+                logger.info(
+                    "%s was made from other data files (or another model): "
+                    "exporting again.",
+                    pred_path,
+                )
             # --overwrite means "run the network again": never reuse another export
             if overwrite or not self._link_cached_predictions(out, ehash):
                 self.export(pred_path, ehash, model=model, checkpoint=checkpoint)
+            for p in (res_path, sum_path):  # they were computed from other predictions
+                p.unlink(missing_ok=True)
         else:
             logger.info("Using the cached predictions %s.", pred_path)
         if res_path.exists() and sum_path.exists():

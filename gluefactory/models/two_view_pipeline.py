@@ -126,14 +126,17 @@ class TwoViewPipeline(BaseModel):
         gt = {k if k.startswith("gt_") else f"gt_{k}": v for k, v in gt.items()}
         return {**pred, **gt}
 
-    def _forward(self, data: dict) -> dict:
-        pred = {}
-        for i in (0, 1):
-            for k, v in self.extract_view(data, i).items():
-                pred[f"{k}{i}"] = v
-        if not self.conf.mask_padded_keypoints:  # padded points are real points
-            for k in MASK_KEYS:
-                pred.pop(k, None)
+    def view_features(self, data: dict, i: int) -> dict:
+        """The features of ``view{i}`` (keys unsuffixed); without their padding mask
+        when ``mask_padded_keypoints`` is false (padded points are then real points)."""
+        feats = self.extract_view(data, i)
+        if not self.conf.mask_padded_keypoints:
+            feats.pop("keypoint_mask", None)
+        return feats
+
+    def match_pair(self, data: dict, pred: dict) -> dict:
+        """Matcher (and, with ``run_gt_in_forward``, ground truth) on one pair of views:
+        ``pred`` holds the features suffixed 0 and 1."""
         if self.matcher is not None:
             inputs = {**data, **pred}
             if not self.conf.mask_padded_keypoints:
@@ -142,6 +145,12 @@ class TwoViewPipeline(BaseModel):
         if self.conf.run_gt_in_forward and self.ground_truth is not None:
             pred = self._with_ground_truth(data, pred)
         return pred
+
+    def _forward(self, data: dict) -> dict:
+        pred = {
+            f"{k}{i}": v for i in (0, 1) for k, v in self.view_features(data, i).items()
+        }
+        return self.match_pair(data, pred)
 
     def loss(self, pred: dict, data: dict):
         if self.ground_truth is not None and "gt_matches0" not in pred:

@@ -103,6 +103,7 @@ DATA_CONF = {
 FORCED_DATA = (
     "views",
     "train_split",
+    "train_num_per_scene",
     "read_image",
     "read_depth",
     "load_features",
@@ -260,7 +261,8 @@ def export_scene(
 ) -> int:
     """Write ``path`` (atomically) with the features of every image of ``scene``."""
     conf = {
-        **data_conf, "views": 1, "train_split": [scene], "read_image": True,
+        **data_conf, "views": 1, "train_split": [scene], "train_num_per_scene": None,
+        "read_image": True,
         "read_depth": False, "num_workers": num_workers, "batch_size": 1,
     }  # fmt: skip
     split = MegaDepth(conf).get_dataset("train")
@@ -284,7 +286,10 @@ def export_scene(
 
 def scene_images(data_conf: dict, scene: str) -> list[str]:
     """Names of the images of a scene the dataset uses (with image and depth)."""
-    conf = {**data_conf, "views": 1, "train_split": [scene], "read_depth": False}
+    conf = {
+        **data_conf, "views": 1, "train_split": [scene], "train_num_per_scene": None,
+        "read_depth": False,
+    }  # fmt: skip
     split = MegaDepth(conf).get_dataset("train")
     info = split.scenes[scene]
     return [Path(str(info["image_paths"][i])).name for i in info["valid"]]

@@ -253,6 +253,14 @@ def test_triplet_and_right_only(photo_dir):
     assert data["view2"]["image"].shape == (3, 480, 640)
 
 
+def test_upstream_reseed_key_is_accepted_and_changes_nothing(photo_dir):
+    ds = get_dataset("homographies")
+    a = ds(_folder_conf(photo_dir)).get_dataset("train")[1]
+    b = ds(_folder_conf(photo_dir, reseed=True)).get_dataset("train")[1]
+    assert torch.equal(a["H_0to1"], b["H_0to1"])
+    assert torch.equal(a["view1"]["image"], b["view1"]["image"])
+
+
 def test_unreadable_image(photo_dir, tmp_path):
     for name in ("coffee.png", "rocket.png"):
         (tmp_path / name).write_bytes((photo_dir / name).read_bytes())

@@ -649,6 +649,33 @@ def test_triplet_poses_compose(tmp_path):
     assert val[0]["name"] == "t/2_0_1"
 
 
+def test_single_views_draw_num_per_scene_images(tmp_path):
+    """views 1 (as upstream): <split>_num_per_scene images of each scene, redrawn each
+    epoch; null: all of them (what the feature exporter uses)."""
+    _fake_scene(tmp_path)
+    valid = [i for i in range(30) if i % 10]
+    conf = {"data_dir": str(tmp_path), "train_split": ["s"], "views": 1}
+    split = get_dataset("megadepth")({**conf, "train_num_per_scene": 5}).get_dataset(
+        "train"
+    )
+    first = list(split.items)
+    assert len(first) == 5 and all(s == "s" and i in valid for s, i in first)
+    split.sample_new_items(1)
+    assert len(split.items) == 5 and split.items != first
+    split.sample_new_items(0)
+    assert split.items == first
+    every = get_dataset("megadepth")({**conf, "train_num_per_scene": None})
+    assert [i for _, i in every.get_dataset("train").items] == valid
+
+
+def test_upstream_reseed_key_is_accepted_and_changes_nothing(md_tree):
+    conf = _conf(md_tree["dst"], p_rotate=0.5)
+    a = get_dataset("megadepth")(conf).get_dataset("train")
+    b = get_dataset("megadepth")({**conf, "reseed": True}).get_dataset("train")
+    assert a.items == b.items
+    assert torch.equal(a[0]["view0"]["image"], b[0]["view0"]["image"])
+
+
 def test_new_keys_bad_values_are_config_errors(tmp_path):
     _fake_scene(tmp_path)
     base = {"data_dir": str(tmp_path), "train_split": ["s"]}

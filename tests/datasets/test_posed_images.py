@@ -74,6 +74,21 @@ def conf(root, **kw):
     return {"root": str(root), **kw}
 
 
+def test_source_files_are_every_file_read(tmp_path):
+    root = make_tree(tmp_path)
+    ds = PosedImages(conf(root))
+    src_root, files = ds.source_files()
+    assert src_root == root
+    names = {p.relative_to(root).as_posix() for p in files}
+    assert names == {"s/views.txt", "s/pairs.txt"} | {
+        f"s/{d}/{n}.{e}"
+        for n in "abc"
+        for d, e in (("images", "jpg"), ("depths", "h5"))
+    }
+    ds = PosedImages(conf(root, depth_dir=None))
+    assert not any("depths" in str(p) for p in ds.source_files()[1])
+
+
 def test_item_contract_and_relative_pose(tmp_path):
     ds = PosedImages(conf(make_tree(tmp_path), preprocessing={"resize": 32}))
     assert len(ds) == 1

@@ -257,7 +257,9 @@ def test_compare_two_runs(first_run, capsys):
     assert fig.endswith(".png") and Path(fig).stat().st_size > 10_000
 
 
-def test_overwrite_reruns_the_network(first_run, monkeypatch):
+@pytest.fixture
+def forwards(monkeypatch):
+    """Counts the pipeline's forward passes: ``forwards["n"]``."""
     calls = {"n": 0}
     forward = TwoViewPipeline._forward
 
@@ -266,6 +268,11 @@ def test_overwrite_reruns_the_network(first_run, monkeypatch):
         return forward(self, data)
 
     monkeypatch.setattr(TwoViewPipeline, "_forward", counting)
+    return calls
+
+
+def test_overwrite_reruns_the_network(first_run, forwards):
+    calls = forwards
     hp("eval.ransac_th=2.5")  # reuses the predictions of "t"
     assert calls["n"] == 0
     hp("eval.ransac_th=2.5", "--overwrite")  # never reuses another export
@@ -337,3 +344,37 @@ def test_retrained_checkpoint_is_not_taken_from_the_cache(roots):
     )
     assert out2 == out
     assert new["mnum_matches"] != first["mnum_matches"]
+
+
+def test_changed_data_files_are_exported_again(roots, monkeypatch, forwards):
+    """A real HPatches-format tree: identical files reuse the predictions (also after
+    the data folder moved), an edited homography file is exported and evaluated again."""
+    import os
+
+    from tests.datasets.test_hpatches import skd, write_sequence
+
+    data = roots / "data" / "hp"
+    write_sequence(data / "v_coffee", skd.coffee()[::2, ::2].copy())
+    args = ["--conf", "sift+NN", "data.data_dir=hp", "--tag", "t",
+            "model.extractor.max_num_keypoints=128", "eval.progress=false",
+            "eval.num_worst=0", "eval.ransac_th=3.0", "eval.workers=1"]  # fmt: skip
+    calls = forwards
+    first, out = run_benchmark(HPatchesPipeline, args)
+    assert calls["n"] == 5 and read_results(out / "results.h5")["prec@3px"].min() > 0.8
+    again, _ = run_benchmark(HPatchesPipeline, args)
+    assert calls["n"] == 5 and again == pytest.approx(first, nan_ok=True)
+    # the data root moved (same relative layout, times kept): still reused
+    os.rename(roots / "data", roots / "data2")
+    monkeypatch.setenv("GLUEFACTORY_DATA", str(roots / "data2"))
+    run_benchmark(HPatchesPipeline, args)
+    assert calls["n"] == 5
+    # one homography file rewritten: exported and evaluated again, with its effect
+    h = roots / "data2" / "hp" / "v_coffee" / "H_1_2"
+    st = h.stat()
+    np.savetxt(h, np.eye(3))
+    os.utime(h, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    changed, _ = run_benchmark(HPatchesPipeline, args)
+    assert calls["n"] == 10
+    prec = read_results(out / "results.h5")["prec@3px"]  # pair 1-2 first
+    assert prec[0] == 0 and prec[1:].min() > 0.8  # its GT is now the identity
+    assert read_json(out / "summaries.json") == pytest.approx(changed, nan_ok=True)

@@ -887,6 +887,25 @@ def test_loss_with_masks_equals_loss_of_unpadded_pairs():
     assert not torch.allclose(other["total"], losses["total"])
 
 
+def test_all_true_masks_give_the_unmasked_loss():
+    """Forced keypoint counts come with all-True masks: the loss takes the unmasked
+    (faster) path and every term equals the loss without masks."""
+    model = _small_model().train()
+    data = _with_gt(synthetic_pair(30, 25, 1.0, dim=32, seed=24))
+    masked = {
+        **data,
+        "keypoint_mask0": torch.ones(1, 30, dtype=torch.bool),
+        "keypoint_mask1": torch.ones(1, 25, dtype=torch.bool),
+    }
+    torch.manual_seed(0)
+    a, ma = model.loss(model(data), data)
+    b, mb = model.loss(model(masked), masked)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=1e-6)
+    for k in ma:
+        torch.testing.assert_close(ma[k], mb[k], atol=1e-6, rtol=1e-6)
+
+
 def test_padded_copies_of_real_points_are_never_matched():
     """Padding that duplicates real points of the other image (the easiest possible
     matches) is ignored: masked points get no match, real points keep theirs."""

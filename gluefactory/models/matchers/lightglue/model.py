@@ -299,8 +299,8 @@ class LightGlue(BaseModel):
             )
         lconf = self.conf.loss
         valid0, valid1 = data.get("keypoint_mask0"), data.get("keypoint_mask1")
-        valid0 = None if valid0 is None else valid0.bool()
-        valid1 = None if valid1 is None else valid1.bool()
+        valid0 = None if valid0 is None or bool(valid0.all()) else valid0.bool()
+        valid1 = None if valid1 is None or bool(valid1.all()) else valid1.bool()
         la_final = pred["log_assignment"]
         weights = nll_weights(la_final, data)
         nll, parts = weighted_nll(la_final, weights, lconf.nll_balancing)
