@@ -26,6 +26,7 @@ Usage (from the repository root)::
     python benchmarks/learning.py breakdown --steps 20        # seconds per step part
     python benchmarks/learning.py scratch --procs 2           # DDP, 2 CPU processes
     python benchmarks/learning.py scratch --triplets 2        # 2 triplets per batch
+    python benchmarks/learning.py scratch --n_layers 6        # LighterGlue's depth
 
 Experiments go to ``<outputs>/training/learning-{scratch,finetune}``; the figure and
 the table to ``docs/figures/`` (``--figures``). Numbers on these photographs are not
@@ -162,14 +163,16 @@ def train_conf(
     num_heads: int = 1,
     schedule: str = "step",
     triplets: int = 0,
+    n_layers: int = 3,
 ) -> dict:
     """``schedule``/``num_heads``/``triplets`` (scratch only): ``step`` (the documented
     recipe) or ``cosine`` (a variant measured in docs/training.md), the head count, and
     ``triplets`` > 0: batches of that many homography triplets (3 pairs each, one
-    extraction per view: the triplet pipeline) instead of 4 pairs."""
+    extraction per view: the triplet pipeline) instead of 4 pairs; ``n_layers``: the
+    depth of the small LightGlue (6: the LighterGlue architecture)."""
     max_steps = None
     if kind == "scratch":
-        matcher = {**SMALL_LG, "num_heads": num_heads}
+        matcher = {**SMALL_LG, "num_heads": num_heads, "n_layers": n_layers}
         if schedule == "step":
             # halved every 700 steps (~2800 in 30 min): fast progress, then refinement
             lr = 1e-3
@@ -596,6 +599,9 @@ def main(argv=None) -> None:
     )
     p.add_argument("--num_heads", type=int, default=1, help="scratch: attention heads")
     p.add_argument(
+        "--n_layers", type=int, default=3, help="scratch: layers of the small LightGlue"
+    )
+    p.add_argument(
         "--triplets",
         type=int,
         default=0,
@@ -652,6 +658,7 @@ def main(argv=None) -> None:
             num_heads=args.num_heads,
             schedule=args.schedule,
             triplets=args.triplets,
+            n_layers=args.n_layers,
         )
     if args.what in ("finetune", "all"):
         run_training("finetune", args.finetune_minutes, precision, procs=args.procs)

@@ -239,9 +239,16 @@ def test_learning_benchmark_configs_are_valid():
     )
     learning = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(learning)
-    variants = [("scratch", {}), ("finetune", {}), ("scratch", {"triplets": 2})]
+    variants = [
+        ("scratch", {}),
+        ("finetune", {}),
+        ("scratch", {"triplets": 2}),
+        ("scratch", {"n_layers": 6}),
+    ]
     for kind, variant in variants:
         conf = build_train_conf(learning.train_conf(kind, 1.0, **variant))
+        if "n_layers" in variant:
+            assert conf.model.matcher.n_layers == 6
         assert conf.train.max_minutes == 1.0
         assert conf.model.extractor.max_num_keypoints == 512
         assert list(conf.data.homography.patch_shape) == [480, 360]
