@@ -24,6 +24,7 @@ Usage (from the repository root)::
     python benchmarks/learning.py scratch --num_heads 2       # docs/training.md
     python benchmarks/learning.py baselines --pairs 100       # per-photo baselines
     python benchmarks/learning.py breakdown --steps 20        # seconds per step part
+    python benchmarks/learning.py thresholds                  # P / R by filter_threshold
     python benchmarks/learning.py scratch --procs 2           # DDP, 2 CPU processes
     python benchmarks/learning.py scratch --triplets 2        # 2 triplets per batch
     python benchmarks/learning.py scratch --n_layers 6        # LighterGlue's depth
@@ -361,6 +362,39 @@ def baselines(num_pairs: int) -> str:
     return text
 
 
+def thresholds(values: list[float]) -> str:
+    """Held-out precision / recall of the trained scratch model at each LightGlue
+    ``filter_threshold``: whether any operating point reaches both targets."""
+    from omegaconf import OmegaConf
+
+    torch.manual_seed(0)
+    extractor = get_model(EXTRACTOR["name"])({**EXTRACTOR, "seed": 0}).eval()
+    trained = load_trained("scratch")
+    matchers = {}
+    for th in values:
+        conf = OmegaConf.merge(trained.conf, {"filter_threshold": th})
+        m = get_model(SMALL_LG["name"])(
+            {**OmegaConf.to_container(conf), "weights": None}
+        )
+        m.load_state_dict(trained.state_dict())
+        matchers[th] = m.eval()
+    res = evaluate(matchers, held_out_items(), extractor)["table"]
+    lines = [
+        "Trained scratch model, 100 held-out pairs, by filter_threshold:",
+        "",
+        "| filter_threshold | match_precision | match_recall | num_matches |",
+        "|---|---|---|---|",
+    ]
+    for th, row in res.items():
+        lines.append(
+            f"| {th} | {row['match_precision']:.3f} | {row['match_recall']:.3f} | "
+            f"{row['num_matches']:.1f} |"
+        )
+    text = "\n".join(lines)
+    print(text)
+    return text
+
+
 def breakdown(steps: int, precision: str | None, batch: int = 4) -> str:
     """Seconds per part of a scratch training step, timed in one process over
     ``steps`` steps (after 3 warm-up steps): where the 30 minutes go."""
@@ -589,7 +623,15 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument(
         "what",
-        choices=["scratch", "finetune", "report", "all", "baselines", "breakdown"],
+        choices=[
+            "scratch",
+            "finetune",
+            "report",
+            "all",
+            "baselines",
+            "breakdown",
+            "thresholds",
+        ],  # fmt: skip
     )
     p.add_argument(
         "--schedule",
@@ -647,6 +689,8 @@ def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s] %(message)s")
     if args.what == "baselines":
         baselines(args.pairs)
+    if args.what == "thresholds":
+        thresholds([0.02, 0.05, 0.1, 0.2, 0.3])
     if args.what == "breakdown":
         breakdown(args.steps, precision, args.batch)
     if args.what in ("scratch", "all"):

@@ -170,12 +170,10 @@ class EvalPipeline(BaseBenchmark):
             flat["data_files"] = data_files
         return rio.config_hash(flat)
 
-    def data_fingerprint(self) -> str | None:
-        """Fingerprint of the files the data reads (the dataset's ``source_files``):
-        predictions made from other files (re-downloaded, edited, regenerated) are not
-        reused. Building the dataset first also reports missing data before anything
-        else."""
-        dataset = get_dataset(self.conf.data.name)(self.conf.data)
+    @staticmethod
+    def data_fingerprint(dataset) -> str | None:
+        """Fingerprint of the files ``dataset`` reads (its ``source_files``): predictions
+        made from other files (re-downloaded, edited, regenerated) are not reused."""
         source = dataset.source_files()
         return None if source is None else files_fingerprint(*source)
 
@@ -255,7 +253,10 @@ class EvalPipeline(BaseBenchmark):
         with rio.atomic_path(conf_path, ".yaml") as tmp:
             OmegaConf.save(OmegaConf.create(saved), tmp)
 
-        ehash = self.export_hash(checkpoint, self.data_fingerprint())
+        dataset = get_dataset(self.conf.data.name)(
+            self.conf.data
+        )  # missing data: first
+        ehash = self.export_hash(checkpoint, self.data_fingerprint(dataset))
         self.timings = {}
         if not rio.predictions_valid(pred_path, ehash):
             if rio.export_hash_of(pred_path) is not None:
@@ -266,7 +267,7 @@ class EvalPipeline(BaseBenchmark):
                 )
             # --overwrite means "run the network again": never reuse another export
             if overwrite or not self._link_cached_predictions(out, ehash):
-                self.export(pred_path, ehash, model=model, checkpoint=checkpoint)
+                self.export(pred_path, ehash, dataset, model, checkpoint)
             for p in (res_path, sum_path):  # they were computed from other predictions
                 p.unlink(missing_ok=True)
         else:
@@ -316,15 +317,14 @@ class EvalPipeline(BaseBenchmark):
         self,
         pred_path: Path,
         ehash: str,
+        dataset,
         model: nn.Module | None = None,
         checkpoint: str | None = None,
     ) -> None:
-        """Run the model on every pair; write ``predictions.h5`` (original pixels)."""
+        """Run the model on every pair of ``dataset`` (built from ``conf.data``); write
+        ``predictions.h5`` (original pixels)."""
         t0 = time.perf_counter()
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        dataset = get_dataset(self.conf.data.name)(
-            self.conf.data
-        )  # missing data: first
         loader = dataset.get_data_loader("test", shuffle=False)
         if model is None:
             model = self.build_model(checkpoint)

@@ -27,13 +27,14 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import torch
-
-from ..geometry.wrappers import TensorWrapper
-from ..utils.errors import InputError
+from ..utils.tensor import cat_batches, split_batch
 from .two_view_pipeline import TwoViewPipeline
 
 PAIRS = ((0, 1), (0, 2), (1, 2))
+STACK_HINT = (
+    "TripletPipeline stacks the three pairs: force equal keypoint counts "
+    "(extractor.force_num_keypoints) and image sizes, or set model.batch_triplets=false."
+)
 _PAIR_KEY = re.compile(r"^(.*)_(\d)to(\d)$")
 
 
@@ -60,47 +61,6 @@ def pair_data(data: Mapping[str, Any], a: int, b: int) -> dict:
             continue
         out[key] = value
     return out
-
-
-def cat_batches(items: list[Any], what: str = "data") -> Any:
-    """Concatenate batches on their first dimension: tensors, tensor wrappers (Pose,
-    Camera), lists; dicts key by key; other values (equal in all) kept once."""
-    first = items[0]
-    if isinstance(first, torch.Tensor):
-        if first.dim() == 0:
-            return first
-        shapes = {tuple(x.shape[1:]) for x in items}
-        if len(shapes) > 1:
-            raise InputError(
-                f"TripletPipeline: cannot stack the three pairs on the batch dimension, "
-                f"{what} has shapes {sorted(tuple(x.shape) for x in items)}: force equal "
-                "keypoint counts (extractor.force_num_keypoints) and image sizes, or set "
-                "model.batch_triplets=false."
-            )
-        return torch.cat(items, 0)
-    if isinstance(first, TensorWrapper):
-        return type(first)(cat_batches([x._data for x in items], what))
-    if isinstance(first, Mapping):
-        keys = [k for k in first if all(k in x for x in items)]
-        return {k: cat_batches([x[k] for x in items], f"{what}.{k}") for k in keys}
-    if isinstance(first, list):
-        return [v for x in items for v in x]
-    return first
-
-
-def split_batch(data: Any, sizes: list[int]) -> list[Any]:
-    """Inverse of :func:`cat_batches` for batches of the given sizes."""
-    if isinstance(data, torch.Tensor) and data.dim() > 0:
-        return list(torch.split(data, sizes, 0))
-    if isinstance(data, TensorWrapper):
-        return [type(data)(d) for d in split_batch(data._data, sizes)]
-    if isinstance(data, Mapping):
-        parts = {k: split_batch(v, sizes) for k, v in data.items()}
-        return [{k: p[i] for k, p in parts.items()} for i in range(len(sizes))]
-    if isinstance(data, list) and len(data) == sum(sizes):
-        ends = [sum(sizes[: i + 1]) for i in range(len(sizes))]
-        return [data[e - s : e] for s, e in zip(sizes, ends)]
-    return [data] * len(sizes)
 
 
 class TripletPipeline(TwoViewPipeline):
@@ -131,8 +91,8 @@ class TripletPipeline(TwoViewPipeline):
         if self.conf.batch_triplets:
             sizes = [len(p["keypoints0"]) for _, p in pairs]
             stacked = self.match_pair(
-                cat_batches([d for d, _ in pairs]),
-                cat_batches([p for _, p in pairs], "features"),
+                cat_batches([d for d, _ in pairs], hint=STACK_HINT),
+                cat_batches([p for _, p in pairs], "features", STACK_HINT),
             )
             outs = split_batch(stacked, sizes)
         else:
@@ -148,7 +108,10 @@ class TripletPipeline(TwoViewPipeline):
         preds = [firsts, pred["0to2"], pred["1to2"]]
         datas = [pair_data(data, a, b) for a, b in PAIRS]
         if self.conf.batch_triplets:
-            return super().loss(cat_batches(preds, "pred"), cat_batches(datas))
+            return super().loss(
+                cat_batches(preds, "pred", STACK_HINT),
+                cat_batches(datas, hint=STACK_HINT),
+            )
         results = [
             super(TripletPipeline, self).loss(p, d) for p, d in zip(preds, datas)
         ]

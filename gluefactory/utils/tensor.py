@@ -133,3 +133,52 @@ def rbd(data: Mapping[str, Any]) -> dict[str, Any]:
         else:
             out[k] = v[0]
     return out
+
+
+def _is_wrapper(x: Any) -> bool:
+    """A tensor wrapper (Pose, Camera: a batched ``_data`` tensor), by duck typing as in
+    :func:`collate`, so that this module does not depend on the geometry package."""
+    return hasattr(x, "stack") and isinstance(getattr(x, "_data", None), torch.Tensor)
+
+
+def cat_batches(items: list[Any], what: str = "data", hint: str = "") -> Any:
+    """Concatenate batches on their first dimension: tensors, tensor wrappers (Pose,
+    Camera), lists; dicts key by key (keys common to all); other values kept once.
+    Shapes that differ beyond the batch dimension: an InputError naming ``what``,
+    followed by ``hint``."""
+    first = items[0]
+    if isinstance(first, torch.Tensor):
+        if first.dim() == 0:
+            return first
+        shapes = {tuple(x.shape[1:]) for x in items}
+        if len(shapes) > 1:
+            raise InputError(
+                f"Cannot concatenate batches: {what} has shapes "
+                f"{sorted(tuple(x.shape) for x in items)}. {hint}".strip()
+            )
+        return torch.cat(items, 0)
+    if _is_wrapper(first):  # Pose, Camera
+        return type(first)(cat_batches([x._data for x in items], what, hint))
+    if isinstance(first, Mapping):
+        keys = [k for k in first if all(k in x for x in items)]
+        return {
+            k: cat_batches([x[k] for x in items], f"{what}.{k}", hint) for k in keys
+        }
+    if isinstance(first, list):
+        return [v for x in items for v in x]
+    return first
+
+
+def split_batch(data: Any, sizes: list[int]) -> list[Any]:
+    """Inverse of :func:`cat_batches` for batches of the given sizes."""
+    if isinstance(data, torch.Tensor) and data.dim() > 0:
+        return list(torch.split(data, sizes, 0))
+    if _is_wrapper(data):
+        return [type(data)(d) for d in split_batch(data._data, sizes)]
+    if isinstance(data, Mapping):
+        parts = {k: split_batch(v, sizes) for k, v in data.items()}
+        return [{k: p[i] for k, p in parts.items()} for i in range(len(sizes))]
+    if isinstance(data, list) and len(data) == sum(sizes):
+        ends = [sum(sizes[: i + 1]) for i in range(len(sizes))]
+        return [data[e - s : e] for s, e in zip(sizes, ends)]
+    return [data] * len(sizes)

@@ -10,9 +10,9 @@ import torch
 
 from gluefactory.datasets import get_dataset
 from gluefactory.models import get_model
-from gluefactory.models.triplet_pipeline import PAIRS, cat_batches, pair_data
+from gluefactory.models.triplet_pipeline import PAIRS, STACK_HINT, pair_data
 from gluefactory.utils.errors import InputError
-from gluefactory.utils.tensor import collate
+from gluefactory.utils.tensor import cat_batches, collate
 
 GT = {"name": "matchers.homography_matcher", "th_positive": 3, "th_negative": 3}
 
@@ -144,7 +144,7 @@ def test_unstackable_triplet_is_a_clear_error():
     a = {"keypoints0": torch.zeros(1, 5, 2)}
     b = {"keypoints0": torch.zeros(1, 7, 2)}
     with pytest.raises(InputError, match="batch_triplets=false"):
-        cat_batches([a, b], "features")
+        cat_batches([a, b], "features", STACK_HINT)
 
 
 def test_training_step_on_triplets(triplets):
