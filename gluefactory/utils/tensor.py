@@ -67,9 +67,7 @@ def collate(batch: list[Any]) -> Any:
                     f"Samples have different keys: {sorted(keys)} vs {sorted(b.keys())}"
                 )
         return {k: collate([b[k] for b in batch]) for k in keys}
-    if hasattr(elem, "stack") and hasattr(
-        elem, "_data"
-    ):  # tensor wrappers (Pose, Camera)
+    if _is_wrapper(elem):  # Pose, Camera
         return type(elem).stack(batch)
     return list(batch)
 
@@ -136,8 +134,8 @@ def rbd(data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _is_wrapper(x: Any) -> bool:
-    """A tensor wrapper (Pose, Camera: a batched ``_data`` tensor), by duck typing as in
-    :func:`collate`, so that this module does not depend on the geometry package."""
+    """A tensor wrapper (Pose, Camera: a batched ``_data`` tensor), by duck typing, so
+    that this module does not depend on the geometry package."""
     return hasattr(x, "stack") and isinstance(getattr(x, "_data", None), torch.Tensor)
 
 
