@@ -7,16 +7,26 @@
 - (H, W, 3) uint8 -> (3, H, W) float of a 480 x 360 view: ``numpy_image_to_torch`` vs
   transposing first and dividing a float copy;
 - the token-confidence loss of one layer on a 4 x 513 x 513 log-assignment:
-  ``confidence_loss`` with ``best_assignments`` computed once vs four ``argmax``.
+  ``confidence_loss`` with ``best_assignments`` computed once vs four ``argmax``;
+- the NLL of LightGlue's layers, forward and backward (bf16 autocast as in training):
+  ``dual_softmax_nll`` (no dense log-assignment) vs ``weighted_nll`` of
+  ``log_double_softmax`` with ``nll_weights``; the time of one layer (4 pairs of 512
+  points, 96-D) and the peak memory of the 9 layers of the shipped architecture
+  (2 pairs of 2048 points, 256-D, each in a fresh process); and the whole LightGlue
+  loss of the 6-layer small model (every layer's NLL and confidence), against the
+  previous release's dense computation.
 
-Each row checks that both give the same result before timing them (median of
-``--repeats`` calls, milliseconds).
+Each timed row checks that both give the same result before timing them (median of
+``--repeats`` calls, milliseconds); the memory row is the growth of the maximum RSS.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,6 +42,11 @@ from gluefactory.models.matchers.lightglue.layers import log_double_softmax  # n
 from gluefactory.models.utils.losses import (  # noqa: E402
     best_assignments,
     confidence_loss,
+    dual_softmax,
+    dual_softmax_nll,
+    nll_targets,
+    nll_weights,
+    weighted_nll,
 )
 from gluefactory.utils.image import numpy_image_to_torch  # noqa: E402
 
@@ -62,10 +77,137 @@ def old_confidence_loss(logits0, logits1, la_now, la_final):
     ) / 2
 
 
+def nll_problem(g: torch.Generator, b: int, n: int, d: int):
+    """Random projections (leaves) and ground truth with 60 % of the points matched."""
+    x = [torch.randn(b, n, d, generator=g).requires_grad_() for _ in range(2)]
+    z = [torch.randn(b, n, 1, generator=g).requires_grad_() for _ in range(2)]
+    gt0, gt1 = torch.full((b, n), -1), torch.full((b, n), -1)
+    k = int(0.6 * n)
+    for i in range(b):
+        rows = torch.randperm(n, generator=g)[:k]
+        cols = torch.randperm(n, generator=g)[:k]
+        gt0[i, rows], gt1[i, cols] = cols, rows
+    return x, z, {"gt_matches0": gt0, "gt_matches1": gt1}
+
+
+def layer_nll(kind: str, x, z, data) -> torch.Tensor:
+    """One layer's NLL (B,) under bf16 autocast, as in training: ``dense`` (the
+    log-assignment, then weighted_nll) or ``sparse`` (dual_softmax_nll)."""
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        if kind == "sparse":
+            b, n = x[0].shape[:2]
+            return dual_softmax_nll(dual_softmax(*x, *z), nll_targets(data, b, n, n))[0]
+        la = log_double_softmax(x[0] @ x[1].transpose(1, 2), *z)
+        return weighted_nll(la, nll_weights(la, data))[0]
+
+
+def nll_peak_mb(kind: str, layers: int = 9, b: int = 2, n: int = 2048) -> float:
+    """Peak memory growth (MB, max RSS) of ``layers`` layers' NLL, forward and one
+    backward (deep supervision keeps every layer's graph until then), 256-D: run in a
+    fresh process so that the peak is this computation's alone."""
+    if os.environ.get("_HOT_PATHS_NLL") != kind:
+        env = {**os.environ, "_HOT_PATHS_NLL": kind}
+        out = subprocess.run(
+            [sys.executable, __file__, "--nll_memory", str(layers), str(b), str(n)],
+            env=env, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        return float(out.stdout.split()[-1])
+    g = torch.Generator().manual_seed(0)
+    problems = [nll_problem(g, b, n, 256) for _ in range(layers)]
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    sum(layer_nll(kind, *p).sum() for p in problems).backward()
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
+
+
+def dense_lightglue_loss(lg, pred: dict, data: dict) -> torch.Tensor:
+    """LightGlue's training loss as the previous release computed it: every layer's
+    dense log-assignment, ``weighted_nll`` and ``confidence_loss`` on it. (B,)"""
+    refs0, refs1 = pred["ref_descriptors0"], pred["ref_descriptors1"]
+    n_layers = refs0.shape[1]
+    best = best_assignments(pred["log_assignment"])
+    total, conf = 0.0, 0.0
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        for i in range(n_layers):
+            la = lg.log_assignment[i](refs0[:, i], refs1[:, i])
+            total = total + weighted_nll(la, nll_weights(la, data))[0]
+            if i < n_layers - 1:
+                token = lg.token_confidence[i]
+                logits = [token.logits(r[:, i]).float() for r in (refs0, refs1)]
+                conf = conf + confidence_loss(*logits, la, best) / (n_layers - 1)
+    return total / n_layers + conf
+
+
+def loss_row(g: torch.Generator, repeats: int) -> tuple[str, float, float]:
+    """The whole LightGlue loss, forward + backward, of the small 6-layer model of
+    benchmarks/learning.py (96-D, batch 4, 512 points), against the dense one."""
+    from gluefactory.models import get_model
+    from gluefactory.models.matchers.lightglue.layers import filter_matches
+
+    b, n, d, n_layers = 4, 512, 96, 6
+    lg = get_model("matchers.lightglue")(
+        {"input_dim": 64, "descriptor_dim": d, "n_layers": n_layers, "num_heads": 1,
+         "weights": None, "mp": "bfloat16"}
+    ).train()  # fmt: skip
+    _, _, data = nll_problem(g, b, n, 1)
+    refs = [
+        torch.randn(b, n_layers, n, d, generator=g).requires_grad_() for _ in range(2)
+    ]
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        la = lg.log_assignment[-1](refs[0][:, -1], refs[1][:, -1]).float()
+    m0, m1, s0, s1 = filter_matches(la, 0.1)
+    pred = {"log_assignment": la, "ref_descriptors0": refs[0], "matches0": m0,
+            "ref_descriptors1": refs[1], "matches1": m1, "matching_scores0": s0,
+            "matching_scores1": s1}  # fmt: skip
+    inputs = {**pred, **data}
+
+    def dense():
+        dense_lightglue_loss(lg, pred, data).sum().backward()
+
+    def sparse():
+        lg.loss(pred, inputs)[0]["total"].sum().backward()
+
+    got = lg.loss(pred, inputs)[0]["total"]
+    assert torch.allclose(got, dense_lightglue_loss(lg, pred, data), rtol=1e-3)
+    return (
+        "LightGlue loss, 6 layers, fwd + bwd, 4 x 512 x 512",
+        median_ms(dense, repeats),
+        median_ms(sparse, repeats),
+    )
+
+
+def nll_rows(g: torch.Generator, repeats: int) -> list[tuple[str, float, float]]:
+    """Time of one layer (4 x 512 x 512, 96-D), equal losses checked, and the peak
+    memory of 9 layers at 2048 points."""
+    x, z, data = nll_problem(g, 4, 512, 96)
+    dense, sparse = layer_nll("dense", x, z, data), layer_nll("sparse", x, z, data)
+    assert torch.allclose(dense, sparse, rtol=1e-2), (dense, sparse)
+
+    def step(kind):
+        return lambda: layer_nll(kind, x, z, data).sum().backward()
+
+    return [
+        (
+            "NLL of one layer, fwd + bwd, 4 x 512 x 512",
+            median_ms(step("dense"), repeats),
+            median_ms(step("sparse"), repeats),
+        ),
+        (
+            "peak memory (MB) of 9 layers' NLL, fwd + bwd, 2 x 2048 x 2048",
+            nll_peak_mb("dense"),
+            nll_peak_mb("sparse"),
+        ),
+    ]
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--repeats", type=int, default=50)
-    r = p.parse_args(argv).repeats
+    p.add_argument("--nll_memory", nargs=3, type=int, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.nll_memory:  # the child process of nll_peak_mb
+        print(nll_peak_mb(os.environ["_HOT_PATHS_NLL"], *args.nll_memory))
+        return
+    r = args.repeats
     rng = np.random.default_rng(0)
     rows = []
 
@@ -113,9 +255,12 @@ def main(argv=None) -> None:
         )
     )
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, median ms")
+    rows += nll_rows(g, r)
+    rows.append(loss_row(g, max(5, r // 5)))
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print()
-    print("| operation | before (ms) | now (ms) | now / before |")
+    print("| operation (median ms, or MB) | before | now | now / before |")
     print("|---|---|---|---|")
     for name, before, now in rows:
         print(f"| {name} | {before:.2f} | {now:.2f} | {now / before:.2f} |")

@@ -28,6 +28,7 @@ Usage (from the repository root)::
     python benchmarks/learning.py scratch --procs 2           # DDP, 2 CPU processes
     python benchmarks/learning.py scratch --triplets 2        # 2 triplets per batch
     python benchmarks/learning.py scratch --n_layers 6        # LighterGlue's depth
+    python benchmarks/learning.py scratch --step_size 1000    # slower lr decay
 
 Experiments go to ``<outputs>/training/learning-{scratch,finetune}``; the figure and
 the table to ``docs/figures/`` (``--figures``). Numbers on these photographs are not
@@ -165,19 +166,21 @@ def train_conf(
     schedule: str = "step",
     triplets: int = 0,
     n_layers: int = 3,
+    step_size: int = 700,
 ) -> dict:
     """``schedule``/``num_heads``/``triplets`` (scratch only): ``step`` (the documented
-    recipe) or ``cosine`` (a variant measured in docs/training.md), the head count, and
-    ``triplets`` > 0: batches of that many homography triplets (3 pairs each, one
-    extraction per view: the triplet pipeline) instead of 4 pairs; ``n_layers``: the
-    depth of the small LightGlue (6: the LighterGlue architecture)."""
+    recipe, lr halved every ``step_size`` steps) or ``cosine`` (a variant measured in
+    docs/training.md), the head count, and ``triplets`` > 0: batches of that many
+    homography triplets (3 pairs each, one extraction per view: the triplet pipeline)
+    instead of 4 pairs; ``n_layers``: the depth of the small LightGlue (6: the
+    LighterGlue architecture)."""
     max_steps = None
     if kind == "scratch":
         matcher = {**SMALL_LG, "num_heads": num_heads, "n_layers": n_layers}
         if schedule == "step":
             # halved every 700 steps (~2800 in 30 min): fast progress, then refinement
             lr = 1e-3
-            sched = {"type": "step", "step_size": 700, "gamma": 0.5, "warmup": 30}
+            sched = {"type": "step", "step_size": step_size, "gamma": 0.5, "warmup": 30}
         else:  # cosine to 3e-5 over 2200 steps (about the 30 minutes here)
             lr, max_steps = 1.5e-3, 2200
             sched = {"type": "cosine", "warmup": 50, "min_lr_factor": 0.02}
@@ -644,6 +647,12 @@ def main(argv=None) -> None:
         "--n_layers", type=int, default=3, help="scratch: layers of the small LightGlue"
     )
     p.add_argument(
+        "--step_size",
+        type=int,
+        default=700,
+        help="scratch, step schedule: halve the lr every this many steps",
+    )
+    p.add_argument(
         "--triplets",
         type=int,
         default=0,
@@ -703,6 +712,7 @@ def main(argv=None) -> None:
             schedule=args.schedule,
             triplets=args.triplets,
             n_layers=args.n_layers,
+            step_size=args.step_size,
         )
     if args.what in ("finetune", "all"):
         run_training("finetune", args.finetune_minutes, precision, procs=args.procs)

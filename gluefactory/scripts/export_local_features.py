@@ -38,15 +38,17 @@ from ..eval.results import (
 )
 from ..models import get_model
 from ..utils.cli import main_wrapper
-from ..utils.conf import as_plain, parse_dotlist
+from ..utils.conf import as_plain
 from ..utils.errors import ConfigError
 from ..utils.tensor import collate
 from .export_megadepth import (
     FORMAT_VERSION,
+    METHOD_CHOICES,
     METHODS,
     RESIZE,
     add_common_args,
     extractor_conf,
+    split_overrides,
 )
 from .export_megadepth import features_of as _features_of
 
@@ -60,7 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--method", default="sp", choices=sorted(METHODS))
+    parser.add_argument("--method", default="sp", choices=METHOD_CHOICES)
     parser.add_argument(
         "--images", required=True, help="Folder, glob or list file of images."
     )
@@ -72,15 +74,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def build_conf(method: str, images: str, dotlist: list[str]) -> tuple[dict, dict]:
     """(extractor config, image_folder dataset config), checked strictly."""
-    user = parse_dotlist(dotlist) if dotlist else OmegaConf.create({})
-    bad = [str(k) for k in user.keys() if k not in ("model", "data")]
-    if bad:
-        raise ConfigError(
-            f"{PROG}: unknown override section(s) {', '.join(bad)}; use model.<key> "
-            "(the extractor) or data.<key> (the image_folder dataset)."
-        )
-    model = extractor_conf(method, user.get("model"))
-    data_user = user.get("data") or OmegaConf.create({})
+    model_user, data_user = split_overrides(PROG, dotlist, "image_folder")
+    model = extractor_conf(method, model_user)
     if "images" in data_user:
         raise ConfigError(f"{PROG}: give the images with --images, not data.images.")
     data = OmegaConf.merge(DATA_CONF, data_user, {"images": images})

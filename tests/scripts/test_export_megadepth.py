@@ -423,3 +423,22 @@ def test_scene_list_file(env, tmp_path):
         export_megadepth.run(
             export_megadepth.parse_args([*ARGS, "--scenes", str(other)])
         )
+
+
+def test_every_upstream_method_name_is_accepted_or_explained(capsys):
+    """Upstream's --method names all parse: each one shipped builds its preset (the
+    GPU SIFT one with pycolmap's CUDA backend); keynet-affnet-hardnet, not shipped, is
+    a one-line error saying so, not argparse's "invalid choice"."""
+    upstream = ["sp", "sp_open", "cv2-sift", "pycolmap-sift", "pycolmap-sift-gpu",
+                "keynet-affnet-hardnet", "disk", "aliked"]  # fmt: skip
+    for method in upstream:
+        assert export_megadepth.parse_args(["--method", method]).method == method
+    fmt, preset = export_megadepth.METHODS["pycolmap-sift-gpu"]
+    assert preset["backend"] == "pycolmap_cuda" and preset["nms_radius"] == 3
+    assert fmt.format(k=2048) == "pycolmap_SIFTGPU-nms3-fixed-k2048"  # upstream's
+    with pytest.raises(ConfigError, match="keynet-affnet-hardnet.*not implemented"):
+        export_megadepth.build_conf("keynet-affnet-hardnet", [])
+    with pytest.raises(SystemExit) as e:
+        export_megadepth.main(["--method", "keynet-affnet-hardnet"])
+    assert e.value.code == 2
+    assert "another --method" in capsys.readouterr().err

@@ -177,12 +177,16 @@ class MatchAssignment(nn.Module):
         self.matchability = nn.Linear(dim, 1)
         self.final_proj = nn.Linear(dim, dim)
 
-    def forward(self, x0, x1, valid0=None, valid1=None) -> torch.Tensor:
+    def project(self, x0, x1):
+        """Matching descriptors m0 (B, M, D), m1 (B, N, D), scaled so that the
+        similarity is m0 @ m1^T, and matchability logits z0 (B, M, 1), z1 (B, N, 1)."""
         d = x0.shape[-1]
         m0, m1 = self.final_proj(x0) / d**0.25, self.final_proj(x1) / d**0.25
-        sim = m0 @ m1.transpose(-1, -2)
-        z0, z1 = self.matchability(x0), self.matchability(x1)
-        return log_double_softmax(sim, z0, z1, valid0, valid1)
+        return m0, m1, self.matchability(x0), self.matchability(x1)
+
+    def forward(self, x0, x1, valid0=None, valid1=None) -> torch.Tensor:
+        m0, m1, z0, z1 = self.project(x0, x1)
+        return log_double_softmax(m0 @ m1.transpose(-1, -2), z0, z1, valid0, valid1)
 
 
 def log_double_softmax(sim, z0, z1, valid0=None, valid1=None) -> torch.Tensor:

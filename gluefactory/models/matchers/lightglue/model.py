@@ -22,9 +22,11 @@ from ....utils.errors import InputError
 from ...base_model import BaseModel, load_state_dict_strict
 from ...utils.losses import (
     best_assignments,
-    confidence_loss,
-    nll_weights,
-    weighted_nll,
+    confidence_bce,
+    dual_softmax,
+    dual_softmax_agrees_with_final,
+    dual_softmax_nll,
+    nll_targets,
 )
 from ...utils.metrics import matcher_metrics
 from . import presets
@@ -298,32 +300,37 @@ class LightGlue(BaseModel):
                 "without early exit and pruning (depth/width_confidence -1, or train mode)."
             )
         lconf = self.conf.loss
-        valid0, valid1 = data.get("keypoint_mask0"), data.get("keypoint_mask1")
-        valid0 = None if valid0 is None or bool(valid0.all()) else valid0.bool()
-        valid1 = None if valid1 is None or bool(valid1.all()) else valid1.bool()
         la_final = pred["log_assignment"]
-        weights = nll_weights(la_final, data)
-        nll, parts = weighted_nll(la_final, weights, lconf.nll_balancing)
-        losses = {"total": nll, "last": nll.detach().clone(), **parts}
+        b, m, n = la_final.shape[0], la_final.shape[1] - 1, la_final.shape[2] - 1
+        targets = nll_targets(data, b, m, n)
+        valid0, valid1 = targets.valid0, targets.valid1
         L = pred["ref_descriptors0"].shape[1]
-        sum_w = 1.0
-        conf_loss = torch.zeros_like(nll)
         best_final = best_assignments(la_final.detach())
-        for i in range(L - 1):
+        total, sum_w = 0.0, 0.0
+        conf_loss = la_final.new_zeros(b)
+        for i in range(L):  # every layer's NLL, without its dense log-assignment
             d0, d1 = pred["ref_descriptors0"][:, i], pred["ref_descriptors1"][:, i]
             with self._mp(d0.device.type):
-                la = self.log_assignment[i](d0, d1, valid0, valid1)
-            nll_i, _ = weighted_nll(la, weights, lconf.nll_balancing)
-            w = lconf.gamma ** (L - i - 1) if lconf.gamma > 0 else i + 1
-            losses["total"] = losses["total"] + w * nll_i
+                ds = dual_softmax(
+                    *self.log_assignment[i].project(d0, d1), valid0, valid1
+                )
+                nll_i, parts = dual_softmax_nll(ds, targets, lconf.nll_balancing)
+            if i == L - 1:
+                w, last = 1.0, parts
+            else:
+                w = lconf.gamma ** (L - i - 1) if lconf.gamma > 0 else i + 1
+                token = self.token_confidence[i]
+                with self._mp(d0.device.type):
+                    logits0 = token.logits(d0).float()
+                    logits1 = token.logits(d1).float()
+                ok0, ok1 = dual_softmax_agrees_with_final(ds, best_final)
+                conf_loss = conf_loss + confidence_bce(
+                    logits0, logits1, ok0, ok1, valid0, valid1
+                ) / (L - 1)
+            total = total + w * nll_i
             sum_w += w
-            token = self.token_confidence[i]
-            with self._mp(d0.device.type):
-                logits0, logits1 = token.logits(d0).float(), token.logits(d1).float()
-            conf_loss = conf_loss + confidence_loss(
-                logits0, logits1, la, best_final, valid0, valid1
-            ) / (L - 1)
-        losses["total"] = losses["total"] / sum_w
+        nll = last["assignment_nll"]
+        losses = {"total": total / sum_w, "last": nll.detach().clone(), **last}
         losses["confidence"] = conf_loss
         if self.training:
             losses["total"] = losses["total"] + conf_loss
