@@ -4,6 +4,12 @@ Ground-truth convention (shared with the ground-truth matchers): ``gt_matches0[i
 for a positive, ``-1`` for a point that has no match (it should go to the dustbin) and
 ``-2`` for a point whose label is unknown (ignored). ``gt_assignment`` is the (B, M, N)
 boolean matrix of positives. Padded keypoints (``keypoint_mask{0,1}`` False) are ignored.
+
+Two forms of the same losses: on a dense (B, M+1, N+1) log-assignment (``nll_weights``
++ ``weighted_nll``, ``confidence_loss``: any matcher, and the definitions the tests
+check against), and on the factors of a dual softmax (``dual_softmax`` ->
+``dual_softmax_nll``, ``dual_softmax_agrees_with_final``: what LightGlue trains with,
+never building the dense matrix or its gradient).
 """
 
 from __future__ import annotations
