@@ -244,11 +244,14 @@ def test_learning_benchmark_configs_are_valid():
         ("finetune", {}),
         ("scratch", {"triplets": 2}),
         ("scratch", {"n_layers": 6}),
+        ("scratch", {"n_layers": 6, "step_size": 1000}),
     ]
     for kind, variant in variants:
         conf = build_train_conf(learning.train_conf(kind, 1.0, **variant))
         if "n_layers" in variant:
             assert conf.model.matcher.n_layers == 6
+        if kind == "scratch":
+            assert conf.train.lr_schedule.step_size == variant.get("step_size", 700)
         assert conf.train.max_minutes == 1.0
         assert conf.model.extractor.max_num_keypoints == 512
         assert list(conf.data.homography.patch_shape) == [480, 360]
