@@ -160,7 +160,7 @@ def dual_softmax_nll(
     A positive (i, j) contributes 2 s_ij - lse0_i - lse1_j + log sig(z0_i) + log
     sig(z1_j), an unmatched point log sig(-z). This is what makes deep supervision
     cheap: no layer's (B, M+1, N+1) log-assignment or its gradient is materialised
-    (``python benchmarks/hot_paths.py``: about half the time, less than half the
+    (``python benchmarks/hot_paths.py``: about half the time and half the
     memory). ``targets`` must come with the same padding masks as ``ds``.
     """
     t, dtype = targets, ds.sim.dtype
