@@ -44,10 +44,10 @@ from ..utils.tensor import collate
 from .export_megadepth import (
     FORMAT_VERSION,
     METHOD_CHOICES,
-    METHODS,
     RESIZE,
     add_common_args,
     extractor_conf,
+    method_preset,
     split_overrides,
 )
 from .export_megadepth import features_of as _features_of
@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> dict:
     model_conf, data_conf = build_conf(args.method, args.images, list(args.dotlist))
     dataset = ImageFolder(data_conf)
     names = _names_relative_to(args.images, dataset.root, dataset.names)
-    fmt, _ = METHODS[args.method]
+    fmt, _ = method_preset(args.method)
     tag = fmt.format(k=model_conf.get("max_num_keypoints"))
     resize = data_conf["preprocessing"]["resize"]
     if args.output:

@@ -205,7 +205,7 @@ def build_conf(method: str, dotlist: list[str]) -> tuple[dict, dict]:
 
 
 def export_name(method: str, model: dict, data: dict) -> str:
-    fmt, _ = METHODS[method]
+    fmt, _ = method_preset(method)
     name = fmt.format(k=model.get("max_num_keypoints"))
     return f"megadepth-undist-depth-r{data['preprocessing']['resize']}_{name}"
 

@@ -178,17 +178,22 @@ def dual_softmax_nll(
     neg_sum = torch.where(t.neg0, F.logsigmoid(-ds.z0), zero).sum(1) + torch.where(
         t.neg1, F.logsigmoid(-ds.z1), zero
     ).sum(1)
-    num_pos = rows.sum(1)
-    num_neg0, num_neg1 = t.neg0.to(dtype).sum(1), t.neg1.to(dtype).sum(1)
+    num_neg = t.neg0.to(dtype).sum(1) + t.neg1.to(dtype).sum(1)
+    return _balanced_nll(pos_sum, rows.sum(1), neg_sum, num_neg, balancing)
+
+
+def _balanced_nll(pos_sum, num_pos, neg_sum, num_neg, balancing: float):
+    """The balanced NLL (B,) and its parts from the summed log-probabilities of the
+    positives and of the unmatched points (both images) and their counts."""
     nll_pos = -pos_sum / num_pos.clamp(min=1.0)
-    nll_neg = -neg_sum / (num_neg0 + num_neg1).clamp(min=1.0)
+    nll_neg = -neg_sum / num_neg.clamp(min=1.0)
     nll = balancing * nll_pos + (1 - balancing) * nll_neg
     return nll, {
         "assignment_nll": nll,
         "nll_pos": nll_pos,
         "nll_neg": nll_neg,
         "num_matchable": num_pos,
-        "num_unmatchable": (num_neg0 + num_neg1) / 2,
+        "num_unmatchable": num_neg / 2,
     }
 
 
@@ -206,20 +211,10 @@ def weighted_nll(
     picked = torch.where(weights > 0, log_assignment, log_assignment.new_zeros(()))
     picked = picked * weights
     num_pos = weights[:, :m, :n].sum((-1, -2))
-    num_neg0 = weights[:, :m, n].sum(-1)
-    num_neg1 = weights[:, m, :n].sum(-1)
-    nll_pos = -picked[:, :m, :n].sum((-1, -2)) / num_pos.clamp(min=1.0)
-    nll_neg = -(picked[:, :m, n].sum(-1) + picked[:, m, :n].sum(-1)) / (
-        num_neg0 + num_neg1
-    ).clamp(min=1.0)
-    nll = balancing * nll_pos + (1 - balancing) * nll_neg
-    return nll, {
-        "assignment_nll": nll,
-        "nll_pos": nll_pos,
-        "nll_neg": nll_neg,
-        "num_matchable": num_pos,
-        "num_unmatchable": (num_neg0 + num_neg1) / 2,
-    }
+    num_neg = weights[:, :m, n].sum(-1) + weights[:, m, :n].sum(-1)
+    pos_sum = picked[:, :m, :n].sum((-1, -2))
+    neg_sum = picked[:, :m, n].sum(-1) + picked[:, m, :n].sum(-1)
+    return _balanced_nll(pos_sum, num_pos, neg_sum, num_neg, balancing)
 
 
 def best_assignments(la: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
