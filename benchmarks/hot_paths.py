@@ -14,7 +14,10 @@
   points, 96-D) and the peak memory of the 9 layers of the shipped architecture
   (2 pairs of 2048 points, 256-D, each in a fresh process); and the whole LightGlue
   loss of the 6-layer small model (every layer's NLL and confidence), against the
-  previous release's dense computation.
+  previous release's dense computation;
+- the homography ground truth of a batch (4 pairs of 512 points): labels from each
+  point's nearest-neighbour indices and per-coordinate distances vs the dense
+  (B, M, N) mutual-argmin masks and the (B, M, N, 2) difference tensor.
 
 Each timed row checks that both give the same result before timing them (median of
 ``--repeats`` calls, milliseconds); the memory row is the growth of the maximum RSS.
@@ -38,6 +41,12 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from gluefactory.geometry.gt_generation import (  # noqa: E402
+    IGNORE,
+    UNMATCHED,
+    gt_matches_from_homography,
+)
+from gluefactory.geometry.homography import warp_points  # noqa: E402
 from gluefactory.models.matchers.lightglue.layers import log_double_softmax  # noqa: E402
 from gluefactory.models.utils.losses import (  # noqa: E402
     best_assignments,
@@ -75,6 +84,45 @@ def old_confidence_loss(logits0, logits1, la_now, la_final):
         bce(logits0, ok0.float(), reduction="none").mean(-1)
         + bce(logits1, ok1.float(), reduction="none").mean(-1)
     ) / 2
+
+
+def old_homography_gt(k0, k1, H, th_pos: float = 3.0, th_neg: float = 3.0):
+    """The previous release's homography labels (no padding): dense masks."""
+
+    def sq(a, b):
+        d = (a.unsqueeze(-2) - b.unsqueeze(-3)).square().sum(-1)
+        return torch.where(torch.isnan(d), torch.inf, d)
+
+    d0, d1 = sq(warp_points(k0, H), k1), sq(k0, warp_points(k1, torch.linalg.inv(H)))
+    dist = torch.maximum(d0, d1)
+    is0 = torch.zeros_like(dist, dtype=torch.bool).scatter_(
+        -1, dist.argmin(-1, keepdim=True), True
+    )
+    is1 = torch.zeros_like(is0).scatter_(-2, dist.argmin(-2, keepdim=True), True)
+    pos = is0 & is1 & (dist < th_pos**2)
+    out = {"assignment": pos}
+    for i, (p, neg) in enumerate(
+        ((pos, d0.min(-1).values > th_neg**2), (pos.mT, d1.min(-2).values > th_neg**2))
+    ):
+        m = torch.where(neg, UNMATCHED, IGNORE)
+        out[f"matches{i}"] = torch.where(p.any(-1), p.long().argmax(-1), m)
+    return out
+
+
+def gt_row(g: torch.Generator, repeats: int) -> tuple[str, float, float]:
+    b, n = 4, 512
+    k0 = torch.rand(b, n, 2, generator=g) * torch.tensor([480.0, 360.0])
+    H = torch.eye(3).repeat(b, 1, 1)
+    H[:, :2, 2] = torch.randn(b, 2, generator=g) * 5
+    k1 = warp_points(k0, H)[:, torch.randperm(n, generator=g)]
+    k1 = k1 + torch.randn(b, n, 2, generator=g) * 2
+    new, old = gt_matches_from_homography(k0, k1, H), old_homography_gt(k0, k1, H)
+    assert all(torch.equal(new[k], v) for k, v in old.items())
+    return (
+        "homography GT labels, 4 x 512 x 512",
+        median_ms(lambda: old_homography_gt(k0, k1, H), repeats),
+        median_ms(lambda: gt_matches_from_homography(k0, k1, H), repeats),
+    )
 
 
 def nll_problem(g: torch.Generator, b: int, n: int, d: int):
@@ -285,6 +333,7 @@ def main(argv=None) -> None:
 
     rows += nll_rows(g, r)
     rows.append(loss_row(g, max(5, r // 5)))
+    rows.append(gt_row(g, r))
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print()

@@ -167,13 +167,15 @@ def train_conf(
     triplets: int = 0,
     n_layers: int = 3,
     step_size: int = 700,
+    train_keypoints: int = NUM_KPTS,
 ) -> dict:
     """``schedule``/``num_heads``/``triplets`` (scratch only): ``step`` (the documented
     recipe, lr halved every ``step_size`` steps) or ``cosine`` (a variant measured in
     docs/training.md), the head count, and ``triplets`` > 0: batches of that many
     homography triplets (3 pairs each, one extraction per view: the triplet pipeline)
     instead of 4 pairs; ``n_layers``: the depth of the small LightGlue (6: the
-    LighterGlue architecture)."""
+    LighterGlue architecture); ``train_keypoints``: XFeat keypoints per image in training
+    and in the validation during training (the report always evaluates at 512)."""
     max_steps = None
     if kind == "scratch":
         matcher = {**SMALL_LG, "num_heads": num_heads, "n_layers": n_layers}
@@ -194,7 +196,7 @@ def train_conf(
         "data_val": photos_data(8),  # 32 held-out pairs, the same at every validation
         "model": {
             "name": "triplet_pipeline" if triplets else "two_view_pipeline",
-            "extractor": EXTRACTOR,
+            "extractor": {**EXTRACTOR, "max_num_keypoints": train_keypoints},
             "matcher": matcher,
             "ground_truth": GT,
         },
@@ -653,6 +655,13 @@ def main(argv=None) -> None:
         help="scratch, step schedule: halve the lr every this many steps",
     )
     p.add_argument(
+        "--train_keypoints",
+        type=int,
+        default=NUM_KPTS,
+        help="scratch: XFeat keypoints per image in training (and in its validation); "
+        "the report evaluates at 512 whatever this is",
+    )
+    p.add_argument(
         "--triplets",
         type=int,
         default=0,
@@ -713,6 +722,7 @@ def main(argv=None) -> None:
             triplets=args.triplets,
             n_layers=args.n_layers,
             step_size=args.step_size,
+            train_keypoints=args.train_keypoints,
         )
     if args.what in ("finetune", "all"):
         run_training("finetune", args.finetune_minutes, precision, procs=args.procs)

@@ -25,7 +25,7 @@ def test_hot_paths_check_equality_and_print_every_row(capsys):
     _module("hot_paths").main(["--repeats", "1"])
     rows = [line for line in capsys.readouterr().out.splitlines() if line[:2] == "| "]
     rows = rows[1:]  # the header
-    assert len(rows) == 6, rows
+    assert len(rows) == 7, rows
     memory = next(r for r in rows if "peak memory" in r)
     before, now = (float(x) for x in memory.split("|")[2:4])
     assert now < 0.7 * before, memory

@@ -49,9 +49,13 @@ def keypoint_mask(kpts: torch.Tensor, mask: torch.Tensor | None = None) -> torch
 
 
 def _sq_dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Pairwise squared distances (B, M, N) of a (B, M, 2) and b (B, N, 2), NaN-free."""
-    d = (a.unsqueeze(-2) - b.unsqueeze(-3)).square().sum(-1)
-    return torch.where(torch.isnan(d), torch.inf, d)
+    """Pairwise squared distances (B, M, N) of a (B, M, 2) and b (B, N, 2), NaN-free.
+
+    Per coordinate, without the (B, M, N, 2) difference tensor: the same values as
+    ``(a[:, :, None] - b[:, None]).square().sum(-1)``, about 2x faster on the CPU."""
+    dx = a[..., :1] - b[..., None, :, 0]
+    d = dx.square_().add_((a[..., 1:] - b[..., None, :, 1]).square_())
+    return d.masked_fill_(torch.isnan(d), torch.inf)
 
 
 def labels_from_distances(
@@ -73,38 +77,63 @@ def labels_from_distances(
     _check_thresholds(th_positive, th_negative)
     dist = torch.where(pair_ok, torch.maximum(dist0, dist1), torch.inf)
     b, m, n = dist.shape
-    positive = torch.zeros_like(dist, dtype=torch.bool)
-    if m > 0 and n > 0:
-        nn0 = dist.argmin(-1, keepdim=True)  # (B, M, 1)
-        nn1 = dist.argmin(-2, keepdim=True)  # (B, 1, N)
-        ismin0 = torch.zeros_like(positive).scatter_(-1, nn0, True)
-        ismin1 = torch.zeros_like(positive).scatter_(-2, nn1, True)
-        positive = ismin0 & ismin1 & (dist < th_positive**2)
     inf0 = dist0.new_full((b, m), torch.inf)
     inf1 = dist1.new_full((b, n), torch.inf)
-    min0 = dist0.min(-1).values if n > 0 else inf0
-    min1 = dist1.min(-2).values if m > 0 else inf1
+    if m > 0 and n > 0:
+        # i and j are positive iff j = nn0[i], i = nn1[j] and dist[i, j] < th_positive:
+        # decided per point from the two nearest-neighbour indices (first index on ties)
+        best0, nn0 = dist.min(-1)  # (B, M)
+        best1, nn1 = dist.min(-2)  # (B, N)
+        pos0 = (nn1.gather(-1, nn0) == torch.arange(m, device=dist.device)) & (
+            best0 < th_positive**2
+        )
+        pos1 = (nn0.gather(-1, nn1) == torch.arange(n, device=dist.device)) & (
+            best1 < th_positive**2
+        )
+        min0, min1 = dist0.min(-1).values, dist1.min(-2).values
+    else:
+        nn0 = torch.zeros((b, m), dtype=torch.long, device=dist.device)
+        nn1 = torch.zeros((b, n), dtype=torch.long, device=dist.device)
+        pos0, pos1 = inf0 < 0, inf1 < 0
+        min0, min1 = inf0, inf1
     negative0 = neg_ok0 & (min0 > th_negative**2)
     negative1 = neg_ok1 & (min1 > th_negative**2)
-    return _assemble(positive, negative0, negative1)
-
-
-def _assemble(positive, negative0, negative1) -> dict[str, torch.Tensor]:
-    def side(pos, neg):
-        m = torch.full(neg.shape, IGNORE, dtype=torch.long, device=neg.device)
-        m = torch.where(neg, torch.full_like(m, UNMATCHED), m)
-        if pos.shape[-1] > 0:
-            m = torch.where(pos.any(-1), pos.long().argmax(-1), m)
-        return m
-
-    m0 = side(positive, negative0)
-    m1 = side(positive.transpose(-1, -2), negative1)
+    positive = torch.zeros_like(dist, dtype=torch.bool)
+    if n > 0:
+        positive.scatter_(-1, nn0[..., None], pos0[..., None])
     return {
         "assignment": positive,
+        **_labels(nn0, pos0, negative0, nn1, pos1, negative1),
+    }
+
+
+def _labels(nn0, pos0, neg0, nn1, pos1, neg1) -> dict[str, torch.Tensor]:
+    """matches0/1 and matching_scores0/1 from each point's positive partner (nnX where
+    posX) and its unmatched flag (negX); all (B, M) / (B, N)."""
+
+    def side(nn, pos, neg):
+        m = torch.where(neg, UNMATCHED, IGNORE)
+        return torch.where(pos, nn, m)
+
+    m0, m1 = side(nn0, pos0, neg0), side(nn1, pos1, neg1)
+    return {
         "matches0": m0,
         "matches1": m1,
         "matching_scores0": (m0 > UNMATCHED).float(),
         "matching_scores1": (m1 > UNMATCHED).float(),
+    }
+
+
+def _assemble(positive, negative0, negative1) -> dict[str, torch.Tensor]:
+    """Labels from a (B, M, N) positive assignment (at most one True per row and
+    column) and the unmatched flags."""
+    b, m, n = positive.shape
+    pos0, pos1 = positive.any(-1), positive.any(-2)
+    nn0 = positive.long().argmax(-1) if n > 0 else pos0.long()
+    nn1 = positive.long().argmax(-2) if m > 0 else pos1.long()
+    return {
+        "assignment": positive,
+        **_labels(nn0, pos0, negative0, nn1, pos1, negative1),
     }
 
 

@@ -88,6 +88,44 @@ def test_empty_keypoints():
     assert out["matches1"][0].tolist() == [UNMATCHED] * 5
 
 
+def _dense_labels(dist0, dist1, pair_ok, neg0, neg1, th_pos, th_neg):
+    """The labelling rule written densely: (B, M, N) mutual-argmin masks."""
+    dist = torch.where(pair_ok, torch.maximum(dist0, dist1), torch.inf)
+    ismin0 = torch.zeros_like(pair_ok).scatter_(-1, dist.argmin(-1, keepdim=True), True)
+    ismin1 = torch.zeros_like(pair_ok).scatter_(-2, dist.argmin(-2, keepdim=True), True)
+    pos = ismin0 & ismin1 & (dist < th_pos**2)
+    out = {"assignment": pos}
+    for i, (p, d, neg) in enumerate(
+        ((pos, dist0, neg0), (pos.transpose(1, 2), dist1.transpose(1, 2), neg1))
+    ):
+        m = torch.where(neg & (d.min(-1).values > th_neg**2), UNMATCHED, IGNORE)
+        out[f"matches{i}"] = torch.where(p.any(-1), p.long().argmax(-1), m)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_labels_equal_the_dense_rule_with_ties_and_masks(seed):
+    """Per-point nearest-neighbour indices give the dense rule's labels exactly, also
+    with tied distances (integer grid coordinates), padding and inf rows."""
+    g = torch.Generator().manual_seed(seed)
+    b, m, n = 3, 37, 29
+    k0 = torch.randint(0, 12, (b, m, 2), generator=g).float()
+    k1 = torch.randint(0, 12, (b, n, 2), generator=g).float()
+    shift = torch.randint(-1, 2, (b, 1, 2), generator=g).float()
+    d0 = (k0[:, :, None] + shift[:, :, None] - k1[:, None]).square().sum(-1)
+    d1 = (k0[:, :, None] - (k1[:, None] - shift[:, :, None])).square().sum(-1)
+    valid0 = torch.rand(b, m, generator=g) > 0.2
+    valid1 = torch.rand(b, n, generator=g) > 0.2
+    ok = valid0[:, :, None] & valid1[:, None] & (torch.rand(b, m, n, generator=g) > 0.1)
+    d0 = torch.where(ok, d0, torch.inf)
+    d1 = torch.where(ok, d1, torch.inf)
+    out = labels_from_distances(d0, d1, ok, valid0, valid1, 2.0, 3.0)
+    ref = _dense_labels(d0, d1, ok, valid0, valid1, 2.0, 3.0)
+    assert out["matches0"].ge(0).any()
+    for k, v in ref.items():
+        assert torch.equal(out[k], v), k
+
+
 def test_thresholds_must_be_ordered():
     d = torch.zeros(1, 1, 1)
     ok = torch.ones(1, 1, 1, dtype=torch.bool)
