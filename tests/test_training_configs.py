@@ -245,6 +245,7 @@ def test_learning_benchmark_configs_are_valid():
         ("scratch", {"triplets": 2}),
         ("scratch", {"n_layers": 6}),
         ("scratch", {"n_layers": 6, "step_size": 1000}),
+        ("scratch", {"train_keypoints": 256}),
     ]
     for kind, variant in variants:
         conf = build_train_conf(learning.train_conf(kind, 1.0, **variant))
@@ -253,7 +254,8 @@ def test_learning_benchmark_configs_are_valid():
         if kind == "scratch":
             assert conf.train.lr_schedule.step_size == variant.get("step_size", 700)
         assert conf.train.max_minutes == 1.0
-        assert conf.model.extractor.max_num_keypoints == 512
+        kpts = variant.get("train_keypoints", 512)
+        assert conf.model.extractor.max_num_keypoints == kpts
         assert list(conf.data.homography.patch_shape) == [480, 360]
     small = get_model("matchers.lightglue")(learning.SMALL_LG)
     assert (small.conf.n_layers, small.conf.descriptor_dim, small.conf.num_heads) == (
