@@ -5,8 +5,9 @@ models, on homographies of the real photographs bundled with scikit-image
 (``data_dir: photos``; 4 held out for validation, the rest for training) and XFeat
 features (512 per image, forced; extracted on the fly on each warped 480 x 360 patch):
 
-- ``scratch``: a small LightGlue (3 layers, 96-D, 1 head) from random weights for
-  ``--minutes`` (default 30) of wall time;
+- ``scratch``: a small LightGlue (6 layers, 96-D, 1 head: LighterGlue's architecture)
+  from random weights for ``--minutes`` (default 30) of wall time or ``--max_steps``
+  optimizer steps, whichever comes first;
 - ``finetune``: the official LighterGlue (``xfeat-lighterglue``) trained further for
   ``--finetune_minutes`` (default 10) at a low learning rate: a wrong loss or trainer
   would damage it quickly;
@@ -17,8 +18,9 @@ features (512 per image, forced; extracted on the fly on each warped 480 x 360 p
 
 Usage (from the repository root)::
 
-    python benchmarks/learning.py all                  # scratch, finetune, report
-    python benchmarks/learning.py scratch --minutes 30
+    python benchmarks/learning.py all --procs 2        # scratch, finetune, report
+    python benchmarks/learning.py scratch --procs 2 --minutes 30
+    python benchmarks/learning.py scratch --procs 2 --minutes 120 --max_steps 4621
     python benchmarks/learning.py report
     python benchmarks/learning.py scratch --schedule cosine   # variants measured in
     python benchmarks/learning.py scratch --num_heads 2       # docs/training.md
@@ -27,8 +29,7 @@ Usage (from the repository root)::
     python benchmarks/learning.py thresholds                  # P / R by filter_threshold
     python benchmarks/learning.py scratch --procs 2           # DDP, 2 CPU processes
     python benchmarks/learning.py scratch --triplets 2        # 2 triplets per batch
-    python benchmarks/learning.py scratch --n_layers 6        # LighterGlue's depth
-    python benchmarks/learning.py scratch --step_size 1000    # slower lr decay
+    python benchmarks/learning.py scratch --n_layers 3 --step_size 700  # the first recipe
 
 Experiments go to ``<outputs>/training/learning-{scratch,finetune}``; the figure and
 the table to ``docs/figures/`` (``--figures``). Numbers on these photographs are not
@@ -75,7 +76,7 @@ SMALL_LG = {
     "name": "matchers.lightglue",
     "input_dim": 64,
     "descriptor_dim": 96,
-    "n_layers": 3,
+    "n_layers": 6,
     "num_heads": 1,
     "filter_threshold": 0.1,
     "weights": None,
@@ -86,6 +87,9 @@ OFFICIAL_LG = {
     "filter_threshold": 0.1,
 }
 MNN = {"name": "matchers.nearest_neighbor", "mutual_check": True}
+#: the scratch recipe's lr decay: halved every this many steps (about 4600 steps in 30
+#: minutes on a fast host; see docs/training.md)
+STEP_SIZE = 1000
 
 
 #: the held-out images: the validation split that shuffle_seed 0 draws from the
@@ -165,9 +169,10 @@ def train_conf(
     num_heads: int = 1,
     schedule: str = "step",
     triplets: int = 0,
-    n_layers: int = 3,
-    step_size: int = 700,
+    n_layers: int = SMALL_LG["n_layers"],
+    step_size: int = STEP_SIZE,
     train_keypoints: int = NUM_KPTS,
+    max_steps: int | None = None,
 ) -> dict:
     """``schedule``/``num_heads``/``triplets`` (scratch only): ``step`` (the documented
     recipe, lr halved every ``step_size`` steps) or ``cosine`` (a variant measured in
@@ -175,16 +180,17 @@ def train_conf(
     homography triplets (3 pairs each, one extraction per view: the triplet pipeline)
     instead of 4 pairs; ``n_layers``: the depth of the small LightGlue (6: the
     LighterGlue architecture); ``train_keypoints``: XFeat keypoints per image in training
-    and in the validation during training (the report always evaluates at 512)."""
-    max_steps = None
+    and in the validation during training (the report always evaluates at 512);
+    ``max_steps``: stop after that many optimizer steps even within ``minutes`` (a
+    step count reproduces a run on any host, a wall time does not)."""
     if kind == "scratch":
         matcher = {**SMALL_LG, "num_heads": num_heads, "n_layers": n_layers}
         if schedule == "step":
-            # halved every 700 steps (~2800 in 30 min): fast progress, then refinement
+            # halved every STEP_SIZE steps: fast progress, then refinement
             lr = 1e-3
             sched = {"type": "step", "step_size": step_size, "gamma": 0.5, "warmup": 30}
-        else:  # cosine to 3e-5 over 2200 steps (about the 30 minutes here)
-            lr, max_steps = 1.5e-3, 2200
+        else:  # cosine to 3e-5 over 2200 steps (30 minutes of a 3-layer model here)
+            lr, max_steps = 1.5e-3, max_steps or 2200
             sched = {"type": "cosine", "warmup": 50, "min_lr_factor": 0.02}
     else:
         matcher, lr, sched = OFFICIAL_LG, 1e-5, {"type": "constant"}
@@ -400,14 +406,19 @@ def thresholds(values: list[float]) -> str:
     return text
 
 
-def breakdown(steps: int, precision: str | None, batch: int = 4) -> str:
-    """Seconds per part of a scratch training step, timed in one process over
-    ``steps`` steps (after 3 warm-up steps): where the 30 minutes go."""
+def breakdown(
+    steps: int,
+    precision: str | None,
+    batch: int = 4,
+    n_layers: int = SMALL_LG["n_layers"],
+) -> str:
+    """Seconds per part of a scratch training step (``n_layers`` deep), timed in one
+    process over ``steps`` steps (after 3 warm-up steps): where the 30 minutes go."""
     from omegaconf import OmegaConf
 
     from gluefactory.utils.tensor import collate
 
-    conf = OmegaConf.create(train_conf("scratch", 1.0, precision))
+    conf = OmegaConf.create(train_conf("scratch", 1.0, precision, n_layers=n_layers))
     torch.manual_seed(0)
     model = get_model("two_view_pipeline")(conf.model).train()
     split = get_dataset("homographies")(conf.data).get_dataset("train")
@@ -646,13 +657,23 @@ def main(argv=None) -> None:
     )
     p.add_argument("--num_heads", type=int, default=1, help="scratch: attention heads")
     p.add_argument(
-        "--n_layers", type=int, default=3, help="scratch: layers of the small LightGlue"
+        "--n_layers",
+        type=int,
+        default=SMALL_LG["n_layers"],
+        help="scratch, breakdown: layers of the small LightGlue",
     )
     p.add_argument(
         "--step_size",
         type=int,
-        default=700,
+        default=STEP_SIZE,
         help="scratch, step schedule: halve the lr every this many steps",
+    )
+    p.add_argument(
+        "--max_steps",
+        type=int,
+        default=None,
+        help="scratch: stop after this many optimizer steps (with a long enough "
+        "--minutes: the same run on a slower host)",
     )
     p.add_argument(
         "--train_keypoints",
@@ -710,7 +731,7 @@ def main(argv=None) -> None:
     if args.what == "thresholds":
         thresholds([0.02, 0.05, 0.1, 0.2, 0.3])
     if args.what == "breakdown":
-        breakdown(args.steps, precision, args.batch)
+        breakdown(args.steps, precision, args.batch, args.n_layers)
     if args.what in ("scratch", "all"):
         run_training(
             "scratch",
@@ -723,6 +744,7 @@ def main(argv=None) -> None:
             n_layers=args.n_layers,
             step_size=args.step_size,
             train_keypoints=args.train_keypoints,
+            max_steps=args.max_steps,
         )
     if args.what in ("finetune", "all"):
         run_training("finetune", args.finetune_minutes, precision, procs=args.procs)

@@ -243,23 +243,29 @@ def test_learning_benchmark_configs_are_valid():
         ("scratch", {}),
         ("finetune", {}),
         ("scratch", {"triplets": 2}),
-        ("scratch", {"n_layers": 6}),
-        ("scratch", {"n_layers": 6, "step_size": 1000}),
+        ("scratch", {"n_layers": 3, "step_size": 700}),
         ("scratch", {"train_keypoints": 256}),
+        ("scratch", {"max_steps": 4621}),
+        ("scratch", {"schedule": "cosine"}),
     ]
     for kind, variant in variants:
         conf = build_train_conf(learning.train_conf(kind, 1.0, **variant))
-        if "n_layers" in variant:
-            assert conf.model.matcher.n_layers == 6
         if kind == "scratch":
-            assert conf.train.lr_schedule.step_size == variant.get("step_size", 700)
+            # the documented recipe: 6 layers, lr halved every 1000 steps
+            assert conf.model.matcher.n_layers == variant.get("n_layers", 6)
+            if variant.get("schedule") != "cosine":
+                assert conf.train.lr_schedule.step_size == variant.get(
+                    "step_size", 1000
+                )
+        cosine = 2200 if variant.get("schedule") == "cosine" else None
+        assert conf.train.max_steps == variant.get("max_steps", cosine)
         assert conf.train.max_minutes == 1.0
         kpts = variant.get("train_keypoints", 512)
         assert conf.model.extractor.max_num_keypoints == kpts
         assert list(conf.data.homography.patch_shape) == [480, 360]
     small = get_model("matchers.lightglue")(learning.SMALL_LG)
     assert (small.conf.n_layers, small.conf.descriptor_dim, small.conf.num_heads) == (
-        3,
+        6,
         96,
         1,
     )
