@@ -15,13 +15,10 @@ truncated one that a rerun would trust. Layout (see ``docs/evaluation.md``):
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
-import os
-import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,39 +27,7 @@ import numpy as np
 import torch
 
 from ..utils.errors import DataError
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it to ``path`` on success only."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent
-    )
-    os.close(fd)
-    tmp = Path(tmp)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def remove_stale_temporaries(folder: Path) -> None:
-    """Delete temporary files left by a killed run (``.<name>.*.tmp*``)."""
-    if folder.is_dir():
-        for p in folder.glob(".*.tmp*"):
-            with contextlib.suppress(OSError):
-                p.unlink()
+from ..utils.fs import atomic_path
 
 
 def config_hash(conf: Any) -> str:

@@ -7,12 +7,11 @@ for the same cached file again in one process costs a ``stat`` only.
 
 from __future__ import annotations
 
-import hashlib
-import threading
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..utils.fs import ChecksumMemo, checksums, sha256_of
 from .registry import WeightSpec
 
 CHUNK = 1 << 20
@@ -25,49 +24,6 @@ class Check:
     ok: bool
     verified: bool  # True when the sha256 matched (not just a structural check)
     reason: str
-
-
-class ChecksumMemo:
-    """sha256 digests of files, memoised per (path, inode, size, mtime_ns).
-
-    Lifetime: one instance per process (:data:`checksums`); a file rewritten in place
-    gets a new mtime (and usually inode), so a stale digest is never returned.
-    :meth:`clear` forgets everything (tests).
-    """
-
-    def __init__(self) -> None:
-        self._digests: dict[tuple, str] = {}
-        self._lock = threading.Lock()
-
-    def sha256(self, path: Path) -> str:
-        st = path.stat()
-        key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
-        with self._lock:
-            if key in self._digests:
-                return self._digests[key]
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            while chunk := f.read(CHUNK):
-                h.update(chunk)
-        with self._lock:
-            self._digests[key] = h.hexdigest()
-        return h.hexdigest()
-
-    def clear(self) -> None:
-        with self._lock:
-            self._digests.clear()
-
-    def __len__(self) -> int:
-        return len(self._digests)
-
-
-#: the process-wide memo used by :func:`sha256_of` and :func:`check_file`
-checksums = ChecksumMemo()
-
-
-def sha256_of(path: Path) -> str:
-    """sha256 of a file (memoised in :data:`checksums`)."""
-    return checksums.sha256(path)
 
 
 def looks_like_checkpoint(head: bytes) -> bool:

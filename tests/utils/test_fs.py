@@ -1,0 +1,63 @@
+"""The write layer: files and folders appear whole or not at all; memoised digests."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from gluefactory.utils import fs
+
+
+def test_atomic_path_replaces_only_on_success(tmp_path):
+    path = tmp_path / "sub" / "out.txt"
+    with fs.atomic_path(path, ".txt") as tmp:
+        assert tmp.parent == path.parent and tmp.name.endswith(".tmp.txt")
+        tmp.write_text("one")
+        assert not path.exists()
+    assert path.read_text() == "one"
+    with pytest.raises(RuntimeError), fs.atomic_path(path) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed mid-write")
+    assert path.read_text() == "one"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["out.txt"]
+
+
+def test_atomic_write_text_and_bytes(tmp_path):
+    fs.atomic_write_text(tmp_path / "a.txt", "héllo")
+    fs.atomic_write_bytes(tmp_path / "b.bin", b"\x00\x01", fsync=True)
+    assert (tmp_path / "a.txt").read_text(encoding="utf-8") == "héllo"
+    assert (tmp_path / "b.bin").read_bytes() == b"\x00\x01"
+
+
+def test_atomic_folder_replaces_whole_folders(tmp_path):
+    target = tmp_path / "set"
+    with fs.atomic_folder(target) as tmp:
+        (tmp / "x").write_text("1")
+    assert (target / "x").read_text() == "1"
+    with pytest.raises(ValueError), fs.atomic_folder(target) as tmp:
+        (tmp / "y").write_text("2")
+        raise ValueError
+    assert sorted(p.name for p in target.iterdir()) == ["x"]
+    with fs.atomic_folder(target) as tmp:
+        (tmp / "z").write_text("3")
+    assert sorted(p.name for p in target.iterdir()) == ["z"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["set"]
+
+
+def test_remove_stale_temporaries(tmp_path):
+    (tmp_path / ".results.h5.abc.tmp.h5").write_text("")
+    (tmp_path / ".set.xyz.tmp").mkdir()
+    (tmp_path / "keep.h5").write_text("")
+    fs.remove_stale_temporaries(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.h5"]
+
+
+def test_sha256_is_memoised_and_follows_rewrites(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"abc")
+    fs.checksums.clear()
+    assert fs.sha256_of(path) == hashlib.sha256(b"abc").hexdigest()
+    assert len(fs.checksums) == 1
+    fs.atomic_write_bytes(path, b"abcd")
+    assert fs.sha256_of(path) == hashlib.sha256(b"abcd").hexdigest()
