@@ -47,7 +47,7 @@ def build_tree(root: Path) -> Path:
     """<root>/megadepth: the Motorcycle pair at 1600 px (JPEG), MegaDepth layout."""
     from skimage.data import stereo_motorcycle
 
-    from gluefactory.datasets.megadepth_convert import convert
+    from gluefactory.datasets.sources.megadepth_convert import convert
 
     spec = importlib.util.spec_from_file_location(
         "pm", REPO / "tests" / "datasets" / "posed_motorcycle.py"

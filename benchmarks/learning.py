@@ -106,10 +106,10 @@ _PHOTO_ROOT: list[Path] = []
 def photo_root(opencv_doc: str | None = None, wallpapers: str | None = None) -> Path:
     """The training photographs: scikit-image's, plus those of the unpacked Debian
     packages given (``--opencv_doc`` / ``--wallpapers`` or their environment variables,
-    see :mod:`gluefactory.datasets.photos`), in a folder named after the sources."""
+    see :mod:`gluefactory.datasets.sources.photos`), in a folder named after the sources."""
     if _PHOTO_ROOT:
         return _PHOTO_ROOT[0]
-    from gluefactory.datasets.photos import (
+    from gluefactory.datasets.sources.photos import (
         OPENCV_DOC_ENV,
         WALLPAPERS_ENV,
         ensure_photos,
@@ -493,7 +493,7 @@ def training_image_items(num_per_image: int = 3):
 def hpatches_items():
     """The built-in HPatches-format set (short side 480), or None if unavailable."""
     try:
-        from gluefactory.datasets.builtin import ensure_builtin
+        from gluefactory.datasets.sources.builtin import ensure_builtin
     except ImportError:
         return None
     root = ensure_builtin("hpatches")

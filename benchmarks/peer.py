@@ -199,7 +199,7 @@ def link_hpatches(peer: Path, sequences: int | None = None) -> Path:
 
     Returns the linked folder; ``sequences`` keeps only the first N (a smoke test).
     """
-    from gluefactory.datasets.builtin import ensure_builtin
+    from gluefactory.datasets.sources.builtin import ensure_builtin
 
     src = ensure_builtin("hpatches")
     dest = peer / "glue-factory" / "data" / "hpatches-sequences-release"
@@ -229,7 +229,7 @@ def make_photo_folder(root: Path, peer: Path, n_train: int, n_val: int) -> Path:
     Both homography datasets read it; ours drops duplicate list entries, so each
     photograph is linked several times under different names.
     """
-    from gluefactory.datasets.photos import ensure_photos
+    from gluefactory.datasets.sources.photos import ensure_photos
 
     photos = sorted(p for p in ensure_photos().glob("*.png"))
     folder = root / f"photos-revisitop1m-{root.name}"

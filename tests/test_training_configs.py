@@ -19,7 +19,7 @@ import torch
 from omegaconf import OmegaConf
 
 from gluefactory.datasets import get_dataset
-from gluefactory.datasets.megadepth_convert import convert
+from gluefactory.datasets.sources.megadepth_convert import convert
 from gluefactory.models import get_model
 
 CONFIGS = Path(__file__).parents[1] / "gluefactory" / "configs"

@@ -8,7 +8,7 @@ own photographs:
 - ``image_list: null``: every file under ``data_dir / image_dir`` matching one of the
   ``glob`` patterns (recursive, sorted).
 - ``data_dir: photos``: the real photographs that ship with scikit-image, written to
-  ``<data_root>/photos`` on first use (:mod:`gluefactory.datasets.photos`).
+  ``<data_root>/photos`` on first use (:mod:`gluefactory.datasets.sources.photos`).
 
 The list is shuffled with ``RandomState(shuffle_seed)``; train = the first
 ``train_size`` images (null: all but the validation ones), val = the next ``val_size``.
@@ -61,7 +61,7 @@ logger = logging.getLogger(__name__)
 
 REVISITOP_HINT = (
     "Download revisitop1m (about 450 GB, +50 GB while unpacking) with "
-    "`python -m gluefactory.datasets.training_downloads revisitop1m`, or train on your "
+    "`python -m gluefactory.datasets.sources.training_downloads revisitop1m`, or train on your "
     "own images: data.data_dir=/path/to/photos data.image_dir='' data.image_list=null, "
     "or on the built-in photographs: data.data_dir=photos data.image_dir='' "
     "data.image_list=null."
@@ -78,7 +78,7 @@ def resolve_data_dir(data_dir: str) -> Path:
     """``data_dir`` relative to the data root unless absolute; ``photos`` is built in."""
     path = Path(str(data_dir)).expanduser()
     if str(data_dir) == "photos":
-        from .photos import ensure_photos
+        from .sources.photos import ensure_photos
 
         return ensure_photos()
     return path if path.is_absolute() else settings.data_root() / path

@@ -13,8 +13,8 @@ integers (OpenCV's convention). The library puts pixel centres at +0.5 (see
 the resized view 0 to the resized view 1 in the library convention.
 
 Where the folder is missing, the official archive is downloaded on first use (see
-:mod:`gluefactory.datasets.download`); ``data_dir: builtin/hpatches`` is the built-in
-offline set (:mod:`gluefactory.datasets.builtin`), built on first use.
+:mod:`gluefactory.datasets.sources.download`); ``data_dir: builtin/hpatches`` is the built-in
+offline set (:mod:`gluefactory.datasets.sources.builtin`), built on first use.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from ..geometry.homography import (
 from ..utils.errors import ConfigError, DataError
 from ..utils.image import ImagePreprocessor, numpy_image_to_torch, read_image
 from .base_dataset import BaseDataset
-from .download import refetch_hint, resolve_dataset_dir
+from .sources.download import refetch_hint, resolve_dataset_dir
 
 logger = logging.getLogger(__name__)
 

@@ -94,9 +94,9 @@ from .feature_cache import (
 logger = logging.getLogger(__name__)
 SCENE_LISTS = Path(__file__).parent / "megadepth_scene_lists"
 DOWNLOAD_HINT = (
-    "Get MegaDepth (about 420 GB) with `python -m gluefactory.datasets.training_downloads "
+    "Get MegaDepth (about 420 GB) with `python -m gluefactory.datasets.sources.training_downloads "
     "megadepth`, or convert posed images with "
-    "`python -m gluefactory.datasets.megadepth_convert`."
+    "`python -m gluefactory.datasets.sources.megadepth_convert`."
 )
 #: the stream of the rotation draws in ``default_rng([seed, ROTATE_STREAM, item, view])``
 ROTATE_STREAM = 0x726F74

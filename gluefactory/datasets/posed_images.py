@@ -38,7 +38,12 @@ from ..geometry.wrappers import Camera, Pose
 from ..utils.errors import ConfigError, DataError
 from ..utils.image import ImagePreprocessor, numpy_image_to_torch, read_image
 from .base_dataset import BaseDataset
-from .download import archive_for, ensure_archive, refetch_hint, resolve_dataset_dir
+from .sources.download import (
+    archive_for,
+    ensure_archive,
+    refetch_hint,
+    resolve_dataset_dir,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from ..geometry.coordinates import CENTER_OFFSET
+from ..utils.fs import atomic_path
 from ..utils.tensor import collate
 from ..visualization import viz2d
 from .metrics import matched_keypoints
-from .results import PredictionReader, atomic_path
+from .results import PredictionReader
 
 
 def save_png(fig, path: Path) -> Path:

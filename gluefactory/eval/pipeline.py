@@ -35,6 +35,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..datasets import get_dataset
+from ..utils import fs
 from ..utils.conf import as_plain, freeze, to_conf
 from ..utils.errors import ConfigError, DataError
 from ..utils.fingerprint import files_fingerprint
@@ -215,7 +216,7 @@ class EvalPipeline(BaseBenchmark):
         """
         out = Path(output_dir)
         out.mkdir(parents=True, exist_ok=True)
-        rio.remove_stale_temporaries(out)
+        fs.remove_stale_temporaries(out)
         conf_path = out / "conf.yaml"
         pred_path, res_path, sum_path = (
             out / "predictions.h5",
@@ -250,7 +251,7 @@ class EvalPipeline(BaseBenchmark):
         if reevaluate:
             for p in (res_path, sum_path):
                 p.unlink(missing_ok=True)
-        with rio.atomic_path(conf_path, ".yaml") as tmp:
+        with fs.atomic_path(conf_path, ".yaml") as tmp:
             OmegaConf.save(OmegaConf.create(saved), tmp)
 
         dataset = get_dataset(self.conf.data.name)(
@@ -286,7 +287,7 @@ class EvalPipeline(BaseBenchmark):
         for other in sorted(out.parent.glob("*/predictions.h5")):
             if other.parent == out or rio.export_hash_of(other) != ehash:
                 continue
-            with rio.atomic_path(pred_path, ".h5") as tmp:
+            with fs.atomic_path(pred_path, ".h5") as tmp:
                 tmp.unlink()
                 try:
                     os.link(other, tmp)

@@ -34,12 +34,12 @@ from ..eval.results import (
     config_hash,
     export_hash_of,
     predictions_valid,
-    remove_stale_temporaries,
 )
 from ..models import get_model
 from ..utils.cli import main_wrapper
 from ..utils.conf import as_plain
 from ..utils.errors import ConfigError
+from ..utils.fs import remove_stale_temporaries
 from ..utils.tensor import collate
 from .export_megadepth import (
     FORMAT_VERSION,

@@ -42,17 +42,16 @@ from ..datasets.feature_cache import SIZE_KEYS
 from ..datasets.megadepth import MegaDepth, read_scene_list
 from ..eval.results import (
     PredictionWriter,
-    atomic_path,
     config_hash,
     export_hash_of,
     predictions_valid,
-    remove_stale_temporaries,
 )
 from ..geometry.depth import sample_depth
 from ..models import get_model
 from ..utils.cli import main_wrapper
 from ..utils.conf import as_plain, parse_dotlist
 from ..utils.errors import ConfigError, DataError
+from ..utils.fs import atomic_path, remove_stale_temporaries
 from ..utils.tensor import collate
 
 logger = logging.getLogger(__name__)

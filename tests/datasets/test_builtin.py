@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from gluefactory.datasets import builtin, builtin_hpatches, builtin_posed, get_dataset
+from gluefactory.datasets import get_dataset
+from gluefactory.datasets.sources import builtin, builtin_hpatches, builtin_posed
 from gluefactory.utils.cli import main_wrapper
 from gluefactory.utils.errors import DataError
 
@@ -83,7 +84,9 @@ def test_tampered_or_missing_files_are_reported(data_root, small):
         get_dataset("hpatches")({"data_dir": "builtin/hpatches"})
     msg = str(e.value)
     assert "v_rocket/H_1_3" in msg and "modified" in msg
-    assert "python -m gluefactory.datasets.builtin build --force hpatches" in msg
+    assert (
+        "python -m gluefactory.datasets.sources.builtin build --force hpatches" in msg
+    )
     (folder / "i_camera" / "2.ppm").unlink()
     with pytest.raises(DataError, match="i_camera/2.ppm is missing"):
         builtin.ensure_builtin("hpatches")

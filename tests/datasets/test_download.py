@@ -15,7 +15,8 @@ import h5py
 import numpy as np
 import pytest
 
-from gluefactory.datasets import download, get_dataset
+from gluefactory.datasets import get_dataset
+from gluefactory.datasets.sources import download
 from gluefactory.utils.cli import main_wrapper
 from gluefactory.utils.errors import DataError
 

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from gluefactory.datasets import builtin_hpatches, get_dataset
+from gluefactory.datasets import get_dataset
 from gluefactory.datasets.hpatches import IGNORED_SCENES
+from gluefactory.datasets.sources import builtin_hpatches
 from gluefactory.geometry.homography import warp_image, warp_points
 from gluefactory.utils.errors import ConfigError, DataError
 from gluefactory.utils.image import ImageReadError

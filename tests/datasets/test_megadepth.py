@@ -14,7 +14,7 @@ import torch
 
 from gluefactory.datasets import get_dataset, megadepth
 from gluefactory.datasets.megadepth import SCENE_LISTS, read_scene_list, sample_pairs
-from gluefactory.datasets.megadepth_convert import convert, read_views
+from gluefactory.datasets.sources.megadepth_convert import convert, read_views
 from gluefactory.models import get_model
 from gluefactory.utils.errors import ConfigError, DataError
 from gluefactory.utils.tensor import collate
@@ -269,7 +269,7 @@ def test_builtin_posed_set_as_megadepth(tmp_path):
     """The built-in posed set (Middlebury + rendered planes, real depth) converted to the
     MegaDepth layout: pairs load, and points lifted with the dataset's depth and camera
     and moved by T_0to1 are matched to their projections by the depth ground truth."""
-    builtin = pytest.importorskip("gluefactory.datasets.builtin")
+    builtin = pytest.importorskip("gluefactory.datasets.sources.builtin")
     src = builtin.ensure_builtin("posed")  # in the data root: built once, then verified
     dst = tmp_path / "md"
     summary = convert(src, dst, stride=16)

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from gluefactory.datasets import photos
+from gluefactory.datasets.sources import photos
 from gluefactory.utils.errors import DataError
 
 

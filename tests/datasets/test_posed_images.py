@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from gluefactory.datasets import get_dataset
-from gluefactory.datasets.builtin_posed import build, room_cameras, room_quads
-from gluefactory.datasets.builtin_render import _intersect, _rays
+from gluefactory.datasets.sources.builtin_posed import build, room_cameras, room_quads
+from gluefactory.datasets.sources.builtin_render import _intersect, _rays
 from gluefactory.geometry.depth import project, reproject, sample_depth
 from gluefactory.utils.errors import ConfigError, DataError
 from gluefactory.utils.image import ImageReadError

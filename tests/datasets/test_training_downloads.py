@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from gluefactory.datasets import get_dataset
-from gluefactory.datasets import training_downloads as td
+from gluefactory.datasets.sources import training_downloads as td
 from gluefactory.utils.errors import DataError, UserError
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("gluefactory.datasets.builtin_hpatches")
+pytest.importorskip("gluefactory.datasets.sources.builtin_hpatches")
 
 from gluefactory.eval.cli import run_benchmark  # noqa: E402
 from gluefactory.eval.hpatches import HPatchesPipeline  # noqa: E402

@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 
 from gluefactory.datasets import get_dataset
 from gluefactory.datasets import megadepth as megadepth_module
-from gluefactory.datasets.megadepth_convert import convert
+from gluefactory.datasets.sources.megadepth_convert import convert
 from gluefactory.geometry.depth import sample_depth
 from gluefactory.models import get_model
 from gluefactory.scripts import export_megadepth

@@ -30,7 +30,7 @@ def test_homography_then_megadepth_then_eval_checkpoint(
     outputs, tmp_path, motorcycle_pair, caplog
 ):
     skd = pytest.importorskip("skimage.data")
-    from gluefactory.datasets.megadepth_convert import convert
+    from gluefactory.datasets.sources.megadepth_convert import convert
     from gluefactory.weights import cache_path
 
     if not cache_path("xfeat").exists():

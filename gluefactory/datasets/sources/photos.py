@@ -30,8 +30,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .. import settings
-from ..utils.errors import DataError
+from ... import settings
+from ...utils.errors import DataError
 
 logger = logging.getLogger(__name__)
 

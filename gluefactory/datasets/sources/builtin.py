@@ -19,7 +19,7 @@ file). :func:`ensure_builtin` builds a missing set (into a temporary folder, the
 atomic rename), rebuilds one made by another generator version, and verifies every
 file against the manifest otherwise: a changed or missing file is a :class:`DataError`.
 
-Command line: ``python -m gluefactory.datasets.builtin build [--force] [hpatches|posed]``
+Command line: ``python -m gluefactory.datasets.sources.builtin build [--force] [hpatches|posed]``
 and ``... verify``.
 """
 
@@ -36,9 +36,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .. import settings
-from ..utils.errors import DataError
-from ..utils.http import file_lock
+from ... import settings
+from ...utils.errors import DataError
+from ...utils.http import file_lock
 from .download import BUILTIN_DIR
 
 logger = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ def read_manifest(folder: Path) -> dict | None:
 
 def _rebuild_hint(folder: Path) -> str:
     return (
-        f"Rebuild the set with: python -m gluefactory.datasets.builtin build --force "
+        f"Rebuild the set with: python -m gluefactory.datasets.sources.builtin build --force "
         f"{folder.name}  (data root {folder.parent.parent})"
     )
 
@@ -196,7 +196,7 @@ def ensure_builtin(name: str) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m gluefactory.datasets.builtin",
+        prog="python -m gluefactory.datasets.sources.builtin",
         description="Build or verify the built-in offline benchmark sets under "
         f"<data root>/{BUILTIN_DIR}/ (data root: ${settings.DATA_ENV}, default ./data).",
     )
@@ -220,6 +220,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from ..utils.cli import main_wrapper
+    from ...utils.cli import main_wrapper
 
     raise SystemExit(main_wrapper(main)())

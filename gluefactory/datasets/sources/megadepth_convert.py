@@ -22,7 +22,7 @@ depth map within ``depth_tol`` (relative), i.e. the co-visible part of i; images
 depth get no depth path (the dataset skips them). Intrinsics keep COLMAP's principal
 point, which is the library's +0.5 convention already.
 
-Command line: ``python -m gluefactory.datasets.megadepth_convert SRC DST [--scenes ...]``.
+Command line: ``python -m gluefactory.datasets.sources.megadepth_convert SRC DST [--scenes ...]``.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import cv2
 import h5py
 import numpy as np
 
-from ..utils.errors import DataError
+from ...utils.errors import DataError
 
 PINHOLE = {
     "SIMPLE_PINHOLE": (3, lambda p: (p[0], p[0], p[1], p[2]), 3),
@@ -257,6 +257,6 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    from ..utils.cli import main_wrapper
+    from ...utils.cli import main_wrapper
 
     main_wrapper(main)()

@@ -24,7 +24,7 @@ Offline (``$GLUEFACTORY_OFFLINE=1``, or the host unreachable) any failure is one
 ``$GLUEFACTORY_DATA_MIRROR`` replaces the host part: ``<mirror>/<file name>`` (used by the
 tests with a local server, and by users behind a mirror).
 
-Command line: ``python -m gluefactory.datasets.download hpatches megadepth1500``.
+Command line: ``python -m gluefactory.datasets.sources.download hpatches megadepth1500``.
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import settings
-from ..utils.errors import DataError
-from ..utils.http import DownloadError, download, file_lock
+from ... import settings
+from ...utils.errors import DataError
+from ...utils.http import DownloadError, download, file_lock
 
 logger = logging.getLogger(__name__)
 
@@ -273,7 +273,7 @@ def refetch_hint(folder: Path) -> str:
         )
     if builtin_name(folder) is not None:
         return (
-            " Rebuild it: python -m gluefactory.datasets.builtin build --force "
+            " Rebuild it: python -m gluefactory.datasets.sources.builtin build --force "
             f"{folder.name}"
         )
     return ""
@@ -310,7 +310,7 @@ def resolve_dataset_dir(path: str | os.PathLike, what: str) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m gluefactory.datasets.download",
+        prog="python -m gluefactory.datasets.sources.download",
         description="Download and unpack official evaluation datasets into the data "
         "root.",
     )
@@ -322,6 +322,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from ..utils.cli import main_wrapper
+    from ...utils.cli import main_wrapper
 
     raise SystemExit(main_wrapper(main)())

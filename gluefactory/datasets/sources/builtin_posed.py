@@ -113,8 +113,8 @@ def _write_scene(folder: Path, views: list[tuple], pairs: list[tuple[str, str]])
 def middlebury_scene(folder: Path) -> int:
     from skimage.data import stereo_motorcycle
 
-    from ..geometry.depth import render_depth
-    from ..geometry.wrappers import Camera, Pose
+    from ...geometry.depth import render_depth
+    from ...geometry.wrappers import Camera, Pose
 
     left, right, disp = stereo_motorcycle()
     m = MIDDLEBURY
@@ -232,8 +232,8 @@ def room_cameras(rng: np.random.Generator, n: int):
 
 def covisibility(depth0, depth1, R0, t0, R1, t1, K) -> float:
     """Fraction of view-0 pixels (subsampled) seen unoccluded in view 1."""
-    from ..geometry.depth import project
-    from ..geometry.wrappers import Camera, Pose
+    from ...geometry.depth import project
+    from ...geometry.wrappers import Camera, Pose
 
     h, w = depth0.shape
     ys, xs = np.mgrid[4:h:8, 4:w:8]

@@ -19,8 +19,8 @@ deleted; a marker file per archive lets a re-run skip what is done. Set
 
 Command line::
 
-    python -m gluefactory.datasets.training_downloads revisitop1m [--parts 1-10]
-    python -m gluefactory.datasets.training_downloads megadepth
+    python -m gluefactory.datasets.sources.training_downloads revisitop1m [--parts 1-10]
+    python -m gluefactory.datasets.sources.training_downloads megadepth
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ import tarfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from .. import settings
-from ..utils.errors import DataError
+from ... import settings
+from ...utils.errors import DataError
 
 GB = 1000**3
 MIRROR_ENV = "GLUEFACTORY_DATA_MIRROR"
@@ -99,7 +99,7 @@ def fetch_archives(
     urls: Sequence[str], dest: Path, marker_dir: Path, keep_archives: bool = False
 ) -> list[Path]:
     """Download, verify, unpack into ``dest`` and delete each archive (resumable)."""
-    from ..utils.http import download
+    from ...utils.http import download
 
     done = []
     marker_dir.mkdir(parents=True, exist_ok=True)
@@ -157,7 +157,7 @@ def download_revisitop1m(
     keep_archives: bool = False,
 ) -> Path:
     """revisitop1m into ``root`` (default ``<data>/revisitop1m``); returns ``root``."""
-    from ..utils.http import download
+    from ...utils.http import download
 
     root = Path(root) if root is not None else settings.data_root() / "revisitop1m"
     parts = parse_parts(parts)
@@ -215,7 +215,7 @@ def download_megadepth(
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(
-        prog="python -m gluefactory.datasets.training_downloads",
+        prog="python -m gluefactory.datasets.sources.training_downloads",
         description="Download revisitop1m or MegaDepth (hundreds of GB; resumable).",
     )
     p.add_argument("dataset", choices=["revisitop1m", "megadepth"])
@@ -240,6 +240,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from ..utils.cli import main_wrapper
+    from ...utils.cli import main_wrapper
 
     main_wrapper(main)()

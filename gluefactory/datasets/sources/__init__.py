@@ -1,0 +1,3 @@
+"""Where datasets come from: downloaders, the built-in set generators, the photo
+collections and the MegaDepth converter. Each writes through :mod:`gluefactory.formats`
+layouts; the dataset classes in :mod:`gluefactory.datasets` only read."""
