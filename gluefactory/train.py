@@ -93,8 +93,25 @@ def main(argv: list[str] | None = None) -> dict | None:
     )
 
 
-if __name__ == "__main__":
+def run() -> int:
+    """The exit code of the CLI: 130 for an interrupted run, else 0 (errors: 2)."""
     result = main()
-    raise SystemExit(
-        130 if isinstance(result, dict) and result.get("status") == "interrupted" else 0
-    )
+    interrupted = isinstance(result, dict) and result.get("status") == "interrupted"
+    return 130 if interrupted else 0
+
+
+if __name__ == "__main__":
+    from .trainer.distributed import exit_rank, launched_by_torchrun
+
+    if not launched_by_torchrun():
+        raise SystemExit(run())
+    try:  # one rank of a torchrun job: exit without finalization (see exit_rank)
+        code = run()
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    exit_rank(code)

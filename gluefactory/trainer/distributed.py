@@ -7,6 +7,16 @@
   CPU cores as intra-op threads (``OMP_NUM_THREADS`` overrides).
 
 NCCL on GPUs, gloo on CPU. Rank 0 alone writes logs, checkpoints and figures.
+
+How a rank ends (:func:`leave`, :func:`exit_rank`): on success the ranks wait for each
+other, the process group is destroyed, logs are flushed, and the process exits with
+``os._exit``, *without* interpreter finalization. The reason is a race in PyTorch: the
+C++ side of a ``DistributedDataParallel`` model keeps its process group alive after
+``destroy_process_group``, so gloo's worker threads outlive it, and a worker that
+releases the tensors of a finished collective needs the GIL. If that happens while
+``Py_Finalize`` runs, CPython ends the thread inside a ``noexcept`` destructor and the
+rank dies with ``terminate called without an active exception`` (SIGABRT), after its
+work was done: about one run in three of the two-rank tests failed that way.
 """
 
 from __future__ import annotations
@@ -14,7 +24,9 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 from dataclasses import dataclass
+from typing import NoReturn
 
 import torch
 import torch.distributed as dist
@@ -76,6 +88,27 @@ def cleanup() -> None:
         dist.destroy_process_group()
 
 
+def leave(d: Dist, finished: bool) -> None:
+    """Leave the process group: after a normal end, wait until every rank got there
+    (no rank tears down a connection a peer still uses); then destroy it."""
+    if d.enabled and finished and dist.is_initialized():
+        dist.barrier()
+    cleanup()
+
+
+def exit_rank(code: int) -> NoReturn:
+    """End a rank process at once, skipping interpreter finalization (module docstring:
+    gloo threads may outlive the process group). Everything a rank writes is closed or
+    flushed by then; this flushes logging and the standard streams last."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -122,7 +155,8 @@ def _child(local_rank: int, world: int, port: int, fn, args) -> None:
     # each child would otherwise start one thread per core: with 2 ranks on 2 cores,
     # 4 busy threads (docs/training.md: 1 thread each made 8 % more steps)
     torch.set_num_threads(threads_per_process(world))
-    fn(*args)
+    fn(*args)  # an exception goes to torch's spawn wrapper, which reports it
+    exit_rank(0)
 
 
 def spawn(world: int, fn, args: tuple, on_signal=None) -> None:

@@ -116,6 +116,7 @@ def run_worker(conf: DictConfig | dict, folder: str | Path, restore: bool) -> di
     handler = add_file_log(folder / "log.txt") if d.main else None
     if not d.main:
         logging.getLogger().setLevel(logging.WARNING)
+    finished = False
     try:
         if conf.train.detect_anomaly:
             torch.autograd.set_detect_anomaly(True)
@@ -138,11 +139,13 @@ def run_worker(conf: DictConfig | dict, folder: str | Path, restore: bool) -> di
             )
         elif conf.train.load_experiment:
             initialize_from(trainer.model, conf.train.load_experiment)
-        return trainer.fit()
+        summary = trainer.fit()
+        finished = True
+        return summary
     finally:
-        close_log(handler)
         if d.enabled:
-            distributed.cleanup()
+            distributed.leave(d, finished)
+        close_log(handler)
 
 
 def _spawned(conf: dict, folder: str, restore: bool, results) -> None:

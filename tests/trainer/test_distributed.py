@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from gluefactory.trainer import distributed
 
 
@@ -18,3 +20,15 @@ def test_ranks_share_the_cores(monkeypatch):
 
 def test_cpu_cores_is_positive():
     assert distributed.cpu_cores() >= 1
+
+
+@pytest.mark.slow
+def test_ranks_with_ddp_exit_cleanly_every_time():
+    """A rank that built a DDP model must exit 0: gloo worker threads outlive
+    ``destroy_process_group`` and used to abort the rank during interpreter
+    finalization (SIGABRT in about one two-rank run in three). With the bug, 12 clean
+    runs in a row had a chance of about 1 %."""
+    from ddp_job import ddp_rank
+
+    for _ in range(12):
+        distributed.spawn(2, ddp_rank, (3,))  # raises ProcessExitedException on SIGABRT
