@@ -80,9 +80,9 @@ def _homogeneous(x: np.ndarray) -> np.ndarray:
     return np.concatenate([x, np.ones_like(x[..., :1])], -1)
 
 
-def _mapped(H: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """H (K, 3, 3) applied to homogeneous points x (R, 3): (K, R, 3)."""
-    return np.einsum("kij,rj->kri", H, x)
+def _mapped(H: np.ndarray, x_t: np.ndarray) -> np.ndarray:
+    """H (K, 3, 3) applied to homogeneous points x_t (3, R): (K, 3, R), one product."""
+    return (H.reshape(-1, 3) @ x_t).reshape(len(H), 3, -1)
 
 
 class _Correspondences:
@@ -104,6 +104,7 @@ class _Correspondences:
         self.anchors = _homogeneous(pairs)  # (N + M, 2, 3)
         # every image-0 point mapped when scoring: the N points, then the 2 M endpoints
         self.x0 = _homogeneous(np.concatenate([x0, s0.reshape(-1, 2)]))
+        self.x0_t = np.ascontiguousarray(self.x0.T)  # (3, N + 2 M)
         self.l1 = np.repeat(l1, 2, 0)  # (2 M, 3), the line of each endpoint
 
     def unnormalize(self, H: np.ndarray) -> np.ndarray:
@@ -116,11 +117,12 @@ class _Correspondences:
         Points: squared transfer error; lines: mean of the squared distances of both
         mapped endpoints to the line. A point mapped to infinity has an infinite error.
         """
-        n = self.n
-        y = _mapped(H, self.x0)  # (K, N + 2 M, 3)
+        n, l1 = self.n, self.l1
+        u, v, w = _mapped(H, self.x0_t).transpose(1, 0, 2)  # (K, N + 2 M) each
         with np.errstate(divide="ignore", invalid="ignore"):
-            e_pts = ((y[:, :n, :2] / y[:, :n, 2:] - self.x1) ** 2).sum(-1)
-            d = (y[:, n:] * self.l1).sum(-1) / y[:, n:, 2]  # (K, 2 M)
+            e_pts = (u[:, :n] / w[:, :n] - self.x1[:, 0]) ** 2
+            e_pts += (v[:, :n] / w[:, :n] - self.x1[:, 1]) ** 2
+            d = (l1[:, 0] * u[:, n:] + l1[:, 1] * v[:, n:]) / w[:, n:] + l1[:, 2]
         e_lines = (d**2).reshape(len(H), self.m, 2).mean(-1)
         e = np.concatenate([e_pts, e_lines], -1) / self.scale2
         return np.nan_to_num(e, nan=np.inf)
