@@ -214,14 +214,18 @@ def homography_dlt_rows(
 
 
 def dlt_null_vector(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Least-squares solution of A h = 0 with |h| = 1, for A (..., R, 9), R >= 8.
+    """Least-squares solution of A h = 0 with |h| = 1, for A (..., R, 9).
 
     Returns h (..., 9) and its conditioning (...,): the second smallest over the
     largest singular value of A. The solution is unique only when the conditioning is
-    clearly positive; it is 0 for a degenerate system (e.g. collinear points). A
-    minimal system (8 rows) is solved by SVD, a larger one through the 9 x 9 normal
-    matrix A^T A (fast for thousands of rows; fine in normalised coordinates).
+    clearly positive; it is 0 for a degenerate system (e.g. collinear points, or fewer
+    than 8 rows). A minimal system (8 rows) is solved by SVD, a larger one through the
+    9 x 9 normal matrix A^T A (fast for thousands of rows; fine in normalised
+    coordinates).
     """
+    if A.shape[-2] < 8:  # under-determined: pad with zero rows (conditioning 0)
+        pad = np.zeros((*A.shape[:-2], 8 - A.shape[-2], 9), A.dtype)
+        A = np.concatenate([A, pad], -2)
     if A.shape[-2] < 9:  # the 9th right singular vector needs the full V
         _, s, vh = np.linalg.svd(A, full_matrices=True)
         s = np.concatenate([s, np.zeros_like(s[..., :1])], -1)

@@ -346,3 +346,24 @@ def test_every_option_is_used(monkeypatch, make_line_problem):
     for key, value in changed.items():
         t, H, inl = run(**{key: value})
         assert t != base[0] or H != base[1] or not torch.equal(inl, base[2]), key
+
+
+@pytest.mark.parametrize("th", [0.1, 2.0, 50.0])
+def test_random_correspondences_never_raise(th):
+    """Pure noise, few correspondences (fewer inliers than a sample is a failure)."""
+    rng = np.random.default_rng(0)
+    est, outcomes = _est(ransac_th=th), set()
+    for _ in range(40):
+        n, m = int(rng.integers(0, 12)), int(rng.integers(0, 8))
+        out = est(
+            {
+                "m_kpts0": torch.tensor(rng.uniform(0, 640, (n, 2))),
+                "m_kpts1": torch.tensor(rng.uniform(0, 640, (n, 2))),
+                "m_lines0": torch.tensor(rng.uniform(0, 640, (m, 2, 2))),
+                "m_lines1": torch.tensor(rng.uniform(0, 640, (m, 2, 2))),
+            }
+        )
+        outcomes.add(out["success"])
+        if out["success"]:
+            assert out["inliers"].sum() + out["line_inliers"].sum() >= 4
+    assert outcomes == {True, False}

@@ -213,6 +213,8 @@ class PointLineHomography(BaseEstimator):
         if best_H is None:
             raise EstimationFailure(f"no valid minimal sample in {done} draws")
         H, inliers = self._refine(c, best_H, th2)
+        if inliers.sum() < SAMPLE_SIZE:
+            raise EstimationFailure(f"{inliers.sum()} inliers, fewer than 4")
         if dlt_null_vector(c.rows[inliers].reshape(-1, 9))[1] < DEGENERATE_COND:
             raise EstimationFailure("the inliers are in a degenerate layout")
         return c.unnormalize(H), inliers
@@ -262,7 +264,10 @@ class PointLineHomography(BaseEstimator):
             B = np.linalg.svd(h[None], full_matrices=True)[2][1:].T  # (9, 8)
             JB = J @ B
             A, g = JB.T @ JB, JB.T @ r
-            step = np.linalg.solve(A + lam * np.diag(A.diagonal()), -g)
+            # damping relative to the diagonal, floored so that a parameter without
+            # any residual depending on it (too few inliers) still gets a step of 0
+            damping = np.maximum(A.diagonal(), 1e-12 * max(A.diagonal().max(), 1.0))
+            step = np.linalg.solve(A + lam * np.diag(damping), -g)
             h_new = h + B @ step
             h_new = h_new / np.linalg.norm(h_new)
             r_new, J_new = c.residuals(h_new.reshape(3, 3), inliers)
