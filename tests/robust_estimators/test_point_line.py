@@ -367,3 +367,61 @@ def test_random_correspondences_never_raise(th):
         if out["success"]:
             assert out["inliers"].sum() + out["line_inliers"].sum() >= 4
     assert outcomes == {True, False}
+
+
+# --------------------------------------------------------------------------------------
+# Real photograph: LSD segments, cut differently in the two images
+
+
+def _lsd(image: torch.Tensor) -> np.ndarray:
+    """OpenCV's LSD segments (L, 2, 2) of at least 20 px, library convention."""
+    rgb = (image.reshape(-1, *image.shape[-2:]).permute(1, 2, 0).numpy() * 255).astype(
+        np.uint8
+    )
+    lines = cv2.createLineSegmentDetector().detect(
+        cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    )[0]
+    segs = lines.reshape(-1, 2, 2).astype(np.float64) + 0.5  # OpenCV 4 and 5 shapes
+    return segs[np.linalg.norm(segs[:, 0] - segs[:, 1], axis=-1) >= 20]
+
+
+def test_real_photo_lsd_lines(homography_pair):
+    """LSD segments of a photo and of its warp, matched through the true H (both
+    endpoints within 1.5 px of the other line, overlapping by 5 px), 30 % of the
+    matches then shuffled: lines alone recover H to < 0.5 px."""
+    from gluefactory.geometry.homography import segment_lines, warp_points_numpy
+
+    if not hasattr(cv2, "createLineSegmentDetector"):
+        pytest.skip("this OpenCV build has no LSD")
+    s0, s1 = _lsd(homography_pair["image0"]), _lsd(homography_pair["image1"])
+    H = homography_pair["H_0to1"].double().numpy()
+    w0 = warp_points_numpy(s0.reshape(-1, 2), H).reshape(-1, 2, 2)
+    dist = np.abs(
+        np.einsum(
+            "mk,nek->nem",
+            segment_lines(s1),
+            np.concatenate([w0, np.ones((len(w0), 2, 1))], -1),
+        )
+    ).max(1)  # (L0, L1) farther warped endpoint to each line of image 1
+    length = np.linalg.norm(s1[:, 1] - s1[:, 0], axis=-1)
+    along = (s1[:, 1] - s1[:, 0]) / length[:, None]
+    t = np.einsum("nek,mk->nem", w0, along) - (s1[:, 0] * along).sum(-1)
+    overlap = np.minimum(t.max(1), length) - np.maximum(t.min(1), 0)
+    cost = np.where((dist < 1.5) & (overlap > 5), dist, np.inf)
+    matched = np.isfinite(cost.min(1))
+    m0, m1 = s0[matched], s1[cost.argmin(1)[matched]]
+    assert len(m0) > 80
+    rng = np.random.default_rng(0)
+    wrong = rng.choice(len(m0), int(0.3 * len(m0)), replace=False)
+    m1[wrong] = m1[rng.permutation(wrong)]
+    data = {
+        "m_kpts0": torch.zeros(0, 2),
+        "m_kpts1": torch.zeros(0, 2),
+        "m_lines0": torch.from_numpy(m0),
+        "m_lines1": torch.from_numpy(m1),
+    }
+    out = _est(ransac_th=1.0)(data)
+    size = homography_pair["image0"].shape[-1], homography_pair["image0"].shape[-2]
+    assert out["success"]
+    assert homography_corner_error(out["M_0to1"].double(), H, size) < 0.5
+    assert out["line_inliers"].sum() > 0.6 * len(m0)
