@@ -425,3 +425,24 @@ def test_real_photo_lsd_lines(homography_pair):
     assert out["success"]
     assert homography_corner_error(out["M_0to1"].double(), H, size) < 0.5
     assert out["line_inliers"].sum() > 0.6 * len(m0)
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("ransac_th", 0.0),
+        ("confidence", 1.0),
+        ("max_iters", 0),
+        ("batch_size", 2.5),
+        ("min_iters", -1),
+        ("lo_iters", True),
+        ("refine_rounds", -2),
+        ("refine_iters", "3"),
+        ("methd", 1),
+    ],
+)
+def test_bad_options_are_config_errors(key, value):
+    from gluefactory.utils.conf import ConfigError
+
+    with pytest.raises(ConfigError, match=key):
+        _est(**{key: value})

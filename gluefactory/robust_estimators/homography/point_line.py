@@ -45,6 +45,7 @@ from ...geometry.homography import (
     homography_dlt_rows,
     segment_lines,
 )
+from ...utils.errors import ConfigError
 from ..base_estimator import BaseEstimator, EstimationFailure
 
 #: correspondences in a minimal sample (a point or a line gives two constraints)
@@ -187,6 +188,22 @@ class PointLineHomography(BaseEstimator):
     kind = "homography"
     uses_lines = True
     library_call = "PointLineHomography"
+
+    def _init(self, conf):
+        def bad(key: str, why: str):
+            raise ConfigError(f"{type(self).__name__}: {key}={conf[key]!r} {why}.")
+
+        if not conf.ransac_th > 0:
+            bad("ransac_th", "must be > 0 (pixels)")
+        if not 0 < conf.confidence < 1:
+            bad("confidence", "must be in (0, 1)")
+        for key, low in (("max_iters", 1), ("batch_size", 1)) + tuple(
+            (k, 0) for k in ("min_iters", "lo_iters", "refine_rounds", "refine_iters")
+        ):
+            if isinstance(conf[key], bool) or not isinstance(conf[key], int):
+                bad(key, "must be an integer")
+            if conf[key] < low:
+                bad(key, f"must be >= {low}")
 
     def _estimate(self, p0, p1, lines0, lines1):
         conf = self.conf
