@@ -19,6 +19,7 @@ from gluefactory.eval.metrics import homography_corner_error
 from gluefactory.robust_estimators import get_estimator, load_estimator
 from gluefactory.robust_estimators.homography.point_line import (
     PointLineHomography,
+    distinct_indices,
     sample_indices,
 )
 
@@ -185,6 +186,8 @@ def _degenerate_cases():
         "three_points": (pts[:3], pts[:3] + 1, None),
         "three_lines": (none, none, (segs[:3], segs[:3] + 1)),
         "two_points_one_line": (pts[:2], pts[:2] + 1, (segs[:1], segs[:1] + 1)),
+        # always a one-parameter family of solutions (see sample_indices)
+        "two_points_two_lines": (pts[:2], pts[:2] * 1.1, (segs[:2], segs[:2] * 1.1)),
         "collinear_points": (on_line, on_line * 1.1 + 2, None),
         "parallel_lines": (none, none, (parallel, parallel + 5.0)),
         "concurrent_lines": (none, none, (concurrent, concurrent * 0.9 + 3)),
@@ -265,9 +268,9 @@ def test_adaptive_number_of_samples(monkeypatch, make_line_problem):
     drawn = []
     real = sample_indices
 
-    def spy(rng, n, k):
+    def spy(rng, n, m, k):
         drawn.append(k)
-        return real(rng, n, k)
+        return real(rng, n, m, k)
 
     from gluefactory.robust_estimators.homography import point_line
 
@@ -283,15 +286,34 @@ def test_adaptive_number_of_samples(monkeypatch, make_line_problem):
     assert drawn == [20, 20, 10]
 
 
-def test_sample_indices_are_distinct_and_uniform():
+def test_distinct_indices_are_distinct_and_uniform():
     rng = np.random.default_rng(0)
-    idx = sample_indices(rng, 6, 30000)
+    idx = distinct_indices(rng, 6, 30000, 4)
     assert all(len(set(row)) == 4 for row in idx[:2000].tolist())
     counts = np.bincount(idx.ravel(), minlength=6) / idx.size
     np.testing.assert_allclose(counts, 1 / 6, atol=0.01)
     # every 4-subset of 6 items (15) about equally often
     subsets = np.unique(np.sort(idx, 1), axis=0, return_counts=True)[1]
     assert len(subsets) == 15 and subsets.min() > 0.8 * subsets.max()
+
+
+def test_minimal_samples_are_never_two_points_and_two_lines():
+    """Uniform over the other 4-subsets: the compositions come in proportion to
+    C(m, t) C(n, 4 - t), and the indices address points, then lines."""
+    from math import comb
+
+    n, m = 7, 5
+    idx = sample_indices(np.random.default_rng(1), n, m, 40000)
+    assert all(len(set(row)) == 4 for row in idx[:2000].tolist())
+    assert idx.min() >= 0 and idx.max() < n + m
+    lines = (idx >= n).sum(1)
+    expected = np.array([comb(m, t) * comb(n, 4 - t) for t in range(5)], float)
+    expected[2] = 0
+    freq = np.bincount(lines, minlength=5) / len(idx)
+    np.testing.assert_allclose(freq, expected / expected.sum(), atol=0.01)
+    # with 2 points and 2 lines there is no valid sample; 3 points, 1 line one kind
+    assert sample_indices(np.random.default_rng(0), 2, 2, 5).shape == (0, 4)
+    assert ((sample_indices(np.random.default_rng(0), 3, 1, 5) >= 3).sum(1) == 1).all()
 
 
 def test_alias_homography_est(caplog):
@@ -312,8 +334,8 @@ def test_every_option_is_used(monkeypatch, make_line_problem):
     trace = []
     real_sample, real_dlt = point_line.sample_indices, point_line.dlt_null_vector
 
-    def sample(rng, n, k):
-        idx = real_sample(rng, n, k)
+    def sample(rng, n, m, k):
+        idx = real_sample(rng, n, m, k)
         trace.append(("sample", idx.tobytes()))
         return idx
 
@@ -446,3 +468,26 @@ def test_bad_options_are_config_errors(key, value):
 
     with pytest.raises(ConfigError, match=key):
         _est(**{key: value})
+
+
+def test_minimal_solver_lu_and_svd_agree(make_homography_problem, make_line_problem):
+    """The batched LU (H[2, 2] = 1) gives the SVD's models; a batch with an exactly
+    singular system (a repeated correspondence) falls back to the SVD."""
+    from gluefactory.geometry.homography import dlt_null_vector
+    from gluefactory.robust_estimators.homography.point_line import _Correspondences
+
+    pts = make_homography_problem(0, n=50, outliers=0.0, noise=0.0)
+    lines = make_line_problem(0, m=50, outliers=0.0, noise=0.0)
+    c = _Correspondences(
+        pts["p0"], pts["p1"], lines["m_lines0"].numpy(), lines["m_lines1"].numpy()
+    )
+    idx = sample_indices(np.random.default_rng(0), 50, 50, 64)
+    h, cond = dlt_null_vector(c.rows[idx].reshape(64, 8, 9))
+    svd = h.reshape(64, 3, 3) / h[:, -1, None, None]
+    lu = _est()._minimal_models(c, idx)
+    assert len(lu) == 64  # noise-free, no outliers: every sample is valid
+    kept = [i for i in range(64) if np.allclose(svd[i], lu, atol=1e-6)]  # any match
+    assert len(kept) >= len(lu)
+    singular = np.concatenate([idx[:8], [[0, 0, 1, 2]]])
+    both = _est()._minimal_models(c, singular)
+    assert len(both) == len(_est()._minimal_models(c, idx[:8]))
