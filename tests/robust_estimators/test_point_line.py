@@ -491,3 +491,21 @@ def test_minimal_solver_lu_and_svd_agree(make_homography_problem, make_line_prob
     singular = np.concatenate([idx[:8], [[0, 0, 1, 2]]])
     both = _est()._minimal_models(c, singular)
     assert len(both) == len(_est()._minimal_models(c, idx[:8]))
+
+
+def test_two_points_and_two_lines_determine_no_homography(
+    make_homography_problem, make_line_problem
+):
+    """H + t X' L^T maps them all (L: line through the points in image 0, X': the
+    lines' intersection in image 1): the DLT has a 2-dimensional null space."""
+    from gluefactory.geometry.homography import dlt_null_vector
+    from gluefactory.robust_estimators.homography.point_line import _Correspondences
+
+    for n_pts, n_lines in ((2, 2), (3, 1), (1, 3)):
+        pts = make_homography_problem(0, n=n_pts, outliers=0.0, noise=0.0)
+        lines = make_line_problem(0, m=n_lines, outliers=0.0, noise=0.0)
+        c = _Correspondences(
+            pts["p0"], pts["p1"], lines["m_lines0"].numpy(), lines["m_lines1"].numpy()
+        )
+        cond = dlt_null_vector(c.rows.reshape(8, 9))[1]
+        assert (cond < 1e-12) == (n_pts == 2), (n_pts, cond)

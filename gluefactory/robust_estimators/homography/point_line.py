@@ -10,11 +10,13 @@ line; it says that H maps the line of segment 0 onto the line of segment 1
   together, so 4 points, 4 lines or mixed (3+1, 1+3) in proportion to their numbers,
   but never 2 points and 2 lines: those leave a one-parameter family H + t X' L^T
   (L the line through the two points in image 0, X' the intersection of the two lines
-  in image 1) that maps all four exactly, so they determine no H. ``batch_size`` samples are solved at once by the Hartley-normalised DLT
+  in image 1) that maps all four exactly, so they determine no H. ``batch_size``
+  samples are solved at once by the Hartley-normalised DLT
   (:func:`~gluefactory.geometry.homography.homography_dlt_rows`: two rows per point,
-  two per line, one for each endpoint of segment 0 on line 1). A sample is dropped when
-  its system is degenerate, or when its points and endpoints of image 0 do not all map
-  to the same side of the line at infinity (no camera sees such a configuration).
+  two per line, one for each endpoint of segment 0 on line 1), by a batched LU with
+  H[2, 2] = 1. A sample is dropped when its H is singular, or when its points and
+  endpoints of image 0 do not all map to the same side of the line at infinity (no
+  camera sees such a configuration).
 * **Errors**, in pixels of image 1 and one-directional, like the transfer error of
   OpenCV and PoseLib, so that ``ransac_th`` means the same for points and lines: the
   distance of H p0 to p1 for a point; for a line the root mean square distance of the
