@@ -1,7 +1,8 @@
 """List what the library knows: ``python -m gluefactory [models|aliases|datasets|estimators|benchmarks|configs|weights]``.
 
 ``aliases`` are the upstream glue-factory model names that resolve to ours
-(``gluefactory.models.ALIASES``, docs/architecture.md).
+(``gluefactory.models.ALIASES``, docs/architecture.md); ``estimators`` lists the
+estimator aliases after the estimators.
 """
 
 from __future__ import annotations
@@ -46,11 +47,12 @@ def main(argv=None) -> None:
             items = list_datasets()
         elif kind == "estimators":
             from .robust_estimators import list_estimators
+            from .robust_estimators.base_estimator import ALIASES, KINDS
 
-            items = [
-                f"{k}.{n}"
-                for k in ("homography", "relative_pose")
-                for n in list_estimators(k)
+            items = [f"{k}.{n}" for k in KINDS for n in list_estimators(k)] + [
+                f"{k}.{name} -> {k}.{a.target} ({a.source})"
+                for k in KINDS
+                for name, a in sorted(ALIASES[k].items())
             ]
         elif kind == "benchmarks":
             from .eval.base import list_benchmarks

@@ -158,6 +158,86 @@ def homography_from_points(src: ArrayLike, dst: ArrayLike) -> ArrayLike:
     return H.numpy() if is_np else H
 
 
+# ------------------------------------------------------- point and line correspondences
+# NumPy float64, batched over leading dimensions: the robust estimators solve thousands
+# of tiny systems per call, on the CPU, in worker processes (no thread pools).
+
+
+def segment_lines(segments: np.ndarray) -> np.ndarray:
+    """Lines (..., 3) through segments (..., 2, 2), scaled so that a^2 + b^2 = 1.
+
+    Then ``l @ (x, y, 1)`` is the signed distance of (x, y) to the infinite line. A
+    segment of zero length has no line: its (a, b, c) are NaN.
+    """
+    segments = np.asarray(segments, np.float64)
+    if segments.shape[-2:] != (2, 2):
+        raise ValueError(f"Expected segments (..., 2, 2), got {segments.shape}.")
+    ends = np.concatenate([segments, np.ones_like(segments[..., :1])], -1)
+    lines = np.cross(ends[..., 0, :], ends[..., 1, :])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return lines / np.linalg.norm(lines[..., :2], axis=-1, keepdims=True)
+
+
+def homography_dlt_rows(
+    p0: np.ndarray, p1: np.ndarray, segments0: np.ndarray, lines1: np.ndarray
+) -> np.ndarray:
+    """Two DLT rows per correspondence (..., N + M, 2, 9): points first, then lines.
+
+    For the homography x1 ~ H x0 with ``h = H.flatten()``, each row r gives one linear
+    constraint r @ h = 0:
+
+    * a point match p0 -> p1 (..., N, 2): the two rows of x1 x (H x0) = 0 that are
+      linear in the coordinates of x1, ``(H x0)_1 - u (H x0)_3`` and
+      ``(H x0)_2 - v (H x0)_3``;
+    * a line match, segment 0 (..., M, 2, 2) -> line 1 (..., M, 3): ``l1 . (H e) = 0``
+      for both endpoints e of segment 0 (H maps segment 0 onto line 1; equivalently
+      H^T l1 ~ l0).
+
+    With ``lines1`` scaled to a unit normal (:func:`segment_lines`), the residual of
+    every row is an image-1 distance times the homogeneous scale of H x0, so points and
+    lines weigh alike. Normalise the coordinates (similarities) before solving.
+    """
+    x0 = np.concatenate([p0, np.ones_like(p0[..., :1])], -1)  # (..., N, 3)
+    zero = np.zeros_like(x0)
+    u, v = p1[..., 0:1], p1[..., 1:2]
+    point_rows = np.stack(
+        [
+            np.concatenate([x0, zero, -u * x0], -1),
+            np.concatenate([zero, x0, -v * x0], -1),
+        ],
+        -2,
+    )
+    e0 = np.concatenate([segments0, np.ones_like(segments0[..., :1])], -1)
+    line_rows = lines1[..., None, :, None] * e0[..., :, None, :]  # (..., M, 2, 3, 3)
+    line_rows = line_rows.reshape(*line_rows.shape[:-2], 9)
+    return np.concatenate([point_rows, line_rows], -3)
+
+
+def dlt_null_vector(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares solution of A h = 0 with |h| = 1, for A (..., R, 9).
+
+    Returns h (..., 9) and its conditioning (...,): the second smallest over the
+    largest singular value of A. The solution is unique only when the conditioning is
+    clearly positive; it is 0 for a degenerate system (e.g. collinear points, or fewer
+    than 8 rows). A minimal system (8 rows) is solved by SVD, a larger one through the
+    9 x 9 normal matrix A^T A (fast for thousands of rows; fine in normalised
+    coordinates).
+    """
+    if A.shape[-2] < 8:  # under-determined: pad with zero rows (conditioning 0)
+        pad = np.zeros((*A.shape[:-2], 8 - A.shape[-2], 9), A.dtype)
+        A = np.concatenate([A, pad], -2)
+    if A.shape[-2] < 9:  # the 9th right singular vector needs the full V
+        _, s, vh = np.linalg.svd(A, full_matrices=True)
+        s = np.concatenate([s, np.zeros_like(s[..., :1])], -1)
+        h = vh[..., -1, :]
+    else:
+        evals, evecs = np.linalg.eigh(np.swapaxes(A, -1, -2) @ A)
+        s = np.sqrt(np.maximum(evals[..., ::-1], 0.0))
+        h = evecs[..., :, 0]
+    cond = s[..., 7] / np.maximum(s[..., 0], np.finfo(s.dtype).tiny)
+    return h, cond
+
+
 # --------------------------------------------------------------------------- images
 def warp_image(
     image: torch.Tensor,

@@ -8,6 +8,11 @@ An estimator never raises on degenerate input. Before calling a library it rejec
   this signals a bug upstream, and silently dropping it would hide that);
 * all points of either image collinear (the model is then not determined).
 
+An estimator that also takes matched line segments (``m_lines0``, ``m_lines1``, (M, 2,
+2) endpoints; ``uses_lines``) needs 4 correspondences in all (a line counts as one),
+finite segments of non-zero length, and, without point matches, lines that are not all
+concurrent (or parallel) in either image: the dual of collinear points.
+
 After the library call it also rejects non-finite models, fewer inliers than the minimal
 sample, and inliers of which fewer than ``min_points - 2`` lie farther than
 ``ransac_th`` pixels from the line through the others, in either image (a homography
@@ -62,6 +67,47 @@ def matched_points(
     return k0, k1, p0, p1
 
 
+def matched_lines(data: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(m_lines0, m_lines1) as float64 numpy (M, 2, 2); (0, 2, 2) when both are absent."""
+    present = [k for k in ("m_lines0", "m_lines1") if data.get(k) is not None]
+    if not present:
+        return np.zeros((0, 2, 2)), np.zeros((0, 2, 2))
+    if len(present) == 1:
+        missing = "m_lines1" if present == ["m_lines0"] else "m_lines0"
+        raise KeyError(f"'{present[0]}' is given without '{missing}'.")
+    lines = []
+    for key in ("m_lines0", "m_lines1"):
+        seg = unbatch(torch.as_tensor(data[key]), 3, key)
+        if seg.shape[-2:] != (2, 2):
+            raise ValueError(
+                f"'{key}' must be (M, 2, 2) matched segments (two endpoints (x, y)), "
+                f"got {tuple(seg.shape)}."
+            )
+        lines.append(seg.detach().cpu().double().numpy())
+    if lines[0].shape != lines[1].shape:
+        raise ValueError(
+            f"'m_lines0' and 'm_lines1' must have the same shape, got "
+            f"{lines[0].shape} and {lines[1].shape}."
+        )
+    return lines[0], lines[1]
+
+
+def is_concurrent(segments: np.ndarray) -> bool:
+    """Whether the lines through segments (M, 2, 2) all meet in one point (or are all
+    parallel: they meet at infinity), up to rounding. The dual of :func:`is_collinear`:
+    the homogeneous lines, in a frame centred on the endpoints, have rank < 3.
+    """
+    if len(segments) < 3:
+        return True
+    ends = segments.reshape(-1, 2)
+    ends = (ends - ends.mean(0)) / max(np.abs(ends - ends.mean(0)).max(), 1e-300)
+    ends = np.concatenate([ends, np.ones((len(ends), 1))], -1).reshape(-1, 2, 3)
+    lines = np.cross(ends[:, 0], ends[:, 1])
+    lines = lines / np.linalg.norm(lines, axis=-1, keepdims=True)
+    s = np.linalg.svd(lines, compute_uv=False)
+    return bool(s[2] <= COLLINEAR_RTOL * s[0])
+
+
 def is_collinear(pts: np.ndarray) -> bool:
     """Whether points (N, 2) lie on one line (or one point), up to rounding.
 
@@ -97,14 +143,32 @@ def points_off_line(pts: np.ndarray, tol: float) -> int:
     return int((d > tol).sum())
 
 
-def input_degeneracy(p0: np.ndarray, p1: np.ndarray, min_points: int) -> str | None:
-    """Why the matches (N, 2) cannot determine a model, or None if they may."""
-    if len(p0) < min_points:
-        return f"{len(p0)} matches, fewer than the {min_points} needed"
+def input_degeneracy(
+    p0: np.ndarray,
+    p1: np.ndarray,
+    min_points: int,
+    lines0: np.ndarray | None = None,
+    lines1: np.ndarray | None = None,
+) -> str | None:
+    """Why the matches (N, 2) (and line matches (M, 2, 2)) cannot determine a model,
+    or None if they may (points and lines together are checked by the estimator)."""
+    m = 0 if lines0 is None else len(lines0)
+    if len(p0) + m < min_points:
+        what = f"{len(p0)} matches" + (f" and {m} line matches" if m else "")
+        return f"{what}, fewer than the {min_points} needed"
     if not (np.isfinite(p0).all() and np.isfinite(p1).all()):
         return "non-finite keypoint coordinates"
-    if is_collinear(p0) or is_collinear(p1):
-        return "all points are collinear"
+    if m == 0:
+        if is_collinear(p0) or is_collinear(p1):
+            return "all points are collinear"
+        return None
+    if not (np.isfinite(lines0).all() and np.isfinite(lines1).all()):
+        return "non-finite line coordinates"
+    for seg in (lines0, lines1):
+        if (np.abs(seg[:, 0] - seg[:, 1]).max(-1) == 0).any():
+            return "a line segment of zero length"
+    if len(p0) == 0 and (is_concurrent(lines0) or is_concurrent(lines1)):
+        return "all lines are concurrent or parallel"
     return None
 
 
@@ -115,13 +179,22 @@ def result_degeneracy(
     p1: np.ndarray,
     min_points: int,
     tol: float,
+    line_inliers: np.ndarray | None = None,
 ) -> str | None:
-    """Why an estimate is unusable (non-finite, too few/collinear inliers), or None."""
+    """Why an estimate is unusable (non-finite, too few/collinear inliers), or None.
+
+    With line inliers (M,) the inliers are counted together, and the collinearity of
+    the point inliers is not checked (the lines may fix what the points do not; the
+    line-aware estimator checks the conditioning of all its inliers itself).
+    """
     if M is None or not np.isfinite(M).all():
         return "the library returned no finite model"
-    n = int(inliers.sum())
+    n_lines = 0 if line_inliers is None else int(line_inliers.sum())
+    n = int(inliers.sum()) + n_lines
     if n < min_points:
         return f"{n} inliers, fewer than the {min_points} needed"
+    if n_lines:
+        return None
     min_off = min_points - 2
     if (
         min(points_off_line(p0[inliers], tol), points_off_line(p1[inliers], tol))

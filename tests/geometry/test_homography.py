@@ -1,4 +1,5 @@
-"""Homography utilities: closed-form warps, round trips, OpenCV parity, the sampler."""
+"""Homography utilities: closed-form warps, round trips, OpenCV parity, the sampler,
+the point and line DLT."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gluefactory.geometry.homography import (
+    dlt_null_vector,
+    homography_dlt_rows,
     homography_from_center_convention,
     homography_from_points,
     homography_to_center_convention,
@@ -16,6 +19,7 @@ from gluefactory.geometry.homography import (
     normalize_homography,
     rescale_homography,
     sample_homography_corners,
+    segment_lines,
     sym_homography_error,
     warp_image,
     warp_lines,
@@ -217,3 +221,77 @@ def test_sampler_rotates_up_to_max_angle():
     assert angles.max() > 20 and angles.min() < -20
     # corner offsets add at most ~atan(0.35 / 0.3) on top of the 31.5 deg rotation
     assert np.abs(angles).max() < 31.5 + 50
+
+
+# --------------------------------------------------------------------------------------
+# Point and line DLT
+
+
+#: a homography of the unit square (the DLT is for normalised coordinates)
+H_PL = np.array([[0.9, 0.08, 0.1], [-0.05, 0.95, 0.05], [0.1, -0.05, 1.0]])
+
+
+def _warp_np(p):
+    return warp_points_numpy(p, H_PL)
+
+
+def test_segment_lines_give_signed_distances():
+    seg = np.array([[[0.0, 0.0], [10.0, 0.0]], [[1.0, 1.0], [4.0, 5.0]]])
+    lines = segment_lines(seg)
+    np.testing.assert_allclose(np.linalg.norm(lines[:, :2], axis=-1), 1.0)
+    # (3, 2) is 2 above the x axis; (4, 1) lies 3 along the normal of the second line
+    d = (lines * np.array([[3.0, 2.0, 1.0], [1.0 + 4.0, 1.0 - 3.0, 1.0]])).sum(-1)
+    np.testing.assert_allclose(np.abs(d), [2.0, 5.0])
+    ends = np.concatenate([seg, np.ones((2, 2, 1))], -1)
+    np.testing.assert_allclose((lines[:, None] * ends).sum(-1), 0, atol=1e-12)
+    assert np.isnan(segment_lines(np.zeros((2, 2)))).all()
+
+
+def test_dlt_rows_vanish_at_the_true_homography():
+    rng = np.random.default_rng(0)
+    p0 = rng.uniform(0, 1, (5, 2))
+    s0 = rng.uniform(0, 1, (3, 2, 2))
+    # segment 1: another piece of the mapped line
+    s1 = _warp_np(
+        (s0[:, :1] + [[-0.3], [1.4]] * (s0[:, 1:] - s0[:, :1])).reshape(-1, 2)
+    )
+    rows = homography_dlt_rows(p0, _warp_np(p0), s0, segment_lines(s1.reshape(3, 2, 2)))
+    assert rows.shape == (8, 2, 9)
+    np.testing.assert_allclose(rows @ H_PL.reshape(9), 0, atol=1e-12)
+    # batched over leading dimensions
+    both = homography_dlt_rows(
+        np.stack([p0, p0]),
+        np.stack([_warp_np(p0)] * 2),
+        s0[None, :0],
+        np.zeros((2, 0, 3)),
+    )
+    assert both.shape == (2, 5, 2, 9)
+
+
+@pytest.mark.parametrize("n_points", [0, 2, 4, 6])
+def test_dlt_null_vector_recovers_h_from_points_and_lines(n_points):
+    rng = np.random.default_rng(n_points)
+    p0 = rng.uniform(0, 1, (n_points, 2))
+    m = max(4 - n_points, 0) + 1
+    s0 = rng.uniform(0, 1, (m, 2, 2))
+    l1 = segment_lines(_warp_np(s0.reshape(-1, 2)).reshape(m, 2, 2))
+    h, cond = dlt_null_vector(
+        homography_dlt_rows(p0, _warp_np(p0), s0, l1).reshape(-1, 9)
+    )
+    assert cond > 1e-6
+    np.testing.assert_allclose(h.reshape(3, 3) / h[-1], H_PL, rtol=1e-8, atol=1e-10)
+
+
+def test_dlt_null_vector_minimal_and_degenerate():
+    rng = np.random.default_rng(1)
+    p0 = rng.uniform(0, 1, (2, 4, 2))
+    p0[1, :, 1] = 0.5  # the second sample is collinear
+    rows = homography_dlt_rows(
+        p0,
+        _warp_np(p0.reshape(-1, 2)).reshape(2, 4, 2),
+        np.zeros((2, 0, 2, 2)),
+        np.zeros((2, 0, 3)),
+    )
+    h, cond = dlt_null_vector(rows.reshape(2, 8, 9))
+    assert cond[0] > 1e-4 and cond[1] < 1e-12
+    np.testing.assert_allclose(h[0].reshape(3, 3) / h[0, -1], H_PL, rtol=1e-8)

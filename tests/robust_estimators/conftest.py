@@ -2,6 +2,7 @@
 
 Deterministic (seeded numpy generators). Outliers replace the view-1 point of a random
 30% of the matches by a uniform point of image 1; Gaussian noise is added to both views.
+Line matches (for the point+line estimator) are corrupted the same way.
 """
 
 from __future__ import annotations
@@ -63,6 +64,50 @@ def homography_problem(seed=0, n=200, outliers=0.3, noise=0.5, H=H_GT, size=SIZE
     }
 
 
+def line_problem(
+    seed=0,
+    m=200,
+    outliers=0.3,
+    noise=0.5,
+    lengths=(50.0, 250.0),
+    H=H_GT,
+    size=SIZE_H,
+):
+    """Matched segments (M, 2, 2) on random lines of image 0 and their images by H.
+
+    Segments start uniformly in image 0 with a uniform direction and a length in
+    ``lengths``. The segment of image 1 is another piece of the mapped line (each
+    endpoint slides by up to 20 % of the length), as a detector cuts a line elsewhere in
+    the other image. Outliers replace the image-1 segment of a random share by a
+    uniform segment of image 1; Gaussian noise moves every endpoint in both views.
+    Returns float64 tensors ``m_lines0``/``m_lines1``, empty ``m_kpts0``/``m_kpts1``,
+    ``H``, ``size`` and the true inlier mask ``line_inl``.
+    """
+    rng = np.random.default_rng(seed + 1000)
+    a = rng.uniform([0, 0], size, (m, 2))
+    angle = rng.uniform(0, np.pi, m)
+    length = rng.uniform(*lengths, m)
+    b = a + length[:, None] * np.stack([np.cos(angle), np.sin(angle)], -1)
+    s0 = np.stack([a, b], 1)
+    t = rng.uniform(-0.2, 0.2, (m, 2)) + [0.0, 1.0]
+    s1 = warp(H, (a[:, None] + t[..., None] * (b - a)[:, None]).reshape(-1, 2))
+    s0 = s0 + rng.normal(0, noise, s0.shape)
+    s1 = s1.reshape(m, 2, 2) + rng.normal(0, noise, (m, 2, 2))
+    idx = rng.choice(m, int(round(outliers * m)), replace=False)
+    s1[idx] = rng.uniform([0, 0], size, (len(idx), 2, 2))
+    inl = np.ones(m, bool)
+    inl[idx] = False
+    return {
+        "m_kpts0": torch.zeros(0, 2, dtype=torch.float64),
+        "m_kpts1": torch.zeros(0, 2, dtype=torch.float64),
+        "m_lines0": torch.from_numpy(s0),
+        "m_lines1": torch.from_numpy(s1),
+        "H": H,
+        "size": size,
+        "line_inl": inl,
+    }
+
+
 def pose_problem(
     seed=0,
     n=200,
@@ -106,6 +151,11 @@ def pose_problem(
 @pytest.fixture
 def make_homography_problem():
     return homography_problem
+
+
+@pytest.fixture
+def make_line_problem():
+    return line_problem
 
 
 @pytest.fixture

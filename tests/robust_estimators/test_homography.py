@@ -1,4 +1,6 @@
-"""Homography estimators: opencv, poselib (robust) and the weighted DLT.
+"""Homography estimators: opencv, poselib, point_line (robust) and the weighted DLT.
+
+point_line on points only; its lines are tested in test_point_line.py.
 
 Accuracy is judged against the best achievable fit: with 0.5 px noise in both views and
 140 inliers the least-squares fit on the *true* inliers (the "oracle") is itself 0.14 to
@@ -31,6 +33,7 @@ ACCURATE = [
     {"name": "opencv", "method": "usac_accurate"},
     {"name": "opencv", "method": "usac"},
     {"name": "opencv", "method": "lmeds"},
+    {"name": "point_line"},
 ]
 #: plain RANSAC / RHO (no local optimisation): less accurate, see docs/metrics.md
 PLAIN = [{"name": "opencv", "method": "ransac"}, {"name": "opencv", "method": "rho"}]
@@ -127,7 +130,7 @@ DEGENERATE = _degenerate_inputs()
 @pytest.mark.parametrize("case", list(DEGENERATE))
 @pytest.mark.parametrize(
     "conf",
-    [{"name": "poselib"}, {"name": "dlt"}]
+    [{"name": "poselib"}, {"name": "dlt"}, {"name": "point_line"}]
     + [{"name": "opencv", "method": m} for m in OPENCV_METHODS],
     ids=_id,
 )

@@ -206,3 +206,22 @@ def test_python_m_gluefactory_lists_the_aliases(capsys):
     out = capsys.readouterr().out
     assert f"aliases ({len(ALIASES)}):" in out
     assert "matchers.lightglue_pretrained -> matchers.lightglue" in out
+
+
+def test_estimator_aliases_resolve_and_are_listed(capsys):
+    from gluefactory.__main__ import main
+    from gluefactory.robust_estimators import get_estimator
+    from gluefactory.robust_estimators.base_estimator import ALIASES as EST_ALIASES
+
+    assert EST_ALIASES["homography"]["homography_est"].target == "point_line"
+    for kind, table in EST_ALIASES.items():
+        for name, alias in table.items():
+            cls = get_estimator(kind, name)
+            assert issubclass(cls, get_estimator(kind, alias.target))
+            assert cls.alias_name == name
+    main(["estimators"])
+    assert (
+        "homography.homography_est -> homography.point_line" in capsys.readouterr().out
+    )
+    with pytest.raises(ConfigError, match="homography_est"):
+        get_estimator("homography", "homography_es")
