@@ -55,6 +55,34 @@ class BaseDataset(Configurable, metaclass=ABCMeta):
         self.conf = self.build_conf(conf)
         self._init(self.conf)
 
+    @classmethod
+    def check_conf(cls, conf) -> None:
+        """Batch sizes are positive integers, worker counts non-negative integers."""
+        super().check_conf(conf)
+        for key in (
+            "batch_size",
+            "train_batch_size",
+            "val_batch_size",
+            "test_batch_size",
+        ):
+            value = conf.get(key)
+            if value is None and key != "batch_size":
+                continue
+            if not _is_int(value) or value < 1:
+                raise ConfigError(
+                    f"data.{key} must be a positive integer, got {value!r}."
+                )
+        for key, low in (
+            ("num_workers", 0),
+            ("num_threads", 1),
+            ("prefetch_factor", 1),
+        ):
+            value = conf.get(key)
+            if value is not None and (not _is_int(value) or value < low):
+                raise ConfigError(
+                    f"data.{key} must be an integer >= {low}, got {value!r}."
+                )
+
     @abstractmethod
     def _init(self, conf) -> None: ...
 
@@ -116,3 +144,7 @@ def get_dataset(name: str) -> type[BaseDataset]:
 
 def list_datasets() -> list[str]:
     return list_names(BaseDataset, SEARCH, "dataset")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -88,19 +88,29 @@ class TwoViewPipeline(BaseModel):
     }
     required_data_keys = ["view0", "view1"]
 
-    def _init(self, conf):
+    @classmethod
+    def check_conf(cls, conf) -> None:
+        """The components' configs too (so ``build_conf`` checks the whole pipeline,
+        nothing built), and that the matcher fits the extractor."""
+        super().check_conf(conf)
         if not isinstance(conf.mask_padded_keypoints, bool):
             raise ConfigError(
                 "TwoViewPipeline: mask_padded_keypoints must be true or false, got "
                 f"{conf.mask_padded_keypoints!r}."
             )
-        parts = {k: _resolve(conf[k]) for k in ("extractor", "matcher", "ground_truth")}
-        (e_cls, e_conf), (m_cls, m_conf) = parts["extractor"], parts["matcher"]
-        if e_cls is not None and m_cls is not None:  # before any weights are loaded
+        (e_cls, e_conf), (m_cls, m_conf) = (
+            _resolve(conf.extractor),
+            _resolve(conf.matcher),
+        )
+        _resolve(conf.ground_truth)
+        if e_cls is not None and m_cls is not None:
             check_compatible(
                 (conf.extractor.name, e_cls, e_conf), (conf.matcher.name, m_cls, m_conf)
             )
-        for key, (cls, sub_conf) in parts.items():
+
+    def _init(self, conf):
+        for key in ("extractor", "matcher", "ground_truth"):
+            cls, sub_conf = _resolve(conf[key])
             setattr(self, key, None if cls is None else cls(sub_conf))
 
     def extract_view(self, data: dict, i: int) -> dict:

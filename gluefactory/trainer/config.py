@@ -8,6 +8,7 @@ the closest valid key), optional ``data_val`` (a separate validation dataset) an
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -100,7 +101,12 @@ def check_train_conf(conf: DictConfig) -> None:
     def positive(key, value, allow_none=False):
         if value is None and allow_none:
             return
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+        if (
+            not isinstance(value, (int, float))
+            or isinstance(value, bool)
+            or not math.isfinite(value)
+            or value <= 0
+        ):
             raise ConfigError(f"train.{key} must be a positive number, got {value!r}.")
 
     positive("epochs", t.epochs)
@@ -126,8 +132,7 @@ def check_train_conf(conf: DictConfig) -> None:
             "train.mixed_precision must be null, float16 or bfloat16, got "
             f"{t.mixed_precision!r}."
         )
-    if t.lr <= 0:
-        raise ConfigError(f"train.lr must be positive, got {t.lr}.")
+    positive("lr", t.lr)
 
 
 def saved_conf(conf: DictConfig) -> dict:

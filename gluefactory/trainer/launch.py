@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .. import settings
 from ..utils.conf import ConfigError, to_conf
+from ..utils.fs import atomic_write_text
 from . import checkpoints as ckpts
 from . import distributed
 from .config import build_train_conf, saved_conf
@@ -22,24 +23,48 @@ logger = logging.getLogger(__name__)
 
 
 def experiment_folder(experiment: str) -> Path:
+    """The folder of ``experiment``: a name (or relative path) under the training
+    root, or an absolute path; ``..`` is refused (it would write outside the root)."""
     if not experiment or experiment.strip() != experiment:
         raise ConfigError(f"Invalid experiment name {experiment!r}.")
     path = Path(experiment).expanduser()
+    if ".." in path.parts:
+        raise ConfigError(
+            f"Invalid experiment name {experiment!r}: '..' is not allowed; give a "
+            "name under the training root or an absolute path."
+        )
     return path if path.is_absolute() else settings.training_root() / experiment
 
 
-def _write_conf(conf: DictConfig, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(OmegaConf.to_yaml(OmegaConf.create(saved_conf(conf))))
-    os.replace(tmp, path)
+def write_conf(conf: DictConfig, folder: Path) -> None:
+    """``config.yaml`` of an experiment (atomically)."""
+    text = OmegaConf.to_yaml(OmegaConf.create(saved_conf(conf)))
+    atomic_write_text(folder / "config.yaml", text)
+
+
+def check_components(conf: DictConfig) -> None:
+    """Build the configs of the datasets and the model (no data, no weights), so that a
+    wrong key or value fails before anything is deleted or written."""
+    from ..datasets import get_dataset
+    from ..models import get_model
+
+    get_dataset(conf.data.name).build_conf(conf.data)
+    if conf.get("data_val") is not None:
+        get_dataset(conf.data_val.name).build_conf(conf.data_val)
+    get_model(conf.model.name).build_conf(conf.model)
 
 
 def prepare(
     experiment: str, conf: Any, restore: bool = False, overwrite: bool = False
 ) -> tuple[DictConfig, Path]:
-    """The full config of the run and its folder (created; ``config.yaml`` written).
+    """The full config of the run and its folder.
 
-    With ``restore`` the saved ``config.yaml`` is the base and ``conf`` overrides it.
+    Everything is checked first (the ``train`` section, the datasets' and the model's
+    configs); only then is an existing experiment removed (``overwrite``) and
+    ``config.yaml`` written. With ``restore`` the saved ``config.yaml`` is the base and
+    ``conf`` overrides it; it is rewritten only once the checkpoint has been loaded
+    (:func:`run_worker`), so a config that does not fit the checkpoint leaves the
+    experiment as it was.
     """
     folder = experiment_folder(experiment)
     conf = to_conf(conf)
@@ -51,8 +76,11 @@ def prepare(
                 f"--restore: experiment {experiment} has no {saved}; start it without --restore."
             )
         conf = OmegaConf.merge(OmegaConf.load(saved), conf)
-    elif (
-        main
+    conf = build_train_conf(conf)
+    check_components(conf)
+    if (
+        not restore
+        and main
         and folder.exists()
         and (ckpts.list_checkpoints(folder) or (folder / ckpts.BEST).exists())
     ):
@@ -62,10 +90,9 @@ def prepare(
                 "--restore, pick another name, or pass --overwrite to start it again."
             )
         shutil.rmtree(folder)
-    conf = build_train_conf(conf)
-    if main:
+    if main and not restore:
         folder.mkdir(parents=True, exist_ok=True)
-        _write_conf(conf, folder / "config.yaml")
+        write_conf(conf, folder)
     return conf, folder
 
 
@@ -130,7 +157,15 @@ def run_worker(conf: DictConfig | dict, folder: str | Path, restore: bool) -> di
         trainer = Trainer(conf, folder, d)
         if restore:
             ckpt, path = ckpts.load_latest(folder)
-            trainer.load_state_dict(ckpt)
+            try:
+                trainer.load_state_dict(ckpt)
+            except (RuntimeError, ValueError) as e:  # state-dict keys or shapes
+                raise ConfigError(
+                    f"--restore: {path} does not fit the model of this config (were "
+                    f"model.* keys changed?): {str(e).splitlines()[0]}"
+                ) from None
+            if d.main:
+                write_conf(conf, folder)
             logger.info(
                 "Restored %s (epoch %d, step %d).",
                 path.name,

@@ -75,11 +75,20 @@ class Board:
     """TensorBoard writer of rank 0 (no-op elsewhere); x-axis samples or steps."""
 
     def __init__(self, folder: Path | None):
-        self.writer = None
-        if folder is not None:
+        self.folder, self._writer = folder, None
+        #: events at or after this x are dropped when the writer opens (a restored run
+        #: redoes them: :meth:`Reporter.rewind`)
+        self.purge_step: int | None = None
+
+    @property
+    def writer(self):
+        if self._writer is None and self.folder is not None:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(log_dir=str(folder))
+            self._writer = SummaryWriter(
+                log_dir=str(self.folder), purge_step=self.purge_step
+            )
+        return self._writer
 
     def scalars(self, prefix: str, values: dict[str, float], x: int) -> None:
         if self.writer is None:
@@ -93,8 +102,8 @@ class Board:
             self.writer.add_figure(tag, fig, x, close=True)
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
+        if self._writer is not None:
+            self._writer.close()
 
 
 def match_figures(pred: dict, data: dict, max_pairs: int = 2) -> dict:

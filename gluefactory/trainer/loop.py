@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
+from tqdm import tqdm
 
 from ..models import get_model
 from ..utils.conf import ConfigError
@@ -32,6 +33,20 @@ from .step import Stepper, WithLoss, make_scaler
 from .validation import evaluate
 
 logger = logging.getLogger(__name__)
+
+
+def progress_bar(total: int, done: int, dist: distributed.Dist) -> tqdm:
+    """Steps of the run with loss, lr, time per step and ETA, on rank 0's terminal only:
+    tqdm turns itself off where stderr is not a terminal (log files, CI)."""
+    return tqdm(
+        total=total,
+        initial=done,
+        unit="step",
+        desc="train",
+        dynamic_ncols=True,
+        leave=False,
+        disable=None if dist.main else True,
+    )
 
 
 def wrap(model, t: DictConfig, dist: distributed.Dist, device: torch.device):
@@ -126,6 +141,7 @@ class Trainer:
                 self.dist.world_size,
             )
         self._pending_rng = rngs[self.dist.rank if self.dist.rank < len(rngs) else 0]
+        self.report.rewind(self.counters)
 
     def save(self, best: bool = False) -> Path | None:
         """Write ``checkpoint_<epoch>_<step>.tar`` (or, with ``best``, only
@@ -149,6 +165,7 @@ class Trainer:
         """Train until the last epoch, ``max_steps``, ``max_minutes`` or SIGINT."""
         t, status, path = self.t, "finished", None
         self.model.train()  # frozen components stay in eval mode (BaseModel.train)
+        self._bar = progress_bar(self.total_steps, self.step, self.dist)
         try:
             with self.stop:
                 if t.eval_0 and self.step == 0 and self.batch_in_epoch == 0:
@@ -164,6 +181,7 @@ class Trainer:
                     found = ckpts.list_checkpoints(self.dir)
                     path = found[-1] if found else None
         finally:
+            self._bar.close()
             self.report.close()
         if status == "interrupted" and path is not None:
             logger.info("Interrupted: saved %s. Resume with --restore.", path.name)
@@ -199,6 +217,13 @@ class Trainer:
                 continue
             self.stepper.optimizer_step(self.step)
             self.step += 1
+            if not self._bar.disable:  # .item() syncs a GPU: only for a terminal
+                self._bar.set_postfix(
+                    loss=f"{losses['total'].float().mean().item():.4g}",
+                    lr=f"{self.optimizer.param_groups[0]['lr']:.3g}",
+                    refresh=False,
+                )
+                self._bar.update()
             self.samples += self.data.batch_size * acc
             if not t.lr_schedule.on_epoch:
                 self._schedule_step()

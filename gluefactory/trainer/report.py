@@ -14,6 +14,7 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
+from ..utils.fs import atomic_write_text
 from . import distributed
 from .logs import Averages, Board, match_figures
 
@@ -84,6 +85,24 @@ class Reporter:
         self._append(
             "test", {f"{n}/{k}": v for n, s in results.items() for k, v in s.items()}, c
         )
+
+    def rewind(self, c: dict) -> None:
+        """A run restored at counters ``c`` redoes what came after its checkpoint: drop
+        those records from ``metrics.jsonl`` and TensorBoard, so nothing appears twice
+        (a checkpoint is written after the records of its own step)."""
+        if not self.dist.main:
+            return
+        self.board.purge_step = self._x(c) + 1
+        if not self.file.exists():
+            return
+        lines = self.file.read_text(encoding="utf-8").splitlines()
+        kept = [
+            line
+            for line in lines
+            if line.strip() and json.loads(line)["step"] <= c["step"]
+        ]
+        if len(kept) != len(lines):
+            atomic_write_text(self.file, "".join(line + "\n" for line in kept))
 
     def close(self) -> None:
         self.board.close()
