@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .. import settings
 from ..utils.conf import ConfigError, to_conf
+from ..utils.fs import atomic_write_text
 from . import checkpoints as ckpts
 from . import distributed
 from .config import build_train_conf, saved_conf
@@ -29,9 +30,7 @@ def experiment_folder(experiment: str) -> Path:
 
 
 def _write_conf(conf: DictConfig, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(OmegaConf.to_yaml(OmegaConf.create(saved_conf(conf))))
-    os.replace(tmp, path)
+    atomic_write_text(path, OmegaConf.to_yaml(OmegaConf.create(saved_conf(conf))))
 
 
 def prepare(
