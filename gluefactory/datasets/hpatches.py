@@ -32,7 +32,7 @@ from ..geometry.homography import (
 from ..utils.errors import ConfigError, DataError
 from ..utils.image import ImagePreprocessor, numpy_image_to_torch, read_image
 from .base_dataset import BaseDataset
-from .sources.download import refetch_hint, resolve_dataset_dir
+from .sources.locate import refetch_hint, resolve_dataset_dir
 
 logger = logging.getLogger(__name__)
 

@@ -38,12 +38,8 @@ from ..geometry.wrappers import Camera, Pose
 from ..utils.errors import ConfigError, DataError
 from ..utils.image import ImagePreprocessor, numpy_image_to_torch, read_image
 from .base_dataset import BaseDataset
-from .sources.download import (
-    archive_for,
-    ensure_archive,
-    refetch_hint,
-    resolve_dataset_dir,
-)
+from .sources.download import archive_for, ensure_archive
+from .sources.locate import refetch_hint, resolve_dataset_dir
 
 logger = logging.getLogger(__name__)
 
