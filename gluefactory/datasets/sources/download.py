@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ... import settings
+from ...formats import hpatches, posed
 from ...utils.errors import DataError
 from ...utils.fs import (
     atomic_folder,
@@ -59,17 +60,16 @@ def _hpatches_problems(folder: Path) -> list[str]:
     seqs = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
     if not seqs:
         return [f"no sequence folder (i_* / v_*) in {folder}"]
-    need = [f"{i}.ppm" for i in range(1, 7)] + [f"H_1_{i}" for i in range(2, 7)]
     problems = []
     for seq in seqs:
-        missing = [f for f in need if not (seq / f).is_file()]
+        missing = hpatches.missing_files(seq)
         if missing:
             problems.append(f"{seq.name}/ lacks {', '.join(missing)}")
     return problems
 
 
 def _posed_problems(folder: Path) -> list[str]:
-    need = ["images", "depths", "views.txt", "pairs.txt"]
+    need = [posed.IMAGES, posed.DEPTHS, posed.VIEWS, posed.PAIRS]
     return [f"missing {folder / n}" for n in need if not (folder / n).exists()]
 
 
