@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import tempfile
 import zipfile
 import zlib
@@ -42,11 +43,7 @@ from pathlib import Path
 from ... import settings
 from ...formats import hpatches, posed
 from ...utils.errors import DataError
-from ...utils.fs import (
-    atomic_folder,
-    remove_stale_temporaries,
-    sha256_of,
-)
+from ...utils.fs import atomic_folder, sha256_of
 from ...utils.http import DownloadError, download, file_lock
 
 logger = logging.getLogger(__name__)
@@ -207,7 +204,9 @@ def ensure_archive(name: str) -> Path:
 
 def _unpack(spec: Archive, archive: Path, target: Path) -> None:
     """Extract into a temporary folder, check the layout, rename onto ``target``."""
-    remove_stale_temporaries(target.parent, spec.folder)  # from killed runs
+    for stale in target.parent.glob(f".{spec.folder}.*"):  # from killed runs
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
     with tempfile.TemporaryDirectory(
         prefix=f".{spec.folder}.", suffix=".tmp", dir=target.parent
     ) as stage:
