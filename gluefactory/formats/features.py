@@ -104,7 +104,8 @@ def export_hash_of(path: str | Path) -> str | None:
 
 
 class FeatureReader:
-    """Read the arrays of one name as tensors; use as a context manager."""
+    """Read the arrays of one name as tensors; use as a context manager (or
+    :meth:`close`). Opening an unreadable file raises :class:`OSError`."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -114,14 +115,31 @@ class FeatureReader:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
         self._file.close()
+
+    @property
+    def complete(self) -> bool:
+        """Whether the writer finished the file."""
+        return bool(self._file.attrs.get("complete", False))
 
     def __contains__(self, name: str) -> bool:
         return name in self._file
 
-    def read(self, name: str) -> dict[str, torch.Tensor]:
+    def keys(self, name: str) -> list[str]:
+        """The array names stored for ``name``."""
+        return list(self._file[name].keys())
+
+    def read(
+        self, name: str, keys: Iterable[str] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """The arrays of ``name`` (those of ``keys`` only, if given) as tensors."""
         if name not in self._file:
             raise DataError(
                 f"{self.path} has no entry {name!r}: rerun with --overwrite."
             )
-        return {k: torch.from_numpy(v[()]) for k, v in self._file[name].items()}
+        grp = self._file[name]
+        keys = grp.keys() if keys is None else keys
+        return {k: torch.from_numpy(np.asarray(grp[k][()])) for k in keys}

@@ -48,7 +48,7 @@ from ..models import get_model
 from ..utils.cli import main_wrapper
 from ..utils.conf import as_plain, parse_dotlist
 from ..utils.errors import ConfigError, DataError
-from ..utils.fs import atomic_path, remove_stale_temporaries
+from ..utils.fs import atomic_write_text, remove_stale_temporaries
 from ..utils.tensor import collate
 
 logger = logging.getLogger(__name__)
@@ -354,8 +354,8 @@ def run(args: argparse.Namespace) -> dict:
     if todo:
         model = get_model(model_conf["name"])(model_conf).eval().to(device)
         out_dir.mkdir(parents=True, exist_ok=True)
-        with atomic_path(out_dir / "export.json", ".json") as tmp:
-            tmp.write_text(json.dumps({**spec, "hash": export_hash}, indent=2) + "\n")
+        spec_text = json.dumps({**spec, "hash": export_hash}, indent=2) + "\n"
+        atomic_write_text(out_dir / "export.json", spec_text)
         for scene in tqdm(todo, desc="scenes", unit="scene"):
             images += export_scene(
                 scene, data_conf, model, out_dir / f"{scene}.h5", export_hash,
