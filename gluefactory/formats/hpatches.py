@@ -8,8 +8,8 @@ Layout::
 ``H_1_k`` maps pixels of image 1 to image k **with pixel centres at integers**
 (OpenCV's convention, as the official files); readers of the dataset convert it to the
 library convention (:func:`gluefactory.geometry.homography.homography_from_center_convention`).
-A homography must hold 9 finite numbers and be non-singular. Writers use 13 significant
-digits (``%.12e``).
+A homography must hold 9 finite numbers and be non-singular. It is written scaled to
+H[2, 2] = 1, with 13 significant digits (``%.12e``).
 """
 
 from __future__ import annotations
@@ -67,9 +67,13 @@ def read_homography(path: str | Path) -> np.ndarray:
 
 
 def write_homography(path: str | Path, H: np.ndarray) -> Path:
-    """Write a 3 x 3 homography (integer-centre convention) atomically."""
+    """Write a 3 x 3 homography (integer-centre convention), scaled to H[2, 2] = 1,
+    atomically."""
     H = np.asarray(H, np.float64)
-    if H.shape != (3, 3) or not np.all(np.isfinite(H)):
-        raise ValueError(f"{path}: a homography is a finite 3 x 3 matrix.")
+    if H.shape != (3, 3) or not np.all(np.isfinite(H)) or H[2, 2] == 0:
+        raise ValueError(
+            f"{path}: a homography is a finite 3 x 3 matrix, H[2, 2] != 0."
+        )
+    H = H / H[2, 2]
     text = "\n".join(" ".join(f"{v:.12e}" for v in row) for row in H) + "\n"
     return atomic_write_text(path, text)

@@ -13,6 +13,8 @@ def test_homography_round_trip(tmp_path):
     H = np.array([[1.1, 0.02, -3.5], [0.01, 0.95, 7.25], [1e-4, -2e-5, 1.0]])
     hpatches.write_homography(tmp_path / "H_1_2", H)
     np.testing.assert_allclose(hpatches.read_homography(tmp_path / "H_1_2"), H, 1e-12)
+    hpatches.write_homography(tmp_path / "H_1_4", 2 * H)  # stored with H[2, 2] = 1
+    np.testing.assert_allclose(hpatches.read_homography(tmp_path / "H_1_4"), H, 1e-12)
     with pytest.raises(ValueError, match="3 x 3"):
         hpatches.write_homography(tmp_path / "H_1_3", np.eye(2))
     assert not (tmp_path / "H_1_3").exists()
@@ -45,15 +47,19 @@ def test_layout(tmp_path):
     assert hpatches.missing_files(seq) == ["H_1_4"]
 
 
-def test_reads_the_builtin_generator_files(tmp_path):
-    """builtin_hpatches writes H_1_k with its own writer: the reader reads it back."""
+def test_reads_a_builtin_sequence(tmp_path):
+    """A sequence of the built-in generator is complete, its homographies read back,
+    and this module's writer gives the generator's bytes."""
     pytest.importorskip("skimage.data")
     from gluefactory.datasets.sources import builtin_hpatches
 
-    H = builtin_hpatches.plane_homography(320, 240, 0.4, 0.3, 0.2, 1.2)
-    builtin_hpatches.write_homography(tmp_path / "H_1_2", H)
-    np.testing.assert_allclose(
-        hpatches.read_homography(tmp_path / "H_1_2"), H, rtol=1e-12
-    )
-    hpatches.write_homography(tmp_path / "ours", H)
-    assert (tmp_path / "ours").read_bytes() == (tmp_path / "H_1_2").read_bytes()
+    builtin_hpatches.build(tmp_path, 0, only=["v_coffee"])
+    seq = tmp_path / "v_coffee"
+    assert hpatches.missing_files(seq) == []
+    for k in range(2, hpatches.NUM_IMAGES + 1):
+        H = hpatches.read_homography(seq / hpatches.homography_name(k))
+        assert H[2, 2] == 1 and not np.allclose(H, np.eye(3))  # a viewpoint change
+        hpatches.write_homography(tmp_path / "ours", H * 3.0)
+        assert (tmp_path / "ours").read_bytes() == (
+            seq / hpatches.homography_name(k)
+        ).read_bytes()
