@@ -1,8 +1,8 @@
 """HPatches sequences for homography evaluation (facts 3.1).
 
 Layout (read by :mod:`gluefactory.formats.hpatches`): ``<data_dir>/<seq>/{1..6}.ppm``
-and ``H_1_2 .. H_1_6`` (3 x 3, whitespace separated), 116 sequences ``i_*`` (illumination) and ``v_*`` (viewpoint). Each sequence
-gives the pairs 1->2 .. 1->6. By default the eight large-image sequences are skipped
+and ``H_1_2 .. H_1_6`` (3 x 3, whitespace separated), 116 sequences ``i_*``
+(illumination) and ``v_*`` (viewpoint). Each sequence gives the pairs 1->2 .. 1->6. By default the eight large-image sequences are skipped
 (108 sequences, 540 pairs) and images are resized so that their *short side is 480*.
 
 **Homography convention.** The HPatches files map coordinates whose pixel centres are at

@@ -81,7 +81,13 @@ from torch.utils.data import Dataset
 
 from .. import settings
 from ..formats.depth import read_depth, resize_depth
-from ..formats.megadepth import SceneInfo, read_scene_info
+from ..formats.megadepth import (
+    DEPTH_SUBPATH,
+    IMAGE_SUBPATH,
+    INFO_DIR,
+    SceneInfo,
+    read_scene_info,
+)
 from ..geometry.wrappers import Camera, Pose
 from ..utils.errors import ConfigError, DataError
 from ..utils.image import ImagePreprocessor, numpy_image_to_torch, read_image
@@ -267,9 +273,9 @@ def split_num_per_scene(value, key: str, views: int) -> tuple[int | None, int | 
 class MegaDepth(BaseDataset):
     default_conf = {
         "data_dir": "megadepth",  # under the data root unless absolute
-        "depth_subpath": "depth_undistorted/",
-        "image_subpath": "Undistorted_SfM/",
-        "info_dir": "scene_info/",
+        "depth_subpath": f"{DEPTH_SUBPATH}/",
+        "image_subpath": f"{IMAGE_SUBPATH}/",
+        "info_dir": f"{INFO_DIR}/",
         "train_split": "train_scenes_clean.txt",
         "train_num_per_scene": 500,
         "train_pairs": None,

@@ -123,7 +123,7 @@ def convert(
     src, dst = Path(src), Path(dst)
     if scenes is None:
         scenes = (
-            sorted(p.name for p in src.iterdir() if (p / "views.txt").is_file())
+            sorted(p.name for p in src.iterdir() if (p / posed.VIEWS).is_file())
             if src.is_dir()
             else []
         )
