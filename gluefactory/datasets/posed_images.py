@@ -139,8 +139,8 @@ class PosedImages(BaseDataset, torch.utils.data.Dataset):
         return self._path(self.conf.image_dir, scene) / name
 
     def depth_path(self, scene: str, name: str) -> Path:
-        stem = Path(name).with_suffix(f".{self.conf.depth_format}")
-        return self._path(self.conf.depth_dir, scene) / stem
+        depth = posed.depth_name(name, self.conf.depth_format)
+        return self._path(self.conf.depth_dir, scene) / depth
 
     def _load_scene(self, scene: str) -> None:
         scene_dir = self.root / scene

@@ -29,11 +29,9 @@ from ..utils.fs import atomic_path
 from .depth import read_depth, write_depth  # this layout's depth I/O
 from .records import View, check_view
 
-IMAGE_SUBPATH, DEPTH_SUBPATH, INFO_DIR = (
-    "Undistorted_SfM",
-    "depth_undistorted",
-    "scene_info",
-)
+IMAGE_SUBPATH = "Undistorted_SfM"
+DEPTH_SUBPATH = "depth_undistorted"
+INFO_DIR = "scene_info"
 KEYS = ("image_paths", "depth_paths", "intrinsics", "poses", "overlap_matrix")
 
 
@@ -117,10 +115,8 @@ def write_scene_info(
     for v in views:
         check_view(v, f"{path}: view {v.name}")
     n = len(views)
-    if not (len(image_paths) == len(depth_paths) == n) or np.shape(overlap_matrix) != (
-        n,
-        n,
-    ):
+    sizes = (len(image_paths), len(depth_paths), *np.shape(overlap_matrix))
+    if sizes != (n,) * 4:
         raise ValueError(f"{path}: {n} views need {n} paths and an {n} x {n} overlap.")
     with atomic_path(path, ".npz") as tmp:
         np.savez(
