@@ -27,7 +27,7 @@ import numpy as np
 from ..utils.errors import DataError
 from ..utils.fs import atomic_path
 from .depth import read_depth, write_depth  # this layout's depth I/O
-from .records import View, check_view
+from .records import View, check_view, view_problems
 
 IMAGE_SUBPATH = "Undistorted_SfM"
 DEPTH_SUBPATH = "depth_undistorted"
@@ -95,12 +95,20 @@ def read_scene_info(path: str | Path) -> SceneInfo:
             )
     if info.overlap_matrix.shape != (n, n):
         raise DataError(f"{path}: overlap_matrix is not {n} x {n}.")
-    for i in info.valid:
-        try:
-            view = info.view(int(i))
-        except (TypeError, ValueError) as e:  # None or not numeric
-            raise DataError(f"{path}: image {i} has no usable pose: {e}") from e
-        check_view(view, f"{path}: image {i} ({view.name})")
+    valid = info.valid
+    if len(valid) == 0:
+        return info
+    try:
+        K = np.stack([np.asarray(info.intrinsics[i], np.float64) for i in valid])
+        T = np.stack([np.asarray(info.poses[i], np.float64) for i in valid])
+        if K.shape[1:] != (3, 3) or T.shape[1:] != (4, 4):
+            raise ValueError(f"shapes {K.shape[1:]}, {T.shape[1:]}")
+    except (TypeError, ValueError) as e:  # None, not numeric, not 3 x 3 / 4 x 4
+        raise DataError(f"{path}: a usable image has no valid K or pose: {e}") from e
+    for i, problem in zip(valid, view_problems(K, T)):
+        if problem:
+            name = Path(str(info.image_paths[i])).name
+            raise DataError(f"{path}: image {i} ({name}): {problem}")
     return info
 
 

@@ -54,6 +54,13 @@ def test_usable_poses_are_checked_others_not(tmp_path):
     )  # fmt: skip
     assert list(megadepth.read_scene_info(path).valid) == [0]  # 1 unusable: unchecked
     np.savez(
+        path, image_paths=np.array(["a/b/0.jpg", None], dtype=object),
+        depth_paths=np.array([None, None], dtype=object),
+        intrinsics=np.array([None, None], dtype=object),
+        poses=np.array([None, None], dtype=object), overlap_matrix=-np.ones((2, 2)),
+    )  # fmt: skip
+    assert len(megadepth.read_scene_info(path).valid) == 0  # nothing usable: fine
+    np.savez(
         path, image_paths=np.array(["a/b/0.jpg", "a/b/1.jpg"], dtype=object),
         depth_paths=np.array(["d/0.h5", "d/1.h5"], dtype=object),
         intrinsics=np.stack([views[0].K, bad.K]),
