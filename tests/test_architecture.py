@@ -7,19 +7,24 @@ From lowest to highest::
     0 settings
     1 utils
     2 geometry, weights
-    3 robust_estimators, visualization
+    3 formats (one module per on-disk layout), robust_estimators, visualization
     4 models
     5 gluefactory_nonfree (a plug-in package of models)
     6 datasets
-    7 eval
-    8 everything else: the CLIs and training code (train, trainer, demo, __main__, ...)
+    7 experiments
+    8 eval
+    9 everything else: the CLIs and training code (train, trainer, demo, __main__, ...)
 
 Every import counts: module level, inside functions (lazy imports), under
 ``TYPE_CHECKING``. Imports by string (``importlib.import_module(name)`` in the registries)
 are not edges: that is how components are found by name.
 
-The checker is pure (a module graph in, violations out); the last tests feed it a
-synthetic graph in which ``geometry`` imports ``models`` and show that it fails.
+No import cycles either, between any modules (inside one part too): :func:`cycles`
+lists the strongly connected components of the graph.
+
+The checkers are pure (a module graph in, violations out); the last tests feed them
+synthetic graphs (``geometry`` importing ``models``, two modules importing each other)
+and show that they fail.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("settings",),
     ("utils",),
     ("geometry", "weights"),
-    ("robust_estimators", "visualization"),
+    ("formats", "robust_estimators", "visualization"),
     ("models",),
     (
         "gluefactory_nonfree",
@@ -124,12 +129,63 @@ def violations(graph: dict[str, set[str]]) -> list[str]:
     return bad
 
 
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every import cycle: the strongly connected components of more than one module
+    (or a module importing itself), each sorted (Tarjan's algorithm, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, targets = work[-1]
+            for target in targets:
+                if target not in graph:  # outside the walked sources
+                    continue
+                if target not in index:
+                    index[target] = low[target] = len(index)
+                    stack.append(target)
+                    on_stack.add(target)
+                    work.append((target, iter(sorted(graph[target]))))
+                    break
+                if target in on_stack:
+                    low[node] = min(low[node], index[target])
+            else:
+                work.pop()
+                if work:
+                    parent = work[-1][0]
+                    low[parent] = min(low[parent], low[node])
+                if low[node] == index[node]:
+                    component = []
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        component.append(member)
+                        if member == node:
+                            break
+                    if len(component) > 1 or node in graph[node]:
+                        found.append(sorted(component))
+    return sorted(found)
+
+
 def test_the_package_respects_its_layers():
     graph = import_graph()
     assert "gluefactory.models.base_model" in graph  # the walk found the package
     assert "gluefactory.utils.data" in graph["gluefactory.models.base_model"]
     bad = violations(graph)
     assert not bad, "layer violations (docs/architecture.md):\n" + "\n".join(bad)
+
+
+def test_the_package_has_no_import_cycle():
+    found = cycles(import_graph())
+    assert not found, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in found)
 
 
 def test_every_part_of_the_package_has_a_layer_or_is_top_level():
@@ -197,3 +253,37 @@ def test_from_package_import_submodule_resolves_to_the_submodule():
         "gluefactory.settings",
         "gluefactory.utils.conf",
     }
+
+
+def test_cycle_checker_accepts_a_tree():
+    assert cycles(_graph_with({})) == []
+
+
+@pytest.mark.parametrize(
+    "extra,expected",
+    [
+        (  # the circle that datasets.sources had: builtin <-> download
+            {
+                "gluefactory.datasets.sources.builtin": {
+                    "gluefactory.datasets.sources.download"
+                },
+                "gluefactory.datasets.sources.download": {
+                    "gluefactory.datasets.sources.builtin"
+                },
+            },
+            [["gluefactory.datasets.sources.builtin",
+              "gluefactory.datasets.sources.download"]],
+        ),
+        (  # a longer loop through the graph's other modules
+            {"gluefactory.utils.errors": {"gluefactory.models.base_model"}},
+            [["gluefactory.models.base_model", "gluefactory.utils.conf",
+              "gluefactory.utils.errors"]],
+        ),
+        (  # a module importing itself
+            {"gluefactory.geometry.coordinates": {"gluefactory.geometry.coordinates"}},
+            [["gluefactory.geometry.coordinates"]],
+        ),
+    ],
+)  # fmt: skip
+def test_cycle_checker_rejects_cycles(extra, expected):
+    assert cycles(_graph_with(extra)) == expected

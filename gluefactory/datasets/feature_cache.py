@@ -1,8 +1,8 @@
 """Pre-extracted local features for training (the datasets' ``load_features`` section).
 
 Written by ``python -m gluefactory.scripts.export_megadepth`` (one file per scene) and
-``python -m gluefactory.scripts.export_local_features`` (one file for an image folder).
-File layout (HDF5)::
+``python -m gluefactory.scripts.export_local_features`` (one file for an image folder),
+read and written through :mod:`gluefactory.formats.features`. File layout (HDF5)::
 
     attrs: export_hash (str), complete (True, set last; the file is written atomically)
     /<image name>/keypoints        (N, 2) float32, ORIGINAL-image pixels, (x, y), pixel
@@ -37,11 +37,10 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import h5py
-import numpy as np
 import torch
 
 from .. import settings
+from ..formats.features import FeatureReader
 from ..geometry.coordinates import in_image
 from ..geometry.homography import warp_points
 from ..models.utils.keypoints import pad_keypoints
@@ -109,7 +108,7 @@ class FeatureCache:
 
     def __init__(self, conf, hint: str, dataset: str):
         self.conf, self.hint, self.dataset = conf, hint, dataset
-        self._files: OrderedDict[Path, h5py.File] = OrderedDict()
+        self._files: OrderedDict[Path, FeatureReader] = OrderedDict()
         self._pid = os.getpid()
 
     def path(self, scene: str | None = None) -> Path:
@@ -124,7 +123,7 @@ class FeatureCache:
         path = Path(text).expanduser()
         return path if path.is_absolute() else settings.data_root() / path
 
-    def _open(self, path: Path) -> h5py.File:
+    def _open(self, path: Path) -> FeatureReader:
         if os.getpid() != self._pid:  # a DataLoader worker: do not share handles
             self._files, self._pid = OrderedDict(), os.getpid()
         if path in self._files:
@@ -136,13 +135,13 @@ class FeatureCache:
                 f"(load_features.path={self.conf.path}). {self.hint}"
             )
         try:
-            f = h5py.File(path, "r")
+            f = FeatureReader(path)
         except OSError as e:
             raise DataError(
                 f"{self.dataset}: cannot read cached features {path}: {e}. Re-export "
                 f"them ({self.hint.rstrip('.')} --overwrite)."
             ) from e
-        if not f.attrs.get("complete", False):
+        if not f.complete:
             f.close()
             raise DataError(
                 f"{self.dataset}: {path} is an incomplete export. Re-export it "
@@ -164,11 +163,10 @@ class FeatureCache:
                 f"exported from other images. Re-export it "
                 f"({self.hint.rstrip('.')} --overwrite)."
             )
-        grp = f[name]
-        keys = list(grp.keys())
+        keys = f.keys(name)
         wanted = self.conf.data_keys
         if wanted is not None:
-            missing = [k for k in wanted if k not in grp]
+            missing = [k for k in wanted if k not in keys]
             if missing:
                 raise DataError(
                     f"{self.dataset}: {path}/{name} has no {', '.join(missing)} "
@@ -177,16 +175,15 @@ class FeatureCache:
             keys = [k for k in keys if k in wanted or k in META_KEYS]
         if "keypoints" not in keys:
             raise DataError(f"{self.dataset}: {path}/{name} has no keypoints.")
-        out = {}
         dtype = NUMERIC_TYPES.get(self.conf.get("numeric_type", "float32"))
         try:
-            for k in keys:
-                v = torch.from_numpy(np.asarray(grp[k][()]))
-                if dtype is not None and v.is_floating_point():
-                    v = v.to(dtype)
-                out[k] = v
+            out = f.read(name, keys)
         except OSError as e:
             raise DataError(f"{self.dataset}: corrupt {path}/{name}: {e}") from e
+        if dtype is not None:
+            out = {
+                k: v.to(dtype) if v.is_floating_point() else v for k, v in out.items()
+            }
         return out
 
     def close(self) -> None:

@@ -1,8 +1,8 @@
 """HPatches sequences for homography evaluation (facts 3.1).
 
-Layout: ``<data_dir>/<seq>/{1..6}.ppm`` and ``H_1_2 .. H_1_6`` (3 x 3, whitespace
-separated), 116 sequences ``i_*`` (illumination) and ``v_*`` (viewpoint). Each sequence
-gives the pairs 1->2 .. 1->6. By default the eight large-image sequences are skipped
+Layout (read by :mod:`gluefactory.formats.hpatches`): ``<data_dir>/<seq>/{1..6}.ppm``
+and ``H_1_2 .. H_1_6`` (3 x 3, whitespace separated), 116 sequences ``i_*``
+(illumination) and ``v_*`` (viewpoint). Each sequence gives the pairs 1->2 .. 1->6. By default the eight large-image sequences are skipped
 (108 sequences, 540 pairs) and images are resized so that their *short side is 480*.
 
 **Homography convention.** The HPatches files map coordinates whose pixel centres are at
@@ -22,9 +22,15 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from ..formats.hpatches import (
+    NUM_IMAGES,
+    homography_name,
+    image_name,
+    missing_files,
+    read_homography,
+)
 from ..geometry.homography import (
     homography_from_center_convention,
     rescale_homography,
@@ -32,7 +38,7 @@ from ..geometry.homography import (
 from ..utils.errors import ConfigError, DataError
 from ..utils.image import ImagePreprocessor, numpy_image_to_torch, read_image
 from .base_dataset import BaseDataset
-from .sources.download import refetch_hint, resolve_dataset_dir
+from .sources.locate import refetch_hint, resolve_dataset_dir
 
 logger = logging.getLogger(__name__)
 
@@ -47,34 +53,6 @@ IGNORED_SCENES = (
     "v_astronautis",
     "v_talent",
 )
-NUM_IMAGES = 6  # 1.ppm .. 6.ppm per sequence
-
-
-def read_homography(path: Path) -> np.ndarray:
-    """A 3 x 3 homography from a whitespace-separated text file (float64)."""
-    try:
-        values = [float(v) for v in path.read_text().split()]
-    except FileNotFoundError:
-        raise DataError(f"Homography file not found: {path}") from None
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise DataError(f"Cannot read the homography file {path}: {e}") from None
-    H = np.array(values, dtype=np.float64)
-    if H.size != 9 or not np.all(np.isfinite(H)):
-        raise DataError(
-            f"Homography file {path} must hold 9 finite numbers (a 3 x 3 matrix), "
-            f"got {H.size} values."
-        )
-    H = H.reshape(3, 3)
-    if abs(np.linalg.det(H)) < 1e-12:
-        raise DataError(f"Homography in {path} is singular.")
-    return H
-
-
-def sequence_files() -> list[str]:
-    """The files a complete sequence folder holds."""
-    return [f"{i}.ppm" for i in range(1, NUM_IMAGES + 1)] + [
-        f"H_1_{i}" for i in range(2, NUM_IMAGES + 1)
-    ]
 
 
 class HPatches(BaseDataset, torch.utils.data.Dataset):
@@ -127,9 +105,7 @@ class HPatches(BaseDataset, torch.utils.data.Dataset):
                 continue
             if conf.subset is not None and not seq.startswith(conf.subset + "_"):
                 continue
-            missing = [
-                f for f in sequence_files() if not (self.root / seq / f).is_file()
-            ]
+            missing = missing_files(self.root / seq)
             if missing:
                 raise DataError(
                     f"HPatches sequence {self.root / seq} is incomplete: missing "
@@ -160,10 +136,10 @@ class HPatches(BaseDataset, torch.utils.data.Dataset):
         return len(self.items)
 
     def _read_view(self, seq: str, idx: int) -> dict:
-        path = self.root / seq / f"{idx}.ppm"
+        path = self.root / seq / image_name(idx)
         image = numpy_image_to_torch(read_image(path, grayscale=self.conf.grayscale))
         data = self.preprocessor(image)
-        data["name"] = f"{seq}/{idx}.ppm"
+        data["name"] = f"{seq}/{image_name(idx)}"
         return data
 
     def __getitem__(self, index: int) -> dict:
@@ -171,7 +147,7 @@ class HPatches(BaseDataset, torch.utils.data.Dataset):
         view0 = self._read_view(seq, 1)
         view1 = self._read_view(seq, k)
         H = homography_from_center_convention(
-            read_homography(self.root / seq / f"H_1_{k}")
+            read_homography(self.root / seq / homography_name(k))
         )
         H = rescale_homography(
             torch.from_numpy(H),

@@ -1,6 +1,7 @@
 """MegaDepth pairs with depth and poses: LightGlue's fine-tuning data (facts 4.2).
 
-Layout under ``data_dir`` (the D2-Net preprocessing, as distributed by Glue Factory):
+Layout under ``data_dir`` (the D2-Net preprocessing, as distributed by Glue Factory;
+read by :mod:`gluefactory.formats.megadepth`, which checks every usable pose):
 
     Undistorted_SfM/<scene>/images/*.jpg
     depth_undistorted/<scene>/<stem>.h5        (dataset "/depth", same size as the image)
@@ -44,7 +45,8 @@ right, but it builds the turned K from the *tensor* shape (C, H', W') read as (H
 its principal point is off (cx' = W - cy instead of H - cy for a clockwise turn, cy' =
 C - cx instead of W - cx for a counter-clockwise one). Then the image is resized (long side
 ``preprocessing.resize``, default 1024, antialiased) and zero-padded to a square at the
-bottom/right (``square_pad``); the depth is resized with nearest neighbours and padded
+bottom/right (``square_pad``); the depth is resized with the one depth rule
+(``nearest-exact``, :mod:`gluefactory.formats.depth`) and padded
 with 0 (= invalid). ``camera`` is the resized camera with the *real* image size (Glue
 Factory approximates it by 2 (cx, cy)), ``T_w2cam`` the pose. Pairs carry ``T_0to1``,
 ``T_1to0`` and ``overlap_0to1``; names are ``<scene>/<stem0>_<stem1>``. Triplets carry
@@ -72,13 +74,20 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
 from omegaconf import OmegaConf
 from torch.utils.data import Dataset
 
 from .. import settings
+from ..formats.depth import read_depth, resize_depth
+from ..formats.megadepth import (
+    DEPTH_SUBPATH,
+    IMAGE_SUBPATH,
+    INFO_DIR,
+    SceneInfo,
+    read_scene_info,
+)
 from ..geometry.wrappers import Camera, Pose
 from ..utils.errors import ConfigError, DataError
 from ..utils.image import ImagePreprocessor, numpy_image_to_torch, read_image
@@ -264,9 +273,9 @@ def split_num_per_scene(value, key: str, views: int) -> tuple[int | None, int | 
 class MegaDepth(BaseDataset):
     default_conf = {
         "data_dir": "megadepth",  # under the data root unless absolute
-        "depth_subpath": "depth_undistorted/",
-        "image_subpath": "Undistorted_SfM/",
-        "info_dir": "scene_info/",
+        "depth_subpath": f"{DEPTH_SUBPATH}/",
+        "image_subpath": f"{IMAGE_SUBPATH}/",
+        "info_dir": f"{INFO_DIR}/",
         "train_split": "train_scenes_clean.txt",
         "train_num_per_scene": 500,
         "train_pairs": None,
@@ -364,7 +373,8 @@ class _Split(Dataset):
         self.seed = int(self.conf.seed) % 2**32  # of the rotation draws
         if self.conf.load_features.do:
             self.cache = FeatureCache(self.conf.load_features, EXPORT_HINT, "megadepth")
-        self.scenes: dict[str, dict] = {}
+        self.scenes: dict[str, SceneInfo] = {}
+        self.index: dict[str, dict[str, int]] = {}  # scene -> image path -> index
         for scene in read_scene_list(self.conf[f"{split}_split"]):
             info = self._load_info(scene)
             if info is not None:
@@ -381,7 +391,7 @@ class _Split(Dataset):
         else:
             self.sample_new_items(int(self.conf.seed))
 
-    def _load_info(self, scene: str) -> dict | None:
+    def _load_info(self, scene: str) -> SceneInfo | None:
         path = self.root / self.conf.info_dir / f"{scene}.npz"
         if not path.is_file():
             msg = f"megadepth: scene_info of scene {scene} not found: {path}."
@@ -389,41 +399,10 @@ class _Split(Dataset):
                 logger.warning(msg)
                 return None
             raise DataError(f"{msg} {DOWNLOAD_HINT} (or set skip_missing_scenes)")
-        try:
-            npz = np.load(path, allow_pickle=True)
-            info = {
-                k: npz[k]
-                for k in (
-                    "image_paths",
-                    "depth_paths",
-                    "intrinsics",
-                    "poses",
-                    "overlap_matrix",
-                )
-            }
-        except (KeyError, ValueError, OSError) as e:
-            raise DataError(
-                f"megadepth: corrupt or incomplete scene_info {path}: {e}"
-            ) from e
-        n = len(info["image_paths"])
-        for k in ("depth_paths", "intrinsics", "poses"):
-            if len(info[k]) != n:
-                raise DataError(
-                    f"megadepth: {path}: {k} has {len(info[k])} entries, image_paths {n}."
-                )
-        if info["overlap_matrix"].shape != (n, n):
-            raise DataError(f"megadepth: {path}: overlap_matrix is not {n} x {n}.")
-        valid = [
-            i
-            for i in range(n)
-            if info["image_paths"][i] is not None
-            and info["depth_paths"][i] is not None
-            and str(info["image_paths"][i])
-            and str(info["depth_paths"][i])
-        ]
-        info["valid"] = np.array(valid, dtype=int)
-        info["index"] = {
-            "/".join(Path(str(info["image_paths"][i])).parts[-3:]): i for i in valid
+        info = read_scene_info(path)
+        self.index[scene] = {
+            "/".join(Path(str(info.image_paths[i])).parts[-3:]): int(i)
+            for i in info.valid
         }
         return info
 
@@ -446,14 +425,14 @@ class _Split(Dataset):
                 raise DataError(
                     f"{path}:{ln}: scene {scene} is not in the {self.split} split."
                 )
-            index = self.scenes[scene]["index"]
+            index = self.index[scene]
             try:
                 ids = [index[name] for name in parts[:n]]
             except KeyError as e:
                 raise DataError(
                     f"{path}:{ln}: image {e.args[0]} is not (with depth) in scene_info/{scene}.npz."
                 ) from None
-            ov = self.scenes[scene]["overlap_matrix"]
+            ov = self.scenes[scene].overlap_matrix
             pairs = [(0, 1)] if n == 2 else [(0, 1), (0, 2), (1, 2)]
             overlaps = [
                 float(min(ov[ids[a], ids[b]], ov[ids[b], ids[a]])) for a, b in pairs
@@ -476,16 +455,16 @@ class _Split(Dataset):
                 (scene, int(i))
                 for scene, info in self.scenes.items()
                 for i in (
-                    np.sort(rng.choice(info["valid"], num_pos, replace=False))
-                    if num_pos is not None and len(info["valid"]) > num_pos
-                    else info["valid"]
+                    np.sort(rng.choice(info.valid, num_pos, replace=False))
+                    if num_pos is not None and len(info.valid) > num_pos
+                    else info.valid
                 )
             ]
             return
         items = []
         for scene, info in self.scenes.items():
-            v = info["valid"]
-            ov = info["overlap_matrix"][v][:, v]
+            v = info.valid
+            ov = info.overlap_matrix[v][:, v]
             if c.views == 3:
                 tri = sample_triplets(
                     ov, num_pos, c.min_overlap, c.max_overlap,
@@ -525,7 +504,7 @@ class _Split(Dataset):
 
     def depth_path(self, scene: str, idx: int) -> Path:
         """The depth map file of image ``idx`` of ``scene``."""
-        stem = Path(str(self.scenes[scene]["image_paths"][idx])).stem
+        stem = Path(str(self.scenes[scene].image_paths[idx])).stem
         return self.root / self.conf.depth_subpath / scene / f"{stem}.h5"
 
     def rotation(self, k: int, view: int = 0) -> int:
@@ -540,7 +519,7 @@ class _Split(Dataset):
 
     def _view(self, scene: str, idx: int, rot: int = 0) -> dict:
         info = self.scenes[scene]
-        rel = str(info["image_paths"][idx])
+        rel = str(info.image_paths[idx])
         path = self.root / rel
         name = Path(rel).name
         lf = self.conf.load_features
@@ -574,8 +553,8 @@ class _Split(Dataset):
                     raise DataError(f"megadepth: cannot read image {path}: {e}") from e
             out = self.pre.sizes(w, h) if rot else self.pre.sizes(h, w)
         tw, th = (int(v) for v in out["image_size"])
-        K = np.asarray(info["intrinsics"][idx], np.float64)
-        T = np.asarray(info["poses"][idx], np.float64)
+        K = np.asarray(info.intrinsics[idx], np.float64)
+        T = np.asarray(info.poses[idx], np.float64)
         size = [w, h]
         if rot:  # exact: x' = A x for pixels, X' = R X in the camera frame
             A = quarter_turn(rot, w, h)
@@ -592,9 +571,7 @@ class _Split(Dataset):
             depth = self.read_depth_map(self.depth_path(scene, idx), (h, w))
             if rot:
                 depth = torch.rot90(depth, rot, (0, 1)).contiguous()
-            depth = torch.nn.functional.interpolate(
-                depth[None, None], size=(th, tw), mode="nearest"
-            )[0, 0]
+            depth = resize_depth(depth, (th, tw))
             if self.conf.preprocessing.square_pad:
                 side = max(th, tw)
                 depth = torch.nn.functional.pad(depth, (0, side - tw, 0, side - th))
@@ -618,18 +595,7 @@ class _Split(Dataset):
         """The (H, W) depth map of an image of size ``hw`` (0 = unknown)."""
         if not path.is_file():
             raise DataError(f"megadepth: depth file not found: {path}. {DOWNLOAD_HINT}")
-        try:
-            with h5py.File(path, "r") as f:
-                depth = np.asarray(f["depth"], np.float32)
-        except (KeyError, OSError) as e:
-            raise DataError(f"megadepth: cannot read /depth from {path}: {e}") from e
-        if depth.shape != tuple(hw):
-            raise DataError(
-                f"megadepth: depth {path} is {depth.shape[1]}x{depth.shape[0]} but its "
-                f"image is {hw[1]}x{hw[0]}."
-            )
-        depth = np.where(np.isfinite(depth) & (depth > 0), depth, 0.0)
-        return torch.from_numpy(depth.astype(np.float32))
+        return torch.from_numpy(read_depth(path, (hw[1], hw[0])))
 
     def __getitem__(self, k: int) -> dict:
         n = int(self.conf.views)

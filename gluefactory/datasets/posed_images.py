@@ -7,18 +7,15 @@ Layout (paths are format strings with ``{scene}``, relative to ``root``)::
     <root>/<scene>/views.txt              views
     <root>/<scene>/pairs.txt              view_groups (optional)
 
-``views.txt``: one line per image ``name r11 r12 r13 r21 ... r33 t1 t2 t3 MODEL W H
-params...``: the world-to-camera rotation (row-major) and translation, then a COLMAP
-camera (``SIMPLE_PINHOLE f cx cy``, ``PINHOLE fx fy cx cy``, or a distortion model whose
-distortion parameters are all 0). Principal points follow COLMAP, i.e. the library
-convention (pixel centres at +0.5). ``pairs.txt``: one group of 2 (or more) names per
-line; without it every view is an item of its own. Depth: HDF5 dataset ``depth`` or a
-16-bit PNG holding depth * 256; 0 (or non-finite) means unknown. Lines starting with
-``#`` are comments. See docs/datasets.md.
+The files are read by :mod:`gluefactory.formats.posed` (``views.txt``: poses and COLMAP
+cameras, checked; ``pairs.txt``: one group of 2 or more names per line; without it every
+view is an item of its own) and :mod:`gluefactory.formats.depth` (HDF5 dataset
+``depth`` or a 16-bit PNG holding depth * 256; 0 means unknown). See docs/datasets.md.
 
 Each item holds ``view0``, ``view1`` (``view2`` ...) with the resized ``image``, the
-``camera`` scaled to it, ``T_w2cam``, ``depth`` resized with nearest neighbour (0 =
-unknown), and the relative poses ``T_{i}to{j} = T_j . T_i^-1`` for every ordered pair.
+``camera`` scaled to it, ``T_w2cam``, ``depth`` resized with the formats' one rule
+(``nearest-exact``; 0 = unknown), and the relative poses ``T_{i}to{j} = T_j . T_i^-1``
+for every ordered pair.
 ``root: builtin/posed`` is the built-in offline set; ``root: ""`` with
 ``scene_list: [megadepth1500]`` downloads MegaDepth-1500 on first use.
 """
@@ -29,141 +26,21 @@ import ast
 import logging
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
+from ..formats import posed
+from ..formats.depth import FORMATS as DEPTH_FORMATS
+from ..formats.depth import read_depth, resize_depth
 from ..geometry.wrappers import Camera, Pose
 from ..utils.errors import ConfigError, DataError
 from ..utils.image import ImagePreprocessor, numpy_image_to_torch, read_image
 from .base_dataset import BaseDataset
-from .sources.download import (
-    archive_for,
-    ensure_archive,
-    refetch_hint,
-    resolve_dataset_dir,
-)
+from .sources.download import archive_for, ensure_archive
+from .sources.locate import refetch_hint, resolve_dataset_dir
 
 logger = logging.getLogger(__name__)
-
-#: COLMAP camera models: parameter names; the pinhole part is (fx, fy, cx, cy)
-CAMERA_MODELS = {
-    "SIMPLE_PINHOLE": ("f", "cx", "cy"),
-    "PINHOLE": ("fx", "fy", "cx", "cy"),
-    "SIMPLE_RADIAL": ("f", "cx", "cy", "k"),
-    "RADIAL": ("f", "cx", "cy", "k1", "k2"),
-    "OPENCV": ("fx", "fy", "cx", "cy", "k1", "k2", "p1", "p2"),
-    "FULL_OPENCV": (
-        "fx",
-        "fy",
-        "cx",
-        "cy",
-        "k1",
-        "k2",
-        "p1",
-        "p2",
-        "k3",
-        "k4",
-        "k5",
-        "k6",
-    ),
-}
-DEPTH_FORMATS = ("h5", "png")
-
-
-def parse_camera(model: str, w: int, h: int, params: list[float], where: str) -> Camera:
-    """A pinhole :class:`Camera` from a COLMAP camera (distortion must be zero)."""
-    if model not in CAMERA_MODELS:
-        raise DataError(
-            f"{where}: unknown camera model {model!r}; expected one of "
-            f"{', '.join(CAMERA_MODELS)}."
-        )
-    names = CAMERA_MODELS[model]
-    if len(params) != len(names):
-        raise DataError(
-            f"{where}: camera {model} takes {len(names)} parameters "
-            f"({' '.join(names)}), got {len(params)}."
-        )
-    values = dict(zip(names, params))
-    if "f" in values:
-        values["fx"] = values["fy"] = values["f"]
-    distortion = [v for k, v in values.items() if k[0] in "kp"]
-    if any(abs(v) > 0 for v in distortion):
-        raise DataError(
-            f"{where}: camera {model} has non-zero distortion {distortion}; this "
-            "dataset needs undistorted images (e.g. colmap image_undistorter)."
-        )
-    if w <= 0 or h <= 0 or values["fx"] <= 0 or values["fy"] <= 0:
-        raise DataError(f"{where}: invalid camera size or focal length.")
-    return Camera.from_params(
-        w, h, values["fx"], values["fy"], values["cx"], values["cy"]
-    )
-
-
-def parse_views(path: Path) -> dict[str, tuple[Pose, Camera]]:
-    """Read a ``views.txt``: image name -> (world-to-camera pose, camera)."""
-    if not path.is_file():
-        raise DataError(f"Views file not found: {path}")
-    views = {}
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
-        fields = line.split()
-        if not fields or fields[0].startswith("#"):
-            continue
-        where = f"{path}:{lineno}"
-        if len(fields) < 17:
-            raise DataError(
-                f"{where}: expected 'name R(9) t(3) MODEL W H params...', got "
-                f"{len(fields)} fields."
-            )
-        name = fields[0]
-        try:
-            Rt = np.array([float(x) for x in fields[1:13]], dtype=np.float64)
-            w, h = int(fields[14]), int(fields[15])
-            params = [float(x) for x in fields[16:]]
-        except ValueError as e:
-            raise DataError(f"{where}: {e}") from None
-        R, t = Rt[:9].reshape(3, 3), Rt[9:]
-        if not np.all(np.isfinite(Rt)) or np.abs(R @ R.T - np.eye(3)).max() > 1e-3:
-            raise DataError(f"{where}: R is not a rotation matrix (R R^T != I).")
-        if np.linalg.det(R) < 0:
-            raise DataError(f"{where}: R has determinant -1 (a reflection).")
-        if name in views:
-            raise DataError(f"{where}: image {name!r} is listed twice.")
-        camera = parse_camera(fields[13], w, h, params, where)
-        views[name] = (Pose.from_Rt(torch.from_numpy(R), torch.from_numpy(t)), camera)
-    if not views:
-        raise DataError(f"Views file {path} lists no image.")
-    return views
-
-
-def load_depth(path: Path, fmt: str) -> torch.Tensor:
-    """Depth map (H, W) float32, 0 where unknown."""
-    if not path.is_file():
-        raise DataError(f"Depth file not found: {path}")
-    if fmt == "h5":
-        import h5py
-
-        try:
-            with h5py.File(path, "r") as f:
-                if "depth" not in f:
-                    raise DataError(
-                        f"Depth file {path} has no dataset 'depth' (has {list(f)})."
-                    )
-                depth = np.asarray(f["depth"], dtype=np.float32)
-        except OSError as e:
-            raise DataError(f"Cannot read the depth file {path}: {e}") from None
-    else:
-        import cv2
-
-        raw = cv2.imread(str(path), cv2.IMREAD_ANYDEPTH)
-        if raw is None:
-            raise DataError(f"Cannot read the depth PNG {path} (corrupt or not a PNG).")
-        depth = raw.astype(np.float32) / 256.0
-    if depth.ndim != 2:
-        raise DataError(f"Depth map {path} must be 2-D, got shape {depth.shape}.")
-    depth = np.where(np.isfinite(depth) & (depth > 0), depth, 0.0).astype(np.float32)
-    return torch.from_numpy(depth)
 
 
 class PosedImages(BaseDataset, torch.utils.data.Dataset):
@@ -262,8 +139,8 @@ class PosedImages(BaseDataset, torch.utils.data.Dataset):
         return self._path(self.conf.image_dir, scene) / name
 
     def depth_path(self, scene: str, name: str) -> Path:
-        stem = Path(name).with_suffix(f".{self.conf.depth_format}")
-        return self._path(self.conf.depth_dir, scene) / stem
+        depth = posed.depth_name(name, self.conf.depth_format)
+        return self._path(self.conf.depth_dir, scene) / depth
 
     def _load_scene(self, scene: str) -> None:
         scene_dir = self.root / scene
@@ -271,7 +148,12 @@ class PosedImages(BaseDataset, torch.utils.data.Dataset):
             spec = archive_for(scene_dir)
             if spec is not None:
                 ensure_archive(spec.name)
-        views = parse_views(self._path(self.conf.views, scene))
+        views = {
+            name: (view.pose(), view.camera().float())
+            for name, view in posed.read_views(
+                self._path(self.conf.views, scene)
+            ).items()
+        }
         missing = [n for n in views if not self.image_path(scene, n).is_file()]
         if self.conf.depth_dir:
             missing += [
@@ -291,20 +173,8 @@ class PosedImages(BaseDataset, torch.utils.data.Dataset):
         if self.conf.view_groups is None:
             self.items += [(scene, n) for n in views]
             return
-        path = self._path(self.conf.view_groups, scene)
-        if not path.is_file():
-            raise DataError(f"posed_images: view groups file {path} not found.")
-        for lineno, line in enumerate(path.read_text().splitlines(), 1):
-            names = line.split()
-            if not names or names[0].startswith("#"):
-                continue
-            unknown = [n for n in names if n not in views]
-            if unknown:
-                raise DataError(
-                    f"{path}:{lineno}: image(s) {unknown} are not in "
-                    f"{self._path(self.conf.views, scene)}."
-                )
-            self.items.append((scene, *names))
+        groups = posed.read_groups(self._path(self.conf.view_groups, scene), views)
+        self.items += [(scene, *names) for names in groups]
 
     def _read_extra(self, scene: str) -> dict[str, list]:
         path = self._path(self.conf.extra_data, scene)
@@ -349,20 +219,9 @@ class PosedImages(BaseDataset, torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def _resize_depth(
-        self, depth: torch.Tensor, view: dict, path: Path
-    ) -> torch.Tensor:
-        w, h = (int(x) for x in view["original_image_size"].tolist())
-        if tuple(depth.shape) != (h, w):
-            raise DataError(
-                f"Depth map {path} is {depth.shape[1]}x{depth.shape[0]} but its image "
-                f"is {w}x{h}."
-            )
-        th, tw = self.preprocessor.target_size(h, w)
-        if (th, tw) != (h, w):  # nearest at pixel centres: no mixing across edges
-            depth = F.interpolate(depth[None, None], (th, tw), mode="nearest-exact")[
-                0, 0
-            ]
+    def _resize_depth(self, depth: torch.Tensor, view: dict) -> torch.Tensor:
+        h, w = depth.shape
+        depth = resize_depth(depth, self.preprocessor.target_size(h, w))
         out_h, out_w = view["image"].shape[-2:]
         cw, ch = (int(x) for x in view["image_size"].tolist())
         depth = depth[:ch, :cw]  # divisible_by crop
@@ -406,8 +265,9 @@ class PosedImages(BaseDataset, torch.utils.data.Dataset):
         view["name"] = f"{scene}/{name}"
         if self.conf.depth_dir:
             dpath = self.depth_path(scene, name)
-            depth = load_depth(dpath, self.conf.depth_format)
-            view["depth"] = self._resize_depth(depth, view, dpath)
+            size = tuple(int(x) for x in view["original_image_size"].tolist())
+            depth = torch.from_numpy(read_depth(dpath, size))
+            view["depth"] = self._resize_depth(depth, view)
         if self.conf.extra_data:
             values = self.extra[scene].get(name)
             if values is None:

@@ -6,7 +6,8 @@ truncated one that a rerun would trust. Layout (see ``docs/evaluation.md``):
 
 * ``predictions.h5``: one group per pair ``name`` with the exported arrays (keypoints in
   ORIGINAL-image pixels), attributes ``export_hash`` (hash of the data + model config
-  that produced it) and ``complete`` (set last).
+  that produced it) and ``complete`` (set last): the feature-file format of
+  :mod:`gluefactory.formats.features`, whose writer and reader are used here.
 * ``results.h5``: one dataset per per-pair metric (a value per pair, in dataset order),
   ``names`` and ``scenes`` as strings, the threshold sweep under ``sweep/<th>/<key>``;
   summaries duplicated as attributes.
@@ -24,117 +25,31 @@ from typing import Any
 
 import h5py
 import numpy as np
-import torch
 
+from ..formats.features import FeatureReader as PredictionReader
+from ..formats.features import FeatureWriter as PredictionWriter
+from ..formats.features import export_hash_of
+from ..formats.features import is_complete as predictions_valid
 from ..utils.errors import DataError
 from ..utils.fs import atomic_path
+
+__all__ = [
+    "PredictionReader",
+    "PredictionWriter",
+    "config_hash",
+    "export_hash_of",
+    "predictions_valid",
+    "read_json",
+    "read_results",
+    "write_json",
+    "write_results",
+]
 
 
 def config_hash(conf: Any) -> str:
     """Stable short hash of a (plain) config, to tie a cache to what produced it."""
     text = json.dumps(conf, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _np(x: Any) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu()
-        if x.dtype == torch.bfloat16 or x.dtype == torch.float16:
-            x = x.float()
-        return x.numpy()
-    return np.asarray(x)
-
-
-class PredictionWriter:
-    """Write per-pair predictions into a temporary HDF5 file, published on :meth:`commit`.
-
-    Use as a context manager: leaving it with an exception discards everything.
-    """
-
-    def __init__(self, path: Path, export_hash: str):
-        self.path = Path(path)
-        self.export_hash = export_hash
-        self._ctx = atomic_path(self.path, ".h5")
-
-    def __enter__(self) -> PredictionWriter:
-        self._tmp = self._ctx.__enter__()
-        self._file = h5py.File(self._tmp, "w")
-        self._file.attrs["export_hash"] = self.export_hash
-        return self
-
-    def write(self, name: str, pred: Mapping[str, Any]) -> None:
-        """Store the arrays of one pair (batch dimension already removed)."""
-        if name in self._file:
-            raise DataError(
-                f"Two pairs are named {name!r}: pair names must be unique in a dataset."
-            )
-        grp = self._file.create_group(name)
-        for k, v in pred.items():
-            grp.create_dataset(k, data=_np(v))
-
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        if exc_type is None:
-            self._file.attrs["complete"] = True
-        self._file.close()
-        if exc_type is None:
-            return bool(self._ctx.__exit__(None, None, None))
-        self._ctx.__exit__(exc_type, exc, tb)
-        return False
-
-
-def predictions_valid(
-    path: Path, export_hash: str, names: list[str] | None = None
-) -> bool:
-    """Whether ``path`` is a complete export of ``export_hash`` (holding ``names``)."""
-    path = Path(path)
-    if not path.is_file():
-        return False
-    try:
-        with h5py.File(path, "r") as f:
-            if not f.attrs.get("complete", False):
-                return False
-            if f.attrs.get("export_hash") != export_hash:
-                return False
-            if names is not None and not all(n in f for n in names):
-                return False
-    except OSError:
-        return False
-    return True
-
-
-def export_hash_of(path: Path) -> str | None:
-    """The ``export_hash`` of a complete predictions file, else None."""
-    try:
-        with h5py.File(path, "r") as f:
-            if f.attrs.get("complete", False):
-                return str(f.attrs.get("export_hash"))
-    except OSError:
-        pass
-    return None
-
-
-class PredictionReader:
-    """Read the predictions of one pair as float/int tensors."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self._file = h5py.File(self.path, "r")
-
-    def __enter__(self) -> PredictionReader:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._file.close()
-
-    def __contains__(self, name: str) -> bool:
-        return name in self._file
-
-    def read(self, name: str) -> dict[str, torch.Tensor]:
-        if name not in self._file:
-            raise DataError(
-                f"{self.path} has no predictions for pair {name!r}: rerun with --overwrite."
-            )
-        return {k: torch.from_numpy(v[()]) for k, v in self._file[name].items()}
 
 
 def write_results(

@@ -173,3 +173,80 @@ def render_depth(
             zbuf.scatter_reduce_(0, (y * w1 + x)[ok], z[ok], reduce="amin")
     zbuf = torch.where(torch.isfinite(zbuf), zbuf, torch.zeros_like(zbuf))
     return zbuf.reshape(h1, w1)
+
+
+def _grid(h: int, w: int, stride: int, dtype, device) -> torch.Tensor:
+    """Pixel centres (N, 2) of every ``stride``-th pixel, starting at ``stride // 2``."""
+    ys, xs = torch.meshgrid(
+        torch.arange(stride // 2, h, stride, device=device),
+        torch.arange(stride // 2, w, stride, device=device),
+        indexing="ij",
+    )
+    return torch.stack([xs.reshape(-1), ys.reshape(-1)], -1).to(dtype) + 0.5
+
+
+def covisibility(
+    depth0: torch.Tensor,
+    depth1: torch.Tensor,
+    T_0to1: Pose,
+    camera0: Camera,
+    camera1: Camera,
+    stride: int = 8,
+    occlusion_tol: float = 0.02,
+) -> float:
+    """Fraction of the pixels of view 0 (every ``stride``-th) seen unoccluded in view 1.
+
+    Depth maps (H, W) of both views, one camera each (batch shape ()). A pixel counts
+    when its depth is known and :func:`project` finds it inside view 1, in front, and
+    not hidden (``occlusion_tol``); pixels of unknown depth count as not seen. Used to
+    choose the built-in posed pairs.
+    """
+    h, w = depth0.shape
+    kpts = _grid(h, w, stride, camera0.dtype, depth0.device)[None]
+    _, visible = project(
+        kpts,
+        depth0.to(camera0.dtype)[None],
+        depth1.to(camera0.dtype)[None],
+        T_0to1[None],
+        camera0[None],
+        camera1[None],
+        occlusion_tol=occlusion_tol,
+    )
+    return float(visible.double().mean())
+
+
+def overlap(
+    depth0: torch.Tensor,
+    depth1: torch.Tensor,
+    T_0to1: Pose,
+    camera0: Camera,
+    camera1: Camera,
+    stride: int = 8,
+    depth_tol: float = 0.05,
+) -> float:
+    """MegaDepth's overlap: the fraction of the *known-depth* pixels of view 0 (every
+    ``stride``-th) whose 3D point lands inside view 1, in front of it, on a pixel whose
+    depth agrees within ``depth_tol`` (relative) with the point's depth.
+
+    Unlike :func:`covisibility`, pixels of unknown depth in view 0 are left out of the
+    ratio and view 1's depth must be known and agree (nearest pixel), so that
+    ``overlap_matrix[i, j]`` is the co-visible part of what image i reconstructs. 0 when
+    view 0 has no known depth on the grid.
+    """
+    h, w = depth0.shape
+    kpts = _grid(h, w, stride, camera0.dtype, depth0.device)
+    ij = (kpts - 0.5).long()
+    z = depth0.to(camera0.dtype)[ij[:, 1], ij[:, 0]]
+    known = valid_depth_mask(z)
+    if not known.any():
+        return 0.0
+    p3d = T_0to1.transform(camera0.unproject(kpts[known], z[known]))
+    p2d, in_front = camera1.project(p3d)
+    inside = in_front & camera1.in_image(p2d)
+    h1, w1 = depth1.shape
+    x = p2d[:, 0].floor().long().clamp(0, w1 - 1)
+    y = p2d[:, 1].floor().long().clamp(0, h1 - 1)
+    d1 = depth1.to(p3d.dtype)[y, x]
+    z1 = p3d[:, 2]
+    agree = inside & valid_depth_mask(d1) & ((d1 - z1).abs() <= depth_tol * z1)
+    return float(agree.sum()) / float(known.sum())

@@ -29,12 +29,8 @@ from tqdm import tqdm
 
 from .. import settings
 from ..datasets.image_folder import ImageFolder
-from ..eval.results import (
-    PredictionWriter,
-    config_hash,
-    export_hash_of,
-    predictions_valid,
-)
+from ..eval.results import config_hash
+from ..formats.features import FeatureWriter, export_hash_of, is_complete
 from ..models import get_model
 from ..utils.cli import main_wrapper
 from ..utils.conf import as_plain
@@ -113,7 +109,7 @@ def run(args: argparse.Namespace) -> dict:
     }
     export_hash = config_hash(spec)
     remove_stale_temporaries(path.parent)
-    if predictions_valid(path, export_hash, names):
+    if is_complete(path, export_hash, names):
         print(f"{PROG}: {path} is complete ({len(names)} images), nothing to do.")
         return {"path": str(path), "images": 0, "skipped": True}
     old = export_hash_of(path)
@@ -131,7 +127,7 @@ def run(args: argparse.Namespace) -> dict:
         collate_fn=collate,
     )
     t0 = time.time()
-    with PredictionWriter(path, export_hash) as writer:
+    with FeatureWriter(path, export_hash) as writer:
         for k, item in enumerate(tqdm(loader, desc="images", unit="img")):
             with torch.no_grad():
                 pred = model({"image": item["image"].to(device)})

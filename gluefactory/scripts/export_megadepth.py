@@ -12,7 +12,8 @@ file per scene::
     <GLUEFACTORY_DATA>/exports/megadepth-undist-depth-r1024_<NAME>/<scene>.h5
     <GLUEFACTORY_DATA>/exports/megadepth-undist-depth-r1024_<NAME>/export.json
 
-(layout of the files: :mod:`gluefactory.datasets.feature_cache`; keypoints in
+(a feature file, :mod:`gluefactory.formats.features`; keys and units:
+:mod:`gluefactory.datasets.feature_cache`; keypoints in
 original-image pixels, the rest float16). With ``--export_sparse_depth`` every keypoint
 also gets its depth, sampled in the original depth map (bilinear, nearest next to holes,
 as the depth ground truth does), so that training reads no depth map. Each scene file is
@@ -40,18 +41,14 @@ from tqdm import tqdm
 from .. import settings
 from ..datasets.feature_cache import SIZE_KEYS
 from ..datasets.megadepth import MegaDepth, read_scene_list
-from ..eval.results import (
-    PredictionWriter,
-    config_hash,
-    export_hash_of,
-    predictions_valid,
-)
+from ..eval.results import config_hash
+from ..formats.features import FeatureWriter, export_hash_of, is_complete
 from ..geometry.depth import sample_depth
 from ..models import get_model
 from ..utils.cli import main_wrapper
 from ..utils.conf import as_plain, parse_dotlist
 from ..utils.errors import ConfigError, DataError
-from ..utils.fs import atomic_path, remove_stale_temporaries
+from ..utils.fs import atomic_write_text, remove_stale_temporaries
 from ..utils.tensor import collate
 
 logger = logging.getLogger(__name__)
@@ -299,7 +296,7 @@ def export_scene(
         collate_fn=collate,
     )
     n = 0
-    with PredictionWriter(path, export_hash) as writer:
+    with FeatureWriter(path, export_hash) as writer:
         for item in tqdm(loader, desc=scene, unit="img", leave=False):
             view = {"image": item["image"].to(device)}
             with torch.no_grad():
@@ -318,7 +315,7 @@ def scene_images(data_conf: dict, scene: str) -> list[str]:
     }  # fmt: skip
     split = MegaDepth(conf).get_dataset("train")
     info = split.scenes[scene]
-    return [Path(str(info["image_paths"][i])).name for i in info["valid"]]
+    return [Path(str(info.image_paths[i])).name for i in info.valid]
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -340,7 +337,7 @@ def run(args: argparse.Namespace) -> dict:
     todo, done = [], []
     for scene in scenes:
         path = out_dir / f"{scene}.h5"
-        if predictions_valid(path, export_hash, scene_images(data_conf, scene)):
+        if is_complete(path, export_hash, scene_images(data_conf, scene)):
             done.append(scene)
             continue
         old = export_hash_of(path)
@@ -357,8 +354,8 @@ def run(args: argparse.Namespace) -> dict:
     if todo:
         model = get_model(model_conf["name"])(model_conf).eval().to(device)
         out_dir.mkdir(parents=True, exist_ok=True)
-        with atomic_path(out_dir / "export.json", ".json") as tmp:
-            tmp.write_text(json.dumps({**spec, "hash": export_hash}, indent=2) + "\n")
+        spec_text = json.dumps({**spec, "hash": export_hash}, indent=2) + "\n"
+        atomic_write_text(out_dir / "export.json", spec_text)
         for scene in tqdm(todo, desc="scenes", unit="scene"):
             images += export_scene(
                 scene, data_conf, model, out_dir / f"{scene}.h5", export_hash,

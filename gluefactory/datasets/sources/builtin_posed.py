@@ -28,6 +28,10 @@ import cv2
 import numpy as np
 import torch
 
+from ...formats import posed
+from ...formats.records import Scene, View
+from ...geometry.depth import covisibility, render_depth
+from ...geometry.wrappers import Camera, Pose
 from .builtin_hpatches import load_photo
 from .builtin_render import Quad, look_at, render
 
@@ -71,50 +75,37 @@ def _texture(name: str, max_side: int = 640) -> np.ndarray:
     return img.astype(np.float32) / 255
 
 
-def _write_depth(path: Path, depth: np.ndarray) -> None:
-    import h5py
-
-    with h5py.File(path, "w", track_order=False) as f:
-        f.create_dataset(
-            "depth",
-            data=depth.astype(np.float32),
-            compression="gzip",
-            compression_opts=4,
-            track_times=False,
-        )
-
-
 def _write_image(path: Path, image: np.ndarray) -> None:
     ok = cv2.imwrite(str(path), image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
     if not ok:
         raise OSError(f"could not write {path}")
 
 
-def _view_line(name: str, R, t, w, h, fx, fy, cx, cy) -> str:
-    vals = [*np.asarray(R, np.float64).ravel(), *np.asarray(t, np.float64).ravel()]
-    nums = " ".join(f"{v:.12g}" for v in vals)
-    return f"{name} {nums} PINHOLE {w} {h} {fx:.12g} {fy:.12g} {cx:.12g} {cy:.12g}"
-
-
-def _write_scene(folder: Path, views: list[tuple], pairs: list[tuple[str, str]]):
-    (folder / "images").mkdir(parents=True)
-    (folder / "depths").mkdir()
-    lines = []
+def _write_scene(
+    folder: Path,
+    views: list[tuple],
+    pairs: list[tuple[str, str]],
+    write_image=_write_image,
+) -> None:
+    """Images with ``write_image``, the rest with :func:`gluefactory.formats.posed.write_scene`."""
+    records, depths = {}, {}
+    (folder / posed.IMAGES).mkdir(parents=True)
     for name, image, depth, R, t, K in views:
         h, w = depth.shape
-        _write_image(folder / "images" / name, image)
-        _write_depth(folder / "depths" / (Path(name).stem + ".h5"), depth)
-        lines.append(_view_line(name, R, t, w, h, K[0, 0], K[1, 1], K[0, 2], K[1, 2]))
-    (folder / "views.txt").write_text("\n".join(lines) + "\n")
-    (folder / "pairs.txt").write_text("\n".join(" ".join(p) for p in pairs) + "\n")
+        write_image(folder / posed.IMAGES / name, image)
+        records[name] = View.from_Rt(name, K, R, t, (w, h))
+        depths[name] = depth
+    posed.write_scene(folder, Scene(folder.name, records, list(pairs)), depths)
+
+
+def _write_png(path: Path, image: np.ndarray) -> None:
+    if not cv2.imwrite(str(path), image[..., ::-1]):
+        raise OSError(f"could not write {path}")
 
 
 # --------------------------------------------------------------------- Middlebury
 def middlebury_scene(folder: Path) -> int:
     from skimage.data import stereo_motorcycle
-
-    from ...geometry.depth import render_depth
-    from ...geometry.wrappers import Camera, Pose
 
     left, right, disp = stereo_motorcycle()
     m = MIDDLEBURY
@@ -135,16 +126,7 @@ def middlebury_scene(folder: Path) -> int:
         ("left.png", left, depth0, R, np.zeros(3), K0),
         ("right.png", right, depth1, R, t1, K1),
     ]
-    (folder / "images").mkdir(parents=True)
-    (folder / "depths").mkdir()
-    lines = []
-    for name, image, depth, R_, t_, K in views:
-        if not cv2.imwrite(str(folder / "images" / name), image[..., ::-1]):
-            raise OSError(f"could not write {folder / 'images' / name}")
-        _write_depth(folder / "depths" / (Path(name).stem + ".h5"), depth)
-        lines.append(_view_line(name, R_, t_, w, h, K[0, 0], K[1, 1], K[0, 2], K[1, 2]))
-    (folder / "views.txt").write_text("\n".join(lines) + "\n")
-    (folder / "pairs.txt").write_text("left.png right.png\n")
+    _write_scene(folder, views, [("left.png", "right.png")], _write_png)
     return 1
 
 
@@ -230,29 +212,6 @@ def room_cameras(rng: np.random.Generator, n: int):
     return cams
 
 
-def covisibility(depth0, depth1, R0, t0, R1, t1, K) -> float:
-    """Fraction of view-0 pixels (subsampled) seen unoccluded in view 1."""
-    from ...geometry.depth import project
-    from ...geometry.wrappers import Camera, Pose
-
-    h, w = depth0.shape
-    ys, xs = np.mgrid[4:h:8, 4:w:8]
-    kpts = torch.from_numpy(np.stack([xs.ravel(), ys.ravel()], -1) + 0.5)[None]
-    T0 = Pose.from_Rt(torch.from_numpy(R0), torch.from_numpy(t0))
-    T1 = Pose.from_Rt(torch.from_numpy(R1), torch.from_numpy(t1))
-    cam = Camera.from_calibration_matrix(torch.from_numpy(K), (w, h))[None]
-    _, vis = project(
-        kpts,
-        torch.from_numpy(depth0.astype(np.float64))[None],
-        torch.from_numpy(depth1.astype(np.float64))[None],
-        (T1 @ T0.inv())[None],
-        cam,
-        cam,
-        occlusion_tol=0.02,
-    )
-    return float(vis.double().mean())
-
-
 def select_pairs(
     covis: np.ndarray, angles: np.ndarray, k: int
 ) -> list[tuple[int, int]]:
@@ -290,14 +249,16 @@ def room_scene(
         image = (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
         rendered.append((image, depth))
     n = len(cams)
+    cam = Camera.from_calibration_matrix(torch.from_numpy(K), (w, h))
+    poses = [Pose.from_Rt(torch.from_numpy(R), torch.from_numpy(t)) for R, t in cams]
+    depths = [torch.from_numpy(d.astype(np.float64)) for _, d in rendered]
     covis, angles = np.zeros((n, n)), np.zeros((n, n))
     for i in range(n):
         for j in range(n):
             if i != j:
-                (R0, t0), (R1, t1) = cams[i], cams[j]
-                covis[i, j] = covisibility(
-                    rendered[i][1], rendered[j][1], R0, t0, R1, t1, K
-                )
+                T_ij = poses[j] @ poses[i].inv()
+                covis[i, j] = covisibility(depths[i], depths[j], T_ij, cam, cam)
+                (R0, _), (R1, _) = cams[i], cams[j]
                 cos = (np.trace(R1 @ R0.T) - 1) / 2
                 angles[i, j] = np.rad2deg(np.arccos(np.clip(cos, -1, 1)))
     names = [f"view{i}.jpg" for i in range(n)]

@@ -30,7 +30,6 @@ Command line: ``python -m gluefactory.datasets.sources.download hpatches megadep
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import os
 import shutil
@@ -42,7 +41,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ... import settings
+from ...formats import hpatches, posed
 from ...utils.errors import DataError
+from ...utils.fs import atomic_folder, sha256_of
 from ...utils.http import DownloadError, download, file_lock
 
 logger = logging.getLogger(__name__)
@@ -56,17 +57,16 @@ def _hpatches_problems(folder: Path) -> list[str]:
     seqs = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
     if not seqs:
         return [f"no sequence folder (i_* / v_*) in {folder}"]
-    need = [f"{i}.ppm" for i in range(1, 7)] + [f"H_1_{i}" for i in range(2, 7)]
     problems = []
     for seq in seqs:
-        missing = [f for f in need if not (seq / f).is_file()]
+        missing = hpatches.missing_files(seq)
         if missing:
             problems.append(f"{seq.name}/ lacks {', '.join(missing)}")
     return problems
 
 
 def _posed_problems(folder: Path) -> list[str]:
-    need = ["images", "depths", "views.txt", "pairs.txt"]
+    need = [posed.IMAGES, posed.DEPTHS, posed.VIEWS, posed.PAIRS]
     return [f"missing {folder / n}" for n in need if not (folder / n).exists()]
 
 
@@ -143,12 +143,9 @@ def check_zip(path: Path, sha256: str | None = None) -> str | None:
             if bad is not None:
                 return f"corrupt archive: member {bad!r} fails its CRC check"
         if sha256 is not None:
-            h = hashlib.sha256()
-            with open(path, "rb") as f:
-                while chunk := f.read(1 << 20):
-                    h.update(chunk)
-            if h.hexdigest() != sha256.lower():
-                return f"sha256 {h.hexdigest()[:16]}... differs from {sha256[:16]}..."
+            digest = sha256_of(path)
+            if digest != sha256.lower():
+                return f"sha256 {digest[:16]}... differs from {sha256[:16]}..."
     except (OSError, zipfile.BadZipFile, EOFError, ValueError, zlib.error) as e:
         return f"corrupt archive ({e})"
     return None
@@ -210,8 +207,10 @@ def _unpack(spec: Archive, archive: Path, target: Path) -> None:
     for stale in target.parent.glob(f".{spec.folder}.*"):  # from killed runs
         if stale.is_dir():
             shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{spec.folder}.", dir=target.parent))
-    try:
+    with tempfile.TemporaryDirectory(
+        prefix=f".{spec.folder}.", suffix=".tmp", dir=target.parent
+    ) as stage:
+        tmp = Path(stage)
         try:
             with zipfile.ZipFile(archive) as zf:
                 _extract(zf, tmp, spec.name)
@@ -240,9 +239,8 @@ def _unpack(spec: Archive, archive: Path, target: Path) -> None:
                 f"The archive {spec.address()} does not have the expected layout "
                 f"({shown}). {spec.manual_steps(target.parent)}"
             )
-        os.rename(content, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        with atomic_folder(target) as out:
+            os.rename(content, out)  # onto the empty folder: atomic, same file system
 
 
 def archive_for(path: Path) -> Archive | None:
@@ -252,60 +250,6 @@ def archive_for(path: Path) -> Archive | None:
         if Path(path).resolve() == (root / spec.folder).resolve():
             return spec
     return None
-
-
-def builtin_name(path: Path) -> str | None:
-    """``"hpatches"``/``"posed"`` when ``path`` is ``<data>/builtin/<name>``."""
-    root = (settings.data_root() / BUILTIN_DIR).resolve()
-    path = Path(path).resolve()
-    if path.parent == root and path.name in ("hpatches", "posed"):
-        return path.name
-    return None
-
-
-def refetch_hint(folder: Path) -> str:
-    """How to get a complete copy of ``folder`` again (for incomplete-data errors)."""
-    spec = archive_for(folder)
-    if spec is not None:
-        return (
-            f" Delete {folder} to download it again on next use, or place it by hand: "
-            f"{spec.manual_steps(folder.parent)}"
-        )
-    if builtin_name(folder) is not None:
-        return (
-            " Rebuild it: python -m gluefactory.datasets.sources.builtin build --force "
-            f"{folder.name}"
-        )
-    return ""
-
-
-def resolve_dataset_dir(path: str | os.PathLike, what: str) -> Path:
-    """The folder ``path`` (relative to the data root, or absolute), made available.
-
-    ``builtin/<name>`` is built (or verified) by :func:`~.builtin.ensure_builtin`; the
-    folder of an official archive is downloaded when missing; any other missing folder
-    is a :class:`DataError` naming it.
-    """
-    if path is None or str(path) == "":
-        raise DataError(f"{what}: no data folder configured.")
-    p = Path(path).expanduser()
-    full = p if p.is_absolute() else settings.data_root() / p
-    name = builtin_name(full)
-    if name is not None:
-        from .builtin import ensure_builtin
-
-        return ensure_builtin(name)
-    if full.is_dir():
-        return full
-    spec = archive_for(full)
-    if spec is not None:
-        return ensure_archive(spec.name)
-    raise DataError(
-        f"{what}: data folder {full} does not exist (data root: {settings.data_root()}, "
-        f"set ${settings.DATA_ENV} to change it). "
-        f"Built-in offline sets: builtin/hpatches, builtin/posed; official archives: "
-        f"{', '.join(s.folder for s in ARCHIVES.values())}."
-    )
 
 
 def main(argv: list[str] | None = None) -> int:

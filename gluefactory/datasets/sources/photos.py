@@ -32,6 +32,7 @@ import numpy as np
 
 from ... import settings
 from ...utils.errors import DataError
+from ...utils.fs import atomic_write_bytes, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -116,9 +117,7 @@ def _write_png(path: Path, image: np.ndarray) -> None:
     ok, buf = cv2.imencode(".png", np.ascontiguousarray(image))
     if not ok:  # pragma: no cover
         raise DataError(f"Could not encode {path}.")
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(buf.tobytes())
-    os.replace(tmp, path)
+    atomic_write_bytes(path, buf.tobytes())
 
 
 def skimage_photos() -> dict[str, np.ndarray]:
@@ -190,9 +189,7 @@ def _write_reduced(path: Path, source: Path, long_side: int) -> None:
     ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])
     if not ok:  # pragma: no cover
         raise DataError(f"Could not encode {path}.")
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(buf.tobytes())
-    os.replace(tmp, path)
+    atomic_write_bytes(path, buf.tobytes())
 
 
 def ensure_photos(
@@ -224,12 +221,9 @@ def ensure_photos(
         _write_png(root / f"skimage_{name}.png", image)
     if opencv_doc:
         for p in opencv_doc_photos(opencv_doc):
-            target = root / f"opencv_{p.name}"
-            tmp = target.with_suffix(".tmp")
-            tmp.write_bytes(p.read_bytes())
-            os.replace(tmp, target)
+            atomic_write_bytes(root / f"opencv_{p.name}", p.read_bytes())
     if wallpapers:
         for p in wallpaper_photos(wallpapers):
             _write_reduced(root / _wallpaper_name(p), p, WALLPAPER_SIZE)
-    marker.write_text(want + "\n")
+    atomic_write_text(marker, want + "\n")
     return root

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from ... import settings
 from ...utils.errors import DataError
+from ...utils.fs import atomic_write_text
 
 GB = 1000**3
 MIRROR_ENV = "GLUEFACTORY_DATA_MIRROR"
@@ -123,7 +124,7 @@ def fetch_archives(
                     f"{archive}: {reason}; deleted, run again to re-download."
                 )
         _extract(archive, dest)
-        marker.write_text(url + "\n")
+        atomic_write_text(marker, url + "\n")
         if not keep_archives:
             archive.unlink()
         done.append(marker)
