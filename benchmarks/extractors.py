@@ -1,7 +1,7 @@
 """CPU speed of our extractors next to their reference implementations.
 
-    python benchmarks/extractors.py [--sizes 640x480 1024] [--runs 5] [--threads 2]
-                                    [--only xfeat sift ...] [--output table.md]
+    python -m benchmarks.extractors [--sizes 640x480 1024] [--runs 5] [--threads 2]
+                                    [--only xfeat sift ...] [--output FILE]
 
 For each extractor, milliseconds per image (median of ``--runs`` after a warm-up
 call; ours and the reference alternate so that both see the same machine load) on a
@@ -25,32 +25,15 @@ and xfeat. Extractors whose module or weights are missing are reported and skipp
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import statistics
-import subprocess
 import sys
-import time
-from collections.abc import Callable
-from datetime import date
+from functools import partial
 
 import numpy as np
 import torch
 
+from .common import emit, host, load_average, set_threads, table, time_alternately
+
 NUM_KPTS = 2048
-
-
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(
-            ["lscpu"], capture_output=True, text=True, check=True
-        ).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def load_image(size: str) -> torch.Tensor:
@@ -67,31 +50,6 @@ def load_image(size: str) -> torch.Tensor:
         w2, h2 = round(w * s), round(h * s)
     img = cv2.resize(img, (w2, h2), interpolation=cv2.INTER_AREA)
     return torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
-
-
-def time_pair(
-    ours: Callable[[torch.Tensor], object],
-    ref: Callable[[torch.Tensor], object] | None,
-    image: torch.Tensor,
-    runs: int,
-) -> tuple[float, float | None]:
-    """Median ms of ``ours(image)`` and ``ref(image)``, called alternately after one
-    warm-up each."""
-    with torch.inference_mode():
-        ours(image)  # warm-up
-        if ref is not None:
-            ref(image)
-        t_ours, t_ref = [], []
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            ours(image)
-            t_ours.append(time.perf_counter() - t0)
-            if ref is not None:
-                t0 = time.perf_counter()
-                ref(image)
-                t_ref.append(time.perf_counter() - t0)
-    med_ref = statistics.median(t_ref) * 1e3 if t_ref else None
-    return statistics.median(t_ours) * 1e3, med_ref
 
 
 # ----------------------------------------------------------------------- extractors
@@ -202,25 +160,10 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--only", nargs="+", choices=list(EXTRACTORS), default=None)
     parser.add_argument("--output", default=None, help="also write the table here")
     args = parser.parse_args(argv)
-
-    import cv2
-
-    torch.set_num_threads(args.threads)
-    cv2.setNumThreads(args.threads)
-    images = {s: load_image(s) for s in args.sizes}
-
-    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
-    lines = [
-        f"CPU: {cpu_name()} ({os.cpu_count()} cores), {args.threads} threads (torch "
-        f"and OpenCV), torch {torch.__version__}, OpenCV {cv2.__version__}, "
-        f"{date.today()}; median of {args.runs} runs; {NUM_KPTS} keypoints max; "
-        f"load average at start {load}.",
-        "",
-        "| extractor | size (WxH) | ours (ms) | reference | reference (ms) | ratio |",
-        "|---|---|---|---|---|---|",
-    ]
-    print("\n".join(lines), flush=True)
-    skipped = []
+    set_threads(args.threads)
+    images = [load_image(s) for s in args.sizes]
+    print(f"load average at start {load_average()}", file=sys.stderr, flush=True)
+    rows, skipped = [], []
     for key in args.only or EXTRACTORS:
         label, build = EXTRACTORS[key]
         try:
@@ -229,30 +172,32 @@ def main(argv: list[str] | None = None) -> str:
             skipped.append(
                 f"{label}: skipped ({type(e).__name__}: {e})".splitlines()[0]
             )
-            print(skipped[-1], file=sys.stderr, flush=True)
             continue
-        for img in images.values():
-            t_ours, t_ref = time_pair(ours, ref, img, args.runs)
-            shape = f"{img.shape[-1]}x{img.shape[-2]}"
-            if t_ref is None:
-                row = f"| {label} | {shape} | {t_ours:.1f} | {REFERENCE[key]} | - | - |"
-            else:
-                row = (
-                    f"| {label} | {shape} | {t_ours:.1f} | {REFERENCE[key]} | "
-                    f"{t_ref:.1f} | {t_ours / t_ref:.2f} |"
-                )
-            lines.append(row)
-            print(row, flush=True)
-    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
-    lines += ["", f"Load average at the end: {load}."]
-    print(lines[-1], flush=True)
-    if skipped:
-        lines += ["", *skipped]
-    table = "\n".join(lines)
-    if args.output:
-        with open(args.output, "w") as f:
-            f.write(table + "\n")
-    return table
+        for img in images:
+            with torch.inference_mode():
+                fns = {"ours": partial(ours, img), "ref": ref and partial(ref, img)}
+                t = time_alternately(fns, args.runs)
+            o, r = t["ours"].median * 1e3, t["ref"] and t["ref"].median * 1e3
+            rows.append((label, f"{img.shape[-1]}x{img.shape[-2]}", f"{o:.1f}",
+                         REFERENCE[key], f"{r:.1f}" if r else "-",
+                         f"{o / r:.2f}" if r else "-"))  # fmt: skip
+            print(*rows[-1], sep=" | ", file=sys.stderr, flush=True)
+    head = [
+        "extractor",
+        "size (WxH)",
+        "ours (ms)",
+        "reference",
+        "reference (ms)",
+        "ratio",
+    ]
+    return emit(
+        f"CPU: {host(args.threads)} (torch and OpenCV); median of {args.runs} runs; "
+        f"{NUM_KPTS} keypoints max; load average at start {load_average()}.\n\n"
+        + table(head, rows)
+        + f"\n\nLoad average at the end: {load_average()}.\n"
+        + "".join(f"\n{s}" for s in skipped),
+        args.output,
+    )
 
 
 if __name__ == "__main__":
