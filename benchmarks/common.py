@@ -168,7 +168,7 @@ def peer_python(peer: Path) -> str:
     """The interpreter of a ``build_peer.sh`` build."""
     python = peer / "venv" / "bin" / "python"
     if not python.exists():
-        raise SystemExit(f"No peer build in {peer}: run shared/peer/build_peer.sh.")
+        raise SystemExit(f"No peer build in {peer}: run build_peer.sh first.")
     return str(python)
 
 

@@ -3,9 +3,9 @@
     python -m benchmarks.peer --peer PEER [--only eval train] [--confs CONF ...]
                               [--steps 12] [--warmup 2] [--threads 2] [--output FILE]
 
-The peer is upstream glue-factory built on the CPU by ``shared/peer/build_peer.sh GF_GIT
-LG_GIT PEER`` (its own venv, ``data/`` and ``outputs/`` in ``PEER/glue-factory``, the
-official weights under ``PEER/torch_home``). Nothing of it is imported here: both
+The peer is upstream glue-factory built on the CPU by ``build_peer.sh GF_GIT LG_GIT
+PEER`` (outside this repository: its own venv, ``data/`` and ``outputs/`` in
+``PEER/glue-factory``, the official weights under ``PEER/torch_home``). Nothing of it is imported here: both
 libraries run through their own command lines under the same driver
 (:mod:`benchmarks.peer_driver`: wall, CPU and model time, optimizer steps, peak RSS).
 
