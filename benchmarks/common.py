@@ -85,9 +85,11 @@ def time_alternately(
     fns: Mapping[str, Callable[[], object] | None],
     runs: int,
     sync: Callable[[], None] = lambda: None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, Timing | None]:
     """Time each function ``runs`` times after one warm-up call each, called in turn so
-    that all see the same machine load; a ``None`` function gives ``None``."""
+    that all see the same machine load; a ``None`` function gives ``None``. ``clock``:
+    wall time by default, ``time.process_time`` for the CPU time of this process."""
     live = {k: f for k, f in fns.items() if f is not None}
     times: dict[str, list[float]] = {k: [] for k in live}
     for f in live.values():
@@ -95,10 +97,10 @@ def time_alternately(
     for _ in range(runs):
         for k, f in live.items():
             sync()
-            t0 = time.perf_counter()
+            t0 = clock()
             f()
             sync()
-            times[k].append(time.perf_counter() - t0)
+            times[k].append(clock() - t0)
     return {k: Timing.of(times[k]) if k in live else None for k in fns}
 
 
@@ -216,30 +218,33 @@ STEP_PARTS = (
 )
 
 
-def step_parts(model, data: dict, opt, cast=None) -> dict[str, float]:
+def step_parts(
+    model, data: dict, opt, cast=None, clock: Callable[[], float] = time.perf_counter
+) -> dict[str, float]:
     """One training step of a ``two_view_pipeline`` (frozen extractor), timed part by
-    part (seconds, :data:`STEP_PARTS`); gradients clipped at 1 as in the trainer."""
+    part (seconds of ``clock``, :data:`STEP_PARTS`); gradients clipped at 1 as in the
+    trainer; ``cast``: an autocast context."""
     import contextlib
 
     import torch
 
-    marks = [time.perf_counter()]
+    marks = [clock()]
     with cast or contextlib.nullcontext():
         with torch.no_grad():
             pred = {f"{k}{i}": v for i in (0, 1)
                     for k, v in model.extract_view(data, i).items()}  # fmt: skip
-        marks.append(time.perf_counter())
+        marks.append(clock())
         pred = {**pred, **model.matcher({**data, **pred})}
-        marks.append(time.perf_counter())
+        marks.append(clock())
         pred = model._with_ground_truth(data, pred)
-        marks.append(time.perf_counter())
+        marks.append(clock())
         loss = model.matcher.loss(pred, {**pred, **data})[0]["total"].float().mean()
-        marks.append(time.perf_counter())
+        marks.append(clock())
     loss.backward()
-    marks.append(time.perf_counter())
+    marks.append(clock())
     params = [p for g in opt.param_groups for p in g["params"]]
     torch.nn.utils.clip_grad_norm_(params, 1.0)
     opt.step()
     opt.zero_grad(set_to_none=True)
-    marks.append(time.perf_counter())
+    marks.append(clock())
     return {k: b - a for k, a, b in zip(STEP_PARTS, marks, marks[1:])}

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -37,7 +36,7 @@ import h5py
 import numpy as np
 import torch
 
-from .common import REPO, emit, host, set_threads, table
+from .common import emit, host, set_threads, step_parts, table, time_alternately
 
 LONG = 1600
 
@@ -90,44 +89,38 @@ def md_conf(resize: int, cache: str | None, read_image: bool, k: int) -> dict:
 
 
 def time_items(conf: dict, n: int) -> float:
+    """Median CPU milliseconds of ``__getitem__`` of the pair (after a warm-up)."""
     from gluefactory.datasets import get_dataset
 
     split = get_dataset("megadepth")(conf).get_dataset("train")
-    split[0]  # warm-up (file handles, imports)
-    times = []
-    for _ in range(n):
-        t0 = time.process_time()
-        split[0]
-        times.append(time.process_time() - t0)
-    return statistics.median(times) * 1e3
+    return (
+        1e3
+        * time_alternately({"item": lambda: split[0]}, n, clock=time.process_time)[
+            "item"
+        ].median
+    )
 
 
 def time_steps(conf_data: dict, cached: bool, k: int, steps: int) -> float:
-    from omegaconf import OmegaConf
-
+    """Median CPU seconds of a training step of xfeat+lightglue_megadepth (batch 1,
+    data included), live or from the cache (``allow_no_extract``)."""
     from gluefactory.datasets import get_dataset
     from gluefactory.models import get_model
+    from gluefactory.utils.conf import compose
     from gluefactory.utils.tensor import collate
 
-    cfg = OmegaConf.load(REPO / "gluefactory/configs/xfeat+lightglue_megadepth.yaml")
-    model_conf = OmegaConf.to_container(cfg.model)
-    model_conf["extractor"]["max_num_keypoints"] = k
-    model_conf["allow_no_extract"] = cached
-    model = get_model("two_view_pipeline")(model_conf).train()
+    conf = compose("xfeat+lightglue_megadepth", [
+        f"model.extractor.max_num_keypoints={k}", f"model.allow_no_extract={cached}"])  # fmt: skip
+    model = get_model("two_view_pipeline")(conf.model).train()
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], 1e-4)
     split = get_dataset("megadepth")(conf_data).get_dataset("train")
-    times = []
-    for s in range(steps + 1):
-        t0 = time.process_time()
-        batch = collate([split[0]])
-        pred = model(batch)
-        losses, _ = model.loss(pred, batch)
-        opt.zero_grad()
-        losses["total"].mean().backward()
-        opt.step()
-        if s:  # first step: warm-up
-            times.append(time.process_time() - t0)
-    return statistics.median(times)
+
+    def step():
+        step_parts(model, collate([split[0]]), opt, clock=time.process_time)
+
+    return time_alternately({"step": step}, steps, clock=time.process_time)[
+        "step"
+    ].median
 
 
 def main(argv: list[str] | None = None) -> None:
