@@ -53,103 +53,71 @@ def load_image(size: str) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------- extractors
-def build_aliked():
-    import kornia.feature as KF
-
+def ours(name: str, **conf):
+    """Our extractor ``name`` (eval mode) as a function of the image."""
     from gluefactory.models import get_model
-    from gluefactory.weights import load_weights
 
-    conf = {"model_name": "aliked-n16", "max_num_keypoints": NUM_KPTS}
-    ours = get_model("extractors.aliked")({**conf, "detection_threshold": 0.0}).eval()
-    ref = KF.ALIKED("aliked-n16", max_num_keypoints=NUM_KPTS, detection_threshold=0.0)
-    ref.load_state_dict(load_weights("aliked-n16"), strict=False)
-    ref.eval()
-    return lambda x: ours({"image": x}), lambda x: ref(x)
-
-
-def build_disk():
-    import kornia.feature as KF
-
-    from gluefactory.models import get_model
-    from gluefactory.weights import load_weights
-
-    ours = get_model("extractors.disk")(
-        {"max_num_keypoints": NUM_KPTS, "detection_threshold": 0.0}
+    torch.manual_seed(0)  # random weights (SuperPoint-open) are always the same
+    model = get_model(f"extractors.{name}")(
+        {"max_num_keypoints": NUM_KPTS, **conf}
     ).eval()
-    ref = KF.DISK(desc_dim=128)
-    ref.load_state_dict(load_weights("disk-depth")["extractor"])
-    ref.eval()
-    return (
-        lambda x: ours({"image": x}),
-        lambda x: ref(x, n=NUM_KPTS, window_size=5, pad_if_not_divisible=True),
-    )
+    return lambda x: model({"image": x})
 
 
-def build_xfeat():
+def kornia_ref(name: str):
+    """kornia 0.9.0's extractor on the same weight file, as a function of the image."""
     import kornia.feature as KF
 
-    from gluefactory.models import get_model
     from gluefactory.weights import load_weights
 
-    ours = get_model("extractors.xfeat")({"max_num_keypoints": NUM_KPTS}).eval()
+    if name == "aliked":
+        ref = KF.ALIKED(
+            "aliked-n16", max_num_keypoints=NUM_KPTS, detection_threshold=0.0
+        )
+        ref.load_state_dict(load_weights("aliked-n16"), strict=False)
+        return ref.eval()
+    if name == "disk":
+        ref = KF.DISK(desc_dim=128)
+        ref.load_state_dict(load_weights("disk-depth")["extractor"])
+        return lambda x: ref.eval()(
+            x, n=NUM_KPTS, window_size=5, pad_if_not_divisible=True
+        )
     ref = KF.XFeat(top_k=NUM_KPTS, detection_threshold=0.05)
     ref.net.load_state_dict(load_weights("xfeat"))
-    ref.eval()
-    return lambda x: ours({"image": x}), lambda x: ref.detectAndCompute(x)
+    return ref.eval().detectAndCompute
 
 
-def build_sift(nms_radius: int | None):
-    """Ours vs the plain OpenCV call doing the same detection: with ``nms_radius``
-    None OpenCV caps the count (``nfeatures``); with an NMS we describe every
-    detection (``nfeatures=0``) and keep the best after the NMS."""
+def opencv_sift(nms_radius: int | None):
+    """The plain OpenCV call doing our SIFT's detection: with ``nms_radius`` None OpenCV
+    caps the count (``nfeatures``); with an NMS we describe every detection
+    (``nfeatures=0``) and keep the best after the NMS."""
     import cv2
 
-    from gluefactory.models import get_model
+    ref = cv2.SIFT_create(nfeatures=NUM_KPTS if nms_radius is None else 0,
+                          nOctaveLayers=3, contrastThreshold=0.02, edgeThreshold=10,
+                          enable_precise_upscale=True)  # fmt: skip
 
-    conf = {"max_num_keypoints": NUM_KPTS, "nms_radius": nms_radius}
-    ours = get_model("extractors.sift")(conf)
-    ref = cv2.SIFT_create(
-        nfeatures=NUM_KPTS if nms_radius is None else 0,
-        nOctaveLayers=3,
-        contrastThreshold=0.02,
-        edgeThreshold=10,
-        enable_precise_upscale=True,
-    )
-
-    def run_ref(x: torch.Tensor):
+    def run(x: torch.Tensor):
         rgb = (x[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-        grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-        return ref.detectAndCompute(grey, None)
+        return ref.detectAndCompute(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), None)
 
-    return lambda x: ours({"image": x}), run_ref
-
-
-def build_superpoint_open():
-    from gluefactory.models import get_model
-
-    torch.manual_seed(0)
-    ours = get_model("extractors.superpoint_open")(
-        {"weights": None, "max_num_keypoints": NUM_KPTS}
-    ).eval()
-    return lambda x: ours({"image": x}), None
+    return run
 
 
+#: key -> (label, (ours, reference) builder, reference label)
 EXTRACTORS = {
-    "aliked": ("ALIKED n16", build_aliked),
-    "disk": ("DISK", build_disk),
-    "xfeat": ("XFeat", build_xfeat),
-    "sift": ("SIFT (OpenCV, nms_radius None)", lambda: build_sift(None)),
-    "sift_nms": ("SIFT (OpenCV, nms_radius 0: default)", lambda: build_sift(0)),
-    "superpoint_open": ("SuperPoint-open (random weights)", build_superpoint_open),
-}
-REFERENCE = {
-    "aliked": "kornia 0.9.0 ALIKED",
-    "disk": "kornia 0.9.0 DISK",
-    "xfeat": "kornia 0.9.0 XFeat",
-    "sift": "cv2 SIFT (nfeatures=2048)",
-    "sift_nms": "cv2 SIFT (nfeatures=0)",
-    "superpoint_open": "no reference",
-}
+    "aliked": ("ALIKED n16", lambda: (ours("aliked", model_name="aliked-n16",
+               detection_threshold=0.0), kornia_ref("aliked")), "kornia 0.9.0 ALIKED"),
+    "disk": ("DISK", lambda: (ours("disk", detection_threshold=0.0), kornia_ref("disk")),
+             "kornia 0.9.0 DISK"),
+    "xfeat": ("XFeat", lambda: (ours("xfeat"), kornia_ref("xfeat")), "kornia 0.9.0 XFeat"),
+    "sift": ("SIFT (OpenCV, nms_radius None)", lambda: (ours("sift", nms_radius=None),
+             opencv_sift(None)), "cv2 SIFT (nfeatures=2048)"),
+    "sift_nms": ("SIFT (OpenCV, nms_radius 0: default)", lambda: (ours("sift",
+                 nms_radius=0), opencv_sift(0)), "cv2 SIFT (nfeatures=0)"),
+    "superpoint_open": ("SuperPoint-open (random weights)", lambda: (
+        ours("superpoint_open", weights=None), None), "no reference"),
+}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> str:
@@ -165,7 +133,7 @@ def main(argv: list[str] | None = None) -> str:
     print(f"load average at start {load_average()}", file=sys.stderr, flush=True)
     rows, skipped = [], []
     for key in args.only or EXTRACTORS:
-        label, build = EXTRACTORS[key]
+        label, build, reference = EXTRACTORS[key]
         try:
             ours, ref = build()
         except Exception as e:  # missing module or weights: report and go on
@@ -179,7 +147,7 @@ def main(argv: list[str] | None = None) -> str:
                 t = time_alternately(fns, args.runs)
             o, r = t["ours"].median * 1e3, t["ref"] and t["ref"].median * 1e3
             rows.append((label, f"{img.shape[-1]}x{img.shape[-2]}", f"{o:.1f}",
-                         REFERENCE[key], f"{r:.1f}" if r else "-",
+                         reference, f"{r:.1f}" if r else "-",
                          f"{o / r:.2f}" if r else "-"))  # fmt: skip
             print(*rows[-1], sep=" | ", file=sys.stderr, flush=True)
     head = [

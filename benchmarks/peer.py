@@ -151,9 +151,14 @@ def fmt(v) -> str:
     return f"{v:.4f}" if isinstance(v, float) and abs(v) < 10 else f"{v:.1f}"
 
 
-def time_rows(o: dict, p: dict, rows: list[tuple[str, float, float]]) -> str:
-    return table(["time", "ours (s)", "upstream (s)", "ratio ours / upstream"],
-                 [(n, f"{a:.1f}", f"{b:.1f}", f"{a / b:.2f}") for n, a, b in rows])  # fmt: skip
+def ratio_table(head: list[str], rows: list[tuple[str, float, float]]) -> str:
+    """Rows of (name, ours, upstream) with their ratio; seconds to 0.1 (steps to 0.01),
+    MB to 1."""
+    fmt = lambda n, v: (
+        f"{v:.0f}" if "MB" in n else f"{v:.2f}" if "step" in n else f"{v:.1f}"
+    )  # noqa: E731
+    return table([*head, "ratio ours / upstream"],
+                 [(n, fmt(n, a), fmt(n, b), f"{a / b:.2f}") for n, a, b in rows])  # fmt: skip
 
 
 def eval_tables(conf: str, runs: dict) -> str:
@@ -183,7 +188,7 @@ def eval_tables(conf: str, runs: dict) -> str:
     if agree:
         parts += ["\nPer pair (same pair order), |ours - upstream|:\n", table(
             ["per-pair metric", "pairs", "non-finite in either", "median", "max"], agree)]  # fmt: skip
-    parts += ["", time_rows(ro, rp, [
+    parts += ["", ratio_table(["time", "ours (s)", "upstream (s)"], [
         ("process wall (start to exit)", ro["wall_s"], rp["wall_s"]),
         ("models' forward (outermost nn.Module calls)", ro["model_s"], rp["model_s"]),
         ("rest (imports, data, metrics, RANSAC, files)",
@@ -235,12 +240,8 @@ def train_table(args, runs: dict) -> str:
         f"Training step, ALIKED-n16 (frozen) + LightGlue 9 x 256-D x 4 heads, batch "
         f"{args.batch}, 640 x 480, {args.keypoints} keypoints, {len(so)} / {len(sp)} "
         f"steps timed after {args.warmup}:\n\n"
-        + table(
-            ["measure", "ours", "upstream", "ratio ours / upstream"],
-            [(n, f"{a:.2f}", f"{b:.2f}", f"{a / b:.2f}") for n, a, b in rows]
-            + [("optimizer steps run", len(o["steps"]), len(p["steps"]), "")],
-        )  # fmt: skip
-        + "\n"
+        + ratio_table(["measure", "ours", "upstream"], rows)
+        + f"\n| optimizer steps run | {len(o['steps'])} | {len(p['steps'])} | |\n"
     )
 
 
