@@ -1,4 +1,5 @@
-"""What the benchmark scripts share: the host line, timing, tables, the peer runner.
+"""What the benchmark scripts share: the host line, timing (min / median / max), markdown
+tables, fresh processes, a training step timed part by part, and the peer runner.
 
 The peer runner runs ``python peer_driver.py TARGET ARGS`` with any interpreter (ours, or
 upstream glue-factory's venv) and returns what the driver measured: wall, CPU and model
