@@ -40,18 +40,13 @@ def features(device: str) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor
     same numbers), descriptors and (w, h) of the two views, sorted by score."""
     from skimage.data import stereo_motorcycle
 
-    from gluefactory.weights import load_weights
+    from .extractors import kornia_ref
 
     left, right, _ = stereo_motorcycle()
     try:
-        import kornia.feature as kf
+        net = kornia_ref("aliked")  # top-2048, threshold 0
     except ImportError:
         return synthetic(left.shape[1], left.shape[0])
-    net = kf.ALIKED(
-        model_name="aliked-n16", max_num_keypoints=MAX_KPTS, detection_threshold=0
-    )
-    net.load_state_dict(load_weights("aliked-n16"), strict=False)
-    net.eval()
     out = []
     with torch.inference_mode():
         for img in (left, right):
