@@ -1,7 +1,7 @@
 """Speed of the evaluation pipeline on the built-in HPatches-format set.
 
-    python benchmarks/evaluation.py [--conf xfeat+lighterglue-official] [--threads 2]
-                                    [--data data.data_dir=builtin/hpatches] [--output t.md]
+    python -m benchmarks.evaluation [--conf xfeat+lighterglue-official] [--threads 2]
+                                    [--data data.data_dir=builtin/hpatches] [--output FILE]
 
 Measures, in a temporary outputs folder (the data root is the usual one, where the
 built-in set is built on first use):
@@ -24,12 +24,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+
+from .common import emit, host, table
 
 
 def _read_timings(out: Path) -> dict:
@@ -122,19 +123,11 @@ def main(argv: list[str] | None = None) -> None:
             f"{tim4['sweep_s']:.1f} s",
         ),
     ]
-    width = max(len(r[0]) for r in rows)
-    lines = [
+    emit(
         f"Evaluation pipeline speed: {args.conf}, {' '.join(args.data)}, "
-        f"{args.threads} threads, torch {torch.__version__}, Python {sys.version.split()[0]}",
-        "",
-        f"| {'measure':<{width}} | value |",
-        f"|{'-' * (width + 2)}|-------|",
-        *(f"| {k:<{width}} | {v} |" for k, v in rows),
-    ]
-    text = "\n".join(lines)
-    print(text)
-    if args.output:
-        args.output.write_text(text + "\n")
+        f"{host(args.threads)}\n\n" + table(["measure", "value"], rows),
+        args.output,
+    )
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
 """What feature caching saves: MegaDepth items and a training step, cache vs live.
 
-    python benchmarks/feature_cache.py [--items 20] [--steps 4] [--keypoints 512]
-                                       [--resize 1024] [--threads 2] [--output table.md]
+    python -m benchmarks.feature_cache [--items 20] [--steps 4] [--keypoints 512]
+                                       [--resize 1024] [--threads 1] [--output FILE]
 
 Builds a MegaDepth-layout scene in a temporary data root from the real Middlebury
-Motorcycle pair (scikit-image), upscaled to MegaDepth's typical 1600 px JPEGs with
+Motorcycle pair (scikit-image; the built-in posed scene, converted), upscaled to MegaDepth's typical 1600 px JPEGs with
 matching depth maps (h5) and intrinsics, exports it with
 ``python -m gluefactory.scripts.export_megadepth --method xfeat --export_sparse_depth``
 and then reports:
@@ -26,10 +26,7 @@ other jobs, the CPU time what this code costs.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
-import platform
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -39,30 +36,17 @@ import h5py
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+from .common import emit, host, set_threads, step_parts, table, time_alternately
+
 LONG = 1600
 
 
 def build_tree(root: Path) -> Path:
     """<root>/megadepth: the Motorcycle pair at 1600 px (JPEG), MegaDepth layout."""
-    from skimage.data import stereo_motorcycle
-
+    from gluefactory.datasets.sources.builtin_posed import middlebury_scene
     from gluefactory.datasets.sources.megadepth_convert import convert
 
-    spec = importlib.util.spec_from_file_location(
-        "pm", REPO / "tests" / "datasets" / "posed_motorcycle.py"
-    )
-    pm = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(pm)
-    left, right, disp = stereo_motorcycle()
-
-    def t(im):
-        return torch.from_numpy(im).permute(2, 0, 1)[None].float() / 255
-
-    m = {"image0": t(left), "image1": t(right),
-         "disparity": torch.from_numpy(disp.astype(np.float32)), "f": 994.978,
-         "cx": 311.193, "cy": 254.877, "doffs": 31.086, "baseline": 193.001}  # fmt: skip
-    pm.write_posed_motorcycle(root / "posed", m)
+    middlebury_scene(root / "posed" / "motorcycle")
     dst = root / "megadepth"
     convert(root / "posed", dst, stride=8)
     info_path = dst / "scene_info" / "motorcycle.npz"
@@ -72,29 +56,22 @@ def build_tree(root: Path) -> Path:
         src = dst / str(rel)
         im = cv2.imread(str(src))
         h, w = im.shape[:2]
-        s = LONG / max(h, w)
-        size = (round(w * s), round(h * s))
+        size = (round(w * LONG / max(h, w)), round(h * LONG / max(h, w)))
         new = Path(str(rel)).with_suffix(".jpg")
-        cv2.imwrite(
-            str(dst / new), cv2.resize(im, size, interpolation=cv2.INTER_CUBIC),
-            [cv2.IMWRITE_JPEG_QUALITY, 95],
-        )  # fmt: skip
+        im = cv2.resize(im, size, interpolation=cv2.INTER_CUBIC)
+        cv2.imwrite(str(dst / new), im, [cv2.IMWRITE_JPEG_QUALITY, 95])
         src.unlink()
         dpath = dst / str(info["depth_paths"][k])
         with h5py.File(dpath, "r") as f:
-            d = f["depth"][()]
-        d = cv2.resize(d, size, interpolation=cv2.INTER_NEAREST)
+            d = cv2.resize(f["depth"][()], size, interpolation=cv2.INTER_NEAREST)
         with h5py.File(dpath.with_name(new.stem + ".h5"), "w") as f:
             f.create_dataset("depth", data=d)
-        K = info["intrinsics"][k].copy()
-        K[0] *= size[0] / w
-        K[1] *= size[1] / h
-        info["intrinsics"][k] = K
+        info["intrinsics"][k][:2] *= np.array([[size[0] / w], [size[1] / h]])
         paths.append(str(new))
     info["image_paths"] = np.array(paths, dtype=object)
     np.savez(info_path, **info)
-    (dst / "pairs.txt").write_text(" ".join(f"motorcycle/images/{Path(p).name}"
-                                            for p in paths) + "\n")  # fmt: skip
+    names = " ".join(f"motorcycle/images/{Path(p).name}" for p in paths)
+    (dst / "pairs.txt").write_text(names + "\n")
     return dst
 
 
@@ -112,47 +89,41 @@ def md_conf(resize: int, cache: str | None, read_image: bool, k: int) -> dict:
 
 
 def time_items(conf: dict, n: int) -> float:
+    """Median CPU milliseconds of ``__getitem__`` of the pair (after a warm-up)."""
     from gluefactory.datasets import get_dataset
 
     split = get_dataset("megadepth")(conf).get_dataset("train")
-    split[0]  # warm-up (file handles, imports)
-    times = []
-    for _ in range(n):
-        t0 = time.process_time()
-        split[0]
-        times.append(time.process_time() - t0)
-    return statistics.median(times) * 1e3
+    return (
+        1e3
+        * time_alternately({"item": lambda: split[0]}, n, clock=time.process_time)[
+            "item"
+        ].median
+    )
 
 
 def time_steps(conf_data: dict, cached: bool, k: int, steps: int) -> float:
-    from omegaconf import OmegaConf
-
+    """Median CPU seconds of a training step of xfeat+lightglue_megadepth (batch 1,
+    data included), live or from the cache (``allow_no_extract``)."""
     from gluefactory.datasets import get_dataset
     from gluefactory.models import get_model
+    from gluefactory.utils.conf import compose
     from gluefactory.utils.tensor import collate
 
-    cfg = OmegaConf.load(REPO / "gluefactory/configs/xfeat+lightglue_megadepth.yaml")
-    model_conf = OmegaConf.to_container(cfg.model)
-    model_conf["extractor"]["max_num_keypoints"] = k
-    model_conf["allow_no_extract"] = cached
-    model = get_model("two_view_pipeline")(model_conf).train()
+    conf = compose("xfeat+lightglue_megadepth", [
+        f"model.extractor.max_num_keypoints={k}", f"model.allow_no_extract={cached}"])  # fmt: skip
+    model = get_model("two_view_pipeline")(conf.model).train()
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], 1e-4)
     split = get_dataset("megadepth")(conf_data).get_dataset("train")
-    times = []
-    for s in range(steps + 1):
-        t0 = time.process_time()
-        batch = collate([split[0]])
-        pred = model(batch)
-        losses, _ = model.loss(pred, batch)
-        opt.zero_grad()
-        losses["total"].mean().backward()
-        opt.step()
-        if s:  # first step: warm-up
-            times.append(time.process_time() - t0)
-    return statistics.median(times)
+
+    def step():
+        step_parts(model, collate([split[0]]), opt, clock=time.process_time)
+
+    return time_alternately({"step": step}, steps, clock=time.process_time)[
+        "step"
+    ].median
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--items", type=int, default=20)
     p.add_argument("--steps", type=int, default=4)
@@ -160,54 +131,36 @@ def main() -> None:
     p.add_argument("--resize", type=int, default=1024)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--output", default=None)
-    args = p.parse_args()
-    torch.set_num_threads(args.threads)
-    cv2.setNumThreads(args.threads)
+    args = p.parse_args(argv)
+    set_threads(args.threads)
+    r, k, kk = args.resize, 2048, args.keypoints
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["GLUEFACTORY_DATA"] = tmp
         build_tree(Path(tmp))
         from gluefactory.scripts import export_megadepth
 
-        k = 2048
-        export_megadepth.main(
-            ["--method", "xfeat", "--export_sparse_depth", "data.data_dir=megadepth",
-             f"data.preprocessing.resize={args.resize}"]
-        )  # fmt: skip
-        cache = f"exports/megadepth-undist-depth-r{args.resize}_XFeat-k{k}"
-        rows = [
-            ("live (image + depth decoded)", md_conf(args.resize, None, True, k)),
-            ("cache, read_image: true (#124)", md_conf(args.resize, cache, True, k)),
-            ("cache, read_image: false", md_conf(args.resize, cache, False, k)),
-        ]
-        items = [(name, time_items(c, args.items)) for name, c in rows]
-        kk = args.keypoints
-        steps = [
-            ("live XFeat", time_steps(md_conf(args.resize, None, True, kk),
-                                      False, kk, args.steps)),
-            ("cache, read_image: false", time_steps(
-                md_conf(args.resize, cache, False, kk), True, kk, args.steps)),
+        export_megadepth.main(["--method", "xfeat", "--export_sparse_depth",
+                               "data.data_dir=megadepth", f"data.preprocessing.resize={r}"])  # fmt: skip
+        cache = f"exports/megadepth-undist-depth-r{r}_XFeat-k{k}"
+        items = [
+            ("live (image + depth decoded)", time_items(md_conf(r, None, True, k), args.items)),
+            ("cache, read_image: true (#124)", time_items(md_conf(r, cache, True, k), args.items)),
+            ("cache, read_image: false", time_items(md_conf(r, cache, False, k), args.items)),
         ]  # fmt: skip
-    lines = [
-        f"Machine: {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} cores, torch threads {args.threads}; pair of "
-        f"{LONG} px JPEGs, long side {args.resize}.",
-        "",
-        "| megadepth item (pair) | CPU ms | vs live |",
-        "|---|---:|---:|",
-    ]
-    base = items[0][1]
-    lines += [f"| {n} | {t:.1f} | {base / t:.1f}x |" for n, t in items]
-    lines += [
-        "",
-        f"| training step (batch 1, {kk} keypoints) | CPU s | vs live |",
-        "|---|---:|---:|",
-    ]
-    base = steps[0][1]
-    lines += [f"| {n} | {t:.2f} | {base / t:.1f}x |" for n, t in steps]
-    text = "\n".join(lines)
-    print(text)
-    if args.output:
-        Path(args.output).write_text(text + "\n")
+        steps = [
+            ("live XFeat", time_steps(md_conf(r, None, True, kk), False, kk, args.steps)),
+            ("cache, read_image: false",
+             time_steps(md_conf(r, cache, False, kk), True, kk, args.steps)),
+        ]  # fmt: skip
+    emit(
+        f"{host(args.threads)}; pair of {LONG} px JPEGs, long side {r}.\n\n"
+        + table(["megadepth item (pair)", "CPU ms", "vs live"],
+                [(n, f"{t:.1f}", f"{items[0][1] / t:.1f}x") for n, t in items])
+        + "\n\n"
+        + table([f"training step (batch 1, {kk} keypoints)", "CPU s", "vs live"],
+                [(n, f"{t:.2f}", f"{steps[0][1] / t:.1f}x") for n, t in steps]),
+        args.output,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

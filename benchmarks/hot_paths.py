@@ -1,6 +1,6 @@
 """Hot paths of a training step against the formulas they replaced, timed in one run.
 
-    python benchmarks/hot_paths.py [--repeats 50]
+    python -m benchmarks.hot_paths [--repeats 50]
 
 - BGR -> RGB of a decoded 1024 x 768 image: ``cv2.cvtColor`` (``read_image``) vs the
   reversed-axis copy it replaced;
@@ -26,12 +26,8 @@ Each timed row checks that both give the same result before timing them (median 
 from __future__ import annotations
 
 import argparse
-import os
+import json
 import resource
-import statistics
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -39,16 +35,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from gluefactory.geometry.gt_generation import (  # noqa: E402
+from gluefactory.geometry.gt_generation import (
     IGNORE,
     UNMATCHED,
     gt_matches_from_homography,
 )
-from gluefactory.geometry.homography import warp_points  # noqa: E402
-from gluefactory.models.matchers.lightglue.layers import log_double_softmax  # noqa: E402
-from gluefactory.models.utils.losses import (  # noqa: E402
+from gluefactory.geometry.homography import warp_points
+from gluefactory.models.matchers.lightglue.layers import log_double_softmax
+from gluefactory.models.utils.losses import (
     best_assignments,
     confidence_loss,
     dual_softmax,
@@ -57,17 +51,9 @@ from gluefactory.models.utils.losses import (  # noqa: E402
     nll_weights,
     weighted_nll,
 )
-from gluefactory.utils.image import numpy_image_to_torch  # noqa: E402
+from gluefactory.utils.image import numpy_image_to_torch
 
-
-def median_ms(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return 1e3 * statistics.median(times)
+from .common import child_json, median_ms, table
 
 
 def old_to_torch(image: np.ndarray) -> torch.Tensor:
@@ -150,16 +136,13 @@ def layer_nll(kind: str, x, z, data) -> torch.Tensor:
 
 
 def nll_peak_mb(kind: str, layers: int = 9, b: int = 2, n: int = 2048) -> float:
-    """Peak memory growth (MB, peak RSS) of ``layers`` layers' NLL, forward and one
-    backward (deep supervision keeps every layer's graph until then), 256-D: run in a
-    fresh process so that the peak is this computation's alone."""
-    if os.environ.get("_HOT_PATHS_NLL") != kind:
-        env = {**os.environ, "_HOT_PATHS_NLL": kind}
-        out = subprocess.run(
-            [sys.executable, __file__, "--nll_memory", str(layers), str(b), str(n)],
-            env=env, capture_output=True, text=True, check=True,
-        )  # fmt: skip
-        return float(out.stdout.split()[-1])
+    """Peak memory growth (MB) of ``layers`` layers' NLL, forward and one backward (deep
+    supervision keeps every layer's graph until then), 256-D, in a fresh process."""
+    args = ["--nll_memory", kind, str(layers), str(b), str(n)]
+    return child_json("benchmarks.hot_paths", args)["peak_mb"]
+
+
+def _nll_peak_here(kind: str, layers: int, b: int, n: int) -> float:
     g = torch.Generator().manual_seed(0)
     problems = [nll_problem(g, b, n, 256) for _ in range(layers)]
     base = _reset_peak_kb()
@@ -178,9 +161,8 @@ def _status_kb(key: str) -> int | None:
 
 
 def _reset_peak_kb() -> int:
-    """Reset this process's peak RSS to its current RSS (Linux: clear_refs 5) and
-    return that, in kB. ru_maxrss alone would not do: it keeps the peak of the process
-    that forked this one (e.g. a long pytest run), across exec."""
+    """Reset the peak RSS to the current RSS (Linux: clear_refs 5) and return it (kB):
+    ru_maxrss alone keeps the peak of the process that forked this one, across exec."""
     try:
         Path("/proc/self/clear_refs").write_text("5")
         return _status_kb("VmRSS")
@@ -278,10 +260,11 @@ def nll_rows(g: torch.Generator, repeats: int) -> list[tuple[str, float, float]]
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--repeats", type=int, default=50)
-    p.add_argument("--nll_memory", nargs=3, type=int, help=argparse.SUPPRESS)
+    p.add_argument("--nll_memory", nargs=4, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.nll_memory:  # the child process of nll_peak_mb
-        print(nll_peak_mb(os.environ["_HOT_PATHS_NLL"], *args.nll_memory))
+        kind, *sizes = args.nll_memory
+        print(json.dumps({"peak_mb": _nll_peak_here(kind, *map(int, sizes))}))
         return
     r = args.repeats
     rng = np.random.default_rng(0)
@@ -335,12 +318,11 @@ def main(argv=None) -> None:
     rows.append(loss_row(g, max(5, r // 5)))
     rows.append(gt_row(g, r))
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print()
-    print("| operation (median ms, or MB) | before | now | now / before |")
-    print("|---|---|---|---|")
-    for name, before, now in rows:
-        print(f"| {name} | {before:.2f} | {now:.2f} | {now / before:.2f} |")
+    rows = [(n, f"{b:.2f}", f"{a:.2f}", f"{a / b:.2f}") for n, b, a in rows]
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
+    print(
+        table(["operation (median ms, or MB)", "before", "now", "now / before"], rows)
+    )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Speed of our LightGlue next to the reference (kornia 0.9.0's LightGlue).
 
-    python benchmarks/lightglue.py [--sizes 512 1024 2048] [--runs 5] [--threads 2]
-                                   [--device cpu|cuda] [--batch 8] [--output table.md]
+    python -m benchmarks.lightglue [--sizes 512 1024 2048] [--runs 5] [--threads 2]
+                                   [--device cpu|cuda] [--batch 8] [--output FILE]
 
 Both matchers use the official ALIKED-LightGlue weights (the same file) and get the
 same inputs: ALIKED-n16 features (kornia's extractor, top-2048 by score, then the
@@ -23,33 +23,16 @@ weights, random ones are used (adaptive timings are then meaningless and flagged
 from __future__ import annotations
 
 import argparse
-import platform
 import re
-import statistics
 import sys
 import time
-from datetime import date
 from functools import partial
 
 import torch
 
+from .common import emit, host, table, time_alternately
+
 MAX_KPTS = 2048
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
 
 
 def features(device: str) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -57,18 +40,13 @@ def features(device: str) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor
     same numbers), descriptors and (w, h) of the two views, sorted by score."""
     from skimage.data import stereo_motorcycle
 
-    from gluefactory.weights import load_weights
+    from .extractors import kornia_ref
 
     left, right, _ = stereo_motorcycle()
     try:
-        import kornia.feature as kf
+        net = kornia_ref("aliked")  # top-2048, threshold 0
     except ImportError:
         return synthetic(left.shape[1], left.shape[0])
-    net = kf.ALIKED(
-        model_name="aliked-n16", max_num_keypoints=MAX_KPTS, detection_threshold=0
-    )
-    net.load_state_dict(load_weights("aliked-n16"), strict=False)
-    net.eval()
     out = []
     with torch.inference_mode():
         for img in (left, right):
@@ -133,53 +111,28 @@ def build_reference(settings: dict, state: dict | None, device: str):
     return model.eval().to(device)
 
 
-def ours_input(f0, f1, n0, n1):
-    return {
-        "keypoints0": f0[0][None, :n0],
-        "descriptors0": f0[1][None, :n0],
-        "keypoints1": f1[0][None, :n1],
-        "descriptors1": f1[1][None, :n1],
-        "view0": {"image_size": f0[2][None]},
-        "view1": {"image_size": f1[2][None]},
-    }
+def ours_input(f0, f1, counts: list[tuple[int, int]]) -> dict:
+    """Pairs of (m, n) keypoints; several: padded to the largest, with keypoint masks."""
+    out = {"view0": {"image_size": f0[2][None].expand(len(counts), 2)},
+           "view1": {"image_size": f1[2][None].expand(len(counts), 2)}}  # fmt: skip
+    for i, f in enumerate((f0, f1)):
+        n = max(c[i] for c in counts)
+        out[f"keypoints{i}"] = f[0].new_zeros(len(counts), n, 2)
+        out[f"descriptors{i}"] = f[1].new_zeros(len(counts), n, f[1].shape[-1])
+        out[f"keypoint_mask{i}"] = f[0].new_zeros(len(counts), n, dtype=torch.bool)
+        for b, c in enumerate(counts):
+            out[f"keypoints{i}"][b, : c[i]] = f[0][: c[i]]
+            out[f"descriptors{i}"][b, : c[i]] = f[1][: c[i]]
+            out[f"keypoint_mask{i}"][b, : c[i]] = True
+    if len(counts) == 1:  # one pair: no padding, no masks (the plain call)
+        del out["keypoint_mask0"], out["keypoint_mask1"]
+    return out
 
 
 def ref_input(f0, f1, n0, n1):
-    return {
-        "image0": {
-            "keypoints": f0[0][None, :n0],
-            "descriptors": f0[1][None, :n0],
-            "image_size": f0[2][None],
-        },
-        "image1": {
-            "keypoints": f1[0][None, :n1],
-            "descriptors": f1[1][None, :n1],
-            "image_size": f1[2][None],
-        },
-    }
-
-
-def batch_input(f0, f1, counts: list[tuple[int, int]]) -> dict:
-    """Pairs of unequal counts, padded to the largest and flagged with keypoint masks."""
-    b = len(counts)
-    M, N = max(c[0] for c in counts), max(c[1] for c in counts)
-    dev = f0[0].device
-    out = {
-        "keypoints0": torch.zeros(b, M, 2, device=dev),
-        "descriptors0": torch.zeros(b, M, f0[1].shape[-1], device=dev),
-        "keypoints1": torch.zeros(b, N, 2, device=dev),
-        "descriptors1": torch.zeros(b, N, f1[1].shape[-1], device=dev),
-        "keypoint_mask0": torch.zeros(b, M, dtype=torch.bool, device=dev),
-        "keypoint_mask1": torch.zeros(b, N, dtype=torch.bool, device=dev),
-        "view0": {"image_size": f0[2][None].expand(b, 2)},
-        "view1": {"image_size": f1[2][None].expand(b, 2)},
-    }
-    for i, (m, n) in enumerate(counts):
-        out["keypoints0"][i, :m], out["descriptors0"][i, :m] = f0[0][:m], f0[1][:m]
-        out["keypoints1"][i, :n], out["descriptors1"][i, :n] = f1[0][:n], f1[1][:n]
-        out["keypoint_mask0"][i, :m] = True
-        out["keypoint_mask1"][i, :n] = True
-    return out
+    view = lambda f, n: {"keypoints": f[0][None, :n], "descriptors": f[1][None, :n],
+                         "image_size": f[2][None]}  # fmt: skip  # noqa: E731
+    return {"image0": view(f0, n0), "image1": view(f1, n1)}
 
 
 def loop(model, inputs: list[dict]) -> None:
@@ -187,30 +140,12 @@ def loop(model, inputs: list[dict]) -> None:
         model(x)
 
 
-def timed(fn, device: str) -> float:
-    sync(device)
-    t = time.perf_counter()
-    fn()
-    sync(device)
-    return time.perf_counter() - t
-
-
 def compare(ours_fn, ref_fn, runs: int, device: str):
-    """(median, min) seconds of each, called alternately after one warm-up call.
-
-    The minimum is reported too: on a shared machine single runs can stall.
-    """
+    """Timings of each (``None`` without a reference), called alternately."""
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     with torch.inference_mode():
-        ours_fn()
-        if ref_fn is not None:
-            ref_fn()
-        t_ours, t_ref = [], []
-        for _ in range(runs):
-            t_ours.append(timed(ours_fn, device))
-            if ref_fn is not None:
-                t_ref.append(timed(ref_fn, device))
-    stats = lambda t: (statistics.median(t), min(t)) if t else (None, None)  # noqa: E731
-    return stats(t_ours), stats(t_ref)
+        t = time_alternately({"ours": ours_fn, "ref": ref_fn}, runs, sync)
+    return t["ours"], t["ref"]
 
 
 def main(argv=None) -> None:
@@ -228,87 +163,50 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: CUDA is not available")
-    start = time.time()
-    state = official_state()
-    feats = features(args.device)
-    f0, f1 = feats
+    start, state = time.time(), official_state()
+    f0, f1 = features(args.device)
     settings = {
         "default": {"depth_confidence": -1, "width_confidence": -1},
         "adaptive": {"depth_confidence": 0.95, "width_confidence": 0.99},
     }
-    rows = [
-        "| setting | keypoints | ours (ms) | kornia 0.9.0 (ms) | ratio | ratio of minima "
-        "| ours: layers run, pruned |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    g = torch.Generator().manual_seed(0)
+    lo = int(0.75 * args.batch_kpts)
+    counts = [tuple(int(c) for c in torch.randint(lo, args.batch_kpts + 1, (2,), generator=g))
+              for _ in range(args.batch)]  # fmt: skip
+    rows, brows = [], []
     for name, s in settings.items():
         ours = build_ours(s, state, args.device, args.mp)
         ref = build_reference(s, state, args.device)
         for n in args.sizes:
-            oi, ri = ours_input(f0, f1, n, n), ref_input(f0, f1, n, n)
-            t_o, t_r = compare(
-                partial(ours, oi),
-                partial(ref, ri) if ref else None,
-                args.runs,
-                args.device,
-            )
+            oi = ours_input(f0, f1, [(n, n)])
+            t_o, t_r = compare(partial(ours, oi), ref and partial(ref, ref_input(f0, f1, n, n)),
+                               args.runs, args.device)  # fmt: skip
             with torch.inference_mode():
                 out = ours(oi)
-            stats = (
-                f"{int(out['stop'][0])}, {100 * float(out['pruned_fraction'][0]):.0f}%"
-            )
-            (t_o, min_o), (t_r, min_r) = t_o, t_r
-            ref_ms = f"{1e3 * t_r:.1f}" if t_r else "-"
-            ratio = f"{t_o / t_r:.2f}" if t_r else "-"
-            ratio_min = f"{min_o / min_r:.2f}" if t_r else "-"
-            rows.append(
-                f"| {name} | {n} | {1e3 * t_o:.1f} | {ref_ms} | {ratio} | {ratio_min} "
-                f"| {stats} |"
-            )
-            print(rows[-1], flush=True)
-
-    g = torch.Generator().manual_seed(0)
-    lo = int(0.75 * args.batch_kpts)
-    counts = [
-        tuple(int(c) for c in torch.randint(lo, args.batch_kpts + 1, (2,), generator=g))
-        for _ in range(args.batch)
-    ]
-    brows = [
-        "| setting | batch | ours batched (pairs/s) | kornia looped (pairs/s) | time ratio |",
-        "|---|---|---|---|---|",
-    ]
-    for name, s in settings.items():
-        ours = build_ours(s, state, args.device, args.mp)
-        ref = build_reference(s, state, args.device)
-        bi = batch_input(f0, f1, counts)
+            rows.append((name, n, f"{1e3 * t_o.median:.1f}",
+                         f"{1e3 * t_r.median:.1f}" if t_r else "-",
+                         f"{t_o.median / t_r.median:.2f}" if t_r else "-",
+                         f"{t_o.min / t_r.min:.2f}" if t_r else "-",
+                         f"{int(out['stop'][0])}, {100 * float(out['pruned_fraction'][0]):.0f}%"))  # fmt: skip
+            print(*rows[-1], sep=" | ", file=sys.stderr, flush=True)
         singles = [ref_input(f0, f1, m, n) for m, n in counts]
-        t_o, t_r = compare(
-            partial(ours, bi),
-            partial(loop, ref, singles) if ref else None,
-            args.batch_runs,
-            args.device,
-        )
-        (t_o, _), (t_r, _) = t_o, t_r
-        ref_ps = f"{args.batch / t_r:.2f}" if t_r else "-"
-        ratio = f"{t_o / t_r:.2f}" if t_r else "-"
-        brows.append(
-            f"| {name} | {args.batch} x {lo}-{args.batch_kpts} | "
-            f"{args.batch / t_o:.2f} | {ref_ps} | {ratio} |"
-        )
-        print(brows[-1], flush=True)
-
-    dev = torch.cuda.get_device_name() if args.device == "cuda" else cpu_name()
-    header = (
-        f"Device: {args.device} ({dev or 'unknown'}), {args.threads} threads, torch "
-        f"{torch.__version__}, {date.today()}, runs {args.runs} (batch "
-        f"{args.batch_runs}), weights {'official ALIKED' if state else 'RANDOM'}, "
-        f"ours mp={args.mp}. Total {time.time() - start:.0f} s."
-    )
-    table = "\n".join([header, "", *rows, "", *brows]) + "\n"
-    print("\n" + table)
-    if args.output:
-        with open(args.output, "w") as f:
-            f.write(table)
+        t_o, t_r = compare(partial(ours, ours_input(f0, f1, counts)),
+                           ref and partial(loop, ref, singles), args.batch_runs, args.device)  # fmt: skip
+        brows.append((name, f"{args.batch} x {lo}-{args.batch_kpts}",
+                      f"{args.batch / t_o.median:.2f}",
+                      f"{args.batch / t_r.median:.2f}" if t_r else "-",
+                      f"{t_o.median / t_r.median:.2f}" if t_r else "-"))  # fmt: skip
+    gpu = f"cuda ({torch.cuda.get_device_name()}), " if args.device == "cuda" else ""
+    emit(
+        f"Device: {gpu}{host(args.threads)}, runs {args.runs} (batch "
+        f"{args.batch_runs}), weights {'official ALIKED' if state else 'RANDOM'}, ours "
+        f"mp={args.mp}. Total {time.time() - start:.0f} s.\n\n"
+        + table(["setting", "keypoints", "ours (ms)", "kornia 0.9.0 (ms)", "ratio",
+                 "ratio of minima", "ours: layers run, pruned"], rows) + "\n\n"
+        + table(["setting", "batch", "ours batched (pairs/s)", "kornia looped (pairs/s)",
+                 "time ratio"], brows),
+        args.output,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -3,29 +3,63 @@ table (timings themselves are not asserted: they belong to docs/benchmarks.md)."
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
+import sys
 
 import pytest
 
-BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
-
-
-def _module(name: str):
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from benchmarks import common, hot_paths
 
 
 @pytest.mark.slow
 def test_hot_paths_check_equality_and_print_every_row(capsys):
     """Every row's old and new computation agree (asserted inside), and the loss
     without dense log-assignments peaks at less memory than the dense one."""
-    _module("hot_paths").main(["--repeats", "1"])
+    hot_paths.main(["--repeats", "1"])
     rows = [line for line in capsys.readouterr().out.splitlines() if line[:2] == "| "]
     rows = rows[1:]  # the header
     assert len(rows) == 7, rows
     memory = next(r for r in rows if "peak memory" in r)
     before, now = (float(x) for x in memory.split("|")[2:4])
     assert now < 0.7 * before, memory
+
+
+def test_time_alternately_and_table():
+    calls = []
+    t = common.time_alternately(
+        {"a": lambda: calls.append("a"), "b": lambda: calls.append("b"), "c": None}, 3
+    )
+    assert calls == ["a", "b"] * 4  # one warm-up each, then in turn
+    assert t["c"] is None and t["a"].min <= t["a"].median <= t["a"].max
+    assert common.table(["x", "y"], [(1, "2")]) == "| x | y |\n|---|---|\n| 1 | 2 |"
+
+
+def test_peer_runner_measures_a_script_under_the_driver(tmp_path):
+    """The driver runs a script in any interpreter (here ours), records its optimizer
+    steps and outermost module calls, and keeps benchmarks/ off the script's path."""
+    script = tmp_path / "steps.py"
+    script.write_text(
+        "import sys, torch\n"
+        "assert not any(p.endswith('benchmarks') for p in sys.path), sys.path\n"
+        "p = torch.nn.Parameter(torch.zeros(2))\n"
+        "opt = torch.optim.SGD([p], 0.1)\n"
+        "for _ in range(3):\n"
+        "    torch.nn.Linear(2, 2)(p[None]).sum().backward()\n"
+        "    opt.step()\n"
+    )
+    env = common.clean_env(1)
+    for mode in ("train", "eval"):
+        log = tmp_path / f"{mode}.log"
+        r = common.run_measured(
+            sys.executable, str(script), [], tmp_path, env, mode, log
+        )
+        assert r["code"] == 0 and r["wall_s"] >= r["run_s"] > 0 and r["peak_rss_mb"] > 0
+        if mode == "train":
+            assert len(r["steps"]) == 3 and r["calls"] == 0
+        else:
+            assert r["steps"] == [] and r["calls"] == 3
+            assert r["by_class"]["Linear"][0] == 3
+    script.write_text("raise SystemExit(3)\n")
+    with pytest.raises(RuntimeError, match="exit 3"):
+        common.run_measured(
+            sys.executable, str(script), [], tmp_path, env, "plain", log
+        )

@@ -232,13 +232,9 @@ def test_triplets_train_with_the_trainer(
 
 def test_learning_benchmark_configs_are_valid():
     """benchmarks/learning.py's two runs build (strict trainer config, model, datasets)."""
+    from benchmarks import learning
     from gluefactory.trainer.config import build_train_conf
 
-    spec = importlib.util.spec_from_file_location(
-        "learning", Path(__file__).parents[1] / "benchmarks" / "learning.py"
-    )
-    learning = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(learning)
     variants = [
         ("scratch", {}),
         ("finetune", {}),

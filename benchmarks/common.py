@@ -1,0 +1,251 @@
+"""What the benchmark scripts share: the host line, timing (min / median / max), markdown
+tables, fresh processes, a training step timed part by part, and the peer runner.
+
+The peer runner runs ``python peer_driver.py TARGET ARGS`` with any interpreter (ours, or
+upstream glue-factory's venv) and returns what the driver measured: wall, CPU and model
+time, optimizer-step end times and peak memory (see :mod:`benchmarks.peer_driver`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DRIVER = Path(__file__).with_name("peer_driver.py")
+
+
+# ------------------------------------------------------------------------------ host
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def load_average() -> str:
+    return ", ".join(f"{v:.1f}" for v in os.getloadavg())
+
+
+def host(threads: int | str) -> str:
+    """One line: CPU, cores, threads, torch / OpenCV / Python versions, date."""
+    import cv2
+    import torch
+
+    return (
+        f"{cpu_name()} ({os.cpu_count()} cores), {threads} threads, torch "
+        f"{torch.__version__}, OpenCV {cv2.__version__}, Python "
+        f"{sys.version.split()[0]}, {date.today()}"
+    )
+
+
+def set_threads(threads: int) -> None:
+    """Limit torch and OpenCV to ``threads`` threads."""
+    import cv2
+    import torch
+
+    torch.set_num_threads(threads)
+    cv2.setNumThreads(threads)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process (MB)."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r / 2**20 if sys.platform == "darwin" else r / 1024
+
+
+# ---------------------------------------------------------------------------- timing
+@dataclass(frozen=True)
+class Timing:
+    """Seconds over repeated runs."""
+
+    min: float
+    median: float
+    max: float
+
+    @classmethod
+    def of(cls, times: Sequence[float]) -> Timing:
+        return cls(min(times), statistics.median(times), max(times))
+
+
+def time_alternately(
+    fns: Mapping[str, Callable[[], object] | None],
+    runs: int,
+    sync: Callable[[], None] = lambda: None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, Timing | None]:
+    """Time each function ``runs`` times after one warm-up call each, called in turn so
+    that all see the same machine load; a ``None`` function gives ``None``. ``clock``:
+    wall time by default, ``time.process_time`` for the CPU time of this process."""
+    live = {k: f for k, f in fns.items() if f is not None}
+    times: dict[str, list[float]] = {k: [] for k in live}
+    for f in live.values():
+        f()
+    for _ in range(runs):
+        for k, f in live.items():
+            sync()
+            t0 = clock()
+            f()
+            sync()
+            times[k].append(clock() - t0)
+    return {k: Timing.of(times[k]) if k in live else None for k in fns}
+
+
+def median_ms(fn: Callable[[], object], runs: int) -> float:
+    return 1e3 * time_alternately({"f": fn}, runs)["f"].median
+
+
+# ---------------------------------------------------------------------------- output
+def table(head: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """A markdown table."""
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def emit(text: str, output: str | Path | None) -> str:
+    """Print ``text`` and, when asked, write it (atomically) to ``output``."""
+    from gluefactory.utils.fs import atomic_write_text
+
+    print(text, flush=True)
+    if output:
+        atomic_write_text(output, text.rstrip("\n") + "\n")
+    return text
+
+
+def child_json(module: str, args: Sequence[str], env: dict | None = None) -> dict:
+    """Run ``python -m module args`` in a fresh process (its memory its own) and parse
+    the JSON object its last output line holds."""
+    out = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=REPO, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    lines = out.stdout.strip().splitlines()
+    if out.returncode or not lines:
+        tail = "\n".join(out.stderr.strip().splitlines()[-10:])
+        raise RuntimeError(f"{module} {' '.join(args)} failed:\n{tail}")
+    return json.loads(lines[-1])
+
+
+# ------------------------------------------------------------------------ peer runner
+def clean_env(threads: int) -> dict:
+    """This environment, limited to ``threads`` threads, without the driver's keys."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PEER_BENCH")}
+    env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+               PYTHONUNBUFFERED="1", TQDM_MININTERVAL="5")  # fmt: skip
+    return env
+
+
+def ours_env(threads: int, outputs: Path) -> dict:
+    from gluefactory import settings
+
+    return {**clean_env(threads), "PYTHONPATH": str(REPO),
+            "GLUEFACTORY_DATA": str(settings.data_root()),
+            "GLUEFACTORY_OUTPUTS": str(outputs)}  # fmt: skip
+
+
+def peer_env(threads: int, peer: Path) -> dict:
+    """Upstream's environment: none of our variables (nothing of ours shadows it)."""
+    env = clean_env(threads)
+    for k in [k for k in env if k.startswith("GLUEFACTORY_") or k == "PYTHONPATH"]:
+        del env[k]
+    env["TORCH_HOME"] = str(peer / "torch_home")
+    return env
+
+
+def peer_python(peer: Path) -> str:
+    """The interpreter of a ``build_peer.sh`` build."""
+    python = peer / "venv" / "bin" / "python"
+    if not python.exists():
+        raise SystemExit(f"No peer build in {peer}: run build_peer.sh first.")
+    return str(python)
+
+
+def versions(python: str) -> str:
+    """torch, NumPy and OpenCV versions of an interpreter."""
+    code = "import torch, numpy, cv2; print(torch.__version__, numpy.__version__, cv2.__version__)"  # fmt: skip
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True)
+    t, n, c = (out.stdout.split() + ["?"] * 3)[:3]
+    return f"torch {t}, NumPy {n}, OpenCV {c}"
+
+
+def run_measured(
+    python: str, target: str, args: Sequence[str], cwd: Path, env: dict,
+    mode: str, log: Path,
+) -> dict:  # fmt: skip
+    """Run ``target`` (a module, or a ``.py`` file) with ``args`` under the driver in
+    ``mode`` (``eval``: model time; ``train``: step end times; ``plain``); returns the
+    driver's measurements plus ``wall_s``, the process wall time seen from here."""
+    out = log.with_suffix(".json")
+    out.unlink(missing_ok=True)
+    env = {**env, "PEER_BENCH_MODE": mode, "PEER_BENCH_OUT": str(out)}
+    t0 = time.perf_counter()
+    with open(log, "w") as f:
+        code = subprocess.run(
+            [python, str(DRIVER), target, *map(str, args)],
+            cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT,
+        ).returncode  # fmt: skip
+    wall = time.perf_counter() - t0
+    if code or not out.exists():
+        tail = "\n".join(log.read_text(errors="replace").strip().splitlines()[-15:])
+        raise RuntimeError(
+            f"{python} {target} failed (exit {code}), log {log}:\n{tail}"
+        )
+    return {**json.loads(out.read_text()), "wall_s": wall}
+
+
+# ------------------------------------------------------------------- training steps
+STEP_PARTS = (
+    "extract",
+    "match forward",
+    "ground truth",
+    "loss",
+    "backward",
+    "optimizer",
+)
+
+
+def step_parts(
+    model, data: dict, opt, cast=None, clock: Callable[[], float] = time.perf_counter
+) -> dict[str, float]:
+    """One training step of a ``two_view_pipeline`` (frozen extractor), timed part by
+    part (seconds of ``clock``, :data:`STEP_PARTS`); gradients clipped at 1 as in the
+    trainer; ``cast``: an autocast context."""
+    import contextlib
+
+    import torch
+
+    marks = [clock()]
+    with cast or contextlib.nullcontext():
+        with torch.no_grad():
+            pred = {f"{k}{i}": v for i in (0, 1)
+                    for k, v in model.extract_view(data, i).items()}  # fmt: skip
+        marks.append(clock())
+        pred = {**pred, **model.matcher({**data, **pred})}
+        marks.append(clock())
+        pred = model._with_ground_truth(data, pred)
+        marks.append(clock())
+        loss = model.matcher.loss(pred, {**pred, **data})[0]["total"].float().mean()
+        marks.append(clock())
+    loss.backward()
+    marks.append(clock())
+    params = [p for g in opt.param_groups for p in g["params"]]
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    marks.append(clock())
+    return {k: b - a for k, a, b in zip(STEP_PARTS, marks, marks[1:])}
