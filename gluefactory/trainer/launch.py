@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -13,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .. import settings
 from ..utils.conf import ConfigError, to_conf
-from ..utils.fs import atomic_write_text
+from ..utils.fs import atomic_write_text, file_lock
 from . import checkpoints as ckpts
 from . import distributed
 from .config import build_train_conf, saved_conf
@@ -232,10 +233,22 @@ def train(
     is already one rank of a ``torchrun`` job. Returns the summary of rank 0 (None on
     the other ranks of a torchrun job).
     """
-    conf, folder = prepare(experiment, conf, restore=restore, overwrite=overwrite)
-    if distributed_run and not distributed.launched_by_torchrun():
-        world = distributed.num_processes(conf.train.num_devices, conf.train.device)
-        if world > 1:
-            logger.info("Spawning %d processes.", world)
-            return _spawn(world, conf, folder, restore)
-    return run_worker(conf, folder, restore)
+    folder = experiment_folder(experiment)
+    main = int(os.environ.get("RANK", 0)) == 0
+    lock = (
+        file_lock(
+            folder.parent / f".{folder.name}.lock",
+            wait=False,
+            what=f"Experiment {experiment}",
+        )
+        if main  # one writer per experiment: the launcher or rank 0 holds it
+        else contextlib.nullcontext()
+    )
+    with lock:
+        conf, folder = prepare(experiment, conf, restore=restore, overwrite=overwrite)
+        if distributed_run and not distributed.launched_by_torchrun():
+            world = distributed.num_processes(conf.train.num_devices, conf.train.device)
+            if world > 1:
+                logger.info("Spawning %d processes.", world)
+                return _spawn(world, conf, folder, restore)
+        return run_worker(conf, folder, restore)

@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .conf import compose, is_component_slot, merge_strict, to_conf
-from .errors import ConfigError, UserError
+from .errors import ConfigError, UserError, environment_fault
 
 logger = logging.getLogger("gluefactory")
 
@@ -153,10 +153,16 @@ def main_wrapper(fn: Callable[..., int | None]) -> Callable[..., int | None]:
             )
         try:
             return fn(*args, **kwargs)
-        except USER_ERRORS as e:
+        except (*USER_ERRORS, OSError) as e:
+            if isinstance(e, USER_ERRORS):
+                message = error_message(e)
+            else:  # a fault of the environment (disk full, read-only, ...) or a bug
+                message = environment_fault(e)
+                if message is None:
+                    raise
             if debug_enabled():
                 raise
-            print(f"error: {error_message(e)}", file=sys.stderr)
+            print(f"error: {message}", file=sys.stderr)
             print("(set GLUEFACTORY_DEBUG=1 for the full traceback)", file=sys.stderr)
             sys.exit(2)
 

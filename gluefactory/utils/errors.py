@@ -8,6 +8,9 @@ builtin exception that callers would naturally catch (``ValueError``, ``OSError`
 
 from __future__ import annotations
 
+import errno
+import re
+
 
 class UserError(Exception):
     """Base of every error the user can fix; its message names the file, key or value."""
@@ -29,4 +32,46 @@ class InputError(UserError, ValueError):
     """An input (image, tensor, file) has the wrong type, range or content."""
 
 
-__all__ = ["UserError", "ConfigError", "DataError", "WeightsError", "InputError"]
+class LockedError(UserError, RuntimeError):
+    """Another process is writing the same run folder (results tag, experiment)."""
+
+
+#: faults of the environment, not of the program: what the user must do about each
+ENVIRONMENT_FAULTS = {
+    errno.ENOSPC: "no space left on the device: free space or write elsewhere",
+    errno.EDQUOT: "disk quota exceeded: free space or write elsewhere",
+    errno.EROFS: "the filesystem is read-only: write elsewhere",
+    errno.EACCES: "permission denied: fix the permissions or write elsewhere",
+    errno.EPERM: "operation not permitted: fix the permissions or write elsewhere",
+    errno.ENOTDIR: "a file stands where a folder is expected: remove it or choose another path",
+    errno.EISDIR: "a folder stands where a file is expected: give a file path",
+}
+
+
+def environment_fault(e: BaseException) -> str | None:
+    """One line for an ``OSError`` caused by the environment (disk full, read-only or
+    missing permissions, a file where a folder is expected or the reverse), naming the
+    path and what to do; None for anything else. h5py reports such faults with the
+    errno inside its message only, so that is read too."""
+    if not isinstance(e, OSError):
+        return None
+    code = e.errno
+    if code is None:
+        found = re.search(r"errno = (\d+)", str(e))
+        code = int(found.group(1)) if found else None
+    if code not in ENVIRONMENT_FAULTS:
+        return None
+    path = e.filename or getattr(e, "filename2", None)
+    where = f"{path}: " if path else ""
+    return f"{where}{ENVIRONMENT_FAULTS[code]} ({errno.errorcode[code]})."
+
+
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "InputError",
+    "LockedError",
+    "UserError",
+    "WeightsError",
+    "environment_fault",
+]

@@ -9,7 +9,9 @@ file or none, never a truncated one that a rerun would trust. Temporaries are na
 - :func:`atomic_path`: a temporary path for any writer (h5py, ``torch.save``, savefig);
 - :func:`atomic_write_text` / :func:`atomic_write_bytes`: the common cases;
 - :func:`atomic_folder`: a folder built in a temporary sibling, then renamed;
-- :func:`sha256_of`: a file's digest, memoised per (path, inode, size, mtime).
+- :func:`sha256_of`: a file's digest, memoised per (path, inode, size, mtime);
+- :func:`file_lock`: one process at a time on a file or folder (waiting for its turn,
+  or refusing at once with the holder's PID and host: one writer per run folder).
 """
 
 from __future__ import annotations
@@ -18,10 +20,13 @@ import contextlib
 import hashlib
 import os
 import shutil
+import socket
 import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+
+from .errors import LockedError
 
 CHUNK = 1 << 20
 
@@ -148,8 +153,62 @@ def sha256_of(path: str | Path) -> str:
     return checksums.sha256(path)
 
 
+@contextlib.contextmanager
+def file_lock(path: str | Path, wait: bool = True, what: str = "") -> Iterator[None]:
+    """Exclusive inter-process lock on the file ``path`` (created; removed on release).
+
+    ``wait=True``: wait for the holder (processes that download into a shared cache
+    fetch a file once). ``wait=False``: one writer per run folder; if another process
+    holds the lock, raise :class:`LockedError` naming ``what``, the holder's PID and
+    host. The lock is the kernel's (``flock``): a killed holder releases it, so a stale
+    lock file is simply taken over. After locking, the file must still be the one at
+    ``path`` (a previous holder may have removed it); otherwise locking starts over.
+    No-op where fcntl is missing (Windows): atomic writes still protect readers.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        f = open(path, "a+b")
+        try:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                f.seek(0)
+                holder = f.read().decode(errors="replace").strip() or "another process"
+                raise LockedError(
+                    f"{what or path.parent} is in use by {holder} (lock {path}): wait "
+                    "for it to finish, or stop it."
+                ) from None
+            try:
+                same = os.stat(path).st_ino == os.fstat(f.fileno()).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+        except BaseException:
+            f.close()
+            raise
+        f.close()
+    try:
+        f.seek(0)
+        f.truncate()
+        f.write(f"PID {os.getpid()} on {socket.gethostname()}".encode())
+        f.flush()
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        f.close()  # releases the lock
+
+
 __all__ = [
     "ChecksumMemo",
+    "file_lock",
     "atomic_folder",
     "atomic_path",
     "atomic_write_bytes",

@@ -29,7 +29,6 @@ and an ``OSError``) whose message says what went wrong; errors writing the local
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import logging
 import os
@@ -42,6 +41,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from .errors import ConfigError, UserError
+from .fs import file_lock
 
 logger = logging.getLogger(__name__)
 
@@ -117,46 +117,6 @@ def progress_bar(total: int | None, initial: int, desc: str, enabled: bool | Non
         file=sys.stderr,
         leave=False,
     )
-
-
-@contextlib.contextmanager
-def file_lock(path: Path):
-    """Exclusive inter-process lock held on the file ``path``, removed on release.
-
-    For callers that download into a shared folder (the weights cache, the datasets
-    root): hold ``file_lock(folder / ".<name>.lock")`` around "check, download, move
-    into place" so that concurrent processes download a file once.
-
-    After locking, the file must still be the one at ``path`` (a previous holder may
-    have removed it meanwhile); otherwise locking starts over. No-op where fcntl is
-    missing (Windows): the atomic replace still protects readers.
-    """
-    try:
-        import fcntl
-    except ImportError:
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        f = open(path, "a+b")
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-            try:
-                same = os.stat(path).st_ino == os.fstat(f.fileno()).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                break
-        except BaseException:
-            f.close()
-            raise
-        f.close()
-    try:
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-        f.close()  # releases the lock
 
 
 def download(

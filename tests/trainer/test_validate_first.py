@@ -79,3 +79,13 @@ def test_restore_drops_the_records_it_redoes(outputs, monkeypatch):
     ]
     steps = [r["step"] for r in records if r["kind"] == "train"]
     assert steps == list(range(1, res["step"] + 1))
+
+
+def test_one_writer_per_experiment(outputs):
+    from gluefactory.utils.errors import LockedError
+    from gluefactory.utils.fs import file_lock
+
+    with file_lock(outputs / ".exp.lock", wait=False):  # another run holds it
+        with pytest.raises(LockedError, match="Experiment exp is in use by PID"):
+            train("exp", toy_conf())
+    assert not (outputs / "exp").exists()

@@ -61,3 +61,25 @@ def test_sha256_is_memoised_and_follows_rewrites(tmp_path):
     assert len(fs.checksums) == 1
     fs.atomic_write_bytes(path, b"abcd")
     assert fs.sha256_of(path) == hashlib.sha256(b"abcd").hexdigest()
+
+
+def test_file_lock_refuses_a_second_writer_and_names_the_holder(tmp_path):
+    import os
+
+    from gluefactory.utils.errors import LockedError
+
+    lock = tmp_path / ".tag.lock"
+    with fs.file_lock(lock, wait=False, what="Results tag T"):
+        with pytest.raises(
+            LockedError, match=f"Results tag T is in use by PID {os.getpid()}"
+        ):
+            with fs.file_lock(lock, wait=False, what="Results tag T"):
+                pass
+    assert not lock.exists()
+
+
+def test_a_stale_lock_file_is_taken_over(tmp_path):
+    lock = tmp_path / ".exp.lock"
+    lock.write_text("PID 999999 on a-host-that-died")  # no process holds it
+    with fs.file_lock(lock, wait=False):
+        assert "PID" in lock.read_text()
