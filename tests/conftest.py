@@ -58,3 +58,10 @@ def homography_pair():
         "image1": _to_tensor(warped),
         "H_0to1": torch.from_numpy(H).float(),
     }
+
+
+@pytest.fixture
+def outputs(tmp_path, monkeypatch):
+    """A fresh ``GLUEFACTORY_OUTPUTS``; returns the training root."""
+    monkeypatch.setenv("GLUEFACTORY_OUTPUTS", str(tmp_path / "outputs"))
+    return tmp_path / "outputs" / "training"
