@@ -339,7 +339,14 @@ class GlueStick(BaseModel):
         return 0.5 * torch.maximum(same, flipped)
 
     def _matches(self, pred: dict, prefix: str, la, valid0, valid1) -> None:
-        m0, m1, s0, s1 = filter_matches(la, self.conf.filter_threshold, valid0, valid1)
+        b, m, n = la.shape[0], la.shape[1] - 1, la.shape[2] - 1
+        if m == 0 or n == 0:  # nothing to match in one image
+            m0, m1 = la.new_full((b, m), -1).long(), la.new_full((b, n), -1).long()
+            s0, s1 = la.new_zeros(b, m), la.new_zeros(b, n)
+        else:
+            m0, m1, s0, s1 = filter_matches(
+                la, self.conf.filter_threshold, valid0, valid1
+            )
         pred[f"{prefix}log_assignment"] = la
         pred[f"{prefix}matches0"], pred[f"{prefix}matches1"] = m0, m1
         pred[f"{prefix}matching_scores0"], pred[f"{prefix}matching_scores1"] = s0, s1
