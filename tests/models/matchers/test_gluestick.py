@@ -7,6 +7,7 @@ Parity with upstream glue-factory's GlueStick on one state dict is a script:
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from pathlib import Path
@@ -370,3 +371,72 @@ def test_overfit_one_batch_reaches_high_line_recall():
     assert before["line_match_recall"].mean() < 0.5
     assert after["line_match_recall"].mean() > 0.9
     assert after["line_match_precision"].mean() > 0.9
+
+
+def _trainer_conf(**train) -> dict:
+    """gluestick_toy pairs (cached wireframes, ground truth in the data) -> tiny
+    GlueStick, through the two-view pipeline."""
+    return {
+        "data": {"name": "gluestick_toy", "batch_size": 2, "num_workers": 0},
+        "model": {
+            "name": "two_view_pipeline",
+            "extractor": {"name": None},
+            "matcher": tiny_gluestick(inter_supervision=[1]),
+        },
+        "train": {
+            "seed": 0,
+            "epochs": 1,
+            "lr": 3e-3,
+            "log_every_iter": 1,
+            "eval_every_iter": 1000,
+            "save_every_iter": 2,
+            "eval_0": False,
+            "plot": 0,
+            "device": "cpu",
+            **train,
+        },  # fmt: skip
+    }
+
+
+@pytest.mark.slow
+def test_trainer_accumulation_mixed_precision_and_exact_resume(tmp_path, monkeypatch):
+    """``gluefactory.train`` on GlueStick: 2 micro-batches per step in bfloat16; a run
+    killed after its step-2 checkpoint and restored ends with the reference weights."""
+    from gluefactory.trainer import checkpoints as ckpts
+    from gluefactory.trainer import step as step_module
+    from gluefactory.trainer import train
+
+    monkeypatch.setenv("GLUEFACTORY_OUTPUTS", str(tmp_path))
+    root = tmp_path / "training"
+    conf = _trainer_conf(accumulate=2, mixed_precision="bfloat16", max_steps=4)
+    conf["data"]["num_train"] = 16  # 8 batches = 4 optimizer steps
+    ref = train("reference", conf)
+    assert ref["status"] in ("finished", "max_steps") and ref["step"] == 4
+
+    original = step_module.Stepper.optimizer_step
+
+    def killed_at_3(self, step):
+        if step == 3:
+            raise RuntimeError("killed")
+        return original(self, step)
+
+    with monkeypatch.context() as m, pytest.raises(RuntimeError, match="killed"):
+        m.setattr(step_module.Stepper, "optimizer_step", killed_at_3)
+        train("killed", conf)
+    res = train("killed", {}, restore=True)
+    assert res["step"] == 4
+    a = ckpts.load(ckpts.list_checkpoints(root / "reference")[-1])["model"]
+    b = ckpts.load(ckpts.list_checkpoints(root / "killed")[-1])["model"]
+    assert a.keys() == b.keys()
+    assert any("running_mean" in k for k in a)  # BatchNorm statistics are restored too
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=1e-5, msg=k)
+    losses = [
+        r["loss/total"]
+        for r in map(
+            json.loads, (root / "reference" / "metrics.jsonl").read_text().splitlines()
+        )
+        if r["kind"] == "train"
+    ]
+    assert len(losses) == 4 and all(map(math.isfinite, losses))
+    assert losses[-1] < losses[0]
