@@ -244,6 +244,14 @@ def test_line_score_is_independent_of_endpoint_order():
     assert torch.equal(a["line_matches0"], b["line_matches0"])
 
 
+def _without(data: dict, *keys: str) -> dict:
+    """The pair with no lines (and none of ``keys``) in image 1."""
+    out = dict(data)
+    for k in ("lines", "line_scores", "lines_junc_idx", *keys):
+        out[f"{k}1"] = data[f"{k}1"][:, :0]
+    return out
+
+
 def test_outputs_and_empty_inputs():
     model = GlueStick(tiny_gluestick(inter_supervision=[0, 2])).eval()
     data = batch(0, 1)
@@ -255,24 +263,12 @@ def test_outputs_and_empty_inputs():
     assert pred["raw_line_scores"].shape == (b, nl, nl)
     for k in (0, 2):
         assert pred[f"line_{k}_matches0"].shape == (b, nl)
-    no_points = dict(data)
-    for k in ("keypoints", "descriptors", "keypoint_scores"):
-        no_points[f"{k}1"] = data[f"{k}1"][:, :0]
-    no_points["lines1"], no_points["line_scores1"] = (
-        data["lines1"][:, :0],
-        data["line_scores1"][:, :0],
-    )
-    no_points["lines_junc_idx1"] = data["lines_junc_idx1"][:, :0]
+    no_points = _without(data, "keypoints", "descriptors", "keypoint_scores")
     with torch.no_grad():
         pred = model(no_points)
     assert pred["log_assignment"].shape == (b, n + 1, 1)
     assert (pred["matches0"] == -1).all() and (pred["line_matches0"] == -1).all()
-    no_lines = dict(data)
-    no_lines["lines1"], no_lines["line_scores1"] = (
-        data["lines1"][:, :0],
-        data["line_scores1"][:, :0],
-    )
-    no_lines["lines_junc_idx1"] = data["lines_junc_idx1"][:, :0]
+    no_lines = _without(data)
     with torch.no_grad():
         pred = model(no_lines)
     assert pred["line_log_assignment"].shape == (b, nl + 1, 1)

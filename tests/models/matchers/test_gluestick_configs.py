@@ -1,13 +1,12 @@
 """The GlueStick configs: upstream's evaluation preset, the two training stages (facts
 4.5) for SuperPoint-open, ALIKED and XFeat points, and their matchers.
 
-Building the whole pipeline needs the line models (``lines.wireframe``, ``lines.lsd``);
-those tests are skipped while ``gluefactory.models.lines`` is absent.
+The whole pipelines (wireframe + matcher) are built and run by tests/test_configs.py,
+which skips them while ``gluefactory.models.lines`` is absent.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -23,10 +22,6 @@ NAMES = [
     f"{f}+lsd+gluestick{s}" for f in FEATURES for s in ("", "-homography", "-megadepth")
 ]
 TRAINING = [n for n in NAMES if n.endswith(("-homography", "-megadepth"))]
-needs_lines = pytest.mark.skipif(
-    importlib.util.find_spec("gluefactory.models.lines") is None,
-    reason="needs the line models: gluefactory.models.lines is absent (other branch)",
-)
 
 
 def load(name: str):
@@ -139,21 +134,3 @@ def test_matcher_section_builds_and_matches(name):
     with torch.no_grad():
         pred = matcher(data)
     assert pred["line_matches0"].shape == (b, nl)
-
-
-@needs_lines
-@pytest.mark.parametrize("name", [n for n in NAMES if not n.startswith("superpoint")])
-def test_pipeline_builds_and_runs(name):
-    conf = load(name)
-    conf.model.extractor.point_extractor.max_num_keypoints = 64
-    model = get_model(conf.model.name)(conf.model).eval()
-    image = torch.rand(1, 3, 120, 160)
-    size = torch.tensor([[160.0, 120.0]])
-    with torch.no_grad():
-        pred = model(
-            {
-                "view0": {"image": image, "image_size": size},
-                "view1": {"image": image, "image_size": size},
-            }
-        )
-    assert "line_matches0" in pred and "matches0" in pred

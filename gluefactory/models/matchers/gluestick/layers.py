@@ -94,9 +94,11 @@ def run_mlp(
 class KeypointEncoder(nn.Module):
     """(x, y, score) of each keypoint -> (B, N, D)."""
 
+    inputs = 3
+
     def __init__(self, dim: int, layers: list[int]):
         super().__init__()
-        self.encoder = mlp([3, *layers, dim])
+        self.encoder = mlp([self.inputs, *layers, dim])
         nn.init.constant_(self.encoder[-1].bias, 0.0)
 
     def forward(self, kpts, scores, valid, m: int) -> torch.Tensor:
@@ -104,13 +106,10 @@ class KeypointEncoder(nn.Module):
         return run_mlp(self.encoder, torch.cat([kpts, scores[..., None]], -1), valid, m)
 
 
-class EndpointEncoder(nn.Module):
+class EndpointEncoder(KeypointEncoder):
     """(x, y, direction to the other endpoint, score) of each endpoint -> (B, 2L, D)."""
 
-    def __init__(self, dim: int, layers: list[int]):
-        super().__init__()
-        self.encoder = mlp([5, *layers, dim])
-        nn.init.constant_(self.encoder[-1].bias, 0.0)
+    inputs = 5
 
     def forward(self, lines, scores, valid, m: int) -> torch.Tensor:
         """lines (B, L, 2, 2) normalised, scores (B, 2L) per endpoint, valid (B, 2L);
