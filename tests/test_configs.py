@@ -3,7 +3,11 @@
 Configs whose official weights cannot be had offline (SuperPoint, SIFT-LightGlue) are
 skipped with the weights manager's message; tests/eval/test_configs.py checks that
 message and tests/test_training_configs.py runs their architectures with random weights.
+Configs built on line models (``lines.wireframe``, ``lines.lsd``) are skipped while
+``gluefactory.models.lines`` is not in the package.
 """
+
+import importlib.util
 
 import pytest
 import torch
@@ -16,6 +20,10 @@ from gluefactory.utils.errors import WeightsError
 @pytest.mark.parametrize("name", list_confs())
 def test_shipped_config_builds(name):
     conf = load_conf(name)
+    if "lines." in str(conf.model) and not importlib.util.find_spec(
+        "gluefactory.models.lines"
+    ):
+        pytest.skip("needs the line models: gluefactory.models.lines is absent")
     try:
         model = get_model(conf.model.name)(conf.model).eval()
     except WeightsError as e:

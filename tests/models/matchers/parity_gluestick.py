@@ -1,0 +1,143 @@
+"""Parity of ``matchers.gluestick`` with upstream glue-factory's GlueStick (a script, not
+a test: it needs upstream's source tree).
+
+    python tests/models/matchers/parity_gluestick.py UPSTREAM_GLUE_FACTORY_DIR
+
+UPSTREAM_GLUE_FACTORY_DIR is a checkout of github.com/cvg/glue-factory (for example the
+``glue-factory`` folder that ``build_peer.sh`` writes). Upstream's GlueStick module needs
+only torch and omegaconf, so it is loaded here, under a private package name, with our
+torch. Both models get the same random state dict (BatchNorm statistics and dustbin
+scores perturbed so that nothing is trivially zero), in the official layout, and the
+same wireframe-shaped inputs; the script prints the largest differences and exits 1
+unless the matches are identical and the scores agree to 1e-4 (float32) / 1e-9
+(float64).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import types
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(REPO))
+
+from gluefactory.models.matchers.gluestick import GlueStick  # noqa: E402
+
+FILES = {
+    "settings": "settings.py",
+    "models.base_model": "models/base_model.py",
+    "models.utils.metrics": "models/utils/metrics.py",
+    "models.matchers.gluestick": "models/matchers/gluestick.py",
+}
+
+
+def load_upstream(root: Path):
+    """Upstream's GlueStick class, its modules registered as ``upstream_gf.*``."""
+    src = root / "gluefactory"
+    for pkg in ("", ".models", ".models.utils", ".models.matchers"):
+        mod = types.ModuleType("upstream_gf" + pkg)
+        mod.__path__ = [str(src / pkg[1:].replace(".", "/"))]
+        sys.modules["upstream_gf" + pkg] = mod
+    for name, rel in FILES.items():
+        spec = importlib.util.spec_from_file_location(f"upstream_gf.{name}", src / rel)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules["upstream_gf.models.matchers.gluestick"].GlueStick
+
+
+def wireframe(g: torch.Generator, b: int, n: int, n_lines: int, size=(640, 480)):
+    """Inputs shaped as the wireframe's: junctions first among the keypoints, each
+    line joining two junctions (indices < 2 L, as upstream's line matching assumes)."""
+    w, h = size  # a noisy copy stays inside the image: 4 px margins
+    kpts = 4 + torch.rand(b, n, 2, generator=g) * torch.tensor([w - 8.0, h - 8.0])
+    n_junc = min(n, 2 * n_lines)
+    a = torch.randint(0, n_junc, (b, n_lines), generator=g)
+    c = (a + torch.randint(1, n_junc, (b, n_lines), generator=g)) % n_junc
+    junc = torch.stack([a, c], -1)
+    lines = kpts.gather(1, junc.flatten(1)[..., None].expand(-1, -1, 2))
+    return {
+        "keypoints": kpts,
+        "descriptors": torch.nn.functional.normalize(
+            torch.randn(b, n, 256, generator=g), dim=-1
+        ),
+        "keypoint_scores": torch.rand(b, n, generator=g),
+        "lines": lines.view(b, n_lines, 2, 2),
+        "line_scores": torch.rand(b, n_lines, generator=g),
+        "lines_junc_idx": junc,
+    }
+
+
+def random_state(model: torch.nn.Module, g: torch.Generator) -> dict:
+    state = {}
+    for k, v in model.state_dict().items():
+        if k.endswith("running_mean"):
+            v = 0.1 * torch.randn(v.shape, generator=g)
+        elif k.endswith("running_var"):
+            v = 0.5 + torch.rand(v.shape, generator=g)
+        elif k.endswith("bin_score"):
+            v = torch.tensor(0.5 + torch.rand((), generator=g).item())
+        state[k] = v.clone()
+    return state
+
+
+def compare(upstream_cls, dtype: torch.dtype, seed: int = 0) -> bool:
+    g = torch.Generator().manual_seed(seed)
+    conf = {"filter_threshold": 0.0}  # random weights: low scores; mutual matches
+    ref = upstream_cls(conf).eval()
+    ours = GlueStick(conf).eval()
+    state = random_state(ref, g)
+    ref.load_state_dict(state)
+    ours.load_weights(state)
+    ref, ours = ref.to(dtype), ours.to(dtype)
+    data = {"view0": {}, "view1": {}}
+    view0 = wireframe(g, 2, 400, 90)
+    view1 = {k: v.clone() for k, v in view0.items()}  # a noisy copy: many matches
+    view1["keypoints"] += torch.randn(view1["keypoints"].shape, generator=g)
+    view1["descriptors"] += 0.02 * torch.randn(view1["descriptors"].shape, generator=g)
+    for i, view in enumerate([view0, view1]):
+        for k, v in view.items():
+            data[f"{k}{i}"] = v.to(dtype) if v.is_floating_point() else v
+        data[f"view{i}"]["image_size"] = torch.tensor([[640.0, 480.0]] * 2, dtype=dtype)
+    with torch.no_grad():
+        a, b = ref(data), ours(data)
+    tol = 1e-9 if dtype == torch.float64 else 1e-4
+    ok = True
+    for prefix in ("", "line_"):
+        for i in (0, 1):
+            same = torch.equal(a[f"{prefix}matches{i}"], b[f"{prefix}matches{i}"])
+            n = int((b[f"{prefix}matches{i}"] >= 0).sum())
+            key = (
+                "match_scores" if f"{prefix}match_scores{i}" in a else "matching_scores"
+            )
+            diff = (
+                (a[f"{prefix}{key}{i}"] - b[f"{prefix}matching_scores{i}"]).abs().max()
+            )
+            print(
+                f"{dtype}: {prefix or 'point_'}matches{i}: identical={same} ({n} matches), "
+                f"max score difference {diff.item():.2e}"
+            )
+            ok &= same and diff.item() <= tol
+        la_a, la_b = a[f"{prefix}log_assignment"], b[f"{prefix}log_assignment"]
+        diff = (la_a - la_b).abs().max().item()
+        print(f"{dtype}: {prefix}log_assignment max difference {diff:.2e}")
+        ok &= diff <= tol * 10
+    return ok
+
+
+def main() -> int:
+    if len(sys.argv) != 2:
+        print(__doc__)
+        return 2
+    upstream = load_upstream(Path(sys.argv[1]))
+    ok = compare(upstream, torch.float64) & compare(upstream, torch.float32)
+    print("PARITY OK" if ok else "PARITY FAILED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
