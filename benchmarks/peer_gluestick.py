@@ -1,7 +1,7 @@
 """Parity of ``matchers.gluestick`` with upstream glue-factory's GlueStick (a script, not
 a test: it needs upstream's source tree).
 
-    python tests/models/matchers/parity_gluestick.py UPSTREAM_GLUE_FACTORY_DIR
+    python -m benchmarks.peer_gluestick UPSTREAM_GLUE_FACTORY_DIR
 
 UPSTREAM_GLUE_FACTORY_DIR is a checkout of github.com/cvg/glue-factory (for example the
 ``glue-factory`` folder that ``build_peer.sh`` writes). Upstream's GlueStick module needs
@@ -22,10 +22,7 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(REPO))
-
-from gluefactory.models.matchers.gluestick import GlueStick  # noqa: E402
+from gluefactory.models.matchers.gluestick import GlueStick
 
 FILES = {
     "settings": "settings.py",
