@@ -109,7 +109,7 @@ def photos_data(
     }  # fmt: skip
 
 
-def train_conf(kind: str, minutes: float, precision: str | None = "bfloat16",
+def train_conf(kind: str, minutes: float, precision: str | None = None,
                num_heads: int = 1, schedule: str = "step", triplets: int = 0,
                n_layers: int = SMALL_LG["n_layers"], step_size: int = STEP_SIZE,
                train_keypoints: int = NUM_KPTS, max_steps: int | None = None) -> dict:  # fmt: skip
@@ -471,7 +471,7 @@ def main(argv=None) -> None:
         "--procs", type=int, default=1, help="DDP over this many CPU processes"
     )
     p.add_argument(
-        "--mixed_precision", choices=["bfloat16", "none"], default="bfloat16"
+        "--mixed_precision", choices=["bfloat16", "none"], default="none"
     )
     p.add_argument(
         "--pairs", type=int, default=25, help="baselines: pairs per photograph"
