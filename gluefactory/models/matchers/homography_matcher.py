@@ -5,25 +5,79 @@ Inputs: ``keypoints0`` (B, M, 2), ``keypoints1`` (B, N, 2) (library convention),
 (non-finite coordinates are treated as padding too). Outputs ``gt_assignment`` (B, M, N)
 bool, ``gt_matches0/1`` (index, -1 unmatched, -2 ignored) and ``gt_matching_scores0/1``.
 See :mod:`gluefactory.geometry.gt_generation` for the labelling rule.
+
+With ``use_lines``: also ``lines0/1`` (B, L, 2, 2), optional ``line_mask0/1`` (B, L),
+and the image sizes (``view{i}.image_size`` (B, 2), else the shape of
+``view{i}.image``); outputs ``gt_line_assignment`` (B, L0, L1) and
+``gt_line_matches0/1`` (GlueStick's rule, :mod:`gluefactory.geometry.lines`).
+``use_points: false`` labels the lines only.
 """
 
 from __future__ import annotations
 
 import torch
 
-from ...geometry.gt_generation import gt_matches_from_homography
+from ...geometry.gt_generation import (
+    gt_line_matches_from_homography,
+    gt_matches_from_homography,
+)
 from ...utils.conf import ConfigError
-from ..base_model import BaseModel
+from ..base_model import BaseModel, MissingDataError
+
+#: line ground-truth keys, shared with matchers.depth_matcher (upstream's names)
+LINE_CONF = {
+    "use_points": True,
+    "use_lines": False,
+    "n_line_sampled_pts": 50,  # samples per segment
+    "line_perp_dist_th": 5.0,  # px: a sample this close to a segment is on it
+    "overlap_th": 0.2,  # share of visible samples on the other segment, both ways
+    "min_visibility_th": 0.5,  # share of samples inside the other image, else -1
+}
+
+
+def check_line_conf(conf, component: str) -> list[str]:
+    """Value checks of :data:`LINE_CONF`; the data keys the config requires."""
+    for key in ("use_points", "use_lines"):
+        if not isinstance(conf[key], bool):
+            raise ConfigError(f"{component}: {key} must be true or false.")
+    if not (conf.use_points or conf.use_lines):
+        raise ConfigError(f"{component}: use_points and use_lines are both false.")
+    if not isinstance(conf.n_line_sampled_pts, int) or conf.n_line_sampled_pts < 2:
+        raise ConfigError(f"{component}: n_line_sampled_pts must be an integer >= 2.")
+    for key in ("overlap_th", "min_visibility_th"):
+        if not 0 <= conf[key] <= 1:
+            raise ConfigError(f"{component}: {key} must be in [0, 1], got {conf[key]}.")
+    if conf.line_perp_dist_th <= 0:
+        raise ConfigError(f"{component}: line_perp_dist_th must be > 0.")
+    keys = ["keypoints0", "keypoints1"] if conf.use_points else []
+    return keys + (["lines0", "lines1"] if conf.use_lines else [])
+
+
+def line_kwargs(conf) -> dict:
+    """Keyword arguments of :func:`gt_line_matches` from :data:`LINE_CONF`."""
+    return {
+        "num_samples": conf.n_line_sampled_pts,
+        "th_dist": conf.line_perp_dist_th,
+        "th_overlap": conf.overlap_th,
+        "min_visible": conf.min_visibility_th,
+    }
+
+
+def float_dtype(x: torch.Tensor) -> torch.dtype:
+    """float64 inputs stay float64; anything else is labelled in float32."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
 class HomographyMatcher(BaseModel):
     default_conf = {
         "th_positive": 3.0,  # px: mutual nearest neighbours closer are positive
         "th_negative": 3.0,  # px: points farther from all others are unmatched
+        **LINE_CONF,
     }
-    required_data_keys = ["keypoints0", "keypoints1", "H_0to1"]
+    required_data_keys = ["H_0to1"]
 
     def _init(self, conf) -> None:
+        self.required_data_keys += check_line_conf(conf, "matchers.homography_matcher")
         if conf.th_negative < conf.th_positive:
             raise ConfigError(
                 f"matchers.homography_matcher: th_negative ({conf.th_negative}) "
@@ -31,10 +85,33 @@ class HomographyMatcher(BaseModel):
             )
 
     def _forward(self, data: dict) -> dict:
+        result = {}
+        if self.conf.use_points:
+            result.update(self._points(data))
+        if self.conf.use_lines:
+            result.update(self._lines(data))
+        return {f"gt_{k}": v for k, v in result.items()}
+
+    def _lines(self, data: dict) -> dict:
+        lines0, lines1 = data["lines0"], data["lines1"]
+        dtype = float_dtype(lines0)
+        with torch.autocast(device_type=lines0.device.type, enabled=False):
+            return gt_line_matches_from_homography(
+                lines0.to(dtype),
+                lines1.to(dtype),
+                data["H_0to1"].to(dtype),
+                image_size(data, 0),
+                image_size(data, 1),
+                data.get("line_mask0"),
+                data.get("line_mask1"),
+                **line_kwargs(self.conf),
+            )
+
+    def _points(self, data: dict) -> dict:
         kpts0, kpts1 = data["keypoints0"], data["keypoints1"]
-        dtype = torch.float64 if kpts0.dtype == torch.float64 else torch.float32
+        dtype = float_dtype(kpts0)
         with torch.autocast(device_type=kpts0.device.type, enabled=False):
-            result = gt_matches_from_homography(
+            return gt_matches_from_homography(
                 kpts0.to(dtype),
                 kpts1.to(dtype),
                 data["H_0to1"].to(dtype),
@@ -43,4 +120,17 @@ class HomographyMatcher(BaseModel):
                 mask0=data.get("keypoint_mask0"),
                 mask1=data.get("keypoint_mask1"),
             )
-        return {f"gt_{k}": v for k, v in result.items()}
+
+
+def image_size(data: dict, i: int) -> torch.Tensor:
+    """(B, 2) (w, h) of view i: ``view{i}.image_size``, else its image's shape."""
+    view = data.get(f"view{i}", {})
+    if "image_size" in view:
+        return view["image_size"]
+    if "image" in view:
+        h, w = view["image"].shape[-2:]
+        return torch.tensor([w, h], dtype=torch.float32)
+    raise MissingDataError(
+        f"Line ground truth needs view{i}.image_size or view{i}.image (the image "
+        "extent that decides which projected samples are visible)."
+    )
