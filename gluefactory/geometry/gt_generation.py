@@ -19,9 +19,9 @@ rule on samples along the segments, see :mod:`gluefactory.geometry.lines`.
 
 from __future__ import annotations
 
-import torch
-
 from collections.abc import Callable
+
+import torch
 
 from .coordinates import in_image
 from .depth import reproject, sample_depth
