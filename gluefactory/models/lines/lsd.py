@@ -10,7 +10,8 @@ reports x = 100 (already the library's convention, pixel centres at +0.5), OpenC
 x = 99.5 (pixel centres on integers), so OpenCV's endpoints get +0.5. At LSD's default
 scale 0.8 both keep a sub-pixel bias of about 0.1 px of opposite sign (docs/lines.md).
 
-Post-processing (facts 1.2): segments shorter than ``min_length`` px are dropped, the
+Post-processing (facts 1.2): endpoints are clipped to the image [0, W] x [0, H]
+(LSD's rectangles overshoot it by up to a pixel), segments shorter than ``min_length`` px are dropped, the
 score is LSD's precision value (pytlsd's fifth column, OpenCV's ``prec``) times the
 square root of the length, the ``max_num_lines`` best are kept (ties: detection order)
 and ``force_num_lines`` pads to exactly ``max_num_lines`` with zero lines, score 0 and
@@ -71,7 +72,9 @@ def detect_segments(
     best first, in the library's pixel convention."""
     detect = _detect_pytlsd if backend == "pytlsd" else _detect_opencv
     segs, precision = detect(grey)
-    segs = segs.reshape(-1, 2, 2)
+    h, w = grey.shape
+    # LSD's rectangles may overshoot the image by up to a pixel: clip the endpoints
+    segs = np.clip(segs.reshape(-1, 2, 2), 0, [w, h])
     length = np.linalg.norm(segs[:, 1] - segs[:, 0], axis=-1)
     keep = length >= min_length
     segs, scores = segs[keep], precision[keep] * np.sqrt(length[keep])

@@ -81,7 +81,10 @@ class LineNearestNeighbor(NearestNeighborMatcher):
         super().check_conf(conf)
         cls._check_thresholds(
             conf,
-            {"line_ratio_thresh": "ratio_thresh", "line_distance_thresh": "distance_thresh"},
+            {
+                "line_ratio_thresh": "ratio_thresh",
+                "line_distance_thresh": "distance_thresh",
+            },
         )
 
     def _forward(self, data: dict) -> dict:
