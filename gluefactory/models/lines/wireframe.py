@@ -32,6 +32,8 @@ from ..base_model import BaseModel
 from ..extractors.base import BaseExtractor
 from ..utils.keypoints import check_range, random_keypoints
 
+EXACT_CDIST = "donot_use_mm_for_euclid_dist"  # no matrix-product rounding at the radius
+
 
 def _component(conf, key: str) -> tuple[type, object]:
     from .. import get_model  # the registry imports this package's modules
@@ -162,7 +164,10 @@ class Wireframe(BaseModel):
             ) / torch.bincount(idx, minlength=len(junc)).clamp_min(1).to(ends_scores)
             kpts, kscores, describe = points[i]
             if params.merge_points and len(junc) and len(kpts):
-                near = torch.cdist(kpts.double(), junc.double()).min(1).values < r
+                dist = torch.cdist(
+                    kpts.double(), junc.double(), compute_mode=EXACT_CDIST
+                )
+                near = dist.min(1).values < r
                 kpts, kscores = kpts[~near], kscores[~near]
             junc_idx = torch.zeros(segs.shape[:2], dtype=torch.long, device=idx.device)
             junc_idx[lmask] = idx.reshape(-1, 2)

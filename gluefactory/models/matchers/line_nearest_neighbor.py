@@ -98,7 +98,7 @@ class LineNearestNeighbor(NearestNeighborMatcher):
             m1 = torch.full((b, l1), -1, dtype=torch.long, device=sim.device)
         else:
             dist = (2 - 2 * sim).clamp(min=0)
-            for i, dim in ((0, 1), (1, 2)):
+            for i, dim in ((0, 2), (1, 1)):  # mask0: rows, mask1: columns
                 mask = data.get(f"line_mask{i}")
                 if mask is not None:
                     dist = dist.masked_fill(~mask.bool().unsqueeze(dim), torch.inf)
