@@ -27,7 +27,7 @@ from .coordinates import in_image
 from .depth import reproject, sample_depth
 from .epipolar import T_to_F, sym_epipolar_distance
 from .homography import warp_points
-from .lines import close_sample_counts, line_labels, line_mask, sample_on_lines
+from .lines import close_sample_counts, line_labels, sample_on_lines
 from .wrappers import Camera, Pose
 
 IGNORE = -2
@@ -42,13 +42,16 @@ def _check_thresholds(th_positive: float, th_negative: float) -> None:
         )
 
 
-def keypoint_mask(kpts: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """(B, N) mask of real keypoints: finite coordinates and ``mask`` if given."""
-    valid = torch.isfinite(kpts).all(-1)
+def keypoint_mask(
+    kpts: torch.Tensor, mask: torch.Tensor | None = None, what: str = "keypoints"
+) -> torch.Tensor:
+    """(B, N) mask of real keypoints (B, N, 2), or of real ``what`` (B, N, ...), e.g.
+    lines (B, L, 2, 2): finite coordinates and ``mask`` if given."""
+    valid = torch.isfinite(kpts).flatten(2).all(-1)
     if mask is not None:
         if mask.shape != valid.shape:
             raise ValueError(
-                f"Keypoint mask of shape {tuple(mask.shape)} does not fit keypoints "
+                f"Mask of shape {tuple(mask.shape)} does not fit {what} "
                 f"{tuple(kpts.shape)}."
             )
         valid = valid & mask.bool()
@@ -273,8 +276,8 @@ def gt_line_matches(
     ``line_assignment`` (B, L0, L1) and ``line_matches0/1`` (rule in
     :mod:`gluefactory.geometry.lines`). Batched; only the Hungarian step loops.
     """
-    valid_lines0 = line_mask(lines0, mask0)
-    valid_lines1 = line_mask(lines1, mask1)
+    valid_lines0 = keypoint_mask(lines0, mask0, "lines")
+    valid_lines1 = keypoint_mask(lines1, mask1, "lines")
 
     def project(lines, valid_lines, fn):
         b, n = lines.shape[:2]

@@ -160,19 +160,6 @@ def line_labels(
     }
 
 
-def line_mask(lines: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """(B, L) mask of real lines: finite endpoints and ``mask`` if given."""
-    valid = torch.isfinite(lines).flatten(-2).all(-1)
-    if mask is not None:
-        if mask.shape != valid.shape:
-            raise ValueError(
-                f"Line mask of shape {tuple(mask.shape)} does not fit lines "
-                f"{tuple(lines.shape)}."
-            )
-        valid = valid & mask.bool()
-    return valid
-
-
 def merge_endpoints(
     points: torch.Tensor, radius: float
 ) -> tuple[torch.Tensor, torch.Tensor]:

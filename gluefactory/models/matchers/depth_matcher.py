@@ -31,33 +31,28 @@ from ...geometry.gt_generation import (
 )
 from ...geometry.wrappers import Pose
 from ...utils.conf import ConfigError
-from ..base_model import BaseModel, MissingDataError
-from .homography_matcher import LINE_CONF, check_line_conf, float_dtype, line_kwargs
+from ..base_model import MissingDataError
+from .homography_matcher import _GroundTruthMatcher, float_dtype
 
 
-class DepthMatcher(BaseModel):
+class DepthMatcher(_GroundTruthMatcher):
     default_conf = {
         "th_positive": 3.0,  # px
         "th_negative": 5.0,  # px
         "th_epi": 5.0,  # px, None disables the epipolar negatives
         "th_consistency": None,  # px, None disables the cycle-consistency check
         "occlusion_tol": None,  # relative depth tolerance, None disables
-        **LINE_CONF,
         "min_valid_depth_th": 0.5,  # lines: share of samples with known depth, else -2
     }
     required_data_keys = ["view0", "view1", "T_0to1"]
+    component = "matchers.depth_matcher"
 
     def _init(self, conf) -> None:
-        self.required_data_keys += check_line_conf(conf, "matchers.depth_matcher")
+        super()._init(conf)
         if not 0 <= conf.min_valid_depth_th <= 1:
             raise ConfigError(
                 "matchers.depth_matcher: min_valid_depth_th must be in [0, 1], got "
                 f"{conf.min_valid_depth_th}."
-            )
-        if conf.th_negative < conf.th_positive:
-            raise ConfigError(
-                f"matchers.depth_matcher: th_negative ({conf.th_negative}) must be "
-                f">= th_positive ({conf.th_positive})."
             )
 
     def _view_inputs(self, data: dict, i: int):
@@ -74,14 +69,6 @@ class DepthMatcher(BaseModel):
                 f"matchers.depth_matcher needs view{i}.depth or depth_keypoints{i}."
             )
         return view["camera"], view.get("depth"), cached
-
-    def _forward(self, data: dict) -> dict:
-        result = {}
-        if self.conf.use_points:
-            result.update(self._points(data))
-        if self.conf.use_lines:
-            result.update(self._lines(data))
-        return {f"gt_{k}": v for k, v in result.items()}
 
     def _lines(self, data: dict) -> dict:
         lines0, lines1 = data["lines0"], data["lines1"]
@@ -107,7 +94,7 @@ class DepthMatcher(BaseModel):
                 data.get("line_mask0"),
                 data.get("line_mask1"),
                 min_valid=self.conf.min_valid_depth_th,
-                **line_kwargs(self.conf),
+                **self.line_kwargs(),
             )
 
     def _points(self, data: dict) -> dict:

@@ -15,6 +15,8 @@ and the image sizes (``view{i}.image_size`` (B, 2), else the shape of
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import torch
 
 from ...geometry.gt_generation import (
@@ -24,65 +26,47 @@ from ...geometry.gt_generation import (
 from ...utils.conf import ConfigError
 from ..base_model import BaseModel, MissingDataError
 
-#: line ground-truth keys, shared with matchers.depth_matcher (upstream's names)
-LINE_CONF = {
-    "use_points": True,
-    "use_lines": False,
-    "n_line_sampled_pts": 50,  # samples per segment
-    "line_perp_dist_th": 5.0,  # px: a sample this close to a segment is on it
-    "overlap_th": 0.2,  # share of visible samples on the other segment, both ways
-    "min_visibility_th": 0.5,  # share of samples inside the other image, else -1
-}
 
+class _GroundTruthMatcher(BaseModel):
+    """What both ground-truth matchers share: the point thresholds, points and/or lines
+    (``use_points``, ``use_lines``) and the line keys (upstream's names). Subclasses
+    set :attr:`component` and implement :meth:`_points` and :meth:`_lines`."""
 
-def check_line_conf(conf, component: str) -> list[str]:
-    """Value checks of :data:`LINE_CONF`; the data keys the config requires."""
-    for key in ("use_points", "use_lines"):
-        if not isinstance(conf[key], bool):
-            raise ConfigError(f"{component}: {key} must be true or false.")
-    if not (conf.use_points or conf.use_lines):
-        raise ConfigError(f"{component}: use_points and use_lines are both false.")
-    if not isinstance(conf.n_line_sampled_pts, int) or conf.n_line_sampled_pts < 2:
-        raise ConfigError(f"{component}: n_line_sampled_pts must be an integer >= 2.")
-    for key in ("overlap_th", "min_visibility_th"):
-        if not 0 <= conf[key] <= 1:
-            raise ConfigError(f"{component}: {key} must be in [0, 1], got {conf[key]}.")
-    if conf.line_perp_dist_th <= 0:
-        raise ConfigError(f"{component}: line_perp_dist_th must be > 0.")
-    keys = ["keypoints0", "keypoints1"] if conf.use_points else []
-    return keys + (["lines0", "lines1"] if conf.use_lines else [])
-
-
-def line_kwargs(conf) -> dict:
-    """Keyword arguments of :func:`gt_line_matches` from :data:`LINE_CONF`."""
-    return {
-        "num_samples": conf.n_line_sampled_pts,
-        "th_dist": conf.line_perp_dist_th,
-        "th_overlap": conf.overlap_th,
-        "min_visible": conf.min_visibility_th,
-    }
-
-
-def float_dtype(x: torch.Tensor) -> torch.dtype:
-    """float64 inputs stay float64; anything else is labelled in float32."""
-    return torch.float64 if x.dtype == torch.float64 else torch.float32
-
-
-class HomographyMatcher(BaseModel):
     default_conf = {
         "th_positive": 3.0,  # px: mutual nearest neighbours closer are positive
         "th_negative": 3.0,  # px: points farther from all others are unmatched
-        **LINE_CONF,
+        "use_points": True,
+        "use_lines": False,
+        "n_line_sampled_pts": 50,  # samples per segment
+        "line_perp_dist_th": 5.0,  # px: a sample this close to a segment is on it
+        "overlap_th": 0.2,  # share of visible samples on the other segment, both ways
+        "min_visibility_th": 0.5,  # share of samples inside the other image, else -1
     }
-    required_data_keys = ["H_0to1"]
+    component = ""
 
     def _init(self, conf) -> None:
-        self.required_data_keys += check_line_conf(conf, "matchers.homography_matcher")
+        name = self.component
         if conf.th_negative < conf.th_positive:
             raise ConfigError(
-                f"matchers.homography_matcher: th_negative ({conf.th_negative}) "
-                f"must be >= th_positive ({conf.th_positive})."
+                f"{name}: th_negative ({conf.th_negative}) must be >= th_positive "
+                f"({conf.th_positive})."
             )
+        for key in ("use_points", "use_lines"):
+            if not isinstance(conf[key], bool):
+                raise ConfigError(f"{name}: {key} must be true or false.")
+        if not (conf.use_points or conf.use_lines):
+            raise ConfigError(f"{name}: use_points and use_lines are both false.")
+        if not isinstance(conf.n_line_sampled_pts, int) or conf.n_line_sampled_pts < 2:
+            raise ConfigError(f"{name}: n_line_sampled_pts must be an integer >= 2.")
+        for key in ("overlap_th", "min_visibility_th"):
+            if not 0 <= conf[key] <= 1:
+                raise ConfigError(f"{name}: {key} must be in [0, 1], got {conf[key]}.")
+        if conf.line_perp_dist_th <= 0:
+            raise ConfigError(f"{name}: line_perp_dist_th must be > 0.")
+        if conf.use_points:
+            self.required_data_keys += ["keypoints0", "keypoints1"]
+        if conf.use_lines:
+            self.required_data_keys += ["lines0", "lines1"]
 
     def _forward(self, data: dict) -> dict:
         result = {}
@@ -91,6 +75,33 @@ class HomographyMatcher(BaseModel):
         if self.conf.use_lines:
             result.update(self._lines(data))
         return {f"gt_{k}": v for k, v in result.items()}
+
+    def line_kwargs(self) -> dict:
+        """Keyword arguments of :func:`gt_line_matches` from the config."""
+        return {
+            "num_samples": self.conf.n_line_sampled_pts,
+            "th_dist": self.conf.line_perp_dist_th,
+            "th_overlap": self.conf.overlap_th,
+            "min_visible": self.conf.min_visibility_th,
+        }
+
+    @abstractmethod
+    def _points(self, data: dict) -> dict:
+        """Point labels (keys without the gt_ prefix)."""
+
+    @abstractmethod
+    def _lines(self, data: dict) -> dict:
+        """Line labels (keys without the gt_ prefix)."""
+
+
+def float_dtype(x: torch.Tensor) -> torch.dtype:
+    """float64 inputs stay float64; anything else is labelled in float32."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+class HomographyMatcher(_GroundTruthMatcher):
+    required_data_keys = ["H_0to1"]
+    component = "matchers.homography_matcher"
 
     def _lines(self, data: dict) -> dict:
         lines0, lines1 = data["lines0"], data["lines1"]
@@ -104,7 +115,7 @@ class HomographyMatcher(BaseModel):
                 image_size(data, 1),
                 data.get("line_mask0"),
                 data.get("line_mask1"),
-                **line_kwargs(self.conf),
+                **self.line_kwargs(),
             )
 
     def _points(self, data: dict) -> dict:
