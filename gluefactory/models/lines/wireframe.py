@@ -24,10 +24,13 @@ two endpoints fall into one junction gets ``line_mask`` False.
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 
 from ...geometry.lines import merge_endpoints
 from ...utils.conf import ConfigError
+from .. import get_model
 from ..base_model import BaseModel
 from ..extractors.base import BaseExtractor
 from ..utils.keypoints import check_range, random_keypoints
@@ -36,8 +39,7 @@ EXACT_CDIST = "donot_use_mm_for_euclid_dist"  # no matrix-product rounding at th
 
 
 def _component(conf, key: str) -> tuple[type, object]:
-    from .. import get_model  # the registry imports this package's modules
-
+    """The class and merged, checked config of a component slot (nothing built)."""
     sub = conf[key]
     if sub is None or sub.get("name") is None:
         raise ConfigError(f"lines.wireframe: {key}.name is required.")
@@ -109,24 +111,20 @@ class Wireframe(BaseModel):
         pe = self.point_extractor
         b = len(data["image"])
         if b == 1 or pe.conf.force_num_keypoints:
-            batches = [(data, range(b))]
+            inputs = [data]
         else:  # variable counts cannot be batched: one image at a time
             keys = [k for k in ("image", "image_size") if k in data]
-            batches = [({k: data[k][i : i + 1] for k in keys}, [i]) for i in range(b)]
+            inputs = [{k: data[k][i : i + 1] for k in keys} for i in range(b)]
         out = []
-        for sub, _ in batches:
+        for sub in inputs:
             pred, dense = pe.extract_dense(sub)
-            for j in range(len(pred["keypoints"])):
-                mask = pred.get("keypoint_mask")
+            mask = pred.get("keypoint_mask")
+            for j, (kpts, scores) in enumerate(
+                zip(pred["keypoints"], pred["keypoint_scores"], strict=True)
+            ):
                 real = slice(None) if mask is None else mask[j]
-
-                def describe(k, j=j, dense=dense):
-                    return dense.sample_one(j, k)
-
-                out.append(
-                    (pred["keypoints"][j][real], pred["keypoint_scores"][j][real],
-                     describe)
-                )  # fmt: skip
+                describe = partial(dense.sample_one, j)
+                out.append((kpts[real], scores[real], describe))
         return out
 
     def _count(self, totals: list[int]) -> int:

@@ -10,6 +10,7 @@ from gluefactory.models import get_model
 from gluefactory.models.extractors.base import DenseDescriptors
 from gluefactory.models.utils.keypoints import sample_descriptors
 from gluefactory.utils.errors import ConfigError
+from gluefactory_nonfree.superpoint import sample_descriptors_legacy
 
 from .conftest import photo
 
@@ -153,12 +154,16 @@ def test_describe_carries_lines():
 
 
 # ----------------------------------------------------------------- dense descriptors
-@pytest.mark.parametrize("name", ["extractors.superpoint_open", "extractors.disk"])
+@pytest.mark.parametrize(
+    "name",
+    ["extractors.superpoint_open", "gluefactory_nonfree.superpoint", "extractors.disk"],
+)
 def test_dense_descriptors_with_random_weights(name, image):
     """Dense descriptors at the detected keypoints are the keypoints' descriptors;
-    for SuperPoint-open they are the bilinear samples of its dense map anywhere."""
+    for the SuperPoints they are their own interpolation of their dense map anywhere
+    (bilinear for the open one, Magic Leap's legacy sampling for the original)."""
     conf = {"weights": None, "max_num_keypoints": 100}
-    if name.endswith("superpoint_open"):
+    if "superpoint" in name:
         conf["dense_outputs"] = True
     model = get_model(name)(conf).eval()
     with torch.inference_mode():
@@ -169,7 +174,10 @@ def test_dense_descriptors_with_random_weights(name, image):
         desc = dense.sample(anywhere)
         assert desc.shape == (1, 50, pred["descriptors"].shape[-1])
         assert torch.allclose(desc.norm(dim=-1), torch.ones(1, 50), atol=1e-5)
-        if "dense_descriptors" in pred:
-            ref = sample_descriptors(pred["dense_descriptors"], anywhere, stride=8)
+        if "dense_descriptors" in pred:  # each SuperPoint's own interpolation
+            sampler = sample_descriptors
+            if name.startswith("gluefactory_nonfree"):  # legacy_sampling: true
+                sampler = sample_descriptors_legacy
+            ref = sampler(pred["dense_descriptors"], anywhere, stride=8)
             assert torch.allclose(desc, ref, atol=1e-6)
         assert dense.sample_one(0, anywhere[0, :0]).shape == (0, desc.shape[-1])
