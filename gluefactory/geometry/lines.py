@@ -83,18 +83,29 @@ def close_sample_counts(
     visible: torch.Tensor,
     lines: torch.Tensor,
     th_dist: float,
+    max_elements: int = 2**26,
 ) -> torch.Tensor:
     """For each line i of one view and line j of the other, the number of visible
     projected samples of i close to the segment j (module docstring, step 2).
 
     ``projected`` (B, L0, S, 2), ``visible`` (B, L0, S), ``lines`` (B, L1, 2, 2)
-    -> (B, L0, L1) int.
+    -> (B, L0, L1) int. Batched; pairs of the batch are taken in chunks of at most
+    ``max_elements`` sample-segment tests, which bounds the memory.
     """
     b, l0, s, _ = projected.shape
-    safe = torch.where(visible[..., None], projected, torch.zeros_like(projected))
-    dist, on = point_segment_distances(safe.reshape(b, l0 * s, 2), lines)
-    close = (dist < th_dist) & on & visible.reshape(b, l0 * s, 1)
-    return close.reshape(b, l0, s, -1).sum(2)
+    l1 = lines.shape[1]
+    step = max(1, max_elements // max(l0 * s * l1, 1))
+    out = []
+    for k in range(0, b, step):
+        p, v = projected[k : k + step], visible[k : k + step]
+        n = len(p)
+        safe = torch.where(v[..., None], p, torch.zeros_like(p))
+        dist, on = point_segment_distances(
+            safe.reshape(n, l0 * s, 2), lines[k : k + step]
+        )
+        close = (dist < th_dist) & on & v.reshape(n, l0 * s, 1)
+        out.append(close.reshape(n, l0, s, l1).sum(2))
+    return torch.cat(out) if out else projected.new_zeros((0, l0, l1), dtype=torch.long)
 
 
 def _hungarian(score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

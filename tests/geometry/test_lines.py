@@ -14,6 +14,7 @@ from gluefactory.geometry.gt_generation import (
 )
 from gluefactory.geometry.homography import warp_lines
 from gluefactory.geometry.lines import (
+    close_sample_counts,
     merge_endpoints,
     point_segment_distances,
     sample_on_lines,
@@ -192,3 +193,15 @@ def test_lines_on_invalid_depth_are_ignored():
     gt = gt_line_matches_from_pose_depth(lines0, lines1, cam, cam, T, depth, depth1)
     assert gt["line_matches1"].tolist() == [[-2, -2]]
     assert gt["line_matches0"].tolist() == [[-2, -1]]  # its own depth known: -1
+
+
+def test_counts_do_not_depend_on_the_chunking():
+    g = torch.Generator().manual_seed(0)
+    proj = torch.rand(5, 30, 50, 2, generator=g) * 100
+    visible = torch.rand(5, 30, 50, generator=g) > 0.2
+    lines = torch.rand(5, 20, 2, 2, generator=g) * 100
+    whole = close_sample_counts(proj, visible, lines, 5.0)
+    assert whole.sum() > 0
+    for limit in (1, 30 * 50 * 20 * 2):  # one pair, two pairs per chunk
+        chunked = close_sample_counts(proj, visible, lines, 5.0, max_elements=limit)
+        assert torch.equal(chunked, whole)
