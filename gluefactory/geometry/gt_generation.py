@@ -1,4 +1,4 @@
-"""Ground-truth keypoint correspondences from a homography or from depth and pose.
+"""Ground-truth keypoint and line correspondences from a homography or depth and pose.
 
 Labels (facts 4.3), per keypoint of view 0 (``matches0``) and of view 1 (``matches1``):
 
@@ -12,15 +12,22 @@ Labels (facts 4.3), per keypoint of view 0 (``matches0``) and of view 1 (``match
 Since ``dist >= forward distance``, positives and unmatched points are disjoint whenever
 ``th_negative >= th_positive`` (checked). Everything is computed in float32 or float64,
 never in half precision.
+
+Lines (:func:`gt_line_matches`, and its homography and depth front-ends): GlueStick's
+rule on samples along the segments, see :mod:`gluefactory.geometry.lines`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
+from .coordinates import in_image
 from .depth import reproject, sample_depth
 from .epipolar import T_to_F, sym_epipolar_distance
 from .homography import warp_points
+from .lines import close_sample_counts, line_labels, sample_on_lines
 from .wrappers import Camera, Pose
 
 IGNORE = -2
@@ -35,13 +42,16 @@ def _check_thresholds(th_positive: float, th_negative: float) -> None:
         )
 
 
-def keypoint_mask(kpts: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """(B, N) mask of real keypoints: finite coordinates and ``mask`` if given."""
-    valid = torch.isfinite(kpts).all(-1)
+def keypoint_mask(
+    kpts: torch.Tensor, mask: torch.Tensor | None = None, what: str = "keypoints"
+) -> torch.Tensor:
+    """(B, N) mask of real keypoints (B, N, 2), or of real ``what`` (B, N, ...), e.g.
+    lines (B, L, 2, 2): finite coordinates and ``mask`` if given."""
+    valid = torch.isfinite(kpts).flatten(2).all(-1)
     if mask is not None:
         if mask.shape != valid.shape:
             raise ValueError(
-                f"Keypoint mask of shape {tuple(mask.shape)} does not fit keypoints "
+                f"Mask of shape {tuple(mask.shape)} does not fit {what} "
                 f"{tuple(kpts.shape)}."
             )
         valid = valid & mask.bool()
@@ -239,3 +249,139 @@ def gt_matches_from_pose_depth(
         )  # fmt: skip
         out = {"assignment": out["assignment"], **labels}
     return out
+
+
+#: samples (B, P, 2) of one view -> (projections (B, P, 2), valid (B, P), visible (B, P))
+Projector = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+
+
+def gt_line_matches(
+    lines0: torch.Tensor,
+    lines1: torch.Tensor,
+    project0: Projector,
+    project1: Projector,
+    mask0: torch.Tensor | None = None,
+    mask1: torch.Tensor | None = None,
+    num_samples: int = 50,
+    th_dist: float = 5.0,
+    th_overlap: float = 0.2,
+    min_valid: float = 0.5,
+    min_visible: float = 0.5,
+) -> dict[str, torch.Tensor]:
+    """Line labels for segments (B, L0, 2, 2) / (B, L1, 2, 2) under any projection.
+
+    ``project0`` maps points of view 0 into view 1 and ``project1`` the reverse
+    (:data:`Projector`: projections, valid = projection known, visible = valid and
+    inside the other image). ``mask0/1`` (B, L) mark real (non-padded) lines. Returns
+    ``line_assignment`` (B, L0, L1) and ``line_matches0/1`` (rule in
+    :mod:`gluefactory.geometry.lines`). Batched; only the Hungarian step loops.
+    """
+    valid_lines0 = keypoint_mask(lines0, mask0, "lines")
+    valid_lines1 = keypoint_mask(lines1, mask1, "lines")
+
+    def project(lines, valid_lines, fn):
+        b, n = lines.shape[:2]
+        safe = torch.where(valid_lines[..., None, None], lines, torch.zeros_like(lines))
+        pts = sample_on_lines(safe, num_samples).reshape(b, n * num_samples, 2)
+        proj, valid, visible = fn(pts)
+        real = valid_lines[..., None]
+        shape = (b, n, num_samples)
+        return (
+            proj.reshape(*shape, 2),
+            valid.reshape(shape) & real,
+            visible.reshape(shape) & valid.reshape(shape) & real,
+        )
+
+    proj0, valid0, vis0 = project(lines0, valid_lines0, project0)
+    proj1, valid1, vis1 = project(lines1, valid_lines1, project1)
+    safe1 = torch.where(valid_lines1[..., None, None], lines1, torch.zeros_like(lines1))
+    safe0 = torch.where(valid_lines0[..., None, None], lines0, torch.zeros_like(lines0))
+    counts0 = close_sample_counts(proj0, vis0, safe1, th_dist)
+    counts1 = close_sample_counts(proj1, vis1, safe0, th_dist)
+    counts0 = counts0 * valid_lines1[:, None, :]  # padded lines are near nothing
+    counts1 = counts1 * valid_lines0[:, None, :]
+    return line_labels(
+        counts0, counts1, vis0, vis1, valid0, valid1, valid_lines0, valid_lines1,
+        th_overlap, min_valid, min_visible,
+    )  # fmt: skip
+
+
+def _size(size: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Image sizes (w, h) as a (B, 2) tensor like ``like``."""
+    size = torch.as_tensor(size).to(like)
+    return size.expand(like.shape[0], 2) if size.dim() == 1 else size
+
+
+def gt_line_matches_from_homography(
+    lines0: torch.Tensor,
+    lines1: torch.Tensor,
+    H_0to1: torch.Tensor,
+    size0: torch.Tensor,
+    size1: torch.Tensor,
+    mask0: torch.Tensor | None = None,
+    mask1: torch.Tensor | None = None,
+    **kwargs,
+) -> dict[str, torch.Tensor]:
+    """Line labels for views related by ``H_0to1`` (B, 3, 3); ``size0/1`` the images'
+    (w, h), (2,) or (B, 2): a sample is visible when it warps inside the other image.
+    Keyword arguments as :func:`gt_line_matches`."""
+    H = H_0to1.to(lines0)
+    size0, size1 = _size(size0, lines0), _size(size1, lines0)
+
+    def projector(H, size):
+        def fn(pts):
+            proj = warp_points(pts, H)
+            valid = torch.isfinite(proj).all(-1)
+            return proj, valid, valid & in_image(proj, size)
+
+        return fn
+
+    return gt_line_matches(
+        lines0,
+        lines1,
+        projector(H, size1),
+        projector(torch.linalg.inv(H), size0),
+        mask0,
+        mask1,
+        **kwargs,
+    )
+
+
+def gt_line_matches_from_pose_depth(
+    lines0: torch.Tensor,
+    lines1: torch.Tensor,
+    camera0: Camera,
+    camera1: Camera,
+    T_0to1: Pose,
+    depth0: torch.Tensor,
+    depth1: torch.Tensor,
+    T_1to0: Pose | None = None,
+    mask0: torch.Tensor | None = None,
+    mask1: torch.Tensor | None = None,
+    **kwargs,
+) -> dict[str, torch.Tensor]:
+    """Line labels from depth maps (B, H, W) and the relative pose: samples take their
+    depth from the map (:func:`sample_depth`; valid where known) and are visible when
+    they project in front of the other camera and inside its image. Keyword arguments
+    as :func:`gt_line_matches` (``min_valid``: the share of samples with known depth a
+    line needs, else it is ignored)."""
+    if T_1to0 is None:
+        T_1to0 = T_0to1.inv()
+
+    def projector(depth, T, cam_a, cam_b):
+        def fn(pts):
+            d, valid = sample_depth(pts, depth.to(pts))
+            proj, visible = reproject(pts, d, valid, T, cam_a, cam_b)
+            return proj, valid, visible
+
+        return fn
+
+    return gt_line_matches(
+        lines0,
+        lines1,
+        projector(depth0, T_0to1, camera0, camera1),
+        projector(depth1, T_1to0, camera1, camera0),
+        mask0,
+        mask1,
+        **kwargs,
+    )

@@ -1,8 +1,8 @@
 """Models by name: ``get_model("matchers.lightglue")``, ``get_model("extractors.aliked")``.
 
 Names are module paths relative to ``gluefactory.models`` or to its ``extractors`` and
-``matchers`` subpackages (a subpackage listed in ``SEARCH`` that does not exist, e.g. a
-future ``lines``, is skipped), or any importable dotted module path for models that live
+``matchers`` and ``lines`` subpackages (a subpackage listed in ``SEARCH`` that does not
+exist is skipped), or any importable dotted module path for models that live
 outside the package. Upstream glue-factory's names resolve through :data:`ALIASES`.
 ``python -m gluefactory models aliases`` lists both.
 """

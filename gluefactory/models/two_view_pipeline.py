@@ -6,7 +6,7 @@ index (``keypoints0``, ``descriptors1``, ``keypoint_mask0``, ...), as matchers a
 expect.
 
 When it is built, the pipeline checks that the matcher fits the extractor (descriptor
-size, scales and orientations: the extractor's ``describe(conf)`` against the matcher's
+size, scales, orientations and lines: the extractor's ``describe(conf)`` against the matcher's
 ``requires(conf)``), before any weights are loaded or downloaded: a mismatch is a
 :class:`~gluefactory.utils.errors.ConfigError` naming both components.
 
@@ -31,6 +31,12 @@ from . import get_model
 from .base_model import BaseModel
 
 MASK_KEYS = ("keypoint_mask0", "keypoint_mask1")
+#: boolean flags of ``describe()`` / ``requires()`` (docs/extractors.md)
+OUTPUT_FLAGS = {
+    "scales": "keypoint scales",
+    "orientations": "keypoint orientations",
+    "lines": "lines (a line extractor such as lines.wireframe)",
+}
 
 
 def _resolve(conf) -> tuple[type[BaseModel] | None, Any]:
@@ -60,9 +66,9 @@ def check_compatible(extractor: tuple, matcher: tuple) -> None:
         problems.append(
             f"{dim}-D descriptors, the extractor gives {have['descriptor_dim']}-D"
         )
-    for key in ("scales", "orientations"):
+    for key, what in OUTPUT_FLAGS.items():
         if need.get(key) and not have.get(key):
-            problems.append(f"keypoint {key}, which the extractor does not output")
+            problems.append(f"{what}, which the extractor does not output")
     if problems:
         preset = m_conf.get("features") if hasattr(m_conf, "get") else None
         m_desc = f"{m_name}" + (f" (features={preset})" if preset is not None else "")

@@ -31,18 +31,24 @@ def _weights(name: str):
 # ------------------------------------------------------------------- search packages
 
 
-def test_missing_search_packages_are_skipped_explicitly():
-    assert not package_exists("gluefactory.models.lines")
+def test_missing_search_packages_are_skipped_explicitly(monkeypatch):
+    # gluefactory.models.lines exists since the lines landed: a missing plug-in
+    # package listed in SEARCH stands in for it
+    import gluefactory.models as models
+
+    missing = "gluefactory.models.no_such_plugin"
+    assert package_exists("gluefactory.models.lines")
+    assert not package_exists(missing)
     assert not package_exists("no_such_top_level_package.sub")
-    assert existing_packages(["gluefactory.models", "gluefactory.models.lines"]) == [
-        "gluefactory.models"
-    ]
+    assert existing_packages(["gluefactory.models", missing]) == ["gluefactory.models"]
+    monkeypatch.setattr(models, "SEARCH", [*models.SEARCH, missing])
     with pytest.raises(ConfigError) as e:
         get_model("matchers.no_such_matcher")
     msg = str(e.value)
     assert "gluefactory.models.matchers.matchers.no_such_matcher" in msg
-    assert ".lines." not in msg  # an absent package is not even tried
+    assert ".no_such_plugin." not in msg  # an absent package is not even tried
     assert "matchers.lightglue" in list_models()
+    assert "lines.lsd" in list_models() and "lines.wireframe" in list_models()
 
 
 def test_unknown_name_suggests_aliases_too():

@@ -14,8 +14,13 @@
   conversion, "any" passes 1 or 3 channels);
 - the batched output (:meth:`batch`: top-k, ``force_num_keypoints`` padding with
   ``keypoint_mask``, seeds);
-- :meth:`describe`: what the extractor outputs (descriptor size, scales, orientations),
-  from the config alone, so that a pipeline can check its matcher before any download.
+- :meth:`describe`: what the extractor outputs (descriptor size, scales, orientations,
+  lines), from the config alone, so that a pipeline can check its
+  matcher before any download;
+- :meth:`extract_dense`: the outputs plus :class:`DenseDescriptors`, descriptors at any
+  point of the images, computed exactly as the extractor computes its own (the
+  ``describe`` function each extractor hands to :meth:`batch`). The wireframe samples
+  its junction descriptors there.
 
 Subclasses set the class attributes below, implement :meth:`_build` (layers and
 weights) and :meth:`_extract` (the converted image -> outputs, usually through
@@ -27,11 +32,15 @@ from __future__ import annotations
 import logging
 from abc import abstractmethod
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from ...utils.data import check_data_keys
+from ...utils.errors import ConfigError
 from ...utils.image import check_image_tensor, rgb_to_grayscale
 from ...weights import load_weights
 from ..base_model import BaseModel, load_state_dict_strict
@@ -42,6 +51,43 @@ from ..utils.keypoints import (
 )
 
 logger = logging.getLogger(__name__)
+
+#: per-image description function(s) that :meth:`BaseExtractor.batch` records while
+#: :meth:`BaseExtractor.extract_dense` runs (a context variable: thread-safe)
+_DESCRIBERS: ContextVar[list | None] = ContextVar(
+    "gluefactory_describers", default=None
+)
+
+
+@dataclass(frozen=True)
+class DenseDescriptors:
+    """Descriptors anywhere in the images of one forward pass of an extractor.
+
+    ``describe(i, keypoints (N, 2)) -> {"descriptors": (N, D), ...}`` is the
+    extractor's own description of image ``i`` (its feature maps, its interpolation,
+    its normalisation), so a point sampled here gets the descriptor the extractor
+    would give a keypoint detected there.
+    """
+
+    describe: Callable[[int, torch.Tensor], dict]
+    batch_size: int
+
+    def sample_one(self, i: int, keypoints: torch.Tensor) -> torch.Tensor:
+        """Descriptors (N, D) of image ``i`` at ``keypoints`` (N, 2) (library pixels)."""
+        if (
+            len(keypoints) == 0
+        ):  # not every model handles N = 0: describe one, keep none
+            return self.describe(i, keypoints.new_ones((1, 2)))["descriptors"][:0]
+        return self.describe(i, keypoints)["descriptors"]
+
+    def sample(self, keypoints: torch.Tensor) -> torch.Tensor:
+        """Descriptors (B, N, D) at ``keypoints`` (B, N, 2) (library pixels)."""
+        if keypoints.dim() != 3 or len(keypoints) != self.batch_size:
+            raise ValueError(
+                f"DenseDescriptors.sample expects keypoints ({self.batch_size}, N, 2), "
+                f"got {tuple(keypoints.shape)}."
+            )
+        return torch.stack([self.sample_one(i, k) for i, k in enumerate(keypoints)])
 
 
 class BaseExtractor(BaseModel):
@@ -131,8 +177,20 @@ class BaseExtractor(BaseModel):
     @classmethod
     def describe(cls, conf: Any = None) -> dict:
         """What the extractor outputs for ``conf``, from the config alone (no weights):
-        ``dict(descriptor_dim=int, scales=bool, orientations=bool)``."""
+        ``dict(descriptor_dim=int, scales=bool, orientations=bool)``; extractors of
+        lines add ``lines=True`` (docs/extractors.md)."""
         return cls._describe(cls.build_conf(conf))
+
+    @classmethod
+    def has_dense_descriptors(cls, conf: Any = None) -> bool:
+        """Whether :meth:`extract_dense` works for ``conf`` (from the config alone)."""
+        return cls._has_dense_descriptors(cls.build_conf(conf))
+
+    @classmethod
+    def _has_dense_descriptors(cls, conf) -> bool:
+        """True when the extractor describes its keypoints with a function of their
+        positions (given to :meth:`batch`); False for descriptors of detections only."""
+        return True
 
     @classmethod
     @abstractmethod
@@ -165,6 +223,28 @@ class BaseExtractor(BaseModel):
     def _forward(self, data: dict) -> dict:
         return self._extract(self.prepare_image(data["image"]), data)
 
+    def extract_dense(self, data: dict) -> tuple[dict, DenseDescriptors]:
+        """The outputs of ``self(data)`` and the :class:`DenseDescriptors` of the same
+        pass (one network run). A ConfigError for an extractor whose descriptors exist
+        only at its detections (:meth:`has_dense_descriptors` is False)."""
+        name = type(self).__name__
+        if not self._has_dense_descriptors(self.conf):
+            raise ConfigError(
+                f"{name} with this configuration has no dense descriptors (its "
+                "descriptors are computed at its own detections only); choose another "
+                "extractor or configuration."
+            )
+        check_data_keys(name, self.required_data_keys, data)
+        sink: list = []
+        token = _DESCRIBERS.set(sink)
+        try:
+            pred = self._forward(data)
+        finally:
+            _DESCRIBERS.reset(token)
+        if len(sink) != 1:
+            raise RuntimeError(f"{name}: batch() got no describe function.")
+        return pred, DenseDescriptors(sink[0], len(pred["keypoints"]))
+
     @abstractmethod
     def _extract(self, image: torch.Tensor, data: dict) -> dict:
         """Keypoints and descriptors of the converted ``image`` (B, C, H, W); ``data``
@@ -182,7 +262,11 @@ class BaseExtractor(BaseModel):
     ) -> dict:
         """Per-image keypoints -> the batched output, with this extractor's
         ``max_num_keypoints``, ``force_num_keypoints`` and ``seed``
-        (:func:`~gluefactory.models.utils.keypoints.batch_features`)."""
+        (:func:`~gluefactory.models.utils.keypoints.batch_features`). ``describe``
+        is also what :meth:`extract_dense` returns."""
+        sink = _DESCRIBERS.get()
+        if sink is not None and describe is not None:
+            sink.append(describe)
         return batch_features(
             keypoints,
             scores,

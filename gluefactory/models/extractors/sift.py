@@ -160,6 +160,10 @@ class SIFT(BaseExtractor):
         return {"descriptor_dim": 128, "scales": True, "orientations": True}
 
     @classmethod
+    def _has_dense_descriptors(cls, conf) -> bool:
+        return False  # descriptors of the detected (scale, orientation) frames only
+
+    @classmethod
     def _check_conf(cls, conf) -> None:
         if conf.backend not in BACKENDS:
             raise ConfigError(

@@ -254,6 +254,10 @@ class XFeat(BaseExtractor):
         return {"descriptor_dim": 64, "scales": bool(conf.dense), "orientations": False}
 
     @classmethod
+    def _has_dense_descriptors(cls, conf) -> bool:
+        return not conf.dense  # XFeat* keeps raw cell descriptors, not sampled ones
+
+    @classmethod
     def _check_conf(cls, conf) -> None:
         if conf.dense and conf.remove_borders:
             raise ConfigError(

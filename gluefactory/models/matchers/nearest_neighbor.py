@@ -107,23 +107,32 @@ class NearestNeighborMatcher(BaseModel):
         """Value ranges of the thresholds (ConfigError naming the key)."""
         if conf.loss is not None:
             raise ConfigError(f"nearest_neighbor has no loss (got loss={conf.loss!r}).")
-        ranges = {
-            "ratio_thresh": ("in (0, 1] or None", lambda v: 0 < v <= 1),
-            "distance_thresh": ("> 0 or None", lambda v: v > 0),
-        }
-        for key, (why, ok) in ranges.items():
-            v = conf[key]
-            if v is None:
-                continue
-            if isinstance(v, bool) or not isinstance(v, int | float) or not ok(v):
-                raise ConfigError(
-                    f"nearest_neighbor: {key}={v!r} is out of range: must be {why}."
-                )
+        cls._check_thresholds(
+            conf, {"ratio_thresh": "ratio_thresh", "distance_thresh": "distance_thresh"}
+        )
         if not isinstance(conf.mutual_check, bool):
             raise ConfigError(
                 f"nearest_neighbor: mutual_check={conf.mutual_check!r} must be true "
                 "or false."
             )
+
+    @staticmethod
+    def _check_thresholds(conf, keys: dict[str, str]) -> None:
+        """``keys``: config key -> its kind (``ratio_thresh`` in (0, 1],
+        ``distance_thresh`` > 0), each also None (off)."""
+        ranges = {
+            "ratio_thresh": ("in (0, 1] or None", lambda v: 0 < v <= 1),
+            "distance_thresh": ("> 0 or None", lambda v: v > 0),
+        }
+        for key, kind in keys.items():
+            why, ok = ranges[kind]
+            v = conf[key]
+            if v is None:
+                continue
+            if isinstance(v, bool) or not isinstance(v, int | float) or not ok(v):
+                raise ConfigError(
+                    f"{conf.name}: {key}={v!r} is out of range: must be {why}."
+                )
 
     def _init(self, conf):
         pass
