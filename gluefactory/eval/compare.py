@@ -23,7 +23,7 @@ from ..utils.cli import main_wrapper
 from ..utils.errors import ConfigError, DataError
 from .figures import recall_figure
 from .metrics import AUC_METRICS
-from .pipeline import format_table
+from .tables import format_table
 from .results import read_json, read_results
 
 

@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 from gluefactory.eval.hpatches import HPatchesPipeline
 from gluefactory.eval.io import compose_eval_conf, conf_diff, default_tag
 from gluefactory.eval.megadepth1500 import MegaDepth1500Pipeline
-from gluefactory.eval.pipeline import NON_RESULT_KEYS
+from gluefactory.eval.provenance import NON_RESULT_KEYS
 from gluefactory.eval.sweep import SWEEP_THRESHOLDS, thresholds_from
 from gluefactory.utils.errors import ConfigError
 
