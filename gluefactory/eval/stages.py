@@ -227,9 +227,9 @@ def summarize(
     figures = bench.make_figures(out, final)
     rio.write_json(out / SUMMARIES, summaries)
     timings = {**bench.timings, **results.timings}
-    timings["eval_s"] = (
-        results.timings["metrics_s"] + results.timings["sweep_s"]
-    ) + (time.perf_counter() - t0)
+    timings["eval_s"] = (results.timings["metrics_s"] + results.timings["sweep_s"]) + (
+        time.perf_counter() - t0
+    )
     rio.write_json(out / "timings.json", timings)
     logger.info("Wrote %s and %d figure(s).", out, len(figures))
     return summaries

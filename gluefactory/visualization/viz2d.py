@@ -17,7 +17,6 @@ matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-
 from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.colors import to_rgba_array  # noqa: E402
 from matplotlib.transforms import IdentityTransform  # noqa: E402

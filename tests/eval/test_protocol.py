@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from gluefactory.eval.hpatches import HPatchesPipeline, homography_robust_metrics
-from gluefactory.eval.records import PairRecord
 from gluefactory.eval.megadepth1500 import MegaDepth1500Pipeline
+from gluefactory.eval.records import PairRecord
 from gluefactory.eval.results import read_json, write_json
 from gluefactory.geometry.homography import warp_points
 from gluefactory.robust_estimators import BaseEstimator

@@ -6,6 +6,7 @@ import logging
 
 import torch
 from matplotlib.colors import to_rgba
+
 from gluefactory.visualization import viz2d
 
 
