@@ -41,6 +41,7 @@ from ..robust_estimators.homography.dlt import find_homography_dlt
 from ..utils.errors import InputError
 from ..utils.tensor import unbatch
 from .records import PairRecord, image_size, matched_keypoints  # noqa: F401 (re-exported)
+from .records import float64 as _f64
 
 ArrayLike = np.ndarray | torch.Tensor | Sequence[float]
 
@@ -50,13 +51,6 @@ HPATCHES_AUC_THRESHOLDS = (1, 3, 5)  # px, mean corner error
 EPI_PREC_THRESHOLDS = (1e-4, 5e-4, 1e-3)  # normalised units
 REPROJ_PREC_THRESHOLDS = (1, 3, 5)  # px
 POSE_AUC_THRESHOLDS = (5, 10, 20)  # degrees
-
-
-def _f64(x: ArrayLike) -> torch.Tensor:
-    """Any array-like as a float64 CPU tensor (metrics are cheap; exactness matters)."""
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().double()
-    return torch.as_tensor(np.asarray(x, dtype=np.float64))
 
 
 def _cpu64(x: Pose | Camera) -> Pose | Camera:

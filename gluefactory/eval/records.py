@@ -29,7 +29,8 @@ from ..geometry.wrappers import Camera, Pose
 from ..utils.tensor import unbatch
 
 
-def _f64(x: Any) -> torch.Tensor:
+def float64(x: Any) -> torch.Tensor:
+    """Any array-like as a float64 CPU tensor (metrics are cheap; exactness matters)."""
     if isinstance(x, torch.Tensor):
         return x.detach().cpu().double()
     return torch.as_tensor(np.asarray(x, dtype=np.float64))
@@ -59,7 +60,7 @@ def matched_keypoints(
 def image_size(view: Mapping[str, Any]) -> tuple[float, float]:
     """(w, h) of a view: ``image_size`` if given, else the shape of ``image``."""
     if "image_size" in view:
-        size = unbatch(_f64(view["image_size"]), 1, "image_size")
+        size = unbatch(float64(view["image_size"]), 1, "image_size")
         return float(size[0]), float(size[1])
     h, w = view["image"].shape[-2:]
     return float(w), float(h)
@@ -134,14 +135,14 @@ class PairRecord:
         T = data.get("T_0to1")
         return cls(
             name=str(name),
-            kpts0=_f64(k0),
-            kpts1=_f64(k1),
-            scores=_f64(scores),
+            kpts0=float64(k0),
+            kpts1=float64(k1),
+            scores=float64(scores),
             num_keypoints=(int(n0), int(n1)),
             image_size0=_size_or_none(v0),
             image_size1=_size_or_none(v1),
             scene=str(scene),
-            H_0to1=None if H is None else _f64(unbatch(H, 2, "H_0to1")),
+            H_0to1=None if H is None else float64(unbatch(H, 2, "H_0to1")),
             T_0to1=None
             if T is None
             else unbatch(T, 0, "T_0to1").detach().cpu().double(),
