@@ -131,14 +131,14 @@ class MegaDepth1500Pipeline(EvalPipeline):
     reported = _md_reported()
     correct_th = 5e-4  # normalised epipolar distance, colour of the figures' matches
 
+    match_errors = staticmethod(epipolar_match_errors)
+    robust_metrics = staticmethod(relative_pose_metrics)
+
     def eval_data_conf(self) -> DictConfig:
         """The export's data at ORIGINAL resolution (no resize, original intrinsics)."""
         conf = as_plain(self.conf.data)
         conf["preprocessing"] = {"resize": None, "side": "long"}
         return OmegaConf.create(conf)
-
-    match_errors = staticmethod(epipolar_match_errors)
-    robust_metrics = staticmethod(relative_pose_metrics)
 
     def pair_metrics(self, record, data, pred):
         out = epipolar_match_metrics(record)
