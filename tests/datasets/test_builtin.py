@@ -208,6 +208,7 @@ def test_shipped_checksums_describe_both_sets():
     }
     assert all(len(e["sha256"]) == 64 and e["size"] > 0 for e in hp["files"].values())
     assert {"numpy", "h5py", "hdf5"} <= set(data["libraries"])
+    assert data["sources"] == builtin.source_digests()  # photos decode alike here
 
 
 def test_other_bytes_than_shipped_are_refused(data_root, small, monkeypatch):
@@ -230,6 +231,7 @@ def test_other_bytes_than_shipped_are_refused(data_root, small, monkeypatch):
     msg = str(e.value)
     assert "6 of 22 files differ" in msg and "i_camera/1.ppm has other bytes" in msg
     assert "not the one gluefactory ships" in msg and "numpy 0.0" in msg
+    assert "source photographs decode to the same pixels" in msg
     assert not (data_root / "builtin" / "hpatches").exists()
     assert [p.name for p in (data_root / "builtin").iterdir()] == []
 

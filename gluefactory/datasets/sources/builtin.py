@@ -35,6 +35,7 @@ Command line: ``python -m gluefactory.datasets.sources.builtin build [--force] [
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import platform
@@ -43,6 +44,8 @@ import time
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
+
+import numpy as np
 
 from ... import settings
 from ...utils.errors import DataError
@@ -105,19 +108,22 @@ def write_manifest(folder: Path, meta: dict) -> dict:
     return manifest
 
 
+def _read_json(path: Path, key: str, what: str, hint: str) -> dict:
+    """A JSON object with a mapping under ``key``, or a DataError naming ``what``."""
+    try:
+        data = json.loads(path.read_text())
+        if not isinstance(data.get(key), dict):
+            raise ValueError(f"no '{key}' mapping")
+    except (OSError, ValueError) as e:
+        raise DataError(f"The {what} {path} is unreadable ({e}). {hint}") from None
+    return data
+
+
 def read_manifest(folder: Path) -> dict | None:
     path = folder / MANIFEST
     if not path.is_file():
         return None
-    try:
-        manifest = json.loads(path.read_text())
-        if not isinstance(manifest.get("files"), dict):
-            raise ValueError("no 'files' mapping")
-    except (OSError, ValueError) as e:
-        raise DataError(
-            f"The manifest {path} is unreadable ({e}). {_rebuild_hint(folder)}"
-        ) from None
-    return manifest
+    return _read_json(path, "files", "manifest", _rebuild_hint(folder))
 
 
 def _rebuild_hint(folder: Path) -> str:
@@ -145,18 +151,32 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+def source_digests() -> dict[str, str]:
+    """sha256 of the decoded source photographs (pixels, shape and type), to tell
+    whether a difference comes from decoding them (scikit-image, Pillow)."""
+    import skimage.data
+
+    from .builtin_hpatches import ILLUMINATION, VIEWPOINT, load_photo
+    from .builtin_posed import PHOTOS, SURFACES
+
+    names = sorted({*VIEWPOINT, *ILLUMINATION, *PHOTOS, *SURFACES})
+    arrays = {name: load_photo(name) for name in names}
+    stereo = skimage.data.stereo_motorcycle()
+    arrays |= dict(
+        zip(("motorcycle_left", "motorcycle_right", "motorcycle_disp"), stereo)
+    )
+    return {
+        name: hashlib.sha256(
+            f"{a.dtype}{a.shape}".encode() + np.ascontiguousarray(a).tobytes()
+        ).hexdigest()
+        for name, a in arrays.items()
+    }
+
+
 def read_checksums(path: Path = CHECKSUMS) -> dict:
     """The shipped checksums: ``{"libraries": {...}, "sets": {name: {"version",
     "seed", "files"}}}``."""
-    try:
-        data = json.loads(path.read_text())
-        if not isinstance(data.get("sets"), dict):
-            raise ValueError("no 'sets' mapping")
-    except (OSError, ValueError) as e:
-        raise DataError(
-            f"The shipped checksums {path} are unreadable ({e}): reinstall gluefactory."
-        ) from None
-    return data
+    return _read_json(path, "sets", "shipped checksums", "Reinstall gluefactory.")
 
 
 def expected_files(name: str, version: int, seed: int) -> dict[str, dict] | None:
@@ -208,12 +228,16 @@ def check_against_shipped(name: str, manifest: dict) -> None:
     )
     if not problems:
         return
-    made_with = read_checksums().get("libraries", {})
+    shipped = read_checksums()
     here = library_versions()
     libs = ", ".join(
         f"{lib} {here.get(lib)} (checksums made with {v})"
-        for lib, v in made_with.items()
+        for lib, v in shipped.get("libraries", {}).items()
         if here.get(lib) != v
+    )
+    digests = source_digests()
+    sources = sorted(
+        n for n, d in shipped.get("sources", {}).items() if digests.get(n) != d
     )
     raise DataError(
         f"The built-in set '{name}' generated here is not the one gluefactory ships "
@@ -223,6 +247,11 @@ def check_against_shipped(name: str, manifest: dict) -> None:
             f"Libraries that differ from those of the checksums: {libs}. "
             if libs
             else "The library versions are those of the checksums. "
+        )
+        + (
+            f"These source photographs decode to other pixels here: {sources}. "
+            if sources
+            else "The source photographs decode to the same pixels. "
         )
         + "Please report this (with this message) as a bug of the generator."
     )
@@ -307,7 +336,7 @@ def write_checksums(path: Path = CHECKSUMS, seed: int = SEED) -> dict:
             fn(Path(tmp) / name, seed)
             files = file_entries(Path(tmp) / name)
             sets[name] = {"version": version, "seed": seed, "files": files}
-    data = {"libraries": library_versions(), "sets": sets}
+    data = {"libraries": library_versions(), "sources": source_digests(), "sets": sets}
     atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
     return data
 
