@@ -277,3 +277,17 @@ def test_generation_uses_no_opencv(tmp_path):
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "True"
+
+
+def test_checksums_command_records_what_the_generators_make(
+    tmp_path, small, monkeypatch
+):
+    target = tmp_path / "checksums.json"
+    monkeypatch.setattr(builtin, "CHECKSUMS", target)
+    assert builtin.main(["checksums"]) == 0
+    data = builtin.read_checksums(target)
+    for name, prefixes in SUBSETS.items():
+        assert data["sets"][name]["files"] == shipped_subset(name, prefixes)
+    shipped = builtin.read_checksums()
+    assert data["sources"] == shipped["sources"]
+    assert data["libraries"] == builtin.library_versions()

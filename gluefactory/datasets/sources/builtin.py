@@ -355,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown set(s) {unknown}; choose from {list(NAMES)}")
     if args.command == "checksums":
-        data = write_checksums()
+        data = write_checksums(CHECKSUMS)
         counts = {n: len(e["files"]) for n, e in data["sets"].items()}
         print(f"{CHECKSUMS}: {counts} files")
         return 0
