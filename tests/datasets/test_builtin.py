@@ -247,7 +247,17 @@ def test_a_manifest_of_other_files_is_refused(data_root, small):
         builtin.ensure_builtin("hpatches")
 
 
-def test_an_unshipped_generator_version_is_an_error(monkeypatch):
+def test_verify_names_a_set_of_an_older_generator(data_root, small):
+    folder = builtin.ensure_builtin("hpatches")
+    manifest = builtin.read_manifest(folder)
+    builtin.write_manifest(
+        folder, {k: v for k, v in manifest.items() if k != "files"} | {"version": 1}
+    )
+    with pytest.raises(DataError, match="made by version 1 of its generator"):
+        builtin.main(["verify", "hpatches"])
+
+
+def test_an_unshipped_generator_version_is_an_error():
     with pytest.raises(DataError, match="regenerate them: python -m"):
         builtin.expected_files("hpatches", builtin_hpatches.VERSION + 1, builtin.SEED)
     assert builtin.expected_files("hpatches", builtin_hpatches.VERSION, 7) is None

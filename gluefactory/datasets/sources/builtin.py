@@ -278,6 +278,12 @@ def verify(folder: Path, manifest: dict | None = None) -> None:
             f"The built-in set {folder} does not match its manifest: "
             f"{_summary(problems, len(recorded))}. {_rebuild_hint(folder)}"
         )
+    _, version = _builder(folder.name)
+    if manifest.get("version") != version:
+        raise DataError(
+            f"The built-in set {folder} was made by version {manifest.get('version')} "
+            f"of its generator, this gluefactory's is {version}. {_rebuild_hint(folder)}"
+        )
     check_against_shipped(folder.name, manifest)
 
 
