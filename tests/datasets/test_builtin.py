@@ -1,9 +1,13 @@
-"""Built-in offline sets: first-use build, manifest verification, determinism, CLI."""
+"""Built-in offline sets: first-use build, manifest and shipped-checksum verification,
+determinism, independence of OpenCV, CLI."""
 
 from __future__ import annotations
 
 import functools
 import json
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
@@ -21,9 +25,19 @@ def data_root(tmp_path, monkeypatch):
     return tmp_path / "data"
 
 
+def shipped_subset(name: str, prefixes: tuple[str, ...]) -> dict:
+    """The shipped checksums of the files of set ``name`` under ``prefixes``."""
+    files = builtin.read_checksums()["sets"][name]["files"]
+    return {k: v for k, v in files.items() if k.startswith(prefixes)}
+
+
+SUBSETS = {"hpatches": ("v_rocket/", "i_camera/"), "posed": ("middlebury_motorcycle/",)}
+
+
 @pytest.fixture
 def small(monkeypatch):
-    """The real generators, restricted to a few sequences / one small room."""
+    """The real generators, restricted to a few sequences / one small room, checked
+    against the shipped checksums of those files."""
     calls = []
     builders = {
         "hpatches": functools.partial(
@@ -43,11 +57,16 @@ def small(monkeypatch):
         return build, version[name]
 
     monkeypatch.setattr(builtin, "_builder", fake)
+    monkeypatch.setattr(
+        builtin,
+        "expected_files",
+        lambda name, version, seed: shipped_subset(name, SUBSETS[name]),
+    )
     return calls
 
 
 def test_first_use_builds_then_verifies(data_root, small):
-    stale = data_root / "builtin" / ".hpatches.killed"  # left by a killed build
+    stale = data_root / "builtin" / ".hpatches.x1y2.tmp"  # left by a killed build
     (stale / "v_x").mkdir(parents=True)
     ds = get_dataset("hpatches")({"data_dir": "builtin/hpatches"})
     assert ds.sequences == ["i_camera", "v_rocket"] and len(ds) == 10
@@ -106,6 +125,9 @@ def test_new_generator_version_rebuilds(data_root, small, monkeypatch):
         "_builder",
         lambda name: (functools.partial(builtin_hpatches.build, only=["i_camera"]), 99),
     )
+    monkeypatch.setattr(
+        builtin, "expected_files", lambda *a: shipped_subset("hpatches", ("i_camera/",))
+    )
     folder = builtin.ensure_builtin("hpatches")
     assert builtin.read_manifest(folder)["version"] == 99
     assert sorted(p.name for p in folder.iterdir()) == ["i_camera", "manifest.json"]
@@ -143,7 +165,9 @@ def test_cli(data_root, small, capsys):
 def test_full_builtin_sets(tmp_path, monkeypatch):
     """The real sets: sizes, pair counts, and the subset property of each generator."""
     monkeypatch.setenv("GLUEFACTORY_DATA", str(tmp_path / "data"))
-    hp = builtin.ensure_builtin("hpatches")
+    hp = builtin.ensure_builtin("hpatches")  # checked against the shipped checksums
+    shipped = builtin.read_checksums()["sets"]
+    assert builtin.read_manifest(hp)["files"] == shipped["hpatches"]["files"]
     ds = get_dataset("hpatches")({"data_dir": "builtin/hpatches"})
     assert len(ds.sequences) == 10 and len(ds) == 50
     assert sum(s.startswith("i_") for s in ds.sequences) == 4
@@ -153,6 +177,7 @@ def test_full_builtin_sets(tmp_path, monkeypatch):
     sub = builtin.write_manifest(small, {})["files"]
     assert all(full[k] == v for k, v in sub.items())
     posed = builtin.ensure_builtin("posed")
+    assert builtin.read_manifest(posed)["files"] == shipped["posed"]["files"]
     pairs = builtin.read_manifest(posed)["pairs"]
     assert 20 <= sum(pairs.values()) <= 40 and len(pairs) == 6
     ds = get_dataset("posed_images")({"root": "builtin/posed"})
@@ -162,3 +187,117 @@ def test_full_builtin_sets(tmp_path, monkeypatch):
     full = builtin.read_manifest(posed)["files"]
     sub = builtin.write_manifest(one, {})["files"]
     assert all(full[k] == v for k, v in sub.items())
+
+
+def test_shipped_checksums_describe_both_sets():
+    data = builtin.read_checksums()
+    hp, posed = data["sets"]["hpatches"], data["sets"]["posed"]
+    assert hp["version"] == builtin_hpatches.VERSION and hp["seed"] == builtin.SEED
+    assert posed["version"] == builtin_posed.VERSION and posed["seed"] == builtin.SEED
+    seqs = [f"v_{n}" for n in builtin_hpatches.VIEWPOINT] + [
+        f"i_{n}" for n in builtin_hpatches.ILLUMINATION
+    ]
+    assert set(hp["files"]) == {
+        f"{s}/{f}"
+        for s in seqs
+        for f in [f"{i}.ppm" for i in range(1, 7)] + [f"H_1_{k}" for k in range(2, 7)]
+    }
+    scenes = {p.split("/")[0] for p in posed["files"]}
+    assert scenes == {"middlebury_motorcycle"} | {
+        f"room_{k}" for k in range(builtin_posed.NUM_ROOMS)
+    }
+    assert all(len(e["sha256"]) == 64 and e["size"] > 0 for e in hp["files"].values())
+    assert {"numpy", "h5py", "hdf5"} <= set(data["libraries"])
+    assert data["sources"] == builtin.source_digests()  # photos decode alike here
+
+
+def test_other_bytes_than_shipped_are_refused(data_root, small, monkeypatch):
+    """A generator whose output differs (another library's rounding) installs nothing
+    and names the file and the libraries that differ."""
+    real = builtin_hpatches.encode_ppm
+
+    def off_by_one(image):
+        if image.shape[1] == 480:  # i_camera, not v_rocket
+            image = image.copy()
+            image[0, 0, 0] ^= 1
+        return real(image)
+
+    monkeypatch.setattr(builtin_hpatches, "encode_ppm", off_by_one)
+    monkeypatch.setattr(
+        builtin, "library_versions", lambda: {"numpy": "0.0", "python": "3"}
+    )
+    with pytest.raises(DataError) as e:
+        builtin.ensure_builtin("hpatches")
+    msg = str(e.value)
+    assert "6 of 22 files differ" in msg and "i_camera/1.ppm has other bytes" in msg
+    assert "not the one gluefactory ships" in msg and "numpy 0.0" in msg
+    assert "source photographs decode to the same pixels" in msg
+    assert not (data_root / "builtin" / "hpatches").exists()
+    assert [p.name for p in (data_root / "builtin").iterdir()] == []
+
+
+def test_a_manifest_of_other_files_is_refused(data_root, small):
+    """A built set whose manifest (and files) are not the shipped ones fails to load."""
+    folder = builtin.ensure_builtin("hpatches")
+    path = folder / "v_rocket" / "H_1_2"
+    path.write_text(path.read_text().replace("e", "E", 1))
+    manifest = builtin.read_manifest(folder)
+    builtin.write_manifest(folder, {k: v for k, v in manifest.items() if k != "files"})
+    with pytest.raises(DataError, match="v_rocket/H_1_2 has other bytes"):
+        builtin.ensure_builtin("hpatches")
+
+
+def test_verify_names_a_set_of_an_older_generator(data_root, small):
+    folder = builtin.ensure_builtin("hpatches")
+    manifest = builtin.read_manifest(folder)
+    builtin.write_manifest(
+        folder, {k: v for k, v in manifest.items() if k != "files"} | {"version": 1}
+    )
+    with pytest.raises(DataError, match="made by version 1 of its generator"):
+        builtin.main(["verify", "hpatches"])
+
+
+def test_an_unshipped_generator_version_is_an_error():
+    with pytest.raises(DataError, match="regenerate them: python -m"):
+        builtin.expected_files("hpatches", builtin_hpatches.VERSION + 1, builtin.SEED)
+    assert builtin.expected_files("hpatches", builtin_hpatches.VERSION, 7) is None
+
+
+def test_generation_uses_no_opencv(tmp_path):
+    """With ``import cv2`` made impossible, the generators write the shipped bytes: no
+    OpenCV version can change the sets."""
+    code = textwrap.dedent(
+        f"""
+        import sys
+        sys.modules["cv2"] = None  # any import of OpenCV fails
+        from pathlib import Path
+        from gluefactory.datasets.sources import builtin, builtin_hpatches, builtin_posed
+        dest = Path({str(tmp_path)!r})
+        builtin_hpatches.build(dest / "hp", 0, only=["i_coins", "v_gravel"])
+        builtin_posed.build(dest / "posed", 0, rooms=0)
+        for name, folder in (("hpatches", "hp"), ("posed", "posed")):
+            expected = builtin.read_checksums()["sets"][name]["files"]
+            for rel, entry in builtin.file_entries(dest / folder).items():
+                assert expected[rel] == entry, rel
+        print("cv2" in sys.modules and sys.modules["cv2"] is None)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=600
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "True"
+
+
+def test_checksums_command_records_what_the_generators_make(
+    tmp_path, small, monkeypatch
+):
+    target = tmp_path / "checksums.json"
+    monkeypatch.setattr(builtin, "CHECKSUMS", target)
+    assert builtin.main(["checksums"]) == 0
+    data = builtin.read_checksums(target)
+    for name, prefixes in SUBSETS.items():
+        assert data["sets"][name]["files"] == shipped_subset(name, prefixes)
+    shipped = builtin.read_checksums()
+    assert data["sources"] == shipped["sources"]
+    assert data["libraries"] == builtin.library_versions()

@@ -16,15 +16,17 @@ Scenes (``<dest>/<scene>/{images/, depths/*.h5, views.txt, pairs.txt}``):
   at different positions and orientations; exact depth (z at pixel centres) and
   exact poses. Pairs are picked among the 15 camera pairs by covisibility.
 
-Everything is seeded and deterministic. Images are JPEG (quality 95) like MegaDepth's,
-depths HDF5 (dataset ``depth``, float32 metres / scene units, 0 = unknown).
+Everything is seeded, and every pixel operation is version-independent
+(:mod:`.builtin_pixels`): the same seed gives the same bytes everywhere. Images are
+uncompressed PNG (lossless: no decoder can read other pixels, unlike JPEG), depths HDF5
+(dataset ``depth``, float32 metres / scene units, 0 = unknown).
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
@@ -33,9 +35,10 @@ from ...formats.records import Scene, View
 from ...geometry.depth import covisibility, render_depth
 from ...geometry.wrappers import Camera, Pose
 from .builtin_hpatches import load_photo
+from .builtin_pixels import encode_png, matmul3, norm3, quantize, resize_area
 from .builtin_render import Quad, look_at, render
 
-VERSION = 2
+VERSION = 3
 NUM_ROOMS = 5
 VIEWS_PER_ROOM = 6
 PAIRS_PER_ROOM = 5
@@ -66,41 +69,34 @@ SURFACES = ("brick", "gravel", "grass")
 
 
 def _texture(name: str, max_side: int = 640) -> np.ndarray:
+    """A photo as float64 RGB in [0, 1], its long side shrunk to ``max_side`` by area
+    averaging (no aliasing when seen from far)."""
     img = load_photo(name)
     s = max_side / max(img.shape[:2])
     if s < 1:
-        img = cv2.resize(
-            img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA
-        )  # no aliasing when far
-    return img.astype(np.float32) / 255
+        h, w = img.shape[:2]
+        return resize_area(img, round(w * s), round(h * s)) / 255.0
+    return img / 255.0
 
 
 def _write_image(path: Path, image: np.ndarray) -> None:
-    ok = cv2.imwrite(str(path), image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
-    if not ok:
-        raise OSError(f"could not write {path}")
+    path.write_bytes(encode_png(image))
 
 
 def _write_scene(
     folder: Path,
     views: list[tuple],
     pairs: list[tuple[str, str]],
-    write_image=_write_image,
 ) -> None:
-    """Images with ``write_image``, the rest with :func:`gluefactory.formats.posed.write_scene`."""
+    """Images as PNG, the rest with :func:`gluefactory.formats.posed.write_scene`."""
     records, depths = {}, {}
     (folder / posed.IMAGES).mkdir(parents=True)
     for name, image, depth, R, t, K in views:
         h, w = depth.shape
-        write_image(folder / posed.IMAGES / name, image)
+        _write_image(folder / posed.IMAGES / name, image)
         records[name] = View.from_Rt(name, K, R, t, (w, h))
         depths[name] = depth
     posed.write_scene(folder, Scene(folder.name, records, list(pairs)), depths)
-
-
-def _write_png(path: Path, image: np.ndarray) -> None:
-    if not cv2.imwrite(str(path), image[..., ::-1]):
-        raise OSError(f"could not write {path}")
 
 
 # --------------------------------------------------------------------- Middlebury
@@ -126,7 +122,7 @@ def middlebury_scene(folder: Path) -> int:
         ("left.png", left, depth0, R, np.zeros(3), K0),
         ("right.png", right, depth1, R, t1, K1),
     ]
-    _write_scene(folder, views, [("left.png", "right.png")], _write_png)
+    _write_scene(folder, views, [("left.png", "right.png")])
     return 1
 
 
@@ -156,11 +152,13 @@ def _box_quads(center, size, yaw, textures, shade_fn):
 def room_quads(rng: np.random.Generator) -> list[Quad]:
     """A closed room (floor, ceiling, 4 walls) with 2 boxes and a standing panel."""
     light = np.array([0.4, 1.0, 0.6])
-    light /= np.linalg.norm(light)
+    light /= norm3(light)
 
     def shade(normal):
-        n = normal / np.linalg.norm(normal)
-        return float(0.45 + 0.55 * abs(n @ light))
+        n = normal / norm3(normal)
+        return float(
+            0.45 + 0.55 * abs(n[0] * light[0] + n[1] * light[1] + n[2] * light[2])
+        )
 
     photos = list(rng.permutation(PHOTOS))
     surfaces = list(rng.permutation(SURFACES))
@@ -208,7 +206,7 @@ def room_cameras(rng: np.random.Generator, n: int):
     for _ in range(n):
         center = rng.uniform([-2.0, -0.6, -1.2], [2.0, 0.6, 1.0])
         target = rng.uniform([-1.2, -0.2, 3.5], [1.2, 0.8, 5.0])
-        cams.append(look_at(center, target, np.deg2rad(rng.uniform(-12, 12))))
+        cams.append(look_at(center, target, math.radians(rng.uniform(-12, 12))))
     return cams
 
 
@@ -246,7 +244,7 @@ def room_scene(
         image, depth = render(quads, K, R, t, w, h, supersample)
         gain = rng.uniform(0.85, 1.15)
         image = image * gain + rng.normal(0, 1.5 / 255, image.shape)
-        image = (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
+        image = quantize(image)
         rendered.append((image, depth))
     n = len(cams)
     cam = Camera.from_calibration_matrix(torch.from_numpy(K), (w, h))
@@ -259,9 +257,9 @@ def room_scene(
                 T_ij = poses[j] @ poses[i].inv()
                 covis[i, j] = covisibility(depths[i], depths[j], T_ij, cam, cam)
                 (R0, _), (R1, _) = cams[i], cams[j]
-                cos = (np.trace(R1 @ R0.T) - 1) / 2
+                cos = (np.trace(matmul3(R1, R0.T)) - 1) / 2
                 angles[i, j] = np.rad2deg(np.arccos(np.clip(cos, -1, 1)))
-    names = [f"view{i}.jpg" for i in range(n)]
+    names = [f"view{i}.png" for i in range(n)]
     pairs = [
         (names[i], names[j]) for i, j in select_pairs(covis, angles, PAIRS_PER_ROOM)
     ]

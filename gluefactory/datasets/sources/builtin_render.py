@@ -10,14 +10,19 @@ first surface hit by the ray through the pixel *centre*: exact, not interpolated
 colour is the average over ``supersample**2`` rays spread regularly over the pixel
 area (antialiasing, like a real sensor integrating over its pixel), of the texture
 (bilinear) times a view-independent Lambertian shading.
+
+All arithmetic is float64 in a fixed order (:mod:`.builtin_pixels`), so that the same
+scene gives the same image and depth bits everywhere.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
+
+from .builtin_pixels import bilinear, matvec3, norm3
 
 
 @dataclass
@@ -30,13 +35,13 @@ class Quad:
     origin: np.ndarray  # (3,)
     u: np.ndarray  # (3,) edge along the texture's x axis
     v: np.ndarray  # (3,) edge along the texture's y axis
-    texture: np.ndarray  # (H_t, W_t, 3) float32 in [0, 1]
+    texture: np.ndarray  # (H_t, W_t, 3) float64 in [0, 1]
     shade: float = 1.0  # Lambertian factor (view-independent)
 
     @property
     def normal(self) -> np.ndarray:
         n = np.cross(self.u, self.v)
-        return n / np.linalg.norm(n)
+        return n / norm3(n)
 
 
 def look_at(center: np.ndarray, target: np.ndarray, roll: float = 0.0):
@@ -46,27 +51,32 @@ def look_at(center: np.ndarray, target: np.ndarray, roll: float = 0.0):
     horizontal; ``roll`` (radians) turns it about its optical axis.
     """
     z = target - center
-    z = z / np.linalg.norm(z)
+    z = z / norm3(z)
     x = np.cross(np.array([0.0, 1.0, 0.0]), z)
-    x = x / np.linalg.norm(x)
+    x = x / norm3(x)
     y = np.cross(z, x)
-    c, s = np.cos(roll), np.sin(roll)
-    R = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]]) @ np.stack([x, y, z])
-    return R, -R @ center
+    c, s = math.cos(roll), math.sin(roll)
+    R = np.stack([c * x - s * y, s * x + c * y, z])  # roll about the optical axis
+    return R, -matvec3(R, center)
+
+
+def _dot(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Dot products of rows, (N, 3) x (Q, 3) -> (N, Q), summed in a fixed order."""
+    return sum(p[:, k, None] * q[None, :, k] for k in range(3))
 
 
 def _intersect(quads, origin, dirs):
     """Nearest hit of each ray: (t (N,), quad index (N,) or -1, a (N,), b (N,))."""
-    dt = dirs.dtype
-    normals = np.stack([np.cross(q.u, q.v) for q in quads]).astype(dt)  # (Q, 3)
-    us = np.stack([q.u / (q.u @ q.u) for q in quads]).astype(dt)
-    vs = np.stack([q.v / (q.v @ q.v) for q in quads]).astype(dt)
-    rel = (origin[None] - np.stack([q.origin for q in quads])).astype(dt)
-    dn, du, dv = dirs @ normals.T, dirs @ us.T, dirs @ vs.T  # (N, Q) each
+    normals = np.stack([np.cross(q.u, q.v) for q in quads])  # (Q, 3)
+    us = np.stack([q.u / norm3(q.u) ** 2 for q in quads])
+    vs = np.stack([q.v / norm3(q.v) ** 2 for q in quads])
+    rel = origin[None] - np.stack([q.origin for q in quads])  # (Q, 3)
+    dn, du, dv = _dot(dirs, normals), _dot(dirs, us), _dot(dirs, vs)  # (N, Q) each
+    rn, ru, rv = (sum(rel[:, k] * x[:, k] for k in range(3)) for x in (normals, us, vs))
     with np.errstate(divide="ignore", invalid="ignore"):
-        t = -np.sum(rel * normals, 1)[None] / dn
-    a = np.sum(rel * us, 1)[None] + t * du
-    b = np.sum(rel * vs, 1)[None] + t * dv
+        t = -rn[None] / dn
+    a = ru[None] + t * du
+    b = rv[None] + t * dv
     ok = np.isfinite(t) & (t > 1e-6) & (a >= 0) & (a <= 1) & (b >= 0) & (b <= 1)
     t = np.where(ok, t, np.inf)
     q = np.argmin(t, 1)
@@ -78,19 +88,7 @@ def _intersect(quads, origin, dirs):
 
 def sample(texture: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Bilinear texture values (N, 3) at points (x, y) in the library convention."""
-    n, cols = len(x), 1024  # cv2.remap needs maps smaller than 32767 in each side
-    rows = -(-n // cols)
-    mx = np.zeros(rows * cols, np.float32)
-    my = np.zeros(rows * cols, np.float32)
-    mx[:n], my[:n] = x - 0.5, y - 0.5
-    out = cv2.remap(
-        texture,
-        mx.reshape(rows, cols),
-        my.reshape(rows, cols),
-        cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_REFLECT_101,
-    )
-    return out.reshape(rows * cols, -1)[:n]
+    return bilinear(texture, x, y)
 
 
 def _rays(K, R, t, w, h, ox: float, oy: float):
@@ -100,20 +98,21 @@ def _rays(K, R, t, w, h, ox: float, oy: float):
     parameter of a hit is then its depth.
     """
     xs, ys = np.meshgrid(np.arange(w) + ox, np.arange(h) + oy)
-    pix = np.stack([xs.ravel(), ys.ravel(), np.ones(w * h)], -1)
-    cam = pix @ np.linalg.inv(K).T
-    return -R.T @ t, cam @ R  # (R^T cam^T)^T
+    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+    cam = ((xs.ravel() - cx) / fx, (ys.ravel() - cy) / fy)  # z = 1
+    dirs = cam[0][:, None] * R[0] + cam[1][:, None] * R[1] + R[2]  # (R^T cam^T)^T
+    return -(R[0] * t[0] + R[1] * t[1] + R[2] * t[2]), dirs
 
 
 def _may_be_visible(q: Quad, K, R, t, w: int, h: int) -> bool:
     """False when the rectangle is surely outside the view (behind or beside it)."""
     corners = np.stack([q.origin, q.origin + q.u, q.origin + q.v, q.origin + q.u + q.v])
-    cam = corners @ R.T + t
+    cam = _dot(corners, R) + t
     if np.all(cam[:, 2] <= 1e-6):
         return False
     if np.any(cam[:, 2] <= 1e-6):
         return True  # crosses the camera plane: keep (projection is not convex)
-    p = cam @ K.T
+    p = _dot(cam, K)
     p = p[:, :2] / p[:, 2:]
     return not (
         np.all(p[:, 0] < 0)
@@ -132,7 +131,7 @@ def render(
     h: int,
     supersample: int = 2,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(image (h, w, 3) float32 in [0, 1], depth (h, w) float32, 0 where nothing)."""
+    """(image (h, w, 3) float64 in [0, 1], depth (h, w) float32, 0 where nothing)."""
     quads = [q for q in quads if _may_be_visible(q, K, R, t, w, h)]
     center, dirs = _rays(K, R, t, w, h, 0.5, 0.5)
     depth, hit_q, _, _ = _intersect(quads, center, dirs)
@@ -141,8 +140,8 @@ def render(
     offsets = (np.arange(supersample) + 0.5) / supersample
     for oy in offsets:
         for ox in offsets:
-            _, dirs = _rays(K, R, t, w, h, ox, oy)  # colour only: float32 suffices
-            _, q_idx, a, b = _intersect(quads, center, dirs.astype(np.float32))
+            _, dirs = _rays(K, R, t, w, h, ox, oy)
+            _, q_idx, a, b = _intersect(quads, center, dirs)
             for qi, q in enumerate(quads):
                 sel = q_idx == qi
                 if not sel.any():
@@ -151,4 +150,4 @@ def render(
                 col = sample(q.texture, a[sel] * tw, b[sel] * th)
                 image[sel] += col * q.shade
     image /= supersample**2
-    return image.reshape(h, w, 3).astype(np.float32), depth
+    return image.reshape(h, w, 3), depth
