@@ -38,6 +38,7 @@ from ..models.extractors.superpoint_open import _SuperPointBase
 from ..models.extractors.xfeat import XFeat
 from ..utils.errors import ConfigError
 from ..utils.fs import atomic_path
+from .graph import export_graph
 
 HW = {2: "H", 3: "W"}
 
@@ -150,17 +151,17 @@ def export_extractor(extractor: BaseExtractor, folder: Path, opset: int) -> dict
     """Write ``extractor.onnx`` and ``extractor.pt``; returns the manifest entry."""
     spec = spec_of(extractor)
     extractor = extractor.eval()
-    module = spec.wrap(extractor).eval()  # the exporter restores the wrapper's mode
-    image = torch.rand(
-        1, spec.channels, 96, 128, generator=torch.Generator().manual_seed(0)
+    module = spec.wrap(extractor)
+    g = torch.Generator().manual_seed(0)
+    # multiples of 32 (what every CNN here gets); traced at one size, checked at another
+    trace, check = (
+        (torch.rand(1, spec.channels, h, w, generator=g),)
+        for h, w in ((96, 128), (160, 224))
     )
     axes = {"image": HW, **dict(zip(spec.outputs, spec.output_axes, strict=True))}
-    with torch.no_grad():
-        torch.onnx.export(
-            module, (image,), str(folder / "extractor.onnx"), dynamo=False,
-            opset_version=opset, input_names=["image"], output_names=list(spec.outputs),
-            dynamic_axes=axes, do_constant_folding=True,
-        )  # fmt: skip
+    export_graph(
+        module, trace, check, folder / "extractor.onnx", ["image"], spec.outputs, axes, opset,
+    )  # fmt: skip
     with atomic_path(folder / "extractor.pt") as tmp:
         torch.save(extractor.state_dict(), tmp)
     return {"class": type(extractor).__name__, "outputs": list(spec.outputs)}

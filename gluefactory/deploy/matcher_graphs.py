@@ -31,6 +31,7 @@ from torch import nn
 from ..models.matchers.lightglue import LightGlue, normalize_keypoints
 from ..models.matchers.lightglue.layers import filter_matches
 from ..utils.errors import ConfigError
+from .graph import export_graph
 
 TOKENS = ("x0", "x1")
 UPDATED = ("y0", "y1")  # a graph output may not share an input's name
@@ -100,47 +101,53 @@ class _Assign(nn.Module):
         return filter_matches(self.head(x0, x1), threshold)
 
 
-def _export(module, args, path: Path, inputs, outputs, dynamic, opset: int) -> None:
-    module.eval()  # the exporter restores the wrapper's mode on the model's modules
-    # With autograd on, LightGlue's layers take their plain path (no cached derived
-    # weights, no in-place kernels), which the tracer records as ordinary operators.
-    with torch.enable_grad():
-        torch.onnx.export(
-            module, args, str(path), dynamo=False, opset_version=opset,
-            input_names=list(inputs), output_names=list(outputs),
-            dynamic_axes=dynamic, do_constant_folding=True,
-        )  # fmt: skip
-
-
 def export_matcher(matcher: LightGlue, folder: Path, opset: int) -> dict:
     """Write the graphs of ``matcher`` into ``folder``; returns their manifest entry."""
     check_exportable(matcher)
     lg = matcher.eval()
     arch = lg.arch
     d, h, n_layers = arch["descriptor_dim"], arch["num_heads"], arch["n_layers"]
-    m, n = 7, 5  # example sizes; the graphs take any M, N >= 1
     g = torch.Generator().manual_seed(0)
-    kp = [torch.rand(1, k, 2, generator=g) * 100 for k in (m, n)]
-    desc = [torch.randn(1, k, arch["input_dim"], generator=g) for k in (m, n)]
-    size = [torch.tensor([[120.0, 90.0]])] * 2
+
+    def examples(m: int, n: int) -> dict:
+        """Random inputs with M, N points (traced at one size, checked at another)."""
+        rnd = lambda k, c: torch.randn(1, k, c, generator=g)  # noqa: E731
+        return {
+            "kpts": [torch.rand(1, k, 2, generator=g) * 100 for k in (m, n)],
+            "desc": [rnd(k, arch["input_dim"]) for k in (m, n)],
+            "size": [torch.tensor([[10.0 * m, 90.0]]), torch.tensor([[64.0, 3.0 * n]])],
+            "x": [rnd(k, d) for k in (m, n)],
+            "rot": [torch.rand(1, k, d // h // 2, generator=g) for k in (m, m, n, n)],
+        }
+
+    trace, check = examples(7, 5), examples(23, 31)  # the graphs take any M, N >= 1
     dyn = {"M": {1: "M"}, "N": {1: "N"}}
-    per = lambda names: {k: dyn["M" if k.endswith("0") else "N"] for k in names}  # noqa: E731
+    fixed = ("size0", "size1", "threshold")
+
+    def per(names):  # axis 1 of the per-point tensors is M (image 0) or N (image 1)
+        return {
+            k: dyn["M" if k.endswith("0") else "N"] for k in names if k not in fixed
+        }
+
+    def export(module, args, name, inputs, outputs):
+        export_graph(
+            module, args(trace), args(check), folder / name, inputs, outputs,
+            per([*inputs, *outputs]), opset, plain_path=True,
+        )  # fmt: skip
+
     enc_in = ("kpts0", "kpts1", "desc0", "desc1", "size0", "size1")
-    _export(
-        _Encode(lg), (*kp, *desc, *size), folder / "matcher_encode.onnx", enc_in,
-        TOKENS + ROTARY, per(enc_in[:4] + TOKENS + ROTARY), opset,
-    )  # fmt: skip
-    x = [torch.randn(1, k, d, generator=g) for k in (m, n)]
-    rot = [torch.rand(1, k, d // h // 2, generator=g) for k in (m, m, n, n)]
+    enc_args = lambda e: (*e["kpts"], *e["desc"], *e["size"])  # noqa: E731
+    export(_Encode(lg), enc_args, "matcher_encode.onnx", enc_in, TOKENS + ROTARY)
     for i in range(n_layers):
         outs = UPDATED + (HEADS if i < n_layers - 1 else ())
-        _export(
-            _Layer(lg, i), (*x, *rot), folder / f"matcher_layer{i}.onnx",
-            TOKENS + ROTARY, outs, per(TOKENS + ROTARY + outs), opset,
-        )  # fmt: skip
-        _export(
-            _Assign(lg, i), (*x, torch.tensor(0.1)), folder / f"matcher_assign{i}.onnx",
-            (*TOKENS, "threshold"), MATCHES, per(TOKENS + MATCHES), opset,
+        layer_args = lambda e: (*e["x"], *e["rot"])  # noqa: E731
+        export(
+            _Layer(lg, i), layer_args, f"matcher_layer{i}.onnx", TOKENS + ROTARY, outs
+        )
+        assign_args = lambda e: (*e["x"], torch.tensor(0.1))  # noqa: E731
+        export(
+            _Assign(lg, i), assign_args, f"matcher_assign{i}.onnx",
+            (*TOKENS, "threshold"), MATCHES,
         )  # fmt: skip
     conf = lg.conf
     return {

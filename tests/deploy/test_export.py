@@ -140,3 +140,27 @@ def test_cli_exports_and_reports_user_errors(tmp_path, capsys):
     assert e.value.code == 2
     assert "mp" in capsys.readouterr().err
     assert export_mod.FORMAT == read_manifest(out)["format"]
+
+
+def test_a_size_frozen_by_the_trace_is_caught(tmp_path):
+    """A module that reads a size into Python exports at the traced size only: the
+    check at another size fails with a ConfigError naming the graph, output and sizes."""
+    from gluefactory.deploy.graph import export_graph
+
+    class Frozen(torch.nn.Module):
+        def forward(self, x):
+            return x * float(x.shape[-1])
+
+    args = dict(inputs=["x"], outputs=["y"], dynamic={"x": {1: "n"}}, opset=OPSET)
+    path = tmp_path / "ok.onnx"
+    export_graph(
+        torch.nn.Identity(), [torch.ones(1, 3)], [torch.ones(1, 5)], path, **args
+    )
+    with pytest.raises(ConfigError, match=r"frozen.onnx output 'y'.*x \(1, 5\)"):
+        export_graph(
+            Frozen(),
+            [torch.ones(1, 3)],
+            [torch.ones(1, 5)],
+            tmp_path / "frozen.onnx",
+            **args,
+        )
