@@ -164,3 +164,22 @@ def test_a_size_frozen_by_the_trace_is_caught(tmp_path):
             tmp_path / "frozen.onnx",
             **args,
         )
+
+
+def test_deformable_convolution_exports_its_size_dependent_offset_limit(tmp_path):
+    """ALIKED's deformable convolution clamps offsets to max(H, W) / 4 of its input:
+    with large offsets the limit decides the output, so a limit frozen at the traced
+    size would fail the check at the other size."""
+    from gluefactory.deploy.graph import export_graph
+    from gluefactory.models.utils.deform_conv import DeformConv2d
+
+    conv = DeformConv2d(2, 3)
+    torch.nn.init.constant_(conv.offset_conv.bias, 50.0)  # beyond any limit
+    g = torch.Generator().manual_seed(0)
+    trace, check = (
+        [torch.rand(1, 2, h, w, generator=g)] for h, w in ((8, 12), (20, 16))
+    )
+    export_graph(
+        conv, trace, check, tmp_path / "dcn.onnx", ["x"], ["y"],
+        {"x": {2: "h", 3: "w"}, "y": {2: "h", 3: "w"}}, OPSET, atol=1e-5,
+    )  # fmt: skip
