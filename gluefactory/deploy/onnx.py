@@ -80,6 +80,11 @@ class OnnxMatcher(BaseModel):
         "depth_confidence": None,
         "width_confidence": None,
         "filter_threshold": None,
+        # a two-view pipeline's sections (a preset's): extractor keys change the
+        # selection step (max_num_keypoints, thresholds), matcher keys the options
+        # above; anything the graphs fixed must keep its exported value
+        "extractor": {"name": None},
+        "matcher": {"name": None},
         "trainable": False,
     }
     required_data_keys = ["view0", "view1"]
@@ -91,14 +96,12 @@ class OnnxMatcher(BaseModel):
         self.manifest = manifest = read_manifest(folder)
         session = _session_factory(conf.providers, conf.num_threads)
         spec = manifest["matcher"]
-        self.options = {
-            k: float(spec[k] if conf[k] is None else conf[k]) for k in _FROM_EXPORT
-        }
+        self.options = {k: float(_option(conf, spec, k)) for k in _FROM_EXPORT}
         self.matcher = LightGlueRuntime(folder, spec, session)
         self.extractor = None
         if "extractor" in manifest:
             e = manifest["extractor"]
-            extractor = get_model(e["name"])({**e["conf"], "weights": None}).eval()
+            extractor = get_model(e["name"])(_extractor_conf(conf, e)).eval()
             state = torch.load(folder / "extractor.pt", map_location="cpu")
             load_state_dict_strict(extractor, state, str(folder / "extractor.pt"))
             spec_of(extractor).swap(
@@ -163,6 +166,35 @@ class OnnxMatcher(BaseModel):
 
     def loss(self, pred, data):
         raise NotImplementedError("deploy.onnx runs exported graphs (no training).")
+
+
+def _option(conf, spec: dict, key: str):
+    """An option from the top level, else the matcher section, else the export; the
+    matcher section's other keys must be the exported values."""
+    section = {k: v for k, v in conf.matcher.items() if k != "name"}
+    for k, v in section.items():
+        exported = spec["conf"].get(k)
+        if k not in _FROM_EXPORT and v != exported:
+            raise ConfigError(
+                f"deploy.onnx: matcher.{k}={v!r} differs from the export "
+                f"({exported!r}): the graphs fix it; export again to change it."
+            )
+    if conf[key] is not None:
+        return conf[key]
+    return section.get(key, spec[key])
+
+
+def _extractor_conf(conf, exported: dict) -> dict:
+    """The exported extractor config with the extractor section merged over it (the
+    weights come from ``extractor.pt``)."""
+    section = {k: v for k, v in conf.extractor.items() if k != "name"}
+    name = conf.extractor.name
+    if name is not None and name != exported["name"]:
+        raise ConfigError(
+            f"deploy.onnx: extractor.name={name!r}, but the export holds "
+            f"{exported['name']!r}."
+        )
+    return {**exported["conf"], **section, "weights": None}
 
 
 def _scatter(res: dict, idx) -> dict:

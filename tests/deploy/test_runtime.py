@@ -128,3 +128,64 @@ def test_the_export_of_a_trained_checkpoint(tmp_path, monkeypatch):
     onx = get_model("deploy.onnx")({"path": str(out)})
     assert onx.options["depth_confidence"] == 0.95
     assert onx.matcher.n_layers == 2
+
+
+def test_a_pipeline_presets_sections_are_accepted(exported):
+    """``--conf <preset> model.name=deploy.onnx``: the preset's matcher section sets the
+    options; keys the graphs fixed must keep their exported values."""
+    model, out = exported
+    matcher = {**model.matcher.conf, "depth_confidence": 0.5, "filter_threshold": 0.2}
+    onx = get_model("deploy.onnx")({"path": str(out), "matcher": matcher})
+    assert onx.options == {
+        "depth_confidence": 0.5,
+        "width_confidence": -1.0,
+        "filter_threshold": 0.2,
+    }
+    with pytest.raises(ConfigError, match="matcher.n_layers=9 differs from the export"):
+        get_model("deploy.onnx")(
+            {"path": str(out), "matcher": {**matcher, "n_layers": 9}}
+        )
+
+
+def test_exported_extractor_gives_the_same_features(tmp_path, motorcycle_pair):
+    """XFeat: the CNN in onnxruntime, the selection in torch; the
+    extractor section of a preset changes the selection (max_num_keypoints)."""
+    from gluefactory.deploy.export import export_pipeline
+
+    conf = {
+        "name": "two_view_pipeline",
+        "extractor": {"name": "extractors.xfeat", "max_num_keypoints": 256},
+        "matcher": {"name": "matchers.lightglue", "input_dim": 64, "n_layers": 1},
+    }
+    model = get_model("two_view_pipeline")(conf).eval()
+    image = motorcycle_pair["image0"][..., ::4, ::4]  # 125 x 186: XFeat resizes
+    out = export_pipeline(model, tmp_path / "x")
+    onx = get_model("deploy.onnx")({"path": str(out)})
+    with torch.no_grad():
+        ref = model.extractor({"image": image})
+    got = onx.extractor({"image": image})
+    dist = torch.cdist(
+        ref["keypoints"][0],
+        got["keypoints"][0],
+        compute_mode="donot_use_mm_for_euclid_dist",
+    )
+    assert ref["keypoints"].shape == got["keypoints"].shape
+    near, j = dist.min(1)
+    assert (
+        near < 1e-3
+    ).float().mean() > 0.99  # the same points (top-k ties may reorder)
+    torch.testing.assert_close(
+        got["descriptors"][0][j], ref["descriptors"][0], atol=1e-4, rtol=1e-3
+    )
+    fewer = get_model("deploy.onnx")(
+        {
+            "path": str(out),
+            "extractor": {"name": "extractors.xfeat", "max_num_keypoints": 10},
+        }
+    )
+    pred = fewer({"view0": {"image": image}, "view1": {"image": image}})
+    assert pred["keypoints0"].shape == (1, 10, 2) and pred["matches0"].shape == (1, 10)
+    with pytest.raises(ConfigError, match="extractor.name='extractors.disk'"):
+        get_model("deploy.onnx")(
+            {"path": str(out), "extractor": {"name": "extractors.disk"}}
+        )
