@@ -29,3 +29,12 @@ def test_hot_paths_check_equality_and_print_every_row(capsys):
     memory = next(r for r in rows if "peak memory" in r)
     before, now = (float(x) for x in memory.split("|")[2:4])
     assert now < 0.7 * before, memory
+
+
+@pytest.mark.slow
+def test_deploy_onnx_checks_matches_and_prints_every_row(capsys):
+    """ONNX against PyTorch: matches agree (asserted inside) before the timing rows."""
+    pytest.importorskip("onnxruntime")
+    _module("deploy_onnx").main(["--keypoints", "256", "--repeats", "1"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line[:2] == "| "]
+    assert len(rows) == 4, rows  # header, full, adaptive, the extractor's CNN

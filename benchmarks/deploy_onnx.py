@@ -1,6 +1,6 @@
 """Speed of the ONNX export (onnxruntime) against our PyTorch LightGlue, on this CPU.
 
-    python benchmarks/onnx.py [--keypoints 512 1024 2048] [--repeats 5] [--threads 2]
+    python benchmarks/deploy_onnx.py [--keypoints 512 1024 2048] [--repeats 5] [--threads 2]
                               [--output table.md]
 
 ALIKED keypoints of a built-in HPatches-format pair (the top-k of each image, so the
@@ -10,6 +10,7 @@ adaptive (early exit and pruning at the default confidences 0.95 / 0.99). Both g
 same number of threads. The matches are checked to agree (>= 99.5 %) before timing;
 times are the min and median of ``--repeats`` runs (time.perf_counter), after a
 warm-up run. The extractor's CNN is timed the same way at the pair's image size.
+(Not ``onnx.py``: run as a script, that name would shadow the ``onnx`` package.)
 """
 
 from __future__ import annotations
