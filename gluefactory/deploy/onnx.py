@@ -85,6 +85,7 @@ class OnnxMatcher(BaseModel):
         # above; anything the graphs fixed must keep its exported value
         "extractor": {"name": None},
         "matcher": {"name": None},
+        "ground_truth": {"name": None},  # none here: the benchmarks compute their own
         "trainable": False,
     }
     required_data_keys = ["view0", "view1"]
@@ -92,6 +93,11 @@ class OnnxMatcher(BaseModel):
     def _init(self, conf):
         if conf.path is None:
             raise ConfigError("deploy.onnx: set model.path to an export folder.")
+        if conf.ground_truth.name is not None:
+            raise ConfigError(
+                f"deploy.onnx: ground_truth.name={conf.ground_truth.name!r}: the "
+                "runner computes no ground truth; leave it null."
+            )
         folder = Path(conf.path)
         self.manifest = manifest = read_manifest(folder)
         session = _session_factory(conf.providers, conf.num_threads)

@@ -141,6 +141,10 @@ def test_a_pipeline_presets_sections_are_accepted(exported):
         "width_confidence": -1.0,
         "filter_threshold": 0.2,
     }
+    get_model("deploy.onnx")({"path": str(out), "ground_truth": {"name": None}})
+    with pytest.raises(ConfigError, match="computes no ground truth"):
+        gt = {"name": "matchers.homography_matcher"}
+        get_model("deploy.onnx")({"path": str(out), "ground_truth": gt})
     with pytest.raises(ConfigError, match="matcher.n_layers=9 differs from the export"):
         get_model("deploy.onnx")(
             {"path": str(out), "matcher": {**matcher, "n_layers": 9}}
