@@ -138,7 +138,13 @@ def test_the_package_respects_its_layers():
 def test_every_part_of_the_package_has_a_layer_or_is_top_level():
     """A new sub-package must be placed in LAYERS on purpose, not land on top silently."""
     top_level_ok = {
-        "gluefactory", "__main__", "demo", "export_onnx", "scripts", "train", "trainer"
+        "gluefactory",
+        "__main__",
+        "demo",
+        "export_onnx",
+        "scripts",
+        "train",
+        "trainer",
     }
     parts = {part_of(m) for m in import_graph()}
     unplaced = sorted(p for p in parts if rank(p) == TOP and p not in top_level_ok)
