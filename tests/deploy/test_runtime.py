@@ -151,18 +151,36 @@ def test_a_pipeline_presets_sections_are_accepted(exported):
         )
 
 
-def test_exported_extractor_gives_the_same_features(tmp_path, motorcycle_pair):
-    """XFeat: the CNN in onnxruntime, the selection in torch; the
-    extractor section of a preset changes the selection (max_num_keypoints)."""
+@pytest.mark.parametrize(
+    "extractor, dim",
+    [
+        ({"name": "extractors.xfeat"}, 64),  # official weights
+        (  # no open weights are shipped: random ones, top-k without threshold
+            {
+                "name": "extractors.superpoint_open",
+                "weights": None,
+                "detection_threshold": -1,
+            },
+            256,
+        ),
+    ],
+)
+def test_exported_extractor_gives_the_same_features(
+    tmp_path, motorcycle_pair, extractor, dim
+):
+    """The CNN in onnxruntime, the selection in torch; the extractor section of a
+    preset changes the selection (max_num_keypoints)."""
     from gluefactory.deploy.export import export_pipeline
 
+    torch.manual_seed(0)
+    name = extractor["name"]
     conf = {
         "name": "two_view_pipeline",
-        "extractor": {"name": "extractors.xfeat", "max_num_keypoints": 256},
-        "matcher": {"name": "matchers.lightglue", "input_dim": 64, "n_layers": 1},
+        "extractor": {**extractor, "max_num_keypoints": 256},
+        "matcher": {"name": "matchers.lightglue", "input_dim": dim, "n_layers": 1},
     }
     model = get_model("two_view_pipeline")(conf).eval()
-    image = motorcycle_pair["image0"][..., ::4, ::4]  # 125 x 186: XFeat resizes
+    image = motorcycle_pair["image0"][..., ::4, ::4]  # 125 x 186: not multiples of 8
     out = export_pipeline(model, tmp_path / "x")
     onx = get_model("deploy.onnx")({"path": str(out)})
     with torch.no_grad():
@@ -184,7 +202,7 @@ def test_exported_extractor_gives_the_same_features(tmp_path, motorcycle_pair):
     fewer = get_model("deploy.onnx")(
         {
             "path": str(out),
-            "extractor": {"name": "extractors.xfeat", "max_num_keypoints": 10},
+            "extractor": {"name": name, "max_num_keypoints": 10},
         }
     )
     pred = fewer({"view0": {"image": image}, "view1": {"image": image}})
