@@ -12,8 +12,9 @@ From lowest to highest::
     5 gluefactory_nonfree (a plug-in package of models)
     6 datasets
     7 experiments
-    8 eval
-    9 everything else: the CLIs and training code (train, trainer, demo, __main__, ...)
+    8 deploy
+    9 eval
+    10 everything else: the CLIs and training code (train, trainer, demo, __main__, ...)
 
 Every import counts: module level, inside functions (lazy imports), under
 ``TYPE_CHECKING``. Imports by string (``importlib.import_module(name)`` in the registries)
@@ -48,6 +49,7 @@ LAYERS: list[tuple[str, ...]] = [
     ),  # a plug-in package of models, built on gluefactory.models
     ("datasets",),
     ("experiments",),  # reading training experiments (checkpoints, configs) for eval
+    ("deploy",),  # exported graphs and their onnxruntime runner (a model for eval)
     ("eval",),
 ]
 TOP = len(LAYERS)  # rank of anything not listed (CLIs, training code, the root package)
@@ -190,7 +192,15 @@ def test_the_package_has_no_import_cycle():
 
 def test_every_part_of_the_package_has_a_layer_or_is_top_level():
     """A new sub-package must be placed in LAYERS on purpose, not land on top silently."""
-    top_level_ok = {"gluefactory", "__main__", "demo", "scripts", "train", "trainer"}
+    top_level_ok = {
+        "gluefactory",
+        "__main__",
+        "demo",
+        "export_onnx",
+        "scripts",
+        "train",
+        "trainer",
+    }
     parts = {part_of(m) for m in import_graph()}
     unplaced = sorted(p for p in parts if rank(p) == TOP and p not in top_level_ok)
     assert not unplaced, f"place these in LAYERS (or top_level_ok): {unplaced}"

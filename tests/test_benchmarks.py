@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from benchmarks import common, hot_paths
+from benchmarks import common, deploy_onnx, hot_paths
 
 
 @pytest.mark.slow
@@ -63,3 +63,12 @@ def test_peer_runner_measures_a_script_under_the_driver(tmp_path):
         common.run_measured(
             sys.executable, str(script), [], tmp_path, env, "plain", log
         )
+
+
+@pytest.mark.slow
+def test_deploy_onnx_checks_matches_and_prints_every_row(capsys):
+    """ONNX against PyTorch: matches agree (asserted inside) before the timing rows."""
+    pytest.importorskip("onnxruntime")
+    deploy_onnx.main(["--keypoints", "256", "--repeats", "1"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line[:2] == "| "]
+    assert len(rows) == 4, rows  # header, full, adaptive, the extractor's CNN

@@ -19,6 +19,9 @@ SEARCH = [
     "gluefactory.models.extractors",
     "gluefactory.models.matchers",
     "gluefactory.models.lines",
+    # parts above models that define models, by their path in the package
+    # (``deploy.onnx``: exported graphs run by onnxruntime)
+    "gluefactory",
 ]
 
 

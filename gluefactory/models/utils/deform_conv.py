@@ -114,6 +114,10 @@ class DeformConv2d(nn.Module):
     ) -> torch.Tensor:
         """``weight``/``bias`` replace the kernel (e.g. with a BatchNorm folded in)."""
         max_offset = max(x.shape[-2:]) / 4.0
+        if torch.jit.is_tracing():  # ONNX export: a tensor, so it follows the size
+            from torch.onnx.operators import shape_as_tensor
+
+            max_offset = shape_as_tensor(x)[-2:].amax().to(x.dtype) / 4.0
         out = self.offset_conv(x)
         mask = None
         if self.mask:

@@ -81,7 +81,7 @@ def fold_out_proj(w_out, b_out, w1, b1):
     """W1 [x | W_out a + b_out] + b1 = W1x x + (W1m W_out) a + (W1m b_out + b1)."""
     d = w_out.shape[0]
     w1m = w1[:, d:]
-    return w1[:, :d], w1m @ w_out, torch.addmv(b1, w1m, b_out)
+    return w1[:, :d], w1m @ w_out, b1 + w1m @ b_out  # (addmv: no ONNX export)
 
 
 def rotary_half_permutation(num_heads: int, head_dim: int) -> torch.Tensor:

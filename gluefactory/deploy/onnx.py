@@ -1,0 +1,223 @@
+"""``deploy.onnx``: an exported pipeline run with onnxruntime, as a two-view model.
+
+Registered as the model ``deploy.onnx``, so that every benchmark runs on the exported
+graphs with ``model.name=deploy.onnx model.path=<export folder>``. Inputs and outputs
+are those of :class:`~gluefactory.models.two_view_pipeline.TwoViewPipeline`:
+``view0/1`` with ``image`` (B, C, H, W) and optionally ``image_size`` (B, 2) and
+cached features (``cache``: used when the export has no extractor); outputs
+``keypoints0/1``, ``keypoint_scores0/1``, ``descriptors0/1``, ``matches0/1``,
+``matching_scores0/1`` and ``stop`` (layers run).
+
+Pairs run one at a time (the graphs have batch 1); a batch whose pairs get different
+keypoint counts is an InputError. Padded cached keypoints (``keypoint_mask``) are left
+out of the matching, as the PyTorch matcher masks them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..models import get_model
+from ..models.base_model import BaseModel, load_state_dict_strict
+from ..utils.errors import ConfigError, InputError
+from .export import read_manifest
+from .extractor_graphs import spec_of
+from .lightglue_runtime import LightGlueRuntime
+
+_FROM_EXPORT = ("depth_confidence", "width_confidence", "filter_threshold")
+
+
+def _session_factory(providers, threads: int):
+    try:
+        import onnxruntime as ort
+    except ImportError as e:  # an optional extra
+        raise ConfigError(
+            "deploy.onnx needs onnxruntime: pip install 'gluefactory[onnx]'."
+        ) from e
+    options = ort.SessionOptions()
+    if threads > 0:
+        options.intra_op_num_threads = threads
+    available = ort.get_available_providers()
+    missing = [p for p in providers if p not in available]
+    if missing:
+        raise ConfigError(
+            f"deploy.onnx: providers {missing} are not available in this onnxruntime "
+            f"(available: {', '.join(available)})."
+        )
+    return lambda path: ort.InferenceSession(
+        str(path), options, providers=list(providers)
+    )
+
+
+class _Graph:
+    """An onnxruntime session called with torch tensors (the swapped-in CNN)."""
+
+    def __init__(self, session):
+        self.session = session
+        self.input = session.get_inputs()[0].name
+
+    def __call__(self, image: torch.Tensor):
+        x = image.detach().float().contiguous().cpu().numpy()
+        out = [
+            torch.from_numpy(o).to(image.device)
+            for o in self.session.run(None, {self.input: x})
+        ]
+        return out[0] if len(out) == 1 else tuple(out)
+
+
+class OnnxMatcher(BaseModel):
+    """Extractor and LightGlue of an export folder (``path``), run by onnxruntime."""
+
+    default_conf = {
+        "name": "deploy.onnx",
+        "path": None,  # the export folder (python -m gluefactory.export_onnx)
+        "providers": ["CPUExecutionProvider"],
+        "num_threads": 0,  # onnxruntime intra-op threads; 0: its default
+        # null: as exported; -1 turns early exit / pruning off
+        "depth_confidence": None,
+        "width_confidence": None,
+        "filter_threshold": None,
+        # a two-view pipeline's sections (a preset's): extractor keys change the
+        # selection step (max_num_keypoints, thresholds), matcher keys the options
+        # above; anything the graphs fixed must keep its exported value
+        "extractor": {"name": None},
+        "matcher": {"name": None},
+        "ground_truth": {"name": None},  # none here: the benchmarks compute their own
+        "trainable": False,
+    }
+    required_data_keys = ["view0", "view1"]
+
+    def _init(self, conf):
+        if conf.path is None:
+            raise ConfigError("deploy.onnx: set model.path to an export folder.")
+        if conf.ground_truth.name is not None:
+            raise ConfigError(
+                f"deploy.onnx: ground_truth.name={conf.ground_truth.name!r}: the "
+                "runner computes no ground truth; leave it null."
+            )
+        folder = Path(conf.path)
+        self.manifest = manifest = read_manifest(folder)
+        session = _session_factory(conf.providers, conf.num_threads)
+        spec = manifest["matcher"]
+        self.options = {k: float(_option(conf, spec, k)) for k in _FROM_EXPORT}
+        self.matcher = LightGlueRuntime(folder, spec, session)
+        self.extractor = None
+        if "extractor" in manifest:
+            e = manifest["extractor"]
+            extractor = get_model(e["name"])(_extractor_conf(conf, e)).eval()
+            state = torch.load(folder / "extractor.pt", map_location="cpu")
+            load_state_dict_strict(extractor, state, str(folder / "extractor.pt"))
+            spec_of(extractor).swap(
+                extractor, _Graph(session(folder / "extractor.onnx"))
+            )
+            self.extractor = extractor
+
+    def _features(self, data: dict, i: int) -> dict:
+        view = data[f"view{i}"]
+        if self.extractor is not None:
+            with torch.no_grad():
+                return self.extractor(view)
+        cache = view.get("cache")
+        if not cache:
+            raise InputError(
+                f"deploy.onnx: the export has no extractor and view{i} carries no "
+                "cached features (view['cache'])."
+            )
+        return dict(cache)
+
+    @staticmethod
+    def _size(view: dict, kpts: np.ndarray, b: int) -> np.ndarray:
+        """(w, h) used to normalise the keypoints: ``image_size`` or their extent."""
+        size = view.get("image_size")
+        if size is not None:
+            size = torch.as_tensor(size).reshape(-1, 2)
+            return size[b if len(size) > 1 else 0].float().cpu().numpy()
+        if len(kpts) == 0:
+            return np.ones(2, np.float32)
+        return np.maximum(1 + kpts.max(0) - kpts.min(0), 1).astype(np.float32)
+
+    def _forward(self, data: dict) -> dict:
+        feats = [self._features(data, i) for i in (0, 1)]
+        b = feats[0]["keypoints"].shape[0]
+        pairs = []
+        for k in range(b):
+            args, idx = [], []
+            for f in feats:
+                kp, desc = f["keypoints"][k], f["descriptors"][k]
+                mask = f.get("keypoint_mask")
+                keep = (
+                    torch.arange(len(kp)) if mask is None else mask[k].nonzero()[:, 0]
+                )
+                kpts = kp[keep].detach().float().cpu().numpy()
+                args += [kpts, desc[keep].detach().float().cpu().numpy()]
+                idx.append((keep.cpu().numpy(), len(kp)))
+            size = [self._size(data[f"view{i}"], args[2 * i], k) for i in (0, 1)]
+            res = self.matcher(
+                args[0], args[2], args[1], args[3], *size, **self.options
+            )
+            pairs.append(_scatter(res, idx))
+        out = {f"{k}{i}": v for i, f in enumerate(feats) for k, v in f.items()}
+        for key in pairs[0]:
+            values = [torch.as_tensor(p[key]) for p in pairs]
+            if len({v.shape for v in values}) > 1:
+                raise InputError(
+                    f"deploy.onnx: the pairs of a batch give {key} of different "
+                    "sizes; run batches of one pair."
+                )
+            out[key] = torch.stack(values).to(feats[0]["keypoints"].device)
+        return out
+
+    def loss(self, pred, data):
+        raise NotImplementedError("deploy.onnx runs exported graphs (no training).")
+
+
+def _option(conf, spec: dict, key: str):
+    """An option from the top level, else the matcher section, else the export; the
+    matcher section's other keys must be the exported values."""
+    section = {k: v for k, v in conf.matcher.items() if k != "name"}
+    for k, v in section.items():
+        exported = spec["conf"].get(k)
+        if k not in _FROM_EXPORT and v != exported:
+            raise ConfigError(
+                f"deploy.onnx: matcher.{k}={v!r} differs from the export "
+                f"({exported!r}): the graphs fix it; export again to change it."
+            )
+    if conf[key] is not None:
+        return conf[key]
+    return section.get(key, spec[key])
+
+
+def _extractor_conf(conf, exported: dict) -> dict:
+    """The exported extractor config with the extractor section merged over it (the
+    weights come from ``extractor.pt``)."""
+    section = {k: v for k, v in conf.extractor.items() if k != "name"}
+    name = conf.extractor.name
+    if name is not None and name != exported["name"]:
+        raise ConfigError(
+            f"deploy.onnx: extractor.name={name!r}, but the export holds "
+            f"{exported['name']!r}."
+        )
+    return {**exported["conf"], **section, "weights": None}
+
+
+def _scatter(res: dict, idx) -> dict:
+    """Matches of the real keypoints -> indices into the padded arrays."""
+    (keep0, m), (keep1, n) = idx
+    out = {
+        "matches0": np.full(m, -1, np.int64),
+        "matches1": np.full(n, -1, np.int64),
+        "matching_scores0": np.zeros(m, np.float32),
+        "matching_scores1": np.zeros(n, np.float32),
+    }
+    for i, (keep, other) in enumerate(((keep0, keep1), (keep1, keep0))):
+        mt = res[f"matches{i}"]
+        out[f"matches{i}"][keep] = np.where(mt >= 0, other[np.maximum(mt, 0)], -1)
+        out[f"matching_scores{i}"][keep] = res[f"matching_scores{i}"]
+    out["stop"] = np.int64(res["stop"])
+    return out
+
+
+__main_model__ = OnnxMatcher

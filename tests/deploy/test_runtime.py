@@ -1,0 +1,213 @@
+"""deploy.onnx against PyTorch on cached features: the same matches, with and without
+early exit and pruning, padded keypoints, and the runner's adaptive decisions."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from deploy_helpers import random_views, small_pipeline
+
+from gluefactory.deploy.onnx import OnnxMatcher
+from gluefactory.export_onnx import export_onnx
+from gluefactory.models import get_model
+from gluefactory.utils.errors import ConfigError, InputError
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A 3-layer LightGlue (random weights) and its export."""
+    torch.manual_seed(0)
+    conf = small_pipeline()
+    model = get_model("two_view_pipeline")(conf).eval()
+    out = tmp_path_factory.mktemp("onnx") / "small"
+    from gluefactory.deploy.export import export_pipeline
+
+    export_pipeline(model, out)
+    return model, out
+
+
+def _torch(model, data, **matcher):
+    lg = model.matcher
+    conf = {**lg.conf, **matcher}
+    ref = get_model("matchers.lightglue")(conf).eval()
+    ref.load_state_dict(lg.state_dict())
+    pipe = get_model("two_view_pipeline")(small_pipeline(**matcher)).eval()
+    pipe.matcher = ref
+    with torch.no_grad():
+        return pipe(data)
+
+
+@pytest.mark.parametrize(
+    "adaptive",
+    [
+        {},
+        {"width_confidence": 0.5},  # prunes about half of the points at every layer
+        {"depth_confidence": 0.5, "width_confidence": 0.5},
+    ],
+)
+@pytest.mark.parametrize("sizes", [(40, 50), (9, 3)])
+def test_same_matches_as_pytorch(exported, adaptive, sizes):
+    model, out = exported
+    data = random_views(*sizes, seed=sum(sizes))
+    ref = _torch(model, data, **adaptive)
+    onx = get_model("deploy.onnx")({"path": str(out), **adaptive})
+    assert isinstance(onx, OnnxMatcher)
+    pred = onx(data)
+    for key in ("matches0", "matches1"):
+        assert torch.equal(pred[key], ref[key]), key
+    for key in ("matching_scores0", "matching_scores1"):
+        torch.testing.assert_close(pred[key], ref[key], atol=1e-5, rtol=1e-4)
+    assert torch.equal(pred["stop"], ref["stop"])
+    assert torch.equal(pred["keypoints0"], data["view0"]["cache"]["keypoints"])
+
+
+def test_early_exit_stops_at_the_same_layer(exported):
+    """Token confidences pushed up: pairs exit after the first layer, in both."""
+    model, out = exported
+    data = random_views(30, 30, seed=5)
+    head = model.matcher.token_confidence[0].token[0]
+    saved = head.bias.data.clone()
+    try:
+        head.bias.data.fill_(20.0)
+        folder = out.parent / "confident"
+        from gluefactory.deploy.export import export_pipeline
+
+        export_pipeline(model, folder)
+        ref = _torch(model, data, depth_confidence=0.95)
+    finally:
+        head.bias.data.copy_(saved)
+    pred = get_model("deploy.onnx")({"path": str(folder), "depth_confidence": 0.95})(
+        data
+    )
+    assert int(ref["stop"][0]) == 1 and int(pred["stop"][0]) == 1
+    assert torch.equal(pred["matches0"], ref["matches0"])
+
+
+def test_padded_keypoints_are_not_matched(exported):
+    model, out = exported
+    data = random_views(20, 24, seed=3)
+    cache = data["view1"]["cache"]
+    cache["keypoint_mask"] = torch.arange(24)[None] < 20
+    ref = _torch(model, data)
+    pred = get_model("deploy.onnx")({"path": str(out)})(data)
+    assert torch.equal(pred["matches0"], ref["matches0"])
+    assert (pred["matches1"][0, 20:] == -1).all()
+
+
+def test_options_override_the_exported_ones(exported):
+    model, out = exported
+    onx = get_model("deploy.onnx")({"path": str(out), "filter_threshold": 1.0})
+    pred = onx(random_views(20, 20, seed=1))
+    assert (pred["matches0"] == -1).all()  # a score is never above 1
+
+
+def test_runner_errors(exported, tmp_path):
+    _, out = exported
+    with pytest.raises(ConfigError, match="model.path"):
+        get_model("deploy.onnx")({})
+    with pytest.raises(ConfigError, match="not an ONNX export folder"):
+        get_model("deploy.onnx")({"path": str(tmp_path)})
+    with pytest.raises(ConfigError, match="NoSuchProvider"):
+        get_model("deploy.onnx")({"path": str(out), "providers": ["NoSuchProvider"]})
+    data = random_views(5, 5)
+    del data["view0"]["cache"]
+    with pytest.raises(InputError, match="no extractor"):
+        get_model("deploy.onnx")({"path": str(out)})(data)
+
+
+def test_the_export_of_a_trained_checkpoint(tmp_path, monkeypatch):
+    """--checkpoint: the experiment's model, with inference options merged over it."""
+    from toy_training import toy_conf
+
+    from gluefactory.trainer import train
+
+    monkeypatch.setenv("GLUEFACTORY_OUTPUTS", str(tmp_path / "outputs"))
+    train("toy", toy_conf({"epochs": 1, "eval_0": False}, num_train=8))
+    conf = {"model": {"matcher": {"depth_confidence": 0.95}}}
+    out = export_onnx(conf, tmp_path / "x", checkpoint="toy")
+    onx = get_model("deploy.onnx")({"path": str(out)})
+    assert onx.options["depth_confidence"] == 0.95
+    assert onx.matcher.n_layers == 2
+
+
+def test_a_pipeline_presets_sections_are_accepted(exported):
+    """``--conf <preset> model.name=deploy.onnx``: the preset's matcher section sets the
+    options; keys the graphs fixed must keep their exported values."""
+    model, out = exported
+    matcher = {**model.matcher.conf, "depth_confidence": 0.5, "filter_threshold": 0.2}
+    onx = get_model("deploy.onnx")({"path": str(out), "matcher": matcher})
+    assert onx.options == {
+        "depth_confidence": 0.5,
+        "width_confidence": -1.0,
+        "filter_threshold": 0.2,
+    }
+    get_model("deploy.onnx")({"path": str(out), "ground_truth": {"name": None}})
+    with pytest.raises(ConfigError, match="computes no ground truth"):
+        gt = {"name": "matchers.homography_matcher"}
+        get_model("deploy.onnx")({"path": str(out), "ground_truth": gt})
+    with pytest.raises(ConfigError, match="matcher.n_layers=9 differs from the export"):
+        get_model("deploy.onnx")(
+            {"path": str(out), "matcher": {**matcher, "n_layers": 9}}
+        )
+
+
+@pytest.mark.parametrize(
+    "extractor, dim",
+    [
+        ({"name": "extractors.xfeat"}, 64),  # official weights
+        (  # no open weights are shipped: random ones, top-k without threshold
+            {
+                "name": "extractors.superpoint_open",
+                "weights": None,
+                "detection_threshold": -1,
+            },
+            256,
+        ),
+    ],
+)
+def test_exported_extractor_gives_the_same_features(
+    tmp_path, motorcycle_pair, extractor, dim
+):
+    """The CNN in onnxruntime, the selection in torch; the extractor section of a
+    preset changes the selection (max_num_keypoints)."""
+    from gluefactory.deploy.export import export_pipeline
+
+    torch.manual_seed(0)
+    name = extractor["name"]
+    conf = {
+        "name": "two_view_pipeline",
+        "extractor": {**extractor, "max_num_keypoints": 256},
+        "matcher": {"name": "matchers.lightglue", "input_dim": dim, "n_layers": 1},
+    }
+    model = get_model("two_view_pipeline")(conf).eval()
+    image = motorcycle_pair["image0"][..., ::4, ::4]  # 125 x 186: not multiples of 8
+    out = export_pipeline(model, tmp_path / "x")
+    onx = get_model("deploy.onnx")({"path": str(out)})
+    with torch.no_grad():
+        ref = model.extractor({"image": image})
+    got = onx.extractor({"image": image})
+    dist = torch.cdist(
+        ref["keypoints"][0],
+        got["keypoints"][0],
+        compute_mode="donot_use_mm_for_euclid_dist",
+    )
+    assert ref["keypoints"].shape == got["keypoints"].shape
+    near, j = dist.min(1)
+    assert (
+        near < 1e-3
+    ).float().mean() > 0.99  # the same points (top-k ties may reorder)
+    torch.testing.assert_close(
+        got["descriptors"][0][j], ref["descriptors"][0], atol=1e-4, rtol=1e-3
+    )
+    fewer = get_model("deploy.onnx")(
+        {
+            "path": str(out),
+            "extractor": {"name": name, "max_num_keypoints": 10},
+        }
+    )
+    pred = fewer({"view0": {"image": image}, "view1": {"image": image}})
+    assert pred["keypoints0"].shape == (1, 10, 2) and pred["matches0"].shape == (1, 10)
+    with pytest.raises(ConfigError, match="extractor.name='extractors.disk'"):
+        get_model("deploy.onnx")(
+            {"path": str(out), "extractor": {"name": "extractors.disk"}}
+        )
