@@ -6,7 +6,6 @@ import re
 
 import pytest
 import torch
-from matplotlib.patches import ConnectionPatch
 
 from gluefactory import demo
 from gluefactory.utils.cli import merge_cli_conf
@@ -42,14 +41,20 @@ def saved_figures(monkeypatch):
     save = viz2d.save
 
     def capture(fig, path):
-        lines = [a for a in fig.artists if isinstance(a, ConnectionPatch)]
+        # one MatchLines collection: a colour per match, one alpha, widths
+        lines = [a for a in fig.artists if isinstance(a, viz2d.MatchLines)]
+        n = [len(c.get_segments()) for c in lines]
         figures.append(
             {
                 "title": fig._suptitle.get_text() if fig._suptitle else "",
                 "axes_titles": [ax.get_title() for ax in fig.axes],
-                "colors": [line.get_edgecolor() for line in lines],
-                "alphas": {line.get_alpha() for line in lines},
-                "widths": {line.get_linewidth() for line in lines},
+                "colors": [
+                    tuple(c.get_colors()[i % len(c.get_colors())])
+                    for c, k in zip(lines, n)
+                    for i in range(k)
+                ],
+                "alphas": {c.get_alpha() for c in lines},
+                "widths": {float(w) for c in lines for w in c.get_linewidths()},
             }
         )
         return save(fig, path)

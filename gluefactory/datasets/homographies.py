@@ -222,15 +222,23 @@ class HomographyDataset(BaseDataset):
             raise ConfigError(
                 "homographies: read_image: false needs cached features (load_features)."
             )
-        self.image_dir, names = list_images(conf)
-        self.splits = split_images(names, conf)
+        self.image_dir, self.names = list_images(conf)
+        self.splits = split_images(self.names, conf)
+
+    def source_files(self) -> tuple[Path, list[Path]]:
+        """The images read (what an evaluation's prediction cache fingerprints)."""
+        return self.image_dir, [self.image_dir / n for n in self.names]
 
     def get_dataset(self, split: str) -> _Split:
-        if split not in ("train", "val"):
-            raise ConfigError(f"homographies has splits train and val, not {split!r}.")
-        return _Split(
-            self.conf, self.image_dir, self.splits[split], split, self.augment
-        )
+        """``train`` / ``val``: the shuffled splits; ``test``: every image found, in
+        list or sorted order (the benchmark of an image folder, ``gluefactory.eval.
+        homographies``), seeded like ``val`` (epoch 0) with its own stream."""
+        if split not in ("train", "val", "test"):
+            raise ConfigError(
+                f"homographies has splits train, val and test, not {split!r}."
+            )
+        names = self.names if split == "test" else self.splits[split]
+        return _Split(self.conf, self.image_dir, names, split, self.augment)
 
 
 class _Split(Dataset):

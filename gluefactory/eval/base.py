@@ -4,7 +4,8 @@ A benchmark declares ``default_conf`` with ``data``, ``model`` and ``eval`` sect
 config, merged and validated when it is built, is ``self.conf``) and implements
 ``run(output_dir, **options) -> summaries``; ``get_benchmark("hpatches")`` finds it by
 module name under :mod:`gluefactory.eval` (or by dotted module path). The benchmarks
-shipped here derive from :class:`gluefactory.eval.pipeline.EvalPipeline`.
+shipped here derive from :class:`gluefactory.eval.pipeline.EvalPipeline` (a declaration)
+and run through the stages of :mod:`gluefactory.eval.stages`.
 """
 
 from __future__ import annotations

@@ -14,9 +14,10 @@ import sys
 from pathlib import Path
 
 from .. import settings
-from ..utils.cli import main_wrapper, merge_cli_conf
+from ..utils.cli import main_wrapper
 from .io import check_tag, compose_eval_conf, default_tag, parse_eval_args
-from .pipeline import NON_RESULT_KEYS, EvalPipeline
+from .pipeline import EvalPipeline
+from .provenance import NON_RESULT_KEYS
 
 logger = logging.getLogger(__name__)
 
@@ -31,10 +32,8 @@ def run_benchmark(
     """Parse ``argv``, merge the config, run ``cls`` and print the summary table."""
     doc = cls.__doc__ or getattr(sys.modules.get(cls.__module__), "__doc__", None)
     args = parse_eval_args(f"python -m gluefactory.eval.{cls.name}", argv, doc)
-    prog = f"python -m gluefactory.eval.{cls.name}"
     user = compose_eval_conf(cls.name, args.conf, args.checkpoint, args.dotlist)
-    merge_cli_conf(cls.defaults(), user, prog, open_keys=("data", "model", "eval"))
-    bench = cls(user)  # strict: unknown keys are errors here
+    bench = cls(user)  # the one config check: unknown keys, estimator options
     tag = (
         check_tag(args.tag)
         if args.tag

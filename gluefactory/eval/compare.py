@@ -23,8 +23,8 @@ from ..utils.cli import main_wrapper
 from ..utils.errors import ConfigError, DataError
 from .figures import recall_figure
 from .metrics import AUC_METRICS
-from .pipeline import format_table
 from .results import read_json, read_results
+from .tables import format_table
 
 
 def resolve_run(arg: str, benchmark: str | None = None) -> tuple[str, Path]:

@@ -19,21 +19,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from ..geometry.homography import sym_homography_error
 from .cli import make_main
 from .figures import recall_and_worst_figures
 from .metrics import (
     HPATCHES_AUC_THRESHOLDS,
-    eval_homography_dlt,
-    eval_homography_robust,
-    eval_matches_homography,
-    image_size,
-    matched_keypoints,
+    homography_dlt_metrics,
+    homography_match_errors,
+    homography_match_metrics,
+    homography_robust_metrics,
 )
 from .pipeline import EvalPipeline
+from .stages import EvalResults
 
 
 def _hpatches_reported() -> list[tuple[str, str]]:
@@ -54,19 +50,35 @@ def _hpatches_reported() -> list[tuple[str, str]]:
     return rows
 
 
-def homography_robust_metrics(inputs: dict, estimator) -> dict[str, float]:
-    """Robust-estimation metrics of one pair (runs in a worker process)."""
-    n = len(inputs["m_kpts0"])
-    data = {"H_0to1": inputs["H_0to1"], "view0": {"image_size": inputs["image_size"]}}
-    pred = {
-        "keypoints0": inputs["m_kpts0"],
-        "keypoints1": inputs["m_kpts1"],
-        "matches0": torch.arange(n),
-    }
-    return eval_homography_robust(data, pred, estimator)
+class HomographyBenchmark(EvalPipeline):
+    """The homography metrics of HPatches on any dataset with ``H_0to1`` (abstract:
+    the benchmarks declare their data)."""
+
+    estimator_kind = "homography"
+    robust_key = "H_error_ransac"
+    reported = _hpatches_reported()
+    correct_th = 3.0  # px, colour of the matches in the figures
+    title = "homography"
+
+    match_errors = staticmethod(homography_match_errors)
+    robust_metrics = staticmethod(homography_robust_metrics)
+
+    def pair_metrics(self, record, data, pred):
+        return {**homography_match_metrics(record), **homography_dlt_metrics(record)}
+
+    def make_figures(self, out: Path, results: EvalResults) -> list[Path]:
+        errs = {
+            "RANSAC": results.per_pair["H_error_ransac"],
+            "DLT": results.per_pair["H_error_dlt"],
+        }
+        title = f"{self.title} ({self.conf.eval.estimator})"
+        panel = (errs, HPATCHES_AUC_THRESHOLDS, title, "mean corner error [px]")
+        return recall_and_worst_figures(
+            self, out, "homography_recall.png", panel, results, "H_error_ransac"
+        )
 
 
-class HPatchesPipeline(EvalPipeline):
+class HPatchesPipeline(HomographyBenchmark):
     default_conf = {
         "data": {
             "name": "hpatches",
@@ -75,52 +87,10 @@ class HPatchesPipeline(EvalPipeline):
         "eval": {"estimator": "poselib", "ransac_th": 1.0},
     }
     name = "hpatches"
-    estimator_kind = "homography"
-    robust_key = "H_error_ransac"
-    reported = _hpatches_reported()
-    correct_th = 3.0  # px, colour of the matches in the figures
-
-    def pair_metrics(self, data, pred):
-        return {
-            **eval_matches_homography(data, pred),
-            **eval_homography_dlt(data, pred),
-        }
-
-    def estimator_inputs(self, data, pred):
-        k0, k1, _ = matched_keypoints(pred)
-        return {
-            "m_kpts0": k0.double(),
-            "m_kpts1": k1.double(),
-            "H_0to1": data["H_0to1"][0].double().cpu(),
-            "image_size": torch.tensor(image_size(data["view0"]), dtype=torch.float64),
-        }
-
-    robust_metrics = staticmethod(homography_robust_metrics)
-
-    def correct(self, data, pred) -> np.ndarray:
-        k0, k1, _ = matched_keypoints(pred)
-        err = sym_homography_error(k0.double(), k1.double(), data["H_0to1"][0].double())
-        return (err < self.correct_th).numpy()
-
-    def make_figures(self, out: Path, results: dict, dataset=None, pred_path=None):
-        errs = {
-            "RANSAC": results["H_error_ransac"],
-            "DLT": results["H_error_dlt"],
-        }
-        title = f"HPatches homography ({self.conf.eval.estimator})"
-        panel = (errs, HPATCHES_AUC_THRESHOLDS, title, "mean corner error [px]")
-        return recall_and_worst_figures(
-            self,
-            out,
-            "homography_recall.png",
-            panel,
-            results,
-            "H_error_ransac",
-            dataset,
-            pred_path,
-        )
+    title = "HPatches homography"
 
 
+__main_benchmark__ = HPatchesPipeline  # HomographyBenchmark is the shared part
 main = make_main(HPatchesPipeline)
 
 if __name__ == "__main__":

@@ -21,28 +21,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ..geometry.epipolar import T_to_E, sym_epipolar_distance
 from ..geometry.gt_generation import gt_matches_from_pose_depth
 from ..models.utils.metrics import match_precision, match_recall
 from ..utils.conf import as_plain
-from ..utils.tensor import batch_to_device
+from ..utils.tensor import batch_to_device, unbatch
 from .cli import make_main
 from .figures import recall_and_worst_figures
 from .metrics import (
     EPI_PREC_THRESHOLDS,
     POSE_AUC_THRESHOLDS,
     REPROJ_PREC_THRESHOLDS,
-    eval_matches_depth,
-    eval_matches_epipolar,
-    eval_relative_pose,
-    matched_keypoints,
+    depth_match_metrics,
+    epipolar_match_errors,
+    epipolar_match_metrics,
+    relative_pose_metrics,
     threshold_name,
 )
 from .pipeline import EvalPipeline
+from .stages import EvalResults
 
 GT_POSITIVE_TH = 3.0  # px
 GT_NEGATIVE_TH = 5.0  # px
@@ -77,22 +76,6 @@ def _md_reported() -> list[tuple[str, str]]:
         ("ransac_th", "ransac_th"),
     ]
     return rows
-
-
-def pose_robust_metrics(inputs: dict, estimator) -> dict[str, float]:
-    """Relative-pose metrics of one pair (runs in a worker process)."""
-    n = len(inputs["m_kpts0"])
-    data = {
-        "T_0to1": inputs["T_0to1"],
-        "view0": {"camera": inputs["camera0"]},
-        "view1": {"camera": inputs["camera1"]},
-    }
-    pred = {
-        "keypoints0": inputs["m_kpts0"],
-        "keypoints1": inputs["m_kpts1"],
-        "matches0": torch.arange(n),
-    }
-    return eval_relative_pose(data, pred, estimator)
 
 
 def gt_match_metrics(data: dict, pred: dict) -> dict[str, float]:
@@ -148,57 +131,33 @@ class MegaDepth1500Pipeline(EvalPipeline):
     reported = _md_reported()
     correct_th = 5e-4  # normalised epipolar distance, colour of the figures' matches
 
+    match_errors = staticmethod(epipolar_match_errors)
+    robust_metrics = staticmethod(relative_pose_metrics)
+
     def eval_data_conf(self) -> DictConfig:
         """The export's data at ORIGINAL resolution (no resize, original intrinsics)."""
         conf = as_plain(self.conf.data)
         conf["preprocessing"] = {"resize": None, "side": "long"}
         return OmegaConf.create(conf)
 
-    def pair_metrics(self, data, pred):
-        out = eval_matches_epipolar(data, pred)
-        if "depth" in data["view0"] and "depth" in data["view1"]:
-            out.update(eval_matches_depth(data, pred))
+    def pair_metrics(self, record, data, pred):
+        out = epipolar_match_metrics(record)
+        v0, v1 = data["view0"], data["view1"]
+        if "depth" in v0 and "depth" in v1:
+            depths = [unbatch(v["depth"], 2, "depth") for v in (v0, v1)]
+            out.update(depth_match_metrics(record, *depths))
             out.update(gt_match_metrics(data, pred))
         return out
 
-    def estimator_inputs(self, data, pred):
-        k0, k1, _ = matched_keypoints(pred)
-        return {
-            "m_kpts0": k0.double(),
-            "m_kpts1": k1.double(),
-            "camera0": data["view0"]["camera"][0].double().cpu(),
-            "camera1": data["view1"]["camera"][0].double().cpu(),
-            "T_0to1": data["T_0to1"][0].double().cpu(),
-        }
-
-    robust_metrics = staticmethod(pose_robust_metrics)
-
-    def correct(self, data, pred) -> np.ndarray:
-        k0, k1, _ = matched_keypoints(pred)
-        cam0 = data["view0"]["camera"][0].double()
-        cam1 = data["view1"]["camera"][0].double()
-        E = T_to_E(data["T_0to1"][0].double())
-        err = sym_epipolar_distance(
-            cam0.image2cam(k0.double()), cam1.image2cam(k1.double()), E
-        )
-        return (err < self.correct_th).numpy()
-
-    def make_figures(self, out: Path, results: dict, dataset=None, pred_path=None):
+    def make_figures(self, out: Path, results: EvalResults) -> list[Path]:
         panel = (
-            {self.conf.eval.estimator: results["rel_pose_error"]},
+            {self.conf.eval.estimator: results.per_pair["rel_pose_error"]},
             POSE_AUC_THRESHOLDS,
             "MegaDepth-1500 relative pose",
             "pose error max(R, t) [deg]",
         )
         return recall_and_worst_figures(
-            self,
-            out,
-            "pose_recall.png",
-            panel,
-            results,
-            "rel_pose_error",
-            dataset,
-            pred_path,
+            self, out, "pose_recall.png", panel, results, "rel_pose_error"
         )
 
 

@@ -11,7 +11,12 @@ summary key are documented in ``docs/metrics.md``.
 * Per pair: :func:`homography_corner_error`, :func:`pose_error`.
 * Over pairs: :func:`auc` and :func:`mAA` (failures count as infinite errors),
   :func:`summarize`.
-* Per-pair convenience on a dataset sample ``data`` and a model prediction ``pred``:
+* Per pair, on a :class:`~gluefactory.eval.records.PairRecord` (what the benchmarks
+  use): :func:`homography_match_metrics`, :func:`homography_dlt_metrics`,
+  :func:`homography_robust_metrics`, :func:`epipolar_match_metrics`,
+  :func:`depth_match_metrics`, :func:`relative_pose_metrics`; per-match errors
+  :func:`homography_match_errors`, :func:`epipolar_match_errors`.
+* The same on a dataset sample ``data`` and a model prediction ``pred``:
   :func:`eval_matches_homography`, :func:`eval_homography_dlt`,
   :func:`eval_homography_robust`, :func:`eval_matches_epipolar`,
   :func:`eval_matches_depth`, :func:`eval_relative_pose`.
@@ -33,7 +38,10 @@ from ..geometry.homography import sym_homography_error, warp_points
 from ..geometry.wrappers import Camera, Pose
 from ..robust_estimators import BaseEstimator, load_estimator
 from ..robust_estimators.homography.dlt import find_homography_dlt
+from ..utils.errors import InputError
 from ..utils.tensor import unbatch
+from .records import PairRecord, image_size, matched_keypoints  # noqa: F401 (re-exported)
+from .records import float64 as _f64
 
 ArrayLike = np.ndarray | torch.Tensor | Sequence[float]
 
@@ -43,13 +51,6 @@ HPATCHES_AUC_THRESHOLDS = (1, 3, 5)  # px, mean corner error
 EPI_PREC_THRESHOLDS = (1e-4, 5e-4, 1e-3)  # normalised units
 REPROJ_PREC_THRESHOLDS = (1, 3, 5)  # px
 POSE_AUC_THRESHOLDS = (5, 10, 20)  # degrees
-
-
-def _f64(x: ArrayLike) -> torch.Tensor:
-    """Any array-like as a float64 CPU tensor (metrics are cheap; exactness matters)."""
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().double()
-    return torch.as_tensor(np.asarray(x, dtype=np.float64))
 
 
 def _cpu64(x: Pose | Camera) -> Pose | Camera:
@@ -288,49 +289,7 @@ def summarize(
 
 
 # --------------------------------------------------------------------------------------
-# Per-pair convenience on (data, pred) as produced by datasets and the two-view pipeline
-
-
-def matched_keypoints(
-    pred: Mapping[str, Any],
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(m_kpts0 (M, 2), m_kpts1 (M, 2), scores (M,)) from keypoints and ``matches0``.
-
-    ``matches0`` (N,) holds the index in image 1 or -1; ``matching_scores0`` defaults to
-    ones. A leading batch dimension of one is dropped.
-    """
-    kp0 = unbatch(pred["keypoints0"], 2, "keypoints0")
-    kp1 = unbatch(pred["keypoints1"], 2, "keypoints1")
-    m0 = unbatch(pred["matches0"], 1, "matches0")
-    scores = pred.get("matching_scores0")
-    scores = (
-        torch.ones_like(m0, dtype=kp0.dtype)
-        if scores is None
-        else unbatch(scores, 1, "matching_scores0")
-    )
-    valid = m0 > -1
-    return kp0[valid], kp1[m0[valid]], scores[valid]
-
-
-def _num_keypoints(pred: Mapping[str, Any]) -> float:
-    n0 = unbatch(pred["keypoints0"], 2, "keypoints0").shape[-2]
-    n1 = unbatch(pred["keypoints1"], 2, "keypoints1").shape[-2]
-    return (n0 + n1) / 2
-
-
-def _cameras(data: Mapping) -> tuple[Camera, Camera]:
-    return tuple(
-        unbatch(data[f"view{i}"]["camera"], 0, f"view{i}.camera") for i in (0, 1)
-    )
-
-
-def image_size(view: Mapping[str, Any]) -> tuple[float, float]:
-    """(w, h) of a view: ``image_size`` if given, else the shape of ``image``."""
-    if "image_size" in view:
-        size = unbatch(_f64(view["image_size"]), 1, "image_size")
-        return float(size[0]), float(size[1])
-    h, w = view["image"].shape[-2:]
-    return float(w), float(h)
+# Per pair, on a PairRecord (the evaluation pipeline's unit)
 
 
 def _estimator(kind: str, estimator: BaseEstimator | Mapping | Any) -> BaseEstimator:
@@ -341,24 +300,53 @@ def _estimator(kind: str, estimator: BaseEstimator | Mapping | Any) -> BaseEstim
     )
 
 
-def eval_matches_homography(data: Mapping, pred: Mapping) -> dict[str, float]:
-    """HPatches match metrics of one pair: ``prec@1px``, ``prec@3px``, ``num_matches``,
-    ``num_keypoints`` (mean of the two images), with GT ``data["H_0to1"]``."""
-    k0, k1, _ = matched_keypoints(pred)
-    H = unbatch(data["H_0to1"], 2, "H_0to1")
-    out = matches_precision_homography(k0, k1, H)
-    out["num_matches"] = float(len(k0))
-    out["num_keypoints"] = _num_keypoints(pred)
-    return out
+def _require(rec: PairRecord, *fields: str) -> None:
+    missing = [f for f in fields if getattr(rec, f) is None]
+    if missing:
+        raise InputError(
+            f"Pair {rec.name or '?'} has no {', '.join(missing)}: this metric needs "
+            "that ground truth (a homography or a posed dataset?)."
+        )
 
 
-def eval_homography_dlt(data: Mapping, pred: Mapping) -> dict[str, float]:
+def homography_match_errors(rec: PairRecord) -> torch.Tensor:
+    """(M,) symmetric transfer error ½(‖H p0 − p1‖ + ‖H⁻¹ p1 − p0‖) of each match, px."""
+    _require(rec, "H_0to1")
+    return sym_homography_error(rec.kpts0, rec.kpts1, rec.H_0to1)
+
+
+def epipolar_match_errors(rec: PairRecord) -> torch.Tensor:
+    """(M,) symmetric epipolar distance of each match in normalised units
+    (:func:`epipolar_precision`)."""
+    _require(rec, "T_0to1", "camera0", "camera1")
+    x0 = rec.camera0.image2cam(rec.kpts0)
+    x1 = rec.camera1.image2cam(rec.kpts1)
+    return sym_epipolar_distance(x0, x1, T_to_E(rec.T_0to1))
+
+
+def _errors(rec: PairRecord, fn) -> torch.Tensor:
+    """The record's per-match errors (computed once by the pipeline), else ``fn``'s."""
+    return rec.match_error if rec.match_error is not None else fn(rec)
+
+
+def _counts(rec: PairRecord) -> dict[str, float]:
+    n0, n1 = rec.num_keypoints
+    return {"num_matches": float(rec.num_matches), "num_keypoints": (n0 + n1) / 2}
+
+
+def homography_match_metrics(rec: PairRecord) -> dict[str, float]:
+    """HPatches match metrics of one pair: ``prec@1px``, ``prec@3px`` (symmetric
+    transfer error), ``num_matches``, ``num_keypoints`` (mean of the two images)."""
+    err = _errors(rec, homography_match_errors)
+    return {**_precision(err, HPATCHES_PREC_THRESHOLDS, "prec", "px"), **_counts(rec)}
+
+
+def homography_dlt_metrics(rec: PairRecord) -> dict[str, float]:
     """``H_error_dlt``: corner error of the score-weighted DLT (inf if it fails)."""
-    k0, k1, scores = matched_keypoints(pred)
-    H_gt = unbatch(data["H_0to1"], 2, "H_0to1")
-    size = image_size(data["view0"])
-    H, success = find_homography_dlt(_f64(k0), _f64(k1), _f64(scores))
-    err = homography_corner_error(H, H_gt, size) if bool(success) else math.inf
+    _require(rec, "H_0to1", "image_size0")
+    H, success = find_homography_dlt(rec.kpts0, rec.kpts1, rec.scores)
+    ok = bool(success)
+    err = homography_corner_error(H, rec.H_0to1, rec.image_size0) if ok else math.inf
     return {"H_error_dlt": err}
 
 
@@ -367,55 +355,45 @@ def _inliers(pred_est: Mapping, n: int) -> dict[str, float]:
     return {"ransac_inl": float(inl), "ransac_inl%": inl / n if n else 0.0}
 
 
-def eval_homography_robust(
-    data: Mapping, pred: Mapping, estimator: BaseEstimator | Mapping
+def homography_robust_metrics(
+    rec: PairRecord, estimator: BaseEstimator | Mapping
 ) -> dict[str, float]:
     """``H_error_ransac`` (corner error, inf: failed), ``ransac_inl``, ``ransac_inl%``.
 
     ``estimator``: a homography estimator or its config (``{"name": "poselib",
     "ransac_th": 1.0, ...}``).
     """
+    _require(rec, "H_0to1", "image_size0")
     est = _estimator("homography", estimator)
-    k0, k1, _ = matched_keypoints(pred)
-    res = est({"m_kpts0": k0, "m_kpts1": k1})
-    H_gt = unbatch(data["H_0to1"], 2, "H_0to1")
-    err = homography_corner_error(res["M_0to1"], H_gt, image_size(data["view0"]))
+    res = est({"m_kpts0": rec.kpts0, "m_kpts1": rec.kpts1})
+    err = homography_corner_error(res["M_0to1"], rec.H_0to1, rec.image_size0)
     return {
         "H_error_ransac": err if res["success"] else math.inf,
-        **_inliers(res, len(k0)),
+        **_inliers(res, rec.num_matches),
     }
 
 
-def eval_matches_epipolar(data: Mapping, pred: Mapping) -> dict[str, float]:
+def epipolar_match_metrics(rec: PairRecord) -> dict[str, float]:
     """MegaDepth-1500 match metrics: ``epi_prec@1e-4/5e-4/1e-3``, ``num_matches``,
-    ``num_keypoints``, with ``data["T_0to1"]`` and ``data["view{0,1}"]["camera"]``."""
-    k0, k1, _ = matched_keypoints(pred)
-    T = unbatch(data["T_0to1"], 0, "T_0to1")
-    cam0, cam1 = _cameras(data)
-    out = epipolar_precision(k0, k1, T, cam0, cam1)
-    out["num_matches"] = float(len(k0))
-    out["num_keypoints"] = _num_keypoints(pred)
-    return out
+    ``num_keypoints``."""
+    err = _errors(rec, epipolar_match_errors)
+    return {**_precision(err, EPI_PREC_THRESHOLDS, "epi_prec"), **_counts(rec)}
 
 
-def eval_matches_depth(data: Mapping, pred: Mapping) -> dict[str, float]:
-    """Depth metrics of MegaDepth-1500 through ``data["view{0,1}"]["depth"]``.
+def depth_match_metrics(
+    rec: PairRecord, depth0: ArrayLike, depth1: ArrayLike
+) -> dict[str, float]:
+    """Depth metrics of MegaDepth-1500 through the depth maps (H, W) of both views.
 
     ``reproj_prec@1/3/5px`` (0 if no match has depth), ``covisible`` (number of matches
     with depth at both keypoints) and ``covisible_percent`` (their share of the matches,
-    in %, NaN without matches).
+    in %, NaN without matches). The depth maps are not part of the record: they are
+    large, and only this metric reads them.
     """
-    k0, k1, _ = matched_keypoints(pred)
-    v0, v1 = data["view0"], data["view1"]
-    args = (
-        k0,
-        k1,
-        unbatch(v0["depth"], 2, "view0.depth"),
-        unbatch(v1["depth"], 2, "view1.depth"),
-        unbatch(data["T_0to1"], 0, "T_0to1"),
-        *_cameras(data),
+    _require(rec, "T_0to1", "camera0", "camera1")
+    err, valid = reprojection_errors(
+        rec.kpts0, rec.kpts1, depth0, depth1, rec.T_0to1, rec.camera0, rec.camera1
     )
-    err, valid = reprojection_errors(*args)
     out = reprojection_precision(err, valid)
     out["covisible"] = float(valid.sum())
     out["covisible_percent"] = (
@@ -424,19 +402,65 @@ def eval_matches_depth(data: Mapping, pred: Mapping) -> dict[str, float]:
     return out
 
 
-def eval_relative_pose(
-    data: Mapping, pred: Mapping, estimator: BaseEstimator | Mapping
+def relative_pose_metrics(
+    rec: PairRecord, estimator: BaseEstimator | Mapping
 ) -> dict[str, float]:
     """``rel_pose_error`` (degrees, inf on failure), ``ransac_inl``, ``ransac_inl%``.
 
     ``estimator``: a relative-pose estimator or its config.
     """
+    _require(rec, "T_0to1", "camera0", "camera1")
     est = _estimator("relative_pose", estimator)
-    k0, k1, _ = matched_keypoints(pred)
-    cam0, cam1 = _cameras(data)
-    res = est({"m_kpts0": k0, "m_kpts1": k1, "camera0": cam0, "camera1": cam1})
-    T = unbatch(data["T_0to1"], 0, "T_0to1")
-    err = (
-        pose_error(T, res["M_0to1"].R, res["M_0to1"].t) if res["success"] else math.inf
+    res = est(
+        {
+            "m_kpts0": rec.kpts0,
+            "m_kpts1": rec.kpts1,
+            "camera0": rec.camera0,
+            "camera1": rec.camera1,
+        }
     )
-    return {"rel_pose_error": err, **_inliers(res, len(k0))}
+    err = (
+        pose_error(rec.T_0to1, res["M_0to1"].R, res["M_0to1"].t)
+        if res["success"]
+        else math.inf
+    )
+    return {"rel_pose_error": err, **_inliers(res, rec.num_matches)}
+
+
+# --------------------------------------------------------------------------------------
+# The same on (data, pred) as produced by datasets and the two-view pipeline
+
+
+def eval_matches_homography(data: Mapping, pred: Mapping) -> dict[str, float]:
+    """:func:`homography_match_metrics` of a sample and its predictions."""
+    return homography_match_metrics(PairRecord.from_batch(data, pred))
+
+
+def eval_homography_dlt(data: Mapping, pred: Mapping) -> dict[str, float]:
+    """:func:`homography_dlt_metrics` of a sample and its predictions."""
+    return homography_dlt_metrics(PairRecord.from_batch(data, pred))
+
+
+def eval_homography_robust(
+    data: Mapping, pred: Mapping, estimator: BaseEstimator | Mapping
+) -> dict[str, float]:
+    """:func:`homography_robust_metrics` of a sample and its predictions."""
+    return homography_robust_metrics(PairRecord.from_batch(data, pred), estimator)
+
+
+def eval_matches_epipolar(data: Mapping, pred: Mapping) -> dict[str, float]:
+    """:func:`epipolar_match_metrics` of a sample and its predictions."""
+    return epipolar_match_metrics(PairRecord.from_batch(data, pred))
+
+
+def eval_matches_depth(data: Mapping, pred: Mapping) -> dict[str, float]:
+    """:func:`depth_match_metrics` with ``data["view{0,1}"]["depth"]``."""
+    depths = [unbatch(data[f"view{i}"]["depth"], 2, f"view{i}.depth") for i in (0, 1)]
+    return depth_match_metrics(PairRecord.from_batch(data, pred), *depths)
+
+
+def eval_relative_pose(
+    data: Mapping, pred: Mapping, estimator: BaseEstimator | Mapping
+) -> dict[str, float]:
+    """:func:`relative_pose_metrics` of a sample and its predictions."""
+    return relative_pose_metrics(PairRecord.from_batch(data, pred), estimator)

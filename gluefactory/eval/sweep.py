@@ -152,7 +152,8 @@ def run_sweep(
     progress: bool = True,
     pool: PoolStarter | None = None,
 ) -> tuple[dict[float, list[dict]], float, int]:
-    """Run ``fn(inputs[i], estimator)`` for every pair and threshold.
+    """Run ``fn(inputs[i], estimator)`` for every pair and threshold (``inputs``: the
+    pairs' :class:`~gluefactory.eval.records.PairRecord`, sent to the workers as is).
 
     ``estimator_conf(th)`` is the full estimator config of a threshold; ``fn`` must be
     picklable (a module-level function). Returns ({threshold: [result per pair]},

@@ -130,8 +130,8 @@ def match_figures(pred: dict, data: dict, max_pairs: int = 2) -> dict:
         color = None
         gt = pred.get("gt_matches0", data.get("gt_matches0"))
         if gt is not None:
-            ok = (gt[i][valid] == m0[valid]).cpu()
-            color = ["lime" if c else "red" for c in ok.tolist()]
+            ok = (gt[i][valid] == m0[valid]).tolist()
+            color = [viz2d.CORRECT if c else viz2d.WRONG for c in ok]
         viz2d.plot_matches(fig, axes, k0, k1, color=color, lw=0.5, ps=2)
         figs[f"match_{i}"] = fig
     return figs

@@ -18,13 +18,13 @@ import functools
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from .conf import compose, is_component_slot, merge_strict, to_conf
+from .conf import compose, merge_strict, to_conf
 from .errors import ConfigError, UserError, environment_fault
 
 logger = logging.getLogger("gluefactory")
@@ -42,38 +42,6 @@ def add_conf_args(parser: argparse.ArgumentParser) -> None:
 
 def conf_from_args(args: argparse.Namespace) -> DictConfig:
     return compose(args.conf, list(args.dotlist or []))
-
-
-def _kind(value: Any) -> str | None:
-    if isinstance(value, (Mapping, DictConfig)):
-        return "section"
-    if value is None:
-        return None
-    return "value"
-
-
-def _shape_mismatches(defaults: DictConfig, user: DictConfig, prefix: str = "") -> list:
-    """Keys where the user gives a value for a section or a section for a value."""
-    bad = []
-    for key in user.keys():
-        if key not in defaults:
-            continue  # reported by merge_strict
-        d, u = defaults.get(key), user.get(key)
-        dk, uk = _kind(d), _kind(u)
-        if dk is None or uk is None:  # a null default takes anything; null disables
-            continue
-        path = f"{prefix}{key}"
-        if dk != uk:
-            if dk == "section":
-                keys = ", ".join(map(str, d.keys()))
-                what = f"a section{f' (keys: {keys})' if keys else ''}"
-                got = u
-            else:
-                what, got = f"a value (default {d!r})", OmegaConf.to_container(u)
-            bad.append(f"'{path}' is {what}, got {got!r}")
-        elif dk == "section" and len(d) and not is_component_slot(d):
-            bad.extend(_shape_mismatches(d, u, prefix=f"{path}."))
-    return bad
 
 
 def merge_cli_conf(
@@ -97,12 +65,7 @@ def merge_cli_conf(
         check = copy.deepcopy(defaults)
         for key in open_keys:
             OmegaConf.update(check, key, {}, merge=False, force_add=True)
-    bad = _shape_mismatches(check, user)
-    if bad:
-        raise ConfigError(
-            f"Invalid configuration for {component}: " + "; ".join(bad) + "."
-        )
-    merge_strict(check, user, component)  # raises on unknown keys
+    merge_strict(check, user, component)  # unknown keys, a value for a section
     try:
         return OmegaConf.merge(defaults, user)
     except OmegaConfBaseException as e:  # e.g. a type clash in a structured default

@@ -91,9 +91,10 @@ def shape_mismatches(
             continue
         dsec, usec = isinstance(dnode, DictConfig), isinstance(unode, DictConfig)
         if dsec and not usec:
-            keys = ", ".join(map(str, dnode.keys())) or "none"
+            keys = ", ".join(map(str, dnode.keys()))
+            what = f"a section (keys: {keys})" if keys else "a section"
             got = as_plain(unode) if isinstance(unode, ListConfig) else unode._value()
-            bad.append(f"'{path}' is a section (keys: {keys}), got {got!r}")
+            bad.append(f"'{path}' is {what}, got {got!r}")
         elif usec and not dsec:
             bad.append(
                 f"'{path}' is a value (default {dnode._value()!r}), got a section"

@@ -17,6 +17,9 @@ matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.collections import LineCollection  # noqa: E402
+from matplotlib.colors import to_rgba_array  # noqa: E402
+from matplotlib.transforms import IdentityTransform  # noqa: E402
 
 from ..geometry.coordinates import CENTER_OFFSET  # noqa: E402
 from ..utils.fs import atomic_path  # noqa: E402
@@ -29,7 +32,8 @@ def _np(x):
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
-def _image(img) -> np.ndarray:
+def image_array(img) -> np.ndarray:
+    """An image (torch or NumPy, C x H x W or H x W x C) as H x W (x 3) for ``imshow``."""
     img = _np(img)
     if img.ndim == 3 and img.shape[0] in (1, 3):  # C x H x W
         img = img.transpose(1, 2, 0)
@@ -42,6 +46,18 @@ def _image(img) -> np.ndarray:
     return img
 
 
+def show_image(ax, img) -> None:
+    """Draw one image on ``ax`` (grey levels in grey), without axis decorations."""
+    im = image_array(img)
+    ax.imshow(
+        im,
+        cmap="gray" if im.ndim == 2 else None,
+        vmin=0,
+        vmax=1 if im.dtype != np.uint8 else 255,
+    )
+    ax.set_axis_off()
+
+
 def plot_images(
     images: Sequence,
     titles: Sequence[str] | None = None,
@@ -51,7 +67,7 @@ def plot_images(
 ):
     """Show images side by side (``titles``: one per image, ``title``: the figure's)."""
     n = len(images)
-    images = [_image(im) for im in images]
+    images = [image_array(im) for im in images]
     ratios = [im.shape[1] / im.shape[0] for im in images]
     fig, axes = plt.subplots(
         1,
@@ -62,13 +78,7 @@ def plot_images(
     )
     axes = np.atleast_1d(axes)
     for i, (ax, im) in enumerate(zip(axes, images)):
-        ax.imshow(
-            im,
-            cmap="gray" if im.ndim == 2 else None,
-            vmin=0,
-            vmax=1 if im.dtype != np.uint8 else 255,
-        )
-        ax.set_axis_off()
+        show_image(ax, im)
         if titles:
             ax.set_title(titles[i])
     if title:  # a band at the top, above the axes' titles
@@ -84,6 +94,31 @@ def plot_keypoints(axes, kpts_list: Sequence, color="lime", ps: float = 4) -> No
         ax.scatter(k[:, 0], k[:, 1], c=color, s=ps, linewidths=0)
 
 
+class MatchLines(LineCollection):
+    """One line per match from a point of ``ax0`` to a point of ``ax1`` (data coords).
+
+    A single :class:`~matplotlib.collections.LineCollection` on the figure, so thousands
+    of matches draw in milliseconds (a ``ConnectionPatch`` per match takes seconds).
+    Endpoints are mapped to display coordinates at draw time, like a ConnectionPatch,
+    so the lines follow the axes through ``tight_layout`` and ``bbox_inches="tight"``.
+    """
+
+    def __init__(self, ax0, ax1, p0: np.ndarray, p1: np.ndarray, **kwargs):
+        super().__init__([], transform=IdentityTransform(), **kwargs)
+        self._ends = (ax0, ax1, np.asarray(p0, float), np.asarray(p1, float))
+        self.set_segments(self._display_segments())
+
+    def _display_segments(self) -> np.ndarray:
+        ax0, ax1, p0, p1 = self._ends
+        if len(p0) == 0:
+            return np.zeros((0, 2, 2))
+        return np.stack([ax0.transData.transform(p0), ax1.transData.transform(p1)], 1)
+
+    def draw(self, renderer) -> None:
+        self.set_segments(self._display_segments())
+        super().draw(renderer)
+
+
 def plot_matches(
     fig,
     axes,
@@ -93,36 +128,30 @@ def plot_matches(
     lw: float = 0.5,
     ps: float = 2,
     alpha: float = 0.5,
-) -> None:
-    """Draw lines between matched keypoints of two axes (N x 2 each).
+) -> MatchLines:
+    """Draw lines between matched keypoints (N x 2 each) of ``axes[0]`` and ``axes[1]``.
 
-    ``color``: a colour name for all, or a sequence of one colour per match (None:
-    :data:`NEUTRAL`).
+    ``color``: a colour for all, or a sequence of one colour per match (None:
+    :data:`NEUTRAL`). ``ps`` > 0 also draws the matched keypoints. The two axes may be
+    the same one (both images on one canvas, keypoints of image 1 offset by the caller).
+    Returns the lines (one artist, see :class:`MatchLines`).
     """
-    from matplotlib.patches import ConnectionPatch
-
     k0, k1 = _np(kpts0) - CENTER_OFFSET, _np(kpts1) - CENTER_OFFSET
+    k0, k1 = k0.reshape(-1, 2), k1.reshape(-1, 2)
     if color is None:
         color = NEUTRAL
-    if isinstance(color, str):
-        color = [color] * len(k0)
-    for p0, p1, c in zip(k0, k1, color):
-        line = ConnectionPatch(
-            xyA=p1,
-            xyB=p0,
-            coordsA="data",
-            coordsB="data",
-            axesA=axes[1],
-            axesB=axes[0],
-            color=c,
-            linewidth=lw,
-            alpha=alpha,
-            clip_on=False,
-        )
-        fig.add_artist(line)  # on the figure, so that it spans both axes
-    if ps > 0:
-        axes[0].scatter(k0[:, 0], k0[:, 1], c=color, s=ps, linewidths=0)
-        axes[1].scatter(k1[:, 0], k1[:, 1], c=color, s=ps, linewidths=0)
+    colors = to_rgba_array([color] * len(k0) if isinstance(color, str) else color)
+    if len(colors) not in (1, len(k0)):
+        raise ValueError(f"{len(colors)} colours given for {len(k0)} matches.")
+    lines = MatchLines(
+        axes[0], axes[1], k0, k1, colors=colors, linewidths=lw, alpha=alpha
+    )
+    lines.set_clip_on(False)
+    fig.add_artist(lines)  # on the figure, so that it spans both axes
+    if ps > 0 and len(k0):
+        axes[0].scatter(k0[:, 0], k0[:, 1], c=colors, s=ps, linewidths=0)
+        axes[1].scatter(k1[:, 0], k1[:, 1], c=colors, s=ps, linewidths=0)
+    return lines
 
 
 def plot_cumulative(

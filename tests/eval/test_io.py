@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 from gluefactory.eval.hpatches import HPatchesPipeline
 from gluefactory.eval.io import compose_eval_conf, conf_diff, default_tag
 from gluefactory.eval.megadepth1500 import MegaDepth1500Pipeline
-from gluefactory.eval.pipeline import NON_RESULT_KEYS
+from gluefactory.eval.provenance import NON_RESULT_KEYS
 from gluefactory.eval.sweep import SWEEP_THRESHOLDS, thresholds_from
 from gluefactory.utils.errors import ConfigError
 
@@ -154,3 +154,20 @@ def test_checkpoint_conf_sits_below_conf_and_dotlist(monkeypatch, conf_file):
     assert both.model.matcher.mutual_check is False  # from the checkpoint, kept
     assert both.eval.ransac_th == 1.5  # dotlist over everything
     assert default_tag(conf_file, "exp", []) == "exp+my"
+
+
+def test_eval_section_is_checked_once_against_pipeline_and_estimator_keys():
+    """eval = the pipeline's keys + the chosen estimator's: one check, with hints."""
+    with pytest.raises(ConfigError, match="Did you mean 'num_worst'"):
+        HPatchesPipeline({"eval": {"num_worts": 2}})
+    with pytest.raises(ConfigError, match="Did you mean 'method'"):
+        HPatchesPipeline({"eval": {"estimator": "opencv", "methdo": "usac_magsac"}})
+    with pytest.raises(ConfigError, match="name"):
+        HPatchesPipeline({"eval": {"name": "opencv"}})  # eval.estimator names it
+
+
+def test_estimator_is_a_registry_lookup():
+    """Any module of the estimator registry (or a dotted path) is accepted as it is."""
+    path = "gluefactory.robust_estimators.homography.opencv"
+    bench = HPatchesPipeline({"eval": {"estimator": path, "method": "usac_magsac"}})
+    assert bench.estimator_conf(1.0)["name"] == path

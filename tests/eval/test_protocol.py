@@ -10,6 +10,7 @@ import torch
 
 from gluefactory.eval.hpatches import HPatchesPipeline, homography_robust_metrics
 from gluefactory.eval.megadepth1500 import MegaDepth1500Pipeline
+from gluefactory.eval.records import PairRecord
 from gluefactory.eval.results import read_json, write_json
 from gluefactory.geometry.homography import warp_points
 from gluefactory.robust_estimators import BaseEstimator
@@ -49,6 +50,20 @@ def test_resized_homography_matches_resized_points():
     assert min(item["view0"]["image"].shape[-2:]) == 480
 
 
+def record(k0, k1, H, size) -> PairRecord:
+    """The per-pair record the robust metrics take (as the workers get it)."""
+    return PairRecord(
+        name="p",
+        kpts0=k0.double(),
+        kpts1=k1.double(),
+        scores=torch.ones(len(k0), dtype=torch.float64),
+        num_keypoints=(len(k0), len(k1)),
+        image_size0=size,
+        image_size1=size,
+        H_0to1=H.double(),
+    )
+
+
 class FixedHomography(BaseEstimator):
     """Returns the homography of its config (tests the metric plumbing, not RANSAC)."""
 
@@ -68,12 +83,9 @@ def test_corner_error_uses_corners_of_the_resized_image():
     """Corners (0,0), (W,0), (W,H), (0,H) of image 0 (W, H: its 480 px size, not W-1)."""
     w, h, s = 720.0, 480.0, 1.01
     est = FixedHomography({"H": [s, 0, 0, 0, s, 0, 0, 0, 1]})
-    inputs = {
-        "m_kpts0": torch.rand(10, 2) * 100,
-        "m_kpts1": torch.rand(10, 2) * 100,
-        "H_0to1": torch.eye(3, dtype=torch.float64),
-        "image_size": torch.tensor([w, h], dtype=torch.float64),
-    }
+    inputs = record(
+        torch.rand(10, 2) * 100, torch.rand(10, 2) * 100, torch.eye(3), (w, h)
+    )
     res = homography_robust_metrics(inputs, est)
     d = (s - 1) * np.array([0.0, w, math.hypot(w, h), h])
     assert res["H_error_ransac"] == pytest.approx(d.mean())
@@ -81,12 +93,9 @@ def test_corner_error_uses_corners_of_the_resized_image():
 
 
 def test_failed_estimate_counts_as_infinite_error():
-    inputs = {
-        "m_kpts0": torch.rand(3, 2),  # fewer than 4 matches
-        "m_kpts1": torch.rand(3, 2),
-        "H_0to1": torch.eye(3, dtype=torch.float64),
-        "image_size": torch.tensor([640.0, 480.0], dtype=torch.float64),
-    }
+    inputs = record(  # fewer than 4 matches
+        torch.rand(3, 2), torch.rand(3, 2), torch.eye(3), (640.0, 480.0)
+    )
     from gluefactory.robust_estimators import load_estimator
 
     res = homography_robust_metrics(

@@ -6,13 +6,30 @@ import logging
 
 import torch
 from matplotlib.colors import to_rgba
-from matplotlib.patches import ConnectionPatch
 
 from gluefactory.visualization import viz2d
 
 
-def lines_of(fig) -> list[ConnectionPatch]:
-    return [a for a in fig.artists if isinstance(a, ConnectionPatch)]
+class Line:
+    """One match line of the figure's MatchLines collection (colour, alpha, width)."""
+
+    def __init__(self, lines: viz2d.MatchLines, i: int):
+        self.lines, self.i = lines, i
+
+    def get_edgecolor(self):
+        return tuple(self.lines.get_colors()[self.i])
+
+    def get_alpha(self):
+        return self.lines.get_alpha()
+
+    def get_linewidth(self):
+        widths = self.lines.get_linewidths()
+        return widths[self.i % len(widths)]
+
+
+def lines_of(fig) -> list[Line]:
+    found = [a for a in fig.artists if isinstance(a, viz2d.MatchLines)]
+    return [Line(c, i) for c in found for i in range(len(c.get_segments()))]
 
 
 def test_match_lines_default_to_thin_translucent_neutral():
@@ -46,3 +63,17 @@ def test_resampling_overshoot_is_drawn_without_warning(tmp_path, caplog):
     assert not [r for r in caplog.records if "Clipping" in r.getMessage()]
     assert path.stat().st_size > 0
     assert [p.name for p in path.parent.iterdir()] == ["m.png"]  # no temporary left
+
+
+def test_thousands_of_matches_are_one_artist_that_follows_the_layout(tmp_path):
+    fig, axes = viz2d.plot_images([torch.rand(3, 40, 60)] * 2)
+    k = torch.rand(5000, 2) * 40
+    viz2d.plot_matches(fig, axes, k, k)
+    assert len([a for a in fig.artists if isinstance(a, viz2d.MatchLines)]) == 1
+    (lines,) = fig.artists
+    fig.canvas.draw()
+    seg = lines.get_segments()[0]  # display coordinates, recomputed at draw time
+    p0 = axes[0].transData.transform(k[:1].numpy() - 0.5)[0]
+    p1 = axes[1].transData.transform(k[:1].numpy() - 0.5)[0]
+    assert abs(seg[0] - p0).max() < 1e-6 and abs(seg[1] - p1).max() < 1e-6
+    assert viz2d.save(fig, tmp_path / "many.png").stat().st_size > 0

@@ -1,0 +1,280 @@
+"""The evaluation as three stages whose outputs are files, as in hloc.
+
+    from gluefactory.eval import stages
+
+    bench = stages.load_benchmark("homographies", {"data": {"data_dir": "photos"},
+                                                   "model": model_conf})
+    pred = stages.export_predictions(bench, "outputs/my_eval")   # predictions.h5
+    results = stages.evaluate(bench, pred)                      # per-pair metrics
+    summaries = stages.summarize(bench, results, "outputs/my_eval")
+
+1. :func:`export_predictions`: the model on every pair, predictions stored with
+   keypoints in ORIGINAL-image pixels, tagged with the provenance hash
+   (:mod:`.provenance`); a complete export of the same hash is reused.
+2. :func:`evaluate`: the pairs again from the evaluation loader (HPatches: the same
+   480 px images; MegaDepth-1500: original resolution), one
+   :class:`~gluefactory.eval.records.PairRecord` per pair, the estimator-free metrics
+   (:mod:`.loops`), then the robust estimator at each ``eval.ransac_th`` in worker
+   processes (:mod:`.sweep`).
+3. :func:`summarize`: the best threshold by mAA, AUCs, means and medians
+   (:func:`gluefactory.eval.metrics.summarize`); with an output folder also
+   ``results.h5``, ``sweep.json``, ``summaries.json``, ``timings.json`` and the figures.
+
+:func:`run` chains them with the guards and caches of the command line
+(``python -m gluefactory.eval.<benchmark>``): changing only ``eval.*`` never reruns
+the network. ``bench`` is a benchmark instance (:class:`gluefactory.eval.pipeline.
+EvalPipeline`) or a benchmark name with its ``conf``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+from torch import nn
+
+from ..datasets import get_dataset
+from ..utils import fs
+from . import provenance
+from . import results as rio
+from .base import get_benchmark
+from .loops import export_loop, record_loop
+from .metrics import summarize as summarize_metrics
+from .metrics import threshold_name
+from .records import PairRecord
+from .sweep import PoolStarter, run_sweep, workers_for
+from .tables import sweep_table
+
+logger = logging.getLogger(__name__)
+
+#: a benchmark declaration (:class:`gluefactory.eval.pipeline.EvalPipeline`, duck-typed:
+#: the stages do not import the class they serve) or its registry name
+Benchmark = Any
+
+PREDICTIONS, RESULTS, SUMMARIES = "predictions.h5", "results.h5", "summaries.json"
+
+
+@dataclasses.dataclass
+class EvalResults:
+    """What :func:`evaluate` gives :func:`summarize`: one entry per pair, loader order.
+
+    ``per_pair``: estimator-free metric -> values; ``sweep``: threshold -> robust metric
+    -> values; ``records``: the pairs' records (figures read their matches and
+    correctness); ``dataset``: the evaluation dataset (figures read its images).
+    """
+
+    per_pair: dict[str, list[float]]
+    sweep: dict[float, dict[str, list[float]]]
+    records: list[PairRecord]
+    timings: dict[str, float]
+    dataset: Any = dataclasses.field(default=None, repr=False)
+
+    @property
+    def names(self) -> list[str]:
+        return [r.name for r in self.records]
+
+    @property
+    def scenes(self) -> list[str]:
+        return [r.scene for r in self.records]
+
+
+def load_benchmark(bench: Benchmark, conf: Any = None) -> Benchmark:
+    """A benchmark instance from a name (``"hpatches"``) and a config (checked)."""
+    if isinstance(bench, str):
+        return get_benchmark(bench)(conf)
+    if conf is not None:
+        raise TypeError("conf is for a benchmark given by name; this one is built.")
+    return bench
+
+
+def export_predictions(
+    bench: Benchmark,
+    output_dir: str | Path,
+    conf: Any = None,
+    *,
+    model: nn.Module | None = None,
+    checkpoint: str | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Stage 1: ``output_dir/predictions.h5`` of the benchmark's data and model.
+
+    Reused when it holds a complete export of the same data + model config and data
+    files; else taken from a sibling folder of the same hash (not with ``overwrite``);
+    else the model runs. ``model``: an already built model (e.g. during training),
+    else it is built from ``conf.model`` or loaded from ``checkpoint`` when needed.
+    """
+    bench = load_benchmark(bench, conf)
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    pred_path = out / PREDICTIONS
+    dataset = get_dataset(bench.conf.data.name)(bench.conf.data)  # missing data: first
+    saved = provenance.saved_conf(bench.conf, checkpoint)
+    ehash = provenance.export_hash(saved, provenance.data_fingerprint(dataset))
+    if not overwrite and rio.predictions_valid(pred_path, ehash):
+        logger.info("Using the cached predictions %s.", pred_path)
+        return pred_path
+    if rio.export_hash_of(pred_path) is not None:
+        logger.info(
+            "%s was made from other data files (or another model): exporting again.",
+            pred_path,
+        )
+    # overwrite means "run the network again": never reuse another export
+    if overwrite or not provenance.link_cached_predictions(pred_path, ehash):
+        model = bench.build_model(checkpoint) if model is None else model
+        bench.timings.update(export_loop(bench, dataset, model, pred_path, ehash))
+    for name in (RESULTS, SUMMARIES):  # computed from other predictions
+        (out / name).unlink(missing_ok=True)
+    return pred_path
+
+
+def evaluate(
+    bench: Benchmark, predictions: str | Path, conf: Any = None
+) -> EvalResults:
+    """Stage 2: records and per-pair metrics of ``predictions`` (a predictions.h5),
+    robust metrics at every threshold of ``eval.ransac_th``."""
+    bench = load_benchmark(bench, conf)
+    t0 = time.perf_counter()
+    data_conf = bench.eval_data_conf()
+    dataset = get_dataset(data_conf.name)(data_conf)
+    loader = dataset.get_data_loader("test", shuffle=False)
+    ths = bench.thresholds
+    nworkers = workers_for(len(loader), len(ths), bench.conf.eval.workers)
+    pool = PoolStarter(nworkers) if nworkers > 1 else None  # starts meanwhile
+    try:
+        per_pair, records = record_loop(bench, loader, Path(predictions))
+        metrics_s = time.perf_counter() - t0
+        sweep, sweep_s, workers = run_sweep(
+            bench.estimator_kind,
+            bench.estimator_conf,
+            ths,
+            records,
+            type(bench).robust_metrics,
+            workers=bench.conf.eval.workers,
+            progress=bench.conf.eval.progress,
+            pool=pool,
+        )
+    finally:
+        if pool is not None:
+            pool.close()
+    timings = {"metrics_s": metrics_s, "sweep_s": sweep_s, "sweep_workers": workers}
+    return EvalResults(
+        per_pair=per_pair,
+        sweep={th: _columns(rows) for th, rows in sweep.items()},
+        records=records,
+        timings=timings,
+        dataset=loader.dataset,
+    )
+
+
+def summarize(
+    bench: Benchmark,
+    results: EvalResults,
+    output_dir: str | Path | None = None,
+    conf: Any = None,
+) -> dict[str, float]:
+    """Stage 3: the summaries of the best threshold (by mAA of ``bench.robust_key``),
+    with upstream's key names too. With ``output_dir``: writes ``results.h5``,
+    ``sweep.json``, the figures, ``summaries.json`` and ``timings.json``."""
+    bench = load_benchmark(bench, conf)
+    t0 = time.perf_counter()
+    by_th = {
+        th: summarize_metrics(res, bench.auc_metrics, round=4)
+        for th, res in results.sweep.items()
+    }
+    mkey = f"{bench.robust_key}_mAA"
+    best = max(by_th, key=lambda th: (by_th[th][mkey], -th))
+    per_pair = {**results.per_pair, **results.sweep[best]}
+    summaries = summarize_metrics(per_pair, bench.auc_metrics, round=4)
+    summaries["ransac_th"] = best
+    summaries.update(bench.upstream_aliases(summaries))
+    if len(by_th) > 1:
+        print(
+            sweep_table(
+                bench.robust_key,
+                bench.conf.eval.estimator,
+                by_th,
+                best,
+                results.timings["sweep_s"],
+                results.timings["sweep_workers"],
+            )
+        )
+    if output_dir is None:
+        return summaries
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rio.write_results(
+        out / RESULTS,
+        per_pair,
+        results.names,
+        results.scenes,
+        summaries,
+        sweep={threshold_name(th): r for th, r in results.sweep.items()},
+    )
+    rio.write_json(
+        out / "sweep.json",
+        {
+            f"{k}@th={threshold_name(th)}": v
+            for th, s in by_th.items()
+            for k, v in s.items()
+            if k.startswith(bench.robust_key)
+        },
+    )
+    final = dataclasses.replace(results, per_pair=per_pair)
+    figures = bench.make_figures(out, final)
+    rio.write_json(out / SUMMARIES, summaries)
+    timings = {**bench.timings, **results.timings}
+    timings["eval_s"] = (results.timings["metrics_s"] + results.timings["sweep_s"]) + (
+        time.perf_counter() - t0
+    )
+    rio.write_json(out / "timings.json", timings)
+    logger.info("Wrote %s and %d figure(s).", out, len(figures))
+    return summaries
+
+
+def run(
+    bench: Benchmark,
+    output_dir: str | Path,
+    conf: Any = None,
+    *,
+    overwrite: bool = False,
+    overwrite_eval: bool = False,
+    model: nn.Module | None = None,
+    checkpoint: str | None = None,
+) -> dict[str, float]:
+    """The three stages with the command line's guards: ``output_dir/conf.yaml``
+    records the config; results of another data/model config are replaced only with
+    ``overwrite``, of another ``eval`` config only with ``overwrite_eval`` (the
+    predictions are then reused); complete results of the same config are returned
+    as they are. Returns the summaries."""
+    bench = load_benchmark(bench, conf)
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    fs.remove_stale_temporaries(out)
+    saved = provenance.saved_conf(bench.conf, checkpoint)
+    provenance.check_results_folder(out, saved, overwrite, overwrite_eval)
+    stale = (PREDICTIONS, RESULTS, SUMMARIES) if overwrite else ()
+    stale += (RESULTS, SUMMARIES) if overwrite_eval else ()
+    for name in stale:
+        (out / name).unlink(missing_ok=True)
+    with fs.atomic_path(out / "conf.yaml", ".yaml") as tmp:
+        OmegaConf.save(OmegaConf.create(saved), tmp)
+    bench.timings = {}
+    pred = export_predictions(
+        bench, out, model=model, checkpoint=checkpoint, overwrite=overwrite
+    )
+    if (out / RESULTS).exists() and (out / SUMMARIES).exists():
+        logger.info("Using the cached results %s (--overwrite_eval recomputes).", out)
+        return rio.read_json(out / SUMMARIES)
+    return summarize(bench, evaluate(bench, pred), out)
+
+
+def _columns(rows: list[dict]) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {}
+    for r in rows:
+        for k, v in r.items():
+            out.setdefault(k, []).append(float(v))
+    return out
