@@ -80,11 +80,14 @@ def _md_reported() -> list[tuple[str, str]]:
         ("median_ransac_inl%", "mransac_inl%"),
         ("ransac_th", "ransac_th"),
     ]
-    rows += [
-        (f"mean_{k}", f"mean_{k}")
-        for k in ("num_lines", "num_line_matches", "line_prec", "line_rec")
-    ]
     return rows
+
+
+#: rows of models with lines
+LINE_ROWS = [
+    (f"mean_{k}", f"mean_{k}")
+    for k in ("num_lines", "num_line_matches", "line_prec", "line_rec")
+]
 
 
 def gt_match_metrics(data: dict, pred: dict) -> dict[str, float]:
@@ -138,6 +141,7 @@ class MegaDepth1500Pipeline(EvalPipeline):
     estimator_kind = "relative_pose"
     robust_key = "rel_pose_error"
     reported = _md_reported()
+    optional_reported = LINE_ROWS
     correct_th = 5e-4  # normalised epipolar distance, colour of the figures' matches
     line_gt_matcher = "matchers.depth_matcher"
 

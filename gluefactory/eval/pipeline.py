@@ -7,7 +7,8 @@ A benchmark module is a small subclass of :class:`EvalPipeline` (see ``hpatches.
   ``eval.estimator`` names, looked up in the estimator registry), ``robust_key`` (the
   error whose mAA picks the best threshold), ``reported`` (the summary table);
 * ``match_errors(record)``: the per-match error of its correctness rule (computed once
-  per pair) and ``correct_th`` (the figures' green / red);
+  per pair) and ``correct_th`` (the figures' green / red); ``optional_reported``: rows
+  of the table present only with some models or estimators (the line metrics);
 * ``pair_metrics(record, data, pred)``: estimator-free metrics of one pair;
 * ``robust_metrics(record, estimator)``: a module-level function run in the worker
   processes on the :class:`~gluefactory.eval.records.PairRecord` as it is;
@@ -70,6 +71,8 @@ class EvalPipeline(BaseBenchmark):
     robust_key: ClassVar[str] = "H_error_ransac"
     auc_metrics = AUC_METRICS
     reported: ClassVar[list[tuple[str, str]]] = []
+    #: rows of the summary table present only with some models or estimators (lines)
+    optional_reported: ClassVar[list[tuple[str, str]]] = []
     correct_th: ClassVar[float] = 3.0
     #: matcher of the line ground truth (``matchers.homography_matcher``, ...) or None
     line_gt_matcher: ClassVar[str | None] = None
@@ -195,12 +198,12 @@ class EvalPipeline(BaseBenchmark):
     def upstream_aliases(self, summaries: Mapping[str, float]) -> dict[str, float]:
         return {
             up: summaries[ours]
-            for ours, up in self.reported
+            for ours, up in [*self.reported, *self.optional_reported]
             if ours in summaries and up != ours
         }
 
     def summary_table(self, summaries: Mapping[str, float]) -> str:
-        return summary_table(self.reported, summaries)
+        return summary_table([*self.reported, *self.optional_reported], summaries)
 
 
 __all__ = [
