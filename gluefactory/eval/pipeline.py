@@ -87,6 +87,7 @@ class EvalPipeline(BaseBenchmark):
         super().__init__(conf)
         self.thresholds = thresholds_from(self.conf.eval.ransac_th)
         self.timings: dict[str, float] = {}
+        self._line_gt: nn.Module | None = None  # built on the first pair with lines
 
     # ---- configuration ---------------------------------------------------------------
 
@@ -161,7 +162,7 @@ class EvalPipeline(BaseBenchmark):
         when the model outputs no lines or the benchmark has no line ground truth."""
         if self.line_gt_matcher is None or not has_lines(pred):
             return None
-        if getattr(self, "_line_gt", None) is None:
+        if self._line_gt is None:
             from ..models import get_model
 
             conf = {"use_points": False, "use_lines": True}
