@@ -201,6 +201,32 @@ def test_line_ground_truth_from_the_homography_matcher():
     assert gt[5] == -2  # padded
 
 
+def test_line_ground_truth_of_the_posed_benchmark_from_depth():
+    from gluefactory.eval.megadepth1500 import MegaDepth1500Pipeline
+    from gluefactory.geometry.wrappers import Camera, Pose
+
+    K = torch.tensor([[500.0, 0, 320], [0, 500, 240], [0, 0, 1]])
+    cam = Camera.from_calibration_matrix(K, (640, 480))[None]
+    view = {"camera": cam, "depth": torch.full((1, 480, 640), 2.0)}
+    data = {
+        "T_0to1": Pose.from_Rt(torch.eye(3), torch.tensor([-0.1, 0, 0.0]))[None],
+        "view0": view,
+        "view1": view,
+    }
+    lines0 = torch.tensor([[[100.0, 100], [300, 120]], [[50, 400], [60, 250]]])
+    pred = {  # depth 2 m, 0.1 m to the left: 25 px to the left in image 1
+        "lines0": lines0,
+        "lines1": (lines0 - torch.tensor([25.0, 0]))[[1, 0]],
+        "line_matches0": torch.tensor([1, 1]),
+    }
+    bench = MegaDepth1500Pipeline({"eval": {"progress": False}})
+    rec = record([1, 1], None, num_lines=(2, 2))
+    rec.gt_line_matches0 = bench.line_ground_truth(data, pred)
+    assert rec.gt_line_matches0.tolist() == [1, 0]
+    out = M.line_match_metrics(rec)
+    assert out["line_prec"] == 0.5 and out["line_rec"] == 0.5
+
+
 def test_point_line_estimator_gets_the_matched_segments():
     rng = np.random.default_rng(0)
     kp0 = torch.from_numpy(rng.uniform(20, 380, (12, 2)))
