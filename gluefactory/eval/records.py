@@ -81,23 +81,15 @@ def matched_lines(
         if scores is None
         else unbatch(scores, 1, "line_matching_scores0")
     )
-    counts = []
-    for i, lines in ((0, l0), (1, l1)):
+
+    def count(i: int, lines: torch.Tensor) -> int:
         mask = pred.get(f"line_mask{i}")
-        n = len(lines) if mask is None else int(unbatch(mask, 1, "line_mask").sum())
-        counts.append(n)
+        return len(lines) if mask is None else int(unbatch(mask, 1, "line_mask").sum())
+
     idx0 = torch.nonzero(m0 > -1)[:, 0]
     idx1 = m0[idx0]
-    return (
-        l0[idx0],
-        l1[idx1],
-        scores[idx0],
-        torch.stack([idx0, idx1], -1),
-        (
-            counts[0],
-            counts[1],
-        ),
-    )
+    indices = torch.stack([idx0, idx1], -1)
+    return l0[idx0], l1[idx1], scores[idx0], indices, (count(0, l0), count(1, l1))
 
 
 def has_lines(pred: Mapping[str, Any]) -> bool:
