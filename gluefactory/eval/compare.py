@@ -72,7 +72,8 @@ def _reported(benchmark: str) -> list[tuple[str, str]]:
     try:
         from .base import get_benchmark
 
-        return list(getattr(get_benchmark(benchmark), "reported", []))
+        cls = get_benchmark(benchmark)
+        return [*getattr(cls, "reported", []), *getattr(cls, "optional_reported", [])]
     except ConfigError:  # an external or renamed benchmark: show every key
         return []
 

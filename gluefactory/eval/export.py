@@ -21,8 +21,10 @@ from torch import nn
 
 from ..utils.errors import ConfigError
 
-#: arrays stored per pair (those the model outputs); keypoints are rescaled
-EXPORT_KEYS = (
+#: arrays stored per pair (those the model outputs), points then lines; a line key is
+#: stored when the model outputs it (``orig_lines``: the detector's segments before the
+#: wireframe joins their endpoints, what the point+line estimator fits)
+POINT_EXPORT_KEYS = (
     "keypoints0",
     "keypoints1",
     "keypoint_scores0",
@@ -33,15 +35,23 @@ EXPORT_KEYS = (
     "matches1",
     "matching_scores0",
     "matching_scores1",
+)
+LINE_EXPORT_KEYS = (
     "lines0",
     "lines1",
+    "orig_lines0",
+    "orig_lines1",
+    "line_mask0",
+    "line_mask1",
     "line_matches0",
     "line_matches1",
     "line_matching_scores0",
     "line_matching_scores1",
 )
+EXPORT_KEYS = POINT_EXPORT_KEYS + LINE_EXPORT_KEYS
 REQUIRED_EXPORT_KEYS = ("keypoints0", "keypoints1", "matches0")
-POINT_KEYS = ("keypoints", "lines")
+#: keys (without the view suffix) in pixels: divided by the view's ``scales`` at export
+POINT_KEYS = ("keypoints", "lines", "orig_lines")
 
 
 # --------------------------------------------------------------------------------------

@@ -4,7 +4,9 @@
   or per run (``gluefactory.eval.compare``).
 * :func:`worst_pairs_figure`: the pairs with the largest error, matches coloured green
   (correct) or red (wrong) by the benchmark's own correctness rule, drawn with
-  :func:`gluefactory.visualization.viz2d.plot_matches`.
+  :func:`gluefactory.visualization.viz2d.plot_matches`; line matches the same way by
+  the line ground truth (:func:`~gluefactory.visualization.viz2d.plot_line_matches`,
+  ignored ones in :data:`~gluefactory.visualization.viz2d.NEUTRAL`).
 """
 
 from __future__ import annotations
@@ -76,6 +78,34 @@ def worst_indices(errors: Sequence[float], k: int) -> list[int]:
     return [int(i) for i in np.argsort(-e, kind="stable")[:k]]
 
 
+def line_colors(rec: PairRecord) -> np.ndarray:
+    """(K, 4) RGBA per line match: correct, wrong, or neutral (ignored by the line
+    ground truth, or no ground truth)."""
+    labels = rec.line_labels()
+    if labels is None:
+        labels = np.full(rec.num_line_matches, -1)
+    palette = np.array(
+        [to_rgba(c) for c in (viz2d.NEUTRAL, viz2d.WRONG, viz2d.CORRECT)]
+    )
+    return palette[labels + 1]
+
+
+def draw_line_matches(fig, axes, rec: PairRecord) -> None:
+    """The record's line matches on (image 0, image 1), coloured by :func:`line_colors`."""
+    if rec.num_line_matches:
+        viz2d.plot_line_matches(fig, axes, rec.lines0, rec.lines1, line_colors(rec))
+
+
+def line_title(rec: PairRecord) -> str:
+    """ ", K line matches, P% correct" (empty without lines)."""
+    if rec.num_lines is None:
+        return ""
+    labels = rec.line_labels()
+    counted = 0 if labels is None else int((labels >= 0).sum())
+    prec = f", {100 * (labels == 1).sum() / counted:.0f}% correct" if counted else ""
+    return f"; {rec.num_line_matches} line matches{prec}"
+
+
 def worst_pairs_figure(
     dataset,
     indices: Sequence[int],
@@ -106,9 +136,10 @@ def worst_pairs_figure(
         colors = np.where(ok[:, None], [to_rgba(viz2d.CORRECT)], [to_rgba(viz2d.WRONG)])
         viz2d.plot_matches(fig, row, rec.kpts0, rec.kpts1, color=colors, alpha=0.6)
         prec = ok.mean() if len(ok) else float("nan")
+        draw_line_matches(fig, row, rec)
         row[0].set_title(
             f"{rec.name}: {error_label}={errors[i]:.3g}, {len(ok)} matches, "
-            f"{100 * prec:.0f}% correct",
+            f"{100 * prec:.0f}% correct{line_title(rec)}",
             fontsize=9,
             loc="left",
         )

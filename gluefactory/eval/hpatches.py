@@ -13,6 +13,13 @@ score-weighted DLT (``H_error_dlt``) and of the robust estimator (``H_error_rans
 its inliers. Summaries: medians of the per-match metrics and inliers, AUC at 1/3/5 px
 (rounded to 4 decimals, failures as inf) and their mean (mAA, which picks the best
 threshold of a sweep).
+
+With lines (a model that outputs ``lines0/1`` and ``line_matches0/1``, e.g.
+``aliked+lsd+NN``): ``num_lines``, ``num_line_matches``, ``line_prec`` and ``line_rec``
+against the homography's line ground truth (``matchers.homography_matcher`` with
+``use_lines``); with ``eval.estimator=point_line`` the matched segments go to the
+estimator, ``H_error_ransac`` is from points and lines and ``H_error_ransac_points``
+from the points alone (same estimator, same threshold).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from .metrics import (
     homography_match_errors,
     homography_match_metrics,
     homography_robust_metrics,
+    line_match_metrics,
 )
 from .pipeline import EvalPipeline
 from .stages import EvalResults
@@ -50,6 +58,16 @@ def _hpatches_reported() -> list[tuple[str, str]]:
     return rows
 
 
+def _hpatches_line_rows() -> list[tuple[str, str]]:
+    """Rows of models with lines (and of the point+line estimator)."""
+    key = "H_error_ransac_points"
+    rows = [(f"{key}@{t}px", f"{key}@{t}px") for t in HPATCHES_AUC_THRESHOLDS]
+    rows.append((f"{key}_mAA", f"{key}_mAA"))
+    rows.append(("median_ransac_line_inl", "median_ransac_line_inl"))
+    keys = ("num_lines", "num_line_matches", "line_prec", "line_rec")
+    return rows + [(f"median_{k}", f"median_{k}") for k in keys]
+
+
 class HomographyBenchmark(EvalPipeline):
     """The homography metrics of HPatches on any dataset with ``H_0to1`` (abstract:
     the benchmarks declare their data)."""
@@ -57,20 +75,32 @@ class HomographyBenchmark(EvalPipeline):
     estimator_kind = "homography"
     robust_key = "H_error_ransac"
     reported = _hpatches_reported()
+    optional_reported = _hpatches_line_rows()
     correct_th = 3.0  # px, colour of the matches in the figures
+    line_gt_matcher = "matchers.homography_matcher"
     title = "homography"
 
     match_errors = staticmethod(homography_match_errors)
     robust_metrics = staticmethod(homography_robust_metrics)
 
     def pair_metrics(self, record, data, pred):
-        return {**homography_match_metrics(record), **homography_dlt_metrics(record)}
+        return {
+            **homography_match_metrics(record),
+            **homography_dlt_metrics(record),
+            **line_match_metrics(record),
+        }
 
     def make_figures(self, out: Path, results: EvalResults) -> list[Path]:
         errs = {
             "RANSAC": results.per_pair["H_error_ransac"],
             "DLT": results.per_pair["H_error_dlt"],
         }
+        if "H_error_ransac_points" in results.per_pair:
+            errs = {
+                "RANSAC points+lines": errs["RANSAC"],
+                "RANSAC points": results.per_pair["H_error_ransac_points"],
+                "DLT": errs["DLT"],
+            }
         title = f"{self.title} ({self.conf.eval.estimator})"
         panel = (errs, HPATCHES_AUC_THRESHOLDS, title, "mean corner error [px]")
         return recall_and_worst_figures(

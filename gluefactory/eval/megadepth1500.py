@@ -15,6 +15,10 @@ units), ``num_matches``, ``num_keypoints``; with depth, ``reproj_prec@1/3/5px``,
 max(R error, t angle folded to [0, 90°]) of the robust estimator and its inliers.
 Summaries: MEANS of the per-match metrics, MEDIANS of the inliers, pose AUC at 5/10/20°
 (rounded to 4 decimals, failures as inf) and their mean (mAA).
+
+With lines: ``num_lines``, ``num_line_matches``, ``line_prec`` and ``line_rec`` against
+the depth's line ground truth (``matchers.depth_matcher`` with ``use_lines``, at the
+evaluation's original resolution). The relative pose is estimated from points only.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from .metrics import (
     depth_match_metrics,
     epipolar_match_errors,
     epipolar_match_metrics,
+    line_match_metrics,
     relative_pose_metrics,
     threshold_name,
 )
@@ -76,6 +81,13 @@ def _md_reported() -> list[tuple[str, str]]:
         ("ransac_th", "ransac_th"),
     ]
     return rows
+
+
+#: rows of models with lines
+LINE_ROWS = [
+    (f"mean_{k}", f"mean_{k}")
+    for k in ("num_lines", "num_line_matches", "line_prec", "line_rec")
+]
 
 
 def gt_match_metrics(data: dict, pred: dict) -> dict[str, float]:
@@ -129,7 +141,9 @@ class MegaDepth1500Pipeline(EvalPipeline):
     estimator_kind = "relative_pose"
     robust_key = "rel_pose_error"
     reported = _md_reported()
+    optional_reported = LINE_ROWS
     correct_th = 5e-4  # normalised epipolar distance, colour of the figures' matches
+    line_gt_matcher = "matchers.depth_matcher"
 
     match_errors = staticmethod(epipolar_match_errors)
     robust_metrics = staticmethod(relative_pose_metrics)
@@ -147,6 +161,7 @@ class MegaDepth1500Pipeline(EvalPipeline):
             depths = [unbatch(v["depth"], 2, "depth") for v in (v0, v1)]
             out.update(depth_match_metrics(record, *depths))
             out.update(gt_match_metrics(data, pred))
+        out.update(line_match_metrics(record))
         return out
 
     def make_figures(self, out: Path, results: EvalResults) -> list[Path]:

@@ -15,7 +15,8 @@ summary key are documented in ``docs/metrics.md``.
   use): :func:`homography_match_metrics`, :func:`homography_dlt_metrics`,
   :func:`homography_robust_metrics`, :func:`epipolar_match_metrics`,
   :func:`depth_match_metrics`, :func:`relative_pose_metrics`; per-match errors
-  :func:`homography_match_errors`, :func:`epipolar_match_errors`.
+  :func:`homography_match_errors`, :func:`epipolar_match_errors`; with lines,
+  :func:`line_match_metrics` (against the record's line ground truth).
 * The same on a dataset sample ``data`` and a model prediction ``pred``:
   :func:`eval_matches_homography`, :func:`eval_homography_dlt`,
   :func:`eval_homography_robust`, :func:`eval_matches_epipolar`,
@@ -250,6 +251,7 @@ def mAA(
 AUC_METRICS: dict[str, tuple[tuple[float, ...], str]] = {
     "H_error_dlt": (HPATCHES_AUC_THRESHOLDS, "px"),
     "H_error_ransac": (HPATCHES_AUC_THRESHOLDS, "px"),
+    "H_error_ransac_points": (HPATCHES_AUC_THRESHOLDS, "px"),
     "rel_pose_error": (POSE_AUC_THRESHOLDS, "deg"),
 }
 
@@ -361,16 +363,56 @@ def homography_robust_metrics(
     """``H_error_ransac`` (corner error, inf: failed), ``ransac_inl``, ``ransac_inl%``.
 
     ``estimator``: a homography estimator or its config (``{"name": "poselib",
-    "ransac_th": 1.0, ...}``).
+    "ransac_th": 1.0, ...}``). An estimator that ``uses_lines`` (``point_line``) gets
+    the record's matched segments too: ``H_error_ransac`` is then the error from points
+    and lines, ``H_error_ransac_points`` the same estimator's from the points alone,
+    and ``ransac_line_inl`` / ``ransac_line_inl%`` count its line inliers.
     """
     _require(rec, "H_0to1", "image_size0")
     est = _estimator("homography", estimator)
-    res = est({"m_kpts0": rec.kpts0, "m_kpts1": rec.kpts1})
-    err = homography_corner_error(res["M_0to1"], rec.H_0to1, rec.image_size0)
+    points = {"m_kpts0": rec.kpts0, "m_kpts1": rec.kpts1}
+
+    def corner_error(res: Mapping) -> float:
+        if not res["success"]:
+            return math.inf
+        return homography_corner_error(res["M_0to1"], rec.H_0to1, rec.image_size0)
+
+    if not (getattr(est, "uses_lines", False) and rec.lines0 is not None):
+        res = est(points)
+        return {"H_error_ransac": corner_error(res), **_inliers(res, rec.num_matches)}
+    res = est({**points, "m_lines0": rec.lines0, "m_lines1": rec.lines1})
+    n = rec.num_line_matches
+    line_inl = int(res["line_inliers"].sum()) if res["success"] else 0
     return {
-        "H_error_ransac": err if res["success"] else math.inf,
+        "H_error_ransac": corner_error(res),
+        "H_error_ransac_points": corner_error(est(points)),
         **_inliers(res, rec.num_matches),
+        "ransac_line_inl": float(line_inl),
+        "ransac_line_inl%": line_inl / n if n else 0.0,
     }
+
+
+def line_match_metrics(rec: PairRecord) -> dict[str, float]:
+    """Line metrics of one pair: ``num_lines`` (mean of the two images),
+    ``num_line_matches`` and, with line ground truth, ``line_prec`` (correct matches
+    over the matches whose line of image 0 is not ignored, GT -2) and ``line_rec``
+    (correct matches over the lines of image 0 with a true match). NaN when undefined
+    (no line ground truth, no counted match, no matchable line); {} without lines."""
+    if rec.num_lines is None:
+        return {}
+    out = {
+        "num_lines": sum(rec.num_lines) / 2,
+        "num_line_matches": float(rec.num_line_matches),
+    }
+    labels = rec.line_labels()
+    if labels is None:
+        return {**out, "line_prec": math.nan, "line_rec": math.nan}
+    correct = float((labels == 1).sum())
+    counted = int((labels >= 0).sum())
+    matchable = int((rec.gt_line_matches0 >= 0).sum())
+    out["line_prec"] = correct / counted if counted else math.nan
+    out["line_rec"] = correct / matchable if matchable else math.nan
+    return out
 
 
 def epipolar_match_metrics(rec: PairRecord) -> dict[str, float]:

@@ -7,11 +7,14 @@ A benchmark module is a small subclass of :class:`EvalPipeline` (see ``hpatches.
   ``eval.estimator`` names, looked up in the estimator registry), ``robust_key`` (the
   error whose mAA picks the best threshold), ``reported`` (the summary table);
 * ``match_errors(record)``: the per-match error of its correctness rule (computed once
-  per pair) and ``correct_th`` (the figures' green / red);
+  per pair) and ``correct_th`` (the figures' green / red); ``optional_reported``: rows
+  of the table present only with some models or estimators (the line metrics);
 * ``pair_metrics(record, data, pred)``: estimator-free metrics of one pair;
 * ``robust_metrics(record, estimator)``: a module-level function run in the worker
   processes on the :class:`~gluefactory.eval.records.PairRecord` as it is;
-* ``make_figures(out, results)`` and optionally ``eval_data_conf()``.
+* ``make_figures(out, results)`` and optionally ``eval_data_conf()``;
+* ``line_gt_matcher``: the ground-truth matcher that labels lines (run with
+  ``use_lines: true`` when the model outputs lines, :meth:`EvalPipeline.line_ground_truth`).
 
 The config is checked once, when the benchmark is built (:meth:`EvalPipeline.check_conf`,
 the hook of :class:`~gluefactory.utils.conf.Configurable`): ``eval`` holds the pipeline's
@@ -32,12 +35,13 @@ from torch import nn
 
 from ..utils.conf import as_plain, merge_strict
 from ..utils.errors import ConfigError
+from ..utils.tensor import unbatch
 from . import stages
 from .base import BaseBenchmark
 from .export import from_export, memoized_extractor, to_export
 from .metrics import AUC_METRICS
 from .provenance import NON_RESULT_KEYS
-from .records import PairRecord
+from .records import PairRecord, has_lines
 from .sweep import SWEEP_THRESHOLDS, thresholds_from
 from .tables import summary_table
 
@@ -67,7 +71,11 @@ class EvalPipeline(BaseBenchmark):
     robust_key: ClassVar[str] = "H_error_ransac"
     auc_metrics = AUC_METRICS
     reported: ClassVar[list[tuple[str, str]]] = []
+    #: rows of the summary table present only with some models or estimators (lines)
+    optional_reported: ClassVar[list[tuple[str, str]]] = []
     correct_th: ClassVar[float] = 3.0
+    #: matcher of the line ground truth (``matchers.homography_matcher``, ...) or None
+    line_gt_matcher: ClassVar[str | None] = None
     name = "benchmark"
 
     def __init_subclass__(cls, **kwargs):
@@ -79,6 +87,7 @@ class EvalPipeline(BaseBenchmark):
         super().__init__(conf)
         self.thresholds = thresholds_from(self.conf.eval.ransac_th)
         self.timings: dict[str, float] = {}
+        self._line_gt: nn.Module | None = None  # built on the first pair with lines
 
     # ---- configuration ---------------------------------------------------------------
 
@@ -146,6 +155,24 @@ class EvalPipeline(BaseBenchmark):
     def make_figures(self, out: Path, results: stages.EvalResults) -> list[Path]:
         return []
 
+    def line_ground_truth(self, data: dict, pred: dict) -> torch.Tensor | None:
+        """(L0,) ``gt_line_matches0`` of one pair (-1 unmatched, -2 ignored) from the
+        benchmark's ground-truth matcher with ``use_lines: true``, on the lines the
+        model matched (``lines0/1``, ``line_mask0/1``) in the loader's pixels; None
+        when the model outputs no lines or the benchmark has no line ground truth."""
+        if self.line_gt_matcher is None or not has_lines(pred):
+            return None
+        if self._line_gt is None:
+            from ..models import get_model
+
+            conf = {"use_points": False, "use_lines": True}
+            self._line_gt = get_model(self.line_gt_matcher)(conf).eval()
+        keys = ("lines0", "lines1", "line_mask0", "line_mask1")
+        inputs = {**data, **{k: pred[k][None] for k in keys if k in pred}}
+        with torch.inference_mode():
+            gt = self._line_gt(inputs)["gt_line_matches0"]
+        return unbatch(gt, 1, "gt_line_matches0").detach().cpu().long()
+
     # ---- run -------------------------------------------------------------------------
 
     def run(
@@ -172,12 +199,12 @@ class EvalPipeline(BaseBenchmark):
     def upstream_aliases(self, summaries: Mapping[str, float]) -> dict[str, float]:
         return {
             up: summaries[ours]
-            for ours, up in self.reported
+            for ours, up in [*self.reported, *self.optional_reported]
             if ours in summaries and up != ours
         }
 
     def summary_table(self, summaries: Mapping[str, float]) -> str:
-        return summary_table(self.reported, summaries)
+        return summary_table([*self.reported, *self.optional_reported], summaries)
 
 
 __all__ = [

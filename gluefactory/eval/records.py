@@ -12,8 +12,12 @@ images: the ORIGINAL images, unless a protocol evaluates at a fixed size (HPatch
 480 px images its homographies refer to). Library convention: pixel centres at +0.5.
 
 Geometry is optional so that a record serves every benchmark: ``H_0to1`` (homography
-benchmarks) or ``T_0to1`` with ``camera0`` / ``camera1`` (posed benchmarks). Line
-features will be added the same way, as optional fields defaulting to None.
+benchmarks) or ``T_0to1`` with ``camera0`` / ``camera1`` (posed benchmarks). Lines are
+optional the same way: when the predictions hold ``lines0/1`` and ``line_matches0``, the
+record holds the matched segments (``lines0`` / ``lines1``, the detector's
+``orig_lines`` when exported: what the point+line estimator fits), their indices and
+the number of lines; the benchmark adds the line ground truth ``gt_line_matches0``
+(:meth:`gluefactory.eval.pipeline.EvalPipeline.line_ground_truth`).
 """
 
 from __future__ import annotations
@@ -57,6 +61,42 @@ def matched_keypoints(
     return kp0[valid], kp1[m0[valid]], scores[valid]
 
 
+def matched_lines(
+    pred: Mapping[str, Any],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, tuple[int, int]]:
+    """Matched segments of a prediction with lines (a batch of one is dropped).
+
+    Returns (m_lines0 (K, 2, 2), m_lines1 (K, 2, 2), scores (K,), indices (K, 2) of
+    the matched lines in each image, (L0, L1) real lines per image). The segments are
+    ``orig_lines`` when present (the detector's, before the wireframe joins endpoints),
+    else ``lines``; padded lines (``line_mask`` False) are not counted.
+    """
+    seg = "orig_lines" if "orig_lines0" in pred else "lines"
+    l0 = unbatch(pred[f"{seg}0"], 3, f"{seg}0")
+    l1 = unbatch(pred[f"{seg}1"], 3, f"{seg}1")
+    m0 = unbatch(pred["line_matches0"], 1, "line_matches0").long()
+    scores = pred.get("line_matching_scores0")
+    scores = (
+        torch.ones_like(m0, dtype=l0.dtype)
+        if scores is None
+        else unbatch(scores, 1, "line_matching_scores0")
+    )
+
+    def count(i: int, lines: torch.Tensor) -> int:
+        mask = pred.get(f"line_mask{i}")
+        return len(lines) if mask is None else int(unbatch(mask, 1, "line_mask").sum())
+
+    idx0 = torch.nonzero(m0 > -1)[:, 0]
+    idx1 = m0[idx0]
+    indices = torch.stack([idx0, idx1], -1)
+    return l0[idx0], l1[idx1], scores[idx0], indices, (count(0, l0), count(1, l1))
+
+
+def has_lines(pred: Mapping[str, Any]) -> bool:
+    """Whether a prediction holds matched lines (``lines0/1`` and ``line_matches0``)."""
+    return all(k in pred for k in ("lines0", "lines1", "line_matches0"))
+
+
 def image_size(view: Mapping[str, Any]) -> tuple[float, float]:
     """(w, h) of a view: ``image_size`` if given, else the shape of ``image``."""
     if "image_size" in view:
@@ -88,6 +128,12 @@ class PairRecord:
         camera0, camera1: ground-truth intrinsics.
         match_error: (M,) per-match error of the benchmark's correctness rule, set once
             by :meth:`gluefactory.eval.pipeline.EvalPipeline.match_errors`.
+        lines0, lines1: (K, 2, 2) matched segments (None: the model has no lines).
+        line_scores: (K,) their matching scores.
+        line_matches: (K, 2) int64 indices (i0, i1) of the matched lines.
+        num_lines: (L0, L1) lines detected in each image (padding excluded).
+        gt_line_matches0: (L0,) int64 line ground truth of image 0: the index of the
+            true match in image 1, -1 unmatched, -2 ignored (None: no line GT).
     """
 
     name: str
@@ -103,10 +149,30 @@ class PairRecord:
     camera0: Camera | None = None
     camera1: Camera | None = None
     match_error: torch.Tensor | None = None
+    lines0: torch.Tensor | None = None
+    lines1: torch.Tensor | None = None
+    line_scores: torch.Tensor | None = None
+    line_matches: torch.Tensor | None = None
+    num_lines: tuple[int, int] | None = None
+    gt_line_matches0: torch.Tensor | None = None
 
     @property
     def num_matches(self) -> int:
         return len(self.kpts0)
+
+    @property
+    def num_line_matches(self) -> int:
+        return 0 if self.lines0 is None else len(self.lines0)
+
+    def line_labels(self) -> np.ndarray | None:
+        """(K,) int8 per line match: 1 correct, 0 wrong, -1 ignored (ground truth -2
+        for its line of image 0); None without line ground truth."""
+        if self.gt_line_matches0 is None or self.line_matches is None:
+            return None
+        gt = self.gt_line_matches0[self.line_matches[:, 0]]
+        labels = (gt == self.line_matches[:, 1]).to(torch.int8)
+        labels[gt == -2] = -1
+        return labels.numpy()
 
     def correct(self, threshold: float) -> np.ndarray:
         """(M,) bool: matches whose ``match_error`` is below ``threshold``."""
@@ -133,6 +199,16 @@ class PairRecord:
         scene = scene[0] if isinstance(scene, (list, tuple)) else scene
         H = data.get("H_0to1")
         T = data.get("T_0to1")
+        lines: dict[str, Any] = {}
+        if has_lines(pred):
+            ml0, ml1, lscores, lidx, nl = matched_lines(pred)
+            lines = {
+                "lines0": float64(ml0),
+                "lines1": float64(ml1),
+                "line_scores": float64(lscores),
+                "line_matches": lidx.detach().cpu().long(),
+                "num_lines": nl,
+            }
         return cls(
             name=str(name),
             kpts0=float64(k0),
@@ -148,4 +224,5 @@ class PairRecord:
             else unbatch(T, 0, "T_0to1").detach().cpu().double(),
             camera0=camera(v0, 0),
             camera1=camera(v1, 1),
+            **lines,
         )

@@ -154,6 +154,41 @@ def plot_matches(
     return lines
 
 
+def plot_line_matches(
+    fig,
+    axes,
+    lines0,
+    lines1,
+    color=None,
+    lw: float = 1.5,
+    alpha: float = 0.8,
+    connect: bool = True,
+) -> MatchLines | None:
+    """Draw matched segments (K x 2 x 2 each) on ``axes[0]`` and ``axes[1]``.
+
+    Each segment is drawn in its image in the colour of its match (``color`` as in
+    :func:`plot_matches`); with ``connect`` their midpoints are joined by
+    :func:`plot_matches` (thin lines, returned), so a line match reads like a point one.
+    """
+    l0 = (_np(lines0) - CENTER_OFFSET).reshape(-1, 2, 2)
+    l1 = (_np(lines1) - CENTER_OFFSET).reshape(-1, 2, 2)
+    if color is None:
+        color = NEUTRAL
+    colors = to_rgba_array([color] * len(l0) if isinstance(color, str) else color)
+    if len(colors) not in (1, len(l0)):
+        raise ValueError(f"{len(colors)} colours given for {len(l0)} line matches.")
+    for ax, segs in zip(axes, (l0, l1)):
+        ax.add_collection(
+            LineCollection(segs, colors=colors, linewidths=lw, alpha=alpha, zorder=3)
+        )
+    if not connect:
+        return None
+    mid0, mid1 = l0.mean(1) + CENTER_OFFSET, l1.mean(1) + CENTER_OFFSET
+    return plot_matches(
+        fig, axes, mid0, mid1, color=colors, lw=lw / 3, ps=0, alpha=alpha / 2
+    )
+
+
 def plot_cumulative(
     errors: dict[str, Sequence[float]],
     thresholds: Sequence[float],
