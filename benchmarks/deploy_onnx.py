@@ -1,6 +1,6 @@
 """Speed of the ONNX export (onnxruntime) against our PyTorch LightGlue, on this CPU.
 
-    python benchmarks/deploy_onnx.py [--keypoints 512 1024 2048] [--repeats 5] [--threads 2]
+    python -m benchmarks.deploy_onnx [--keypoints 512 1024 2048] [--repeats 5] [--threads 2]
                               [--output table.md]
 
 ALIKED keypoints of a built-in HPatches-format pair (the top-k of each image, so the

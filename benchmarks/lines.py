@@ -1,6 +1,6 @@
 """LSD backends compared on the same photographs, and the time of the line stages.
 
-    python benchmarks/lines.py [--repeats 5] [--threads 2]
+    python -m benchmarks.lines [--repeats 5] [--threads 2]
 
 1. **Backends.** On each 640 x 480 photograph (scikit-image's astronaut, coffee,
    chelsea, rocket, camera, brick): the number of segments of pytlsd and of OpenCV
