@@ -31,7 +31,7 @@ from ..formats.features import FeatureWriter as PredictionWriter
 from ..formats.features import export_hash_of
 from ..formats.features import is_complete as predictions_valid
 from ..utils.errors import DataError
-from ..utils.fs import atomic_path
+from ..utils.fs import atomic_h5, atomic_path
 
 __all__ = [
     "PredictionReader",
@@ -61,7 +61,7 @@ def write_results(
     sweep: Mapping[str, Mapping[str, list[float]]] | None = None,
 ) -> None:
     """Write per-pair results (one array per metric key) and summaries (attributes)."""
-    with atomic_path(path, ".h5") as tmp, h5py.File(tmp, "w") as f:
+    with atomic_h5(path) as (f, _):
         strings = h5py.string_dtype()
         f.create_dataset("names", data=np.array(names, dtype=object), dtype=strings)
         f.create_dataset("scenes", data=np.array(scenes, dtype=object), dtype=strings)

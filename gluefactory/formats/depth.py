@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ..utils.errors import DataError
-from ..utils.fs import atomic_path
+from ..utils.fs import atomic_h5, atomic_path
 
 DEPTH_KEY = "depth"
 PNG_SCALE = 256.0
@@ -90,26 +90,24 @@ def write_depth(path: str | Path, depth: np.ndarray) -> Path:
     depth = clean_depth(depth)
     if depth.ndim != 2:
         raise ValueError(f"A depth map is 2-D, got shape {depth.shape}.")
+    if fmt == "h5":
+        with atomic_h5(path, track_order=False) as (f, _):
+            f.create_dataset(
+                DEPTH_KEY, data=depth, compression="gzip", compression_opts=4,
+                track_times=False,
+            )  # fmt: skip
+        return path
+    import cv2
+
+    raw = np.round(depth * PNG_SCALE)
+    if raw.max(initial=0) > np.iinfo(np.uint16).max:
+        raise DataError(
+            f"{path}: depth {depth.max():.1f} exceeds what a 16-bit PNG holds "
+            f"({np.iinfo(np.uint16).max / PNG_SCALE:.1f}); write .h5 instead."
+        )
     with atomic_path(path, path.suffix) as tmp:
-        if fmt == "h5":
-            import h5py
-
-            with h5py.File(tmp, "w", track_order=False) as f:
-                f.create_dataset(
-                    DEPTH_KEY, data=depth, compression="gzip", compression_opts=4,
-                    track_times=False,
-                )  # fmt: skip
-        else:
-            import cv2
-
-            raw = np.round(depth * PNG_SCALE)
-            if raw.max(initial=0) > np.iinfo(np.uint16).max:
-                raise DataError(
-                    f"{path}: depth {depth.max():.1f} exceeds what a 16-bit PNG holds "
-                    f"({np.iinfo(np.uint16).max / PNG_SCALE:.1f}); write .h5 instead."
-                )
-            if not cv2.imwrite(str(tmp), raw.astype(np.uint16)):
-                raise OSError(f"could not write {path}")
+        if not cv2.imwrite(str(tmp), raw.astype(np.uint16)):
+            raise OSError(f"could not write {path}")
     return path
 
 

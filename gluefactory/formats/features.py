@@ -7,8 +7,9 @@ Layout::
 
 Names may contain ``/`` (nested groups, as hloc). The file is written to a temporary
 name and moved in place when the writer closes without error
-(:mod:`gluefactory.utils.fs`), and ``complete`` is set just before: a file without it is
-never trusted. Which keys an exporter stores and their units are its own contract
+(:func:`gluefactory.utils.fs.atomic_h5`), and ``complete`` is set just before: a file
+without it is never trusted. A full disk stops the writer at the entry being written,
+with one ``OSError`` naming the file. Which keys an exporter stores and their units are its own contract
 (:mod:`gluefactory.datasets.feature_cache` for training features, docs/evaluation.md
 for ``predictions.h5``).
 """
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 
 from ..utils.errors import DataError
-from ..utils.fs import atomic_path
+from ..utils.fs import atomic_h5
 
 
 def as_numpy(x: Any) -> np.ndarray:
@@ -46,11 +47,10 @@ class FeatureWriter:
     def __init__(self, path: str | Path, export_hash: str):
         self.path = Path(path)
         self.export_hash = export_hash
-        self._ctx = atomic_path(self.path, ".h5")
+        self._ctx = atomic_h5(self.path)
 
     def __enter__(self) -> FeatureWriter:
-        self._tmp = self._ctx.__enter__()
-        self._file = h5py.File(self._tmp, "w")
+        self._file, self._guard = self._ctx.__enter__()
         self._file.attrs["export_hash"] = self.export_hash
         return self
 
@@ -63,12 +63,11 @@ class FeatureWriter:
         grp = self._file.create_group(name)
         for k, v in arrays.items():
             grp.create_dataset(k, data=as_numpy(v))
+        self._guard.check()  # a full disk stops here, not after the whole export
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         if exc_type is None:
             self._file.attrs["complete"] = True
-        self._file.close()
-        if exc_type is None:
             return bool(self._ctx.__exit__(None, None, None))
         self._ctx.__exit__(exc_type, exc, tb)
         return False

@@ -9,6 +9,8 @@ file or none, never a truncated one that a rerun would trust. Temporaries are na
 - :func:`atomic_path`: a temporary path for any writer (h5py, ``torch.save``, savefig);
 - :func:`atomic_write_text` / :func:`atomic_write_bytes`: the common cases;
 - :func:`atomic_folder`: a folder built in a temporary sibling, then renamed;
+- :func:`atomic_h5`: an HDF5 file written the same way through a :class:`GuardedFile`,
+  so that a full disk is one ``OSError`` naming the file, never a crash of HDF5;
 - :func:`sha256_of`: a file's digest, memoised per (path, inode, size, mtime);
 - :func:`file_lock`: one process at a time on a file or folder (waiting for its turn,
   or refusing at once with the holder's PID and host: one writer per run folder).
@@ -25,8 +27,12 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import LockedError
+
+if TYPE_CHECKING:
+    import h5py
 
 CHUNK = 1 << 20
 
@@ -98,6 +104,120 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+class GuardedFile:
+    """A file for writers that must not see a write fail: HDF5 (2.0) crashes with a
+    segfault on the next operation after a failed write, once it has printed an
+    ``Exception ignored`` traceback per open object.
+
+    The first ``OSError`` of a write (disk full, quota, I/O error) is kept in
+    :attr:`error` instead of being raised; that write and the later ones go to memory,
+    and reads see them, so the writer stays consistent until it is closed. The caller
+    asks :meth:`check` (after each entry and after closing the writer), which raises
+    the error naming ``dest``. Implements what h5py's ``fileobj`` driver calls.
+    """
+
+    def __init__(self, path: str | Path, dest: str | Path | None = None):
+        self.path = Path(path)
+        self.dest = Path(dest) if dest is not None else self.path
+        self._raw = open(self.path, "w+b", buffering=0)  # noqa: SIM115 (closed by close)
+        self._pos = 0
+        self._size = 0
+        self._held: list[tuple[int, bytes]] = []  # (offset, data) written after a fault
+        self.error: OSError | None = None
+
+    def _pwrite(self, data: memoryview, offset: int) -> int:
+        """One write at ``offset`` (the point where fault tests make the disk full)."""
+        self._raw.seek(offset)
+        return self._raw.write(data)
+
+    def write(self, data) -> int:
+        data = memoryview(data).cast("B")
+        n = len(data)
+        if self.error is None:
+            try:
+                view, offset = data, self._pos
+                while view:
+                    done = self._pwrite(view, offset)
+                    view, offset = view[done:], offset + done
+            except OSError as e:
+                self.error = e
+        if self.error is not None:
+            self._held.append((self._pos, bytes(data)))
+        self._pos += n
+        self._size = max(self._size, self._pos)
+        return n
+
+    def readinto(self, buf) -> int:
+        buf = memoryview(buf).cast("B")
+        n, start = len(buf), self._pos
+        self._raw.seek(start)
+        got = (self._raw.readinto(buf) or 0) if n else 0
+        buf[got:] = bytes(n - got)  # holes and the held tail read as zeros
+        for offset, data in self._held:
+            lo, hi = max(offset, start), min(offset + len(data), start + n)
+            if lo < hi:
+                buf[lo - start : hi - start] = data[lo - offset : hi - offset]
+        self._pos += n
+        return n
+
+    def read(self, n: int = -1) -> bytes:
+        buf = bytearray(max(self._size - self._pos, 0) if n < 0 else n)
+        self.readinto(buf)
+        return bytes(buf)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._size}
+        self._pos = base[whence] + offset
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def truncate(self, size: int | None = None) -> int:
+        size = self._pos if size is None else size
+        if self.error is None:
+            try:
+                self._raw.truncate(size)
+            except OSError as e:
+                self.error = e
+        self._size = size
+        return size
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self._raw.close()
+
+    def check(self) -> None:
+        """Raise the kept write error, if any, as an ``OSError`` naming ``dest``."""
+        if self.error is not None:
+            e = self.error
+            raise OSError(e.errno, e.strerror or str(e), str(self.dest)) from e
+
+
+@contextlib.contextmanager
+def atomic_h5(path: str | Path, **kwargs) -> Iterator[tuple[h5py.File, GuardedFile]]:
+    """An HDF5 file (``h5py.File(..., "w", **kwargs)``) written atomically like
+    :func:`atomic_path`, through a :class:`GuardedFile`: yields the file and its guard
+    (call ``guard.check()`` between entries of a long write, to stop at the first fault).
+    A write fault raises one ``OSError`` naming ``path``; nothing of it is left."""
+    import h5py
+
+    path = Path(path)
+    with atomic_path(path, ".h5") as tmp:
+        guard = GuardedFile(tmp, path)
+        try:
+            f = h5py.File(guard, "w", **kwargs)
+            try:
+                yield f, guard
+            finally:
+                f.close()  # after a fault its writes go to memory: no crash
+            guard.check()
+        finally:
+            guard.close()
 
 
 def remove_stale_temporaries(folder: str | Path, name: str = "*") -> None:
@@ -209,7 +329,9 @@ def file_lock(path: str | Path, wait: bool = True, what: str = "") -> Iterator[N
 __all__ = [
     "ChecksumMemo",
     "file_lock",
+    "GuardedFile",
     "atomic_folder",
+    "atomic_h5",
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_text",
