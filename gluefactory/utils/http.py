@@ -22,7 +22,8 @@ Protocol:
 
 Failures raise :class:`DownloadError` (a :class:`~gluefactory.utils.errors.UserError`
 and an ``OSError``) whose message says what went wrong; errors writing the local file
-(disk full, permissions) propagate as the plain ``OSError`` they are.
+(disk full, permissions) propagate as the plain ``OSError`` they are, naming the
+``.part`` file, which is removed (CLIs print them as one line: docs/errors.md).
 ``$GLUEFACTORY_OFFLINE`` (see :func:`offline`) forbids every request
 (:class:`OfflineError`); ``$GLUEFACTORY_HTTP_TIMEOUT`` sets the socket timeout.
 """
@@ -298,21 +299,26 @@ class _Transfer:
                     f"server announces {total} bytes, expected {self.expected_size}"
                 )
         written = 0
-        # Write errors (disk full, ...) propagate; read errors mean "resume".
-        with (
-            open(self.part, mode) as f,
-            progress_bar(total, have, self.desc, self.progress) as bar,
-        ):
-            while True:
-                try:
-                    chunk = resp.read1(CHUNK)  # what has arrived: kept on a timeout
-                except (OSError, http.client.HTTPException) as e:  # reset, timeout
-                    return repr(e)
-                if not chunk:
-                    break
-                f.write(chunk)
-                written += len(chunk)
-                bar.update(len(chunk))
+        # Read errors mean "resume"; a write error (disk full, read-only, ...) removes
+        # the partial file (it holds the space the user must free) and names it.
+        try:
+            with (
+                open(self.part, mode) as f,
+                progress_bar(total, have, self.desc, self.progress) as bar,
+            ):
+                while True:
+                    try:
+                        chunk = resp.read1(CHUNK)  # what has arrived: kept on a timeout
+                    except (OSError, http.client.HTTPException) as e:  # reset, timeout
+                        return repr(e)
+                    if not chunk:
+                        break
+                    f.write(chunk)
+                    written += len(chunk)
+                    bar.update(len(chunk))
+        except OSError as e:
+            self.part.unlink(missing_ok=True)
+            raise OSError(e.errno, e.strerror or str(e), str(self.part)) from e
         if body is not None and written < body:
             return "connection closed early"
         return None

@@ -1,4 +1,5 @@
-"""Fault injection: ``fault_injection`` and the trainer's toy data are importable."""
+"""Fault injection: ``fault_injection``, the trainer's toy data, the evaluation's toy
+datasets and the download test server are importable."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-for folder in (HERE, HERE.parent / "trainer"):  # fault_injection; toy_training
+# fault_injection; toy_training; eval_toy_*; test_download (server)
+for folder in (HERE, HERE.parent / "trainer", HERE.parent / "eval", HERE.parent / "datasets"):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
