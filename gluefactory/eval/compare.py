@@ -7,9 +7,10 @@
 Each argument is a results folder (holding ``summaries.json``) or a tag, looked up as
 ``<outputs>/results/<benchmark>/<tag>`` (in every benchmark unless ``--benchmark`` is
 given; a tag found in several benchmarks must be disambiguated). Rows are the summary
-keys of the first run's benchmark (upstream names in the last column); the figure shows,
-per error key with AUC thresholds (``H_error_ransac``, ``H_error_dlt``,
-``rel_pose_error``), the recall curve of every run.
+keys of the benchmark (upstream names in the last column); the figure shows, per error
+key with AUC thresholds (``H_error_ransac``, ``H_error_dlt``, ``rel_pose_error``), the
+recall curve of every run. Runs of different benchmarks (HPatches and MegaDepth-1500)
+are never put in one table: each benchmark gets its own table and figure.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from .. import settings
 from ..utils.cli import main_wrapper
 from ..utils.errors import ConfigError, DataError
+from ..utils.fs import check_output_file
 from .figures import recall_figure
 from .metrics import AUC_METRICS
 from .results import read_json, read_results
@@ -80,18 +82,41 @@ def _reported(benchmark: str) -> list[tuple[str, str]]:
 
 def compare(
     runs: list[str], benchmark: str | None = None, output: Path | None = None
-) -> tuple[str, Path | None]:
-    """The comparison table (text) and the path of the recall figure."""
+) -> tuple[str, list[Path]]:
+    """The comparison tables (text) and the paths of the recall figures.
+
+    Runs of different benchmarks are never mixed: one table and one figure per
+    benchmark, in the order of first appearance, each table titled with its benchmark
+    (``output`` then gets the benchmark's name before its suffix)."""
     if not runs:
         raise ConfigError("Pass at least one results folder or tag.")
-    resolved = [resolve_run(r, benchmark) for r in runs]
-    bench = resolved[0][0]
-    labels = []
-    for _, p in resolved:
+    if output is not None:
+        check_output_file(output, "--output", ".png")
+    groups: dict[str, list[Path]] = {}
+    for bench, path in (resolve_run(r, benchmark) for r in runs):
+        groups.setdefault(bench, []).append(path)
+    texts, figures = [], []
+    for bench, paths in groups.items():
+        out = output
+        if output is not None and len(groups) > 1:
+            out = output.with_name(f"{output.stem}_{bench}{output.suffix or '.png'}")
+        table, fig = _compare_one(bench, paths, out)
+        runs_text = f"{len(paths)} run{'s' * (len(paths) > 1)}"
+        texts.append(table if len(groups) == 1 else f"{bench} ({runs_text}):\n{table}")
+        figures += [fig] if fig else []
+    return "\n\n".join(texts), figures
+
+
+def _compare_one(
+    bench: str, paths: list[Path], output: Path | None
+) -> tuple[str, Path | None]:
+    """The table and the recall figure of runs of one benchmark."""
+    labels: list[str] = []
+    for p in paths:
         label = p.name
         labels.append(label if label not in labels else f"{p.parent.name}/{label}")
     labels = short_labels(labels)
-    summaries = [read_json(p / "summaries.json") for _, p in resolved]
+    summaries = [read_json(p / "summaries.json") for p in paths]
     reported = _reported(bench)
     keys = [(k, up) for k, up in reported if any(k in s for s in summaries)]
     if not keys:  # unknown benchmark: every key of the first run
@@ -103,24 +128,23 @@ def compare(
     table = format_table(["metric", *labels, "upstream key"], rows)
 
     curves: dict[str, dict[str, list[float]]] = {}
-    for label, (_, p) in zip(labels, resolved, strict=True):
+    for label, p in zip(labels, paths, strict=True):
         if not (p / "results.h5").is_file():
             continue
         res = read_results(p / "results.h5")
         for key in AUC_METRICS:
             if key in res:
                 curves.setdefault(key, {})[label] = list(res[key])
-    fig_path = None
-    if curves:
-        panels = [
-            (errs, AUC_METRICS[key][0], key, f"{key} [{AUC_METRICS[key][1]}]")
-            for key, errs in curves.items()
-        ]
-        name = f"{bench}_{'_vs_'.join(labels)}"[:150] + ".png"
-        fig_path = recall_figure(
-            panels, output or settings.eval_root() / "compare" / name
-        )
-    return table, fig_path
+    if not curves:
+        return table, None
+    panels = [
+        (errs, AUC_METRICS[key][0], key, f"{key} [{AUC_METRICS[key][1]}]")
+        for key, errs in curves.items()
+    ]
+    name = f"{bench}_{'_vs_'.join(labels)}"[:150] + ".png"
+    return table, recall_figure(
+        panels, output or settings.eval_root() / "compare" / name
+    )
 
 
 def _fmt(v) -> str:
@@ -142,10 +166,12 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--benchmark", default=None, help="where to look tags up")
     parser.add_argument("--output", type=Path, default=None, help="figure path (PNG)")
     args = parser.parse_args(argv)
-    table, fig = compare(args.runs, args.benchmark, args.output)
+    table, figures = compare(args.runs, args.benchmark, args.output)
     print(table)
-    if fig:
-        print(f"\nRecall curves: {fig}")
+    if figures:
+        print()
+    for fig in figures:
+        print(f"Recall curves: {fig}")
     return table
 
 

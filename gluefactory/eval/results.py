@@ -30,7 +30,7 @@ from ..formats.features import FeatureReader as PredictionReader
 from ..formats.features import FeatureWriter as PredictionWriter
 from ..formats.features import export_hash_of
 from ..formats.features import is_complete as predictions_valid
-from ..utils.errors import DataError
+from ..utils.errors import DataError, environment_fault
 from ..utils.fs import atomic_h5, atomic_path
 
 __all__ = [
@@ -78,17 +78,29 @@ def write_results(
 
 
 def read_results(path: Path) -> dict[str, Any]:
-    """``{"names", "scenes", <metric>: array, "sweep": {th: {key: array}}}``."""
+    """``{"names", "scenes", <metric>: array, "sweep": {th: {key: array}}}``.
+
+    A truncated or corrupt file is a :class:`DataError` naming it."""
     out: dict[str, Any] = {"sweep": {}}
-    with h5py.File(path, "r") as f:
-        for k, v in f.items():
-            if k == "sweep":
-                for th, grp in v.items():
-                    out["sweep"][th] = {kk: vv[()] for kk, vv in grp.items()}
-            elif k in ("names", "scenes"):
-                out[k] = [s.decode() if isinstance(s, bytes) else str(s) for s in v[()]]
-            else:
-                out[k] = v[()]
+    try:
+        with h5py.File(path, "r") as f:
+            for k, v in f.items():
+                if k == "sweep":
+                    for th, grp in v.items():
+                        out["sweep"][th] = {kk: vv[()] for kk, vv in grp.items()}
+                elif k in ("names", "scenes"):
+                    out[k] = [
+                        s.decode() if isinstance(s, bytes) else str(s) for s in v[()]
+                    ]
+                else:
+                    out[k] = v[()]
+    except (OSError, KeyError, ValueError) as e:
+        if environment_fault(e):  # permissions, ...: that message, not "corrupt"
+            raise
+        raise DataError(
+            f"Could not read {path}: it is truncated or corrupt ({e}). Delete it and "
+            "rerun the benchmark (with --overwrite_eval) to write it again."
+        ) from e
     return out
 
 

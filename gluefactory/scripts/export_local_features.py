@@ -35,7 +35,7 @@ from ..models import get_model
 from ..utils.cli import main_wrapper
 from ..utils.conf import as_plain
 from ..utils.errors import ConfigError
-from ..utils.fs import remove_stale_temporaries
+from ..utils.fs import check_output_file, remove_stale_temporaries
 from ..utils.tensor import collate
 from .export_megadepth import (
     FORMAT_VERSION,
@@ -90,17 +90,19 @@ def _names_relative_to(images: str, root: Path, names: list[str]) -> list[str]:
 
 def run(args: argparse.Namespace) -> dict:
     model_conf, data_conf = build_conf(args.method, args.images, list(args.dotlist))
+    if args.output:  # checked before the images are listed and the model built
+        path = Path(args.output).expanduser()
+        path = path if path.is_absolute() else settings.data_root() / path
+        check_output_file(path, "--output", ".h5")
     dataset = ImageFolder(data_conf)
     names = _names_relative_to(args.images, dataset.root, dataset.names)
     fmt, _ = method_preset(args.method)
     tag = fmt.format(k=model_conf.get("max_num_keypoints"))
     resize = data_conf["preprocessing"]["resize"]
-    if args.output:
-        path = Path(args.output).expanduser()
-        path = path if path.is_absolute() else settings.data_root() / path
-    else:
+    if not args.output:
         stem = Path(str(args.images).rstrip("/*")).name or "images"
         path = settings.data_root() / "exports" / f"{stem}-r{resize}_{tag}.h5"
+        check_output_file(path, "The export", ".h5")
     spec = {
         "format": FORMAT_VERSION,
         "method": args.method,

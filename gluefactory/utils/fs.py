@@ -11,6 +11,8 @@ file or none, never a truncated one that a rerun would trust. Temporaries are na
 - :func:`atomic_folder`: a folder built in a temporary sibling, then renamed;
 - :func:`atomic_h5`: an HDF5 file written the same way through a :class:`GuardedFile`,
   so that a full disk is one ``OSError`` naming the file, never a crash of HDF5;
+- :func:`check_output_file`: a file path given by the user (``--output``) checked
+  before any work: not a folder, not under a file, in a writable folder;
 - :func:`sha256_of`: a file's digest, memoised per (path, inode, size, mtime);
 - :func:`file_lock`: one process at a time on a file or folder (waiting for its turn,
   or refusing at once with the holder's PID and host: one writer per run folder).
@@ -29,7 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import LockedError
+from .errors import ConfigError, LockedError
 
 if TYPE_CHECKING:
     import h5py
@@ -220,6 +222,35 @@ def atomic_h5(path: str | Path, **kwargs) -> Iterator[tuple[h5py.File, GuardedFi
             guard.close()
 
 
+def check_output_file(
+    path: str | Path, what: str = "--output", suffix: str = ""
+) -> Path:
+    """``path`` as a file to write, or a :class:`ConfigError` naming ``what`` and the
+    path: a folder there, a file where one of its folders should be, or a folder that
+    is not writable. Call it before the work whose result goes there; ``suffix`` (e.g.
+    ``.h5``) completes the example of the message."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(
+            f"{what} {path} is a folder: give the path of a file (e.g. "
+            f"{path / ('NAME' + suffix)})."
+        )
+    for parent in path.parents:
+        if not parent.exists():
+            continue
+        if not parent.is_dir():
+            raise ConfigError(
+                f"{what} {path}: {parent} is a file, not a folder; choose another path."
+            )
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise ConfigError(
+                f"{what} {path}: the folder {parent} is not writable; choose another "
+                "path or fix its permissions."
+            )
+        break
+    return path
+
+
 def remove_stale_temporaries(folder: str | Path, name: str = "*") -> None:
     """Delete temporaries of :func:`atomic_path`/:func:`atomic_folder` left in
     ``folder`` by a killed process (those of ``name`` only, if given)."""
@@ -328,6 +359,7 @@ def file_lock(path: str | Path, wait: bool = True, what: str = "") -> Iterator[N
 
 __all__ = [
     "ChecksumMemo",
+    "check_output_file",
     "file_lock",
     "GuardedFile",
     "atomic_folder",

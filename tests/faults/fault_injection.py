@@ -71,7 +71,9 @@ class _FillingFile:
     def write(self, data) -> int:
         if len(data) > self._room:
             self._refused.append(self._f.name)
-            raise OSError(errno.ENOSPC, "No space left on device")  # as f.write: no path
+            raise OSError(
+                errno.ENOSPC, "No space left on device"
+            )  # as f.write: no path
         self._room -= len(data)
         return self._f.write(data)
 

@@ -126,8 +126,18 @@ def test_a_really_full_disk_during_the_export_is_one_message(tmp_path):
     """)
     eval_dir = Path(__file__).parents[1] / "eval"
     proc = subprocess.run(
-        ["unshare", "-rm", "sh", "-c", script, "sh", sys.executable, "-c",
-         REAL_DISK_FULL, *ARGS],  # fmt: skip
+        [
+            "unshare",
+            "-rm",
+            "sh",
+            "-c",
+            script,
+            "sh",
+            sys.executable,
+            "-c",
+            REAL_DISK_FULL,
+            *ARGS,
+        ],  # fmt: skip
         capture_output=True,
         text=True,
         timeout=300,

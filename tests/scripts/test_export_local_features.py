@@ -149,3 +149,25 @@ def test_threshold_top_k_and_errors(env, tmp_path):
             _conf(read_image=False, load_features={"do": False})
         )
     assert np.isfinite(sc.numpy()).all()
+
+
+@pytest.mark.parametrize("where", ["folder", "under_a_file"])
+def test_output_that_cannot_be_a_file_is_refused_before_any_work(
+    where, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("GLUEFACTORY_DATA", str(tmp_path))
+    monkeypatch.setattr(export_local_features, "DataLoader", pytest.fail)
+    monkeypatch.setattr(export_local_features, "get_model", pytest.fail)
+    (tmp_path / "a_file").write_text("x")
+    output = tmp_path if where == "folder" else tmp_path / "a_file" / "out.h5"
+    with pytest.raises(SystemExit) as e:
+        export_local_features.main([*ARGS, "--output", str(output)])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    expected = (
+        f"error: --output {tmp_path} is a folder: give the path of a file"
+        if where == "folder"
+        else f"error: --output {output}: {tmp_path / 'a_file'} is a file, not a folder"
+    )
+    assert expected in err
