@@ -64,7 +64,13 @@ def test_disk_full_in_the_predictions_export(tag, reference, monkeypatch, capsys
 
 
 @pytest.mark.parametrize(
-    "site", ["results.h5", "summaries.json", "sweep.json", "homography_recall.png"]
+    "site",
+    [
+        "results.h5",
+        "summaries.json",
+        pytest.param("sweep.json", marks=pytest.mark.slow),
+        pytest.param("homography_recall.png", marks=pytest.mark.slow),
+    ],
 )
 def test_disk_full_at_a_result_file_keeps_the_predictions(
     site, tag, reference, monkeypatch, capsys
