@@ -39,7 +39,7 @@ from .utils.cli import (
     merge_cli_conf,
 )
 from .utils.conf import as_plain
-from .utils.errors import ConfigError
+from .utils.errors import ConfigError, InputError
 from .utils.image import ImagePreprocessor, numpy_image_to_torch, read_image
 from .visualization import viz2d
 
@@ -121,11 +121,35 @@ def num_real_keypoints(pred: dict, i: int) -> int:
 def load_pair(images: list[Path] | None) -> dict:
     """Two user images (no ground truth) or the bundled Middlebury pair (with GT)."""
     if images:
+        a, b = (Path(p).expanduser().resolve() for p in images)
+        if a == b:
+            raise InputError(
+                f"--images: {images[0]} and {images[1]} are the same file; an image "
+                "matched with itself has no baseline. Give two different images."
+            )
         return {
             "images": [numpy_image_to_torch(read_image(p)) for p in images],
             "name": "custom",
         }
     return middlebury_motorcycle()
+
+
+def check_image_sizes(model, views: list[dict], images: list[Path] | None) -> None:
+    """An image too small for the extractor after preprocessing is an
+    :class:`InputError` naming its file (the extractor's own check cannot)."""
+    extractor = getattr(model, "extractor", None)
+    min_size = getattr(extractor, "min_image_size", None)
+    if not min_size:
+        return
+    for i, view in enumerate(views):
+        h, w = view["image"].shape[-2:]
+        if min(h, w) < min_size:
+            name = images[i] if images else f"the bundled image {i}"
+            raise InputError(
+                f"{name}: after preprocessing the image is {w}x{h} px (WxH), smaller "
+                f"than the {min_size} px {type(extractor).__name__} needs on each side; "
+                "use a larger image or a larger preprocessing.resize."
+            )
 
 
 def run(conf, images: list[Path] | None, out_dir: Path) -> dict:
@@ -149,6 +173,7 @@ def run(conf, images: list[Path] | None, out_dir: Path) -> dict:
     views = [prep(img) for img in pair["images"]]
     with torch.no_grad(), conf_section("model"):
         model = get_model(conf.model.name)(conf.model).eval()
+        check_image_sizes(model, views, images)
         data = {
             f"view{i}": {k: v[None] for k, v in v_.items()}
             for i, v_ in enumerate(views)

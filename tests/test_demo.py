@@ -10,7 +10,7 @@ import torch
 from gluefactory import demo
 from gluefactory.utils.cli import merge_cli_conf
 from gluefactory.utils.conf import compose
-from gluefactory.utils.errors import ConfigError
+from gluefactory.utils.errors import ConfigError, InputError
 from gluefactory.visualization import viz2d
 
 FAST = ["preprocessing.resize=256", "model.extractor.max_num_keypoints=256"]
@@ -171,3 +171,20 @@ def test_demo_on_middlebury(tmp_path, monkeypatch, capsys):
     assert re.search(r"^time \(extract\+match, 2 images\) +\d+\.\d (ms|s)$", out, re.M)
     values = [line.split("  ")[-1].strip() for line in out.strip().splitlines()]
     assert not [v for v in values if re.fullmatch(r"[\d.]+e[+-]\d+.*", v)]
+
+
+def test_an_image_too_small_for_the_extractor_is_named(tmp_path, photo_files):
+    cv2 = pytest.importorskip("cv2")
+    small = tmp_path / "small.png"
+    cv2.imwrite(str(small), cv2.imread(str(photo_files[0]))[:24, :40])
+    conf = demo_conf("preprocessing.resize=null", conf="xfeat+NN")  # XFeat: >= 32 px
+    with pytest.raises(InputError) as e:
+        demo.run(conf, [photo_files[1], small], tmp_path)
+    assert str(e.value).startswith(f"{small}: after preprocessing the image is 40x24 px")
+    assert "32 px XFeat needs" in str(e.value)
+
+
+def test_an_image_paired_with_itself_is_refused(tmp_path, photo_files):
+    same = photo_files[0].parent / "." / photo_files[0].name  # another spelling
+    with pytest.raises(InputError, match="are the same file"):
+        demo.run(demo_conf(*FAST), [photo_files[0], same], tmp_path)

@@ -81,6 +81,7 @@ from torch.utils.data import Dataset
 
 from .. import settings
 from ..formats.depth import read_depth, resize_depth
+from ..formats.posed import check_distinct
 from ..formats.megadepth import (
     DEPTH_SUBPATH,
     IMAGE_SUBPATH,
@@ -420,6 +421,7 @@ class _Split(Dataset):
                     f"{path}:{ln}: expected {n} image names (views: {n}), got "
                     f"{len(parts)}."
                 )
+            check_distinct(parts[:n], f"{path}:{ln}")
             scene = parts[0].split("/")[0]
             if scene not in self.scenes:
                 raise DataError(

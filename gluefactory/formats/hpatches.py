@@ -49,18 +49,31 @@ def read_homography(path: str | Path) -> np.ndarray:
     """A 3 x 3 homography (float64, integer-centre convention) from a text file."""
     path = Path(path)
     try:
-        values = [float(v) for v in path.read_text().split()]
+        text = path.read_text()
     except FileNotFoundError:
         raise DataError(f"Homography file not found: {path}") from None
-    except (OSError, UnicodeDecodeError, ValueError) as e:
+    except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"Cannot read the homography file {path}: {e}") from None
-    H = np.array(values, dtype=np.float64)
-    if H.size != 9 or not np.all(np.isfinite(H)):
+    values = []
+    for line_no, line in enumerate(text.splitlines(), 1):
+        for token in line.split():
+            where = f"Homography file {path}, line {line_no}, value {len(values) + 1}"
+            try:
+                v = float(token)
+            except ValueError:
+                raise DataError(f"{where}: {token!r} is not a number.") from None
+            if not np.isfinite(v):
+                raise DataError(
+                    f"{where}: {token!r} is not finite (a homography is 9 finite "
+                    "numbers, a 3 x 3 matrix)."
+                )
+            values.append(v)
+    if len(values) != 9:
         raise DataError(
-            f"Homography file {path} must hold 9 finite numbers (a 3 x 3 matrix), "
-            f"got {H.size} values."
+            f"Homography file {path} must hold 9 numbers (a 3 x 3 matrix), got "
+            f"{len(values)}."
         )
-    H = H.reshape(3, 3)
+    H = np.array(values, dtype=np.float64).reshape(3, 3)
     if abs(np.linalg.det(H)) < 1e-12:
         raise DataError(f"Homography in {path} is singular.")
     return H

@@ -125,6 +125,20 @@ def write_views(path: str | Path, views: Iterable[View]) -> Path:
     return atomic_write_text(path, "\n".join(lines) + "\n")
 
 
+def check_distinct(names: Sequence[str], where: str) -> None:
+    """A group (pair, triplet) of views names each image once: an image paired with
+    itself has no baseline (identity pose, every match trivially right). ``where``:
+    ``file:line`` for the :class:`DataError`."""
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise DataError(
+                f"{where}: image {name} appears twice in the group {' '.join(names)}: "
+                "an image paired with itself has no baseline; remove the line."
+            )
+        seen.add(name)
+
+
 def read_groups(
     path: str | Path, views: Mapping[str, View] | None = None
 ) -> list[tuple[str, ...]]:
@@ -136,6 +150,7 @@ def read_groups(
     for lineno, names in _lines(path):
         if len(names) < 2:
             raise DataError(f"{path}:{lineno}: a group needs 2 or more image names.")
+        check_distinct(names, f"{path}:{lineno}")
         unknown = [n for n in names if views is not None and n not in views]
         if unknown:
             raise DataError(

@@ -37,12 +37,19 @@ IMAGE_SUFFIXES = {
 }
 
 
+#: the smallest side of an image file that is read (the smallest ``min_image_size`` of
+#: the extractors): a smaller image holds no features, and resizing it would only
+#: invent them by upscaling (a 1 x 1 pixel image became a uniform 480 x 480 one)
+MIN_IMAGE_SIDE = 16
+
+
 class ImageReadError(InputError, OSError):
-    """An image file is missing, unreadable or not an image."""
+    """An image file is missing, unreadable, not an image or too small."""
 
 
 def read_image(path: str | Path, grayscale: bool = False) -> np.ndarray:
-    """Read an image as uint8 RGB (H, W, 3) or grayscale (H, W)."""
+    """Read an image as uint8 RGB (H, W, 3) or grayscale (H, W); an image below
+    :data:`MIN_IMAGE_SIDE` px on a side is an :class:`ImageReadError` naming it."""
     path = Path(path)
     if not path.exists():
         raise ImageReadError(f"Image file not found: {path}")
@@ -55,6 +62,13 @@ def read_image(path: str | Path, grayscale: bool = False) -> np.ndarray:
         raise ImageReadError(
             f"Could not decode image {path} ({data.size} bytes): the file is corrupt or "
             f"not an image format OpenCV reads ({', '.join(sorted(IMAGE_SUFFIXES))})."
+        )
+    if min(image.shape[:2]) < MIN_IMAGE_SIDE:
+        h, w = image.shape[:2]
+        raise ImageReadError(
+            f"Image {path} is {w}x{h} px (WxH): images must be at least "
+            f"{MIN_IMAGE_SIDE} px on each side (a smaller one holds no features; "
+            "resizing it would invent them). Use a larger image."
         )
     if not grayscale:  # cvtColor: 0.01-0.03 of a reversed-axis copy's time (hot_paths)
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

@@ -149,6 +149,14 @@ def test_fixed_pairs_and_single_views(md_tree):
         DataError, match="bad_pairs.txt:1: image motorcycle/images/nope.png"
     ):
         get_dataset("megadepth")(_conf(dst, val_pairs=str(bad))).get_dataset("val")
+    bad.write_text(  # an image paired with itself (was accepted)
+        "motorcycle/images/left.png motorcycle/images/right.png\n"
+        "motorcycle/images/left.png motorcycle/images/left.png\n"
+    )
+    with pytest.raises(
+        DataError, match="bad_pairs.txt:2: image motorcycle/images/left.png appears twice"
+    ):
+        get_dataset("megadepth")(_conf(dst, val_pairs=str(bad))).get_dataset("val")
 
 
 def test_errors(md_tree, tmp_path):

@@ -96,6 +96,12 @@ def test_groups_must_name_known_views(tmp_path):
     path.write_text("v0.jpg v1.jpg\n# c\nv0.jpg z.jpg\n")
     with pytest.raises(DataError, match=r"pairs.txt:3: image\(s\) \['z.jpg'\]"):
         posed.read_groups(path, views)
+    path.write_text("v0.jpg v1.jpg\n\nv1.jpg v1.jpg\n")  # was accepted
+    with pytest.raises(DataError) as e:
+        posed.read_groups(path, views)
+    assert str(e.value).startswith(
+        f"{path}:3: image v1.jpg appears twice in the group v1.jpg v1.jpg"
+    )
     path.write_text("v0.jpg\n")
     with pytest.raises(DataError, match="2 or more"):
         posed.read_groups(path)

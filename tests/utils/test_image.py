@@ -6,6 +6,7 @@ import torch
 from gluefactory.utils.conf import ConfigError
 from gluefactory.utils.image import (
     ImagePreprocessor,
+    MIN_IMAGE_SIDE,
     ImageReadError,
     numpy_image_to_torch,
     read_image,
@@ -38,6 +39,19 @@ def test_read_image_errors_name_the_path(tmp_path):
         read_image(bad)
     with pytest.raises(ImageReadError, match="Not a file"):
         read_image(tmp_path)
+
+
+@pytest.mark.parametrize("h,w", [(1, 1), (15, 200), (200, 15)])
+def test_an_image_below_the_minimum_side_is_refused(tmp_path, h, w):
+    """Was silently upscaled (a 1 x 1 image became a uniform 480 x 480 one)."""
+    path = tmp_path / "tiny.png"
+    cv2.imwrite(str(path), np.full((h, w, 3), 128, np.uint8))
+    with pytest.raises(ImageReadError) as e:
+        read_image(path, grayscale=True)
+    assert str(e.value).startswith(f"Image {path} is {w}x{h} px (WxH): images must be ")
+    assert f"at least {MIN_IMAGE_SIDE} px on each side" in str(e.value)
+    cv2.imwrite(str(path), np.full((16, 16, 3), 128, np.uint8))
+    assert read_image(path).shape == (16, 16, 3)
 
 
 @pytest.mark.parametrize(
