@@ -83,3 +83,70 @@ def test_a_stale_lock_file_is_taken_over(tmp_path):
     lock.write_text("PID 999999 on a-host-that-died")  # no process holds it
     with fs.file_lock(lock, wait=False):
         assert "PID" in lock.read_text()
+
+
+def test_guarded_file_keeps_the_first_write_error_and_stays_consistent(
+    tmp_path, monkeypatch
+):
+    import errno
+
+    f = fs.GuardedFile(tmp_path / ".x.tmp", tmp_path / "x.h5")
+    f.write(b"abcdef")
+    original = fs.GuardedFile._pwrite
+
+    def full(self, data, offset):  # room for 2 more bytes, then ENOSPC
+        if offset + len(data) > 8:
+            n = original(self, data[: max(8 - offset, 0)], offset)
+            if n:
+                return n
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(self, data, offset)
+
+    monkeypatch.setattr(fs.GuardedFile, "_pwrite", full)
+    assert f.write(b"ghijkl") == 6  # no exception: the writer (HDF5) must not see it
+    assert isinstance(f.error, OSError) and f.error.errno == errno.ENOSPC
+    f.seek(2)
+    f.write(b"ZZ")  # after the fault: held in memory
+    f.seek(0)
+    assert f.read(12) == b"abZZefghijkl"  # reads see every write
+    assert f.seek(0, 2) == 12 and f.tell() == 12
+    with pytest.raises(OSError) as e:
+        f.check()
+    assert e.value.errno == errno.ENOSPC and e.value.filename == str(tmp_path / "x.h5")
+    f.close()
+
+
+def test_atomic_h5_round_trip_and_fault(tmp_path, monkeypatch):
+    import errno
+
+    import h5py
+    import numpy as np
+
+    path = tmp_path / "a.h5"
+    with fs.atomic_h5(path) as (f, guard):
+        f.create_dataset("x", data=np.arange(1000))
+        guard.check()
+    with h5py.File(path, "r") as f:
+        assert f["x"][()].sum() == 499500
+
+    def full(self, data, offset):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(fs.GuardedFile, "_pwrite", full)
+    with pytest.raises(OSError) as e, fs.atomic_h5(path) as (f, guard):
+        for i in range(50):
+            f.create_dataset(f"y{i}", data=np.arange(10_000))
+        guard.check()
+    assert e.value.errno == errno.ENOSPC and e.value.filename == str(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.h5"]  # the old one
+
+
+def test_check_output_file(tmp_path):
+    from gluefactory.utils.errors import ConfigError
+
+    assert fs.check_output_file(tmp_path / "new" / "out.png") == tmp_path / "new" / "out.png"
+    with pytest.raises(ConfigError, match=f"--output {tmp_path} is a folder"):
+        fs.check_output_file(tmp_path)
+    (tmp_path / "f").write_text("")
+    with pytest.raises(ConfigError, match="is a file, not a folder"):
+        fs.check_output_file(tmp_path / "f" / "sub" / "out.png", "--output")
