@@ -180,7 +180,9 @@ def test_an_image_too_small_for_the_extractor_is_named(tmp_path, photo_files):
     conf = demo_conf("preprocessing.resize=null", conf="xfeat+NN")  # XFeat: >= 32 px
     with pytest.raises(InputError) as e:
         demo.run(conf, [photo_files[1], small], tmp_path)
-    assert str(e.value).startswith(f"{small}: after preprocessing the image is 40x24 px")
+    assert str(e.value).startswith(
+        f"{small}: after preprocessing the image is 40x24 px"
+    )
     assert "32 px XFeat needs" in str(e.value)
 
 

@@ -81,7 +81,6 @@ from torch.utils.data import Dataset
 
 from .. import settings
 from ..formats.depth import read_depth, resize_depth
-from ..formats.posed import check_distinct
 from ..formats.megadepth import (
     DEPTH_SUBPATH,
     IMAGE_SUBPATH,
@@ -89,6 +88,7 @@ from ..formats.megadepth import (
     SceneInfo,
     read_scene_info,
 )
+from ..formats.posed import check_distinct
 from ..geometry.wrappers import Camera, Pose
 from ..utils.errors import ConfigError, DataError
 from ..utils.image import ImagePreprocessor, numpy_image_to_torch, read_image

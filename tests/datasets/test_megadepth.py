@@ -154,7 +154,8 @@ def test_fixed_pairs_and_single_views(md_tree):
         "motorcycle/images/left.png motorcycle/images/left.png\n"
     )
     with pytest.raises(
-        DataError, match="bad_pairs.txt:2: image motorcycle/images/left.png appears twice"
+        DataError,
+        match="bad_pairs.txt:2: image motorcycle/images/left.png appears twice",
     ):
         get_dataset("megadepth")(_conf(dst, val_pairs=str(bad))).get_dataset("val")
 

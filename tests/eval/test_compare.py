@@ -15,7 +15,11 @@ def _run(roots, bench: str, tag: str, key: str, value: float):
     out = roots / "outputs" / "results" / bench / tag
     errors = [0.5, 2.0, 4.0, 30.0]
     write_results(
-        out / "results.h5", {key: errors}, list("abcd"), ["s"] * 4, {f"{key}_mAA": value}
+        out / "results.h5",
+        {key: errors},
+        list("abcd"),
+        ["s"] * 4,
+        {f"{key}_mAA": value},
     )
     write_json(out / "summaries.json", {f"{key}_mAA": value, "ransac_th": 1.0})
     return out

@@ -55,7 +55,9 @@ def test_sigkill_at_a_random_point_then_rerun_equals_uninterrupted(
     outputs = tmp_path / "outputs"
     tag = outputs / "results" / "hpatches" / "t"
     env = dict(os.environ, GLUEFACTORY_OUTPUTS=str(outputs), OMP_NUM_THREADS="1")
-    env["PYTHONPATH"] = os.pathsep.join([str(HERE.parents[1]), str(HERE.parent / "eval")])
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(HERE.parents[1]), str(HERE.parent / "eval")]
+    )
     proc = subprocess.Popen(
         [sys.executable, "-m", "gluefactory.eval.hpatches", *ARGS],
         env=env,

@@ -144,7 +144,10 @@ def test_atomic_h5_round_trip_and_fault(tmp_path, monkeypatch):
 def test_check_output_file(tmp_path):
     from gluefactory.utils.errors import ConfigError
 
-    assert fs.check_output_file(tmp_path / "new" / "out.png") == tmp_path / "new" / "out.png"
+    assert (
+        fs.check_output_file(tmp_path / "new" / "out.png")
+        == tmp_path / "new" / "out.png"
+    )
     with pytest.raises(ConfigError, match=f"--output {tmp_path} is a folder"):
         fs.check_output_file(tmp_path)
     (tmp_path / "f").write_text("")

@@ -5,8 +5,8 @@ import torch
 
 from gluefactory.utils.conf import ConfigError
 from gluefactory.utils.image import (
-    ImagePreprocessor,
     MIN_IMAGE_SIDE,
+    ImagePreprocessor,
     ImageReadError,
     numpy_image_to_torch,
     read_image,
