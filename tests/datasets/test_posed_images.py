@@ -197,12 +197,14 @@ def test_size_mismatches_are_reported(tmp_path):
     with pytest.raises(DataError, match="a.h5 is 10x10 but its image is 64x48"):
         PosedImages(conf(root))[0]
     views = _line("a.jpg", np.eye(3), [0, 0, 0], "PINHOLE 640 400 50 50 32 24")
-    root2 = make_tree(tmp_path / "2", views=views, pairs="a.jpg a.jpg\n")
+    views += "\n" + _line("b.jpg", np.eye(3), [0.5, 0, 0], "PINHOLE 64 48 50 50 32 24")
+    root2 = make_tree(tmp_path / "2", views=views, pairs="a.jpg b.jpg\n")
     with pytest.raises(DataError, match="is 64x48 but its camera.*aspect"):
         PosedImages(conf(root2, depth_dir=None))[0]
     # same aspect ratio: the calibration of a larger copy, scaled to the file
     views = _line("a.jpg", np.eye(3), [0, 0, 0], "PINHOLE 128 96 100 100 64 48")
-    root3 = make_tree(tmp_path / "3", views=views, pairs="a.jpg a.jpg\n")
+    views += "\n" + _line("b.jpg", np.eye(3), [0.5, 0, 0], "PINHOLE 64 48 50 50 32 24")
+    root3 = make_tree(tmp_path / "3", views=views, pairs="a.jpg b.jpg\n")
     cam = PosedImages(conf(root3, depth_dir=None))[0]["view0"]["camera"]
     torch.testing.assert_close(cam._data, torch.tensor([64.0, 48, 50, 50, 32, 24]))
 
