@@ -33,6 +33,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from ..utils.cli import conf_section
 from ..utils.conf import as_plain, merge_strict
 from ..utils.errors import ConfigError
 from ..utils.tensor import unbatch
@@ -47,6 +48,20 @@ from .tables import summary_table
 
 #: keys of ``eval`` that are the pipeline's; every other key is an estimator option
 PIPELINE_EVAL_KEYS = ("estimator", "ransac_th", "workers", "num_worst", "progress")
+
+
+def check_component_conf(section: str, conf: DictConfig) -> None:
+    """Check the ``model`` or ``data`` section by the ``build_conf`` of the class its
+    ``name`` picks (nothing built); a section without a name is left to its user
+    (a model passed in, or ``model.name is not set`` when one is built)."""
+    from ..datasets import get_dataset
+    from ..models import get_model
+
+    if conf.get("name") is None:
+        return
+    get = get_model if section == "model" else get_dataset
+    with conf_section(section):
+        get(conf.name).build_conf(conf)
 
 
 class EvalPipeline(BaseBenchmark):
@@ -85,6 +100,7 @@ class EvalPipeline(BaseBenchmark):
 
     def __init__(self, conf: Any = None):
         super().__init__(conf)
+        check_component_conf("data", self.eval_data_conf())  # the evaluation loop's
         self.thresholds = thresholds_from(self.conf.eval.ransac_th)
         self.timings: dict[str, float] = {}
         self._line_gt: nn.Module | None = None  # built on the first pair with lines
@@ -93,11 +109,16 @@ class EvalPipeline(BaseBenchmark):
 
     @classmethod
     def check_conf(cls, conf: DictConfig) -> None:
-        """``eval``: the pipeline's keys plus the options of ``eval.estimator`` (found
+        """The whole config, nothing built (no weights, no data, no estimator), in
+        this order: ``model`` (by the model's ``build_conf``: a typo fails before any
+        download), ``data`` (by the dataset's, e.g. ``num_workers >= 0``), then
+        ``eval``: the pipeline's keys plus the options of ``eval.estimator`` (found
         in the estimator registry of ``estimator_kind``, so a new estimator needs no
-        change here), checked by the estimator's own config (no estimator is built)."""
+        change here), checked by the estimator's own config."""
         from ..robust_estimators import get_estimator
 
+        check_component_conf("model", conf.model)
+        check_component_conf("data", conf.data)
         ev = as_plain(conf.eval)
         ths = thresholds_from(ev["ransac_th"])
         est = get_estimator(cls.estimator_kind, ev["estimator"])

@@ -235,6 +235,17 @@ def summarize(
     return summaries
 
 
+def results_lock(output_dir: str | Path):
+    """One writer per results folder (docs/errors.md, rule 3): the lock
+    ``.<tag>.lock`` beside ``output_dir``, holding the PID and host; a second run on
+    the same folder raises :class:`~gluefactory.utils.errors.LockedError` naming the
+    holder (exit 2), a lock left by a killed run is taken over."""
+    out = Path(output_dir)
+    return fs.file_lock(
+        out.parent / f".{out.name}.lock", wait=False, what=f"Results folder {out}"
+    )
+
+
 def run(
     bench: Benchmark,
     output_dir: str | Path,
@@ -249,27 +260,36 @@ def run(
     records the config; results of another data/model config are replaced only with
     ``overwrite``, of another ``eval`` config only with ``overwrite_eval`` (the
     predictions are then reused); complete results of the same config are returned
-    as they are. Returns the summaries."""
+    as they are. Returns the summaries.
+
+    Nothing is deleted or written before the config is valid (it was checked when the
+    benchmark was built) and, with ``checkpoint``, before the model has been loaded
+    from it; all of it under :func:`results_lock`."""
     bench = load_benchmark(bench, conf)
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    fs.remove_stale_temporaries(out)
     saved = provenance.saved_conf(bench.conf, checkpoint)
-    provenance.check_results_folder(out, saved, overwrite, overwrite_eval)
-    stale = (PREDICTIONS, RESULTS, SUMMARIES) if overwrite else ()
-    stale += (RESULTS, SUMMARIES) if overwrite_eval else ()
-    for name in stale:
-        (out / name).unlink(missing_ok=True)
-    with fs.atomic_path(out / "conf.yaml", ".yaml") as tmp:
-        OmegaConf.save(OmegaConf.create(saved), tmp)
-    bench.timings = {}
-    pred = export_predictions(
-        bench, out, model=model, checkpoint=checkpoint, overwrite=overwrite
-    )
-    if (out / RESULTS).exists() and (out / SUMMARIES).exists():
-        logger.info("Using the cached results %s (--overwrite_eval recomputes).", out)
-        return rio.read_json(out / SUMMARIES)
-    return summarize(bench, evaluate(bench, pred), out)
+    if checkpoint and model is None:  # the weights must fit the model: check first
+        model = bench.build_model(checkpoint)
+    with results_lock(out):
+        out.mkdir(parents=True, exist_ok=True)
+        fs.remove_stale_temporaries(out)  # only ours: we hold the lock
+        provenance.check_results_folder(out, saved, overwrite, overwrite_eval)
+        stale = (PREDICTIONS, RESULTS, SUMMARIES) if overwrite else ()
+        stale += (RESULTS, SUMMARIES) if overwrite_eval else ()
+        for name in stale:
+            (out / name).unlink(missing_ok=True)
+        with fs.atomic_path(out / "conf.yaml", ".yaml") as tmp:
+            OmegaConf.save(OmegaConf.create(saved), tmp)
+        bench.timings = {}
+        pred = export_predictions(
+            bench, out, model=model, checkpoint=checkpoint, overwrite=overwrite
+        )
+        if (out / RESULTS).exists() and (out / SUMMARIES).exists():
+            logger.info(
+                "Using the cached results %s (--overwrite_eval recomputes).", out
+            )
+            return rio.read_json(out / SUMMARIES)
+        return summarize(bench, evaluate(bench, pred), out)
 
 
 def _columns(rows: list[dict]) -> dict[str, list[float]]:

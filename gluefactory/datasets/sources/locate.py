@@ -54,7 +54,15 @@ def resolve_dataset_dir(path: str | os.PathLike, what: str) -> Path:
     if path is None or str(path) == "":
         raise DataError(f"{what}: no data folder configured.")
     p = Path(path).expanduser()
-    full = p if p.is_absolute() else settings.data_root() / p
+    root = settings.data_root()
+    if not p.is_absolute() and root.exists() and not root.is_dir():
+        raise DataError(
+            f"{what}: the data root {root} is a file, expected a folder (set "
+            f"${settings.DATA_ENV} to a folder)."
+        )
+    full = p if p.is_absolute() else root / p
+    if full.exists() and not full.is_dir():
+        raise DataError(f"{what}: data folder {full} is a file, expected a folder.")
     name = builtin_name(full)
     if name is not None:
         return ensure_builtin(name)
