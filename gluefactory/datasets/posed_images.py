@@ -38,7 +38,7 @@ from ..utils.errors import ConfigError, DataError
 from ..utils.image import ImagePreprocessor, numpy_image_to_torch, read_image
 from .base_dataset import BaseDataset
 from .sources.download import archive_for, ensure_archive
-from .sources.locate import refetch_hint, resolve_dataset_dir
+from .sources.locate import data_root_dir, refetch_hint, resolve_dataset_dir
 
 logger = logging.getLogger(__name__)
 
@@ -100,9 +100,7 @@ class PosedImages(BaseDataset, torch.utils.data.Dataset):
     def _find_root(self, root) -> Path:
         root = Path(str(root)).expanduser()
         if str(root) in ("", "."):
-            from .. import settings
-
-            return settings.data_root()
+            return data_root_dir("posed_images")
         return resolve_dataset_dir(root, "posed_images")
 
     def _scene_names(self, scene_list) -> list[str]:

@@ -44,6 +44,17 @@ def refetch_hint(folder: Path) -> str:
     return ""
 
 
+def data_root_dir(what: str) -> Path:
+    """The data root (``$GLUEFACTORY_DATA``); a file there is a :class:`DataError`."""
+    root = settings.data_root()
+    if root.exists() and not root.is_dir():
+        raise DataError(
+            f"{what}: the data root {root} is a file, expected a folder (set "
+            f"${settings.DATA_ENV} to a folder)."
+        )
+    return root
+
+
 def resolve_dataset_dir(path: str | os.PathLike, what: str) -> Path:
     """The folder ``path`` (relative to the data root, or absolute), made available.
 
@@ -54,13 +65,7 @@ def resolve_dataset_dir(path: str | os.PathLike, what: str) -> Path:
     if path is None or str(path) == "":
         raise DataError(f"{what}: no data folder configured.")
     p = Path(path).expanduser()
-    root = settings.data_root()
-    if not p.is_absolute() and root.exists() and not root.is_dir():
-        raise DataError(
-            f"{what}: the data root {root} is a file, expected a folder (set "
-            f"${settings.DATA_ENV} to a folder)."
-        )
-    full = p if p.is_absolute() else root / p
+    full = p if p.is_absolute() else data_root_dir(what) / p
     if full.exists() and not full.is_dir():
         raise DataError(f"{what}: data folder {full} is a file, expected a folder.")
     name = builtin_name(full)
