@@ -15,9 +15,11 @@ import sys
 from pathlib import Path
 
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from .. import settings
 from ..utils.cli import main_wrapper
+from ..utils.conf import as_plain
 from ..utils.errors import ConfigError
 from .io import check_tag, default_tag, eval_conf_layers, key_origins, parse_eval_args
 from .pipeline import EvalPipeline
@@ -41,7 +43,11 @@ def prepare_benchmark(
     args = parse_eval_args(f"python -m gluefactory.eval.{cls.name}", argv, doc)
     tag = check_tag(args.tag) if args.tag is not None else None
     layers = eval_conf_layers(cls.name, args.conf, args.checkpoint, args.dotlist)
-    user = OmegaConf.merge({}, *(c for _, c in layers))
+    try:  # every ${interpolation} of the user's config resolves in it
+        user = OmegaConf.create(as_plain(OmegaConf.merge({}, *(c for _, c in layers))))
+    except OmegaConfBaseException as e:  # e.g. ${x} naming no key
+        first = str(e).splitlines()[0]
+        raise ConfigError(f"Invalid configuration: {e.full_key}: {first}") from e
     try:
         bench = cls(user)  # the one config check: model, data, eval, estimator
     except ConfigError as e:

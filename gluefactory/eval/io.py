@@ -166,7 +166,7 @@ def key_origins(message: str, layers: list[tuple[str, Any]]) -> str:
     blamed = {a or b for a, b in _BLAMED.findall(message)}
     origin: dict[str, str] = {}
     for label, layer in layers:
-        for key in flatten(as_plain(layer)):
+        for key in flatten(OmegaConf.to_container(layer, resolve=False)):
             origin[key] = label
     lines = [
         f"  {full}: from {label}"

@@ -32,6 +32,10 @@ BAD = {
     "data value": ("data.num_workers=-1", "data.num_workers must be an integer >= 0"),
     "eval typo": ("eval.ransac_thr=2", "Did you mean 'ransac_th'"),
     "estimator": ("eval.estimator=poselibb", "poselibb"),
+    # found by tests/faults/test_eval_config_properties.py (tracebacks before)
+    "yaml": ("eval.ransac_th=[", "cannot be parsed"),
+    "section for a threshold": ("eval.ransac_th={a: 1}", "eval.ransac_th must be"),
+    "interpolation": ("data.seed=${nothing}", "Interpolation key 'nothing' not found"),
 }
 
 
