@@ -223,3 +223,29 @@ def test_keys_of_the_checkpoint_config_are_said_to_come_from_it(roots, capsys):
     assert "model.matcher.n_layers: from the config of checkpoint exp" in err
     assert "--conf" not in err.split("model.matcher.n_layers")[1].splitlines()[0]
     assert not (roots / "outputs" / "results").exists()
+
+
+def test_a_checkpoint_that_does_not_fit_the_model_deletes_nothing(roots, capsys):
+    """``--checkpoint EXP --overwrite``: the weights are loaded into the model before
+    the tag's earlier results are deleted."""
+    import torch
+
+    from gluefactory.trainer.checkpoints import atomic_save
+
+    exp = roots / "outputs" / "training" / "exp"
+    exp.mkdir(parents=True)
+    bench, _, _ = prepare_benchmark(HPatchesPipeline, TOY)
+    train_conf = {"model": OmegaConf.to_container(bench.conf.model), "train": {}}
+    OmegaConf.save(OmegaConf.create(train_conf), exp / "config.yaml")
+    state = {"matcher.not_in_the_model": torch.zeros(3)}
+    atomic_save({"model": state, "conf": train_conf}, exp / "checkpoint_0_10.tar")
+    out = tag_dir(roots)
+    out.mkdir(parents=True)
+    for name in FILES:
+        (out / name).write_text(f"earlier {name}")
+    argv = ["--checkpoint", "exp", *TOY[2:], "--tag", "T", "--overwrite"]
+    err = fails(hpatches_main, argv, capsys)
+    assert "not_in_the_model" in err
+    assert {p.name: p.read_text() for p in out.iterdir()} == {
+        name: f"earlier {name}" for name in FILES
+    }
