@@ -60,16 +60,16 @@ def earlier_run(roots):
     stand-ins: nothing here reads them past ``conf.yaml``)."""
     bench, out, _ = prepare_benchmark(HPatchesPipeline, [*TOY, "--tag", "T"])
     out.mkdir(parents=True)
-    OmegaConf.save(OmegaConf.create(provenance.saved_conf(bench.conf, None)), out / "conf.yaml")
+    OmegaConf.save(
+        OmegaConf.create(provenance.saved_conf(bench.conf, None)), out / "conf.yaml"
+    )
     for name in FILES[1:]:
         (out / name).write_bytes(f"earlier {name}".encode())
     return {p.name: p.read_bytes() for p in out.iterdir()}
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
-def test_overwrite_with_a_bad_config_deletes_nothing(
-    roots, earlier_run, capsys, case
-):
+def test_overwrite_with_a_bad_config_deletes_nothing(roots, earlier_run, capsys, case):
     override, message = BAD[case]
     err = fails(hpatches_main, [*TOY, "--tag", "T", "--overwrite", override], capsys)
     assert message in err
@@ -101,9 +101,7 @@ def test_the_model_is_checked_before_the_dataset_is_built(roots, monkeypatch, ca
         raise AssertionError("the dataset was fetched before the model was checked")
 
     monkeypatch.setattr(locate, "ensure_archive", download)
-    err = fails(
-        hpatches_main, ["--conf", "sift+NN", BAD["model typo"][0]], capsys
-    )
+    err = fails(hpatches_main, ["--conf", "sift+NN", BAD["model typo"][0]], capsys)
     assert "max_num_keypointz" in err
 
 

@@ -37,7 +37,18 @@ KEYS = {(cls, conf): schema_keys(cls, conf) for cls in BENCHMARKS for conf in CO
 
 VALUES = st.one_of(
     st.sampled_from(
-        ["null", "true", "-1", "0", "1.5", ".nan", "-.inf", "[1,-1]", "{a: 1}", "{name: x}"]
+        [
+            "null",
+            "true",
+            "-1",
+            "0",
+            "1.5",
+            ".nan",
+            "-.inf",
+            "[1,-1]",
+            "{a: 1}",
+            "{name: x}",
+        ]
     ),
     st.sampled_from(["abc", "[", "{", "${x}", "${eval.ransac_th}", "'", "a=b", ""]),
     st.integers(-(10**6), 10**6).map(str),
@@ -48,7 +59,9 @@ VALUES = st.one_of(
 
 @st.composite
 def command_lines(draw):
-    cls, conf = draw(st.sampled_from(sorted(KEYS, key=lambda k: (k[0].name, str(k[1])))))
+    cls, conf = draw(
+        st.sampled_from(sorted(KEYS, key=lambda k: (k[0].name, str(k[1]))))
+    )
     argv = ["--conf", conf] if conf else []
     for _ in range(draw(st.integers(1, 3))):
         key = draw(st.sampled_from(KEYS[cls, conf]))
