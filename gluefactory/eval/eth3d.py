@@ -108,7 +108,10 @@ class ETH3DPipeline(EvalPipeline):
         return super().line_ground_truth(data, pred)
 
     def pair_metrics(self, record, data, pred):
-        return {**labelled_match_metrics(record), **line_match_metrics(record)}
+        out = labelled_match_metrics(record)
+        if self.conf.eval.eval_lines:
+            out.update(line_match_metrics(record))
+        return out
 
     def dataset_summaries(self, results: EvalResults) -> dict[str, float]:
         out = {}
