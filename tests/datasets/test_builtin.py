@@ -301,3 +301,16 @@ def test_checksums_command_records_what_the_generators_make(
     shipped = builtin.read_checksums()
     assert data["sources"] == shipped["sources"]
     assert data["libraries"] == builtin.library_versions()
+
+
+def test_checksums_of_some_sets_keep_the_others(tmp_path, small):
+    path = tmp_path / "checksums.json"
+    path.write_text(builtin.CHECKSUMS.read_text())
+    before = builtin.read_checksums(path)["sets"]
+    data = builtin.write_checksums(path, names=("posed",))  # Middlebury only (small)
+    assert small == ["posed"]
+    assert data["sets"]["hpatches"] == before["hpatches"]
+    assert data["sets"]["eth3d"] == before["eth3d"]
+    assert set(data["sets"]["posed"]["files"]) == set(
+        shipped_subset("posed", SUBSETS["posed"])
+    )
