@@ -91,7 +91,8 @@ class PosedImages(BaseDataset, torch.utils.data.Dataset):
         if not self.items:
             raise DataError(f"posed_images: no item found under {self.root}.")
         logger.info(
-            "posed_images: %d items in %d scenes from %s",
+            "%s: %d items in %d scenes from %s",
+            type(self).__name__,
             len(self.items),
             len(self.scenes),
             self.root,
