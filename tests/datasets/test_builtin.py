@@ -12,7 +12,12 @@ import textwrap
 import pytest
 
 from gluefactory.datasets import get_dataset
-from gluefactory.datasets.sources import builtin, builtin_hpatches, builtin_posed
+from gluefactory.datasets.sources import (
+    builtin,
+    builtin_eth3d,
+    builtin_hpatches,
+    builtin_posed,
+)
 from gluefactory.utils.cli import main_wrapper
 from gluefactory.utils.errors import DataError
 
@@ -31,7 +36,11 @@ def shipped_subset(name: str, prefixes: tuple[str, ...]) -> dict:
     return {k: v for k, v in files.items() if k.startswith(prefixes)}
 
 
-SUBSETS = {"hpatches": ("v_rocket/", "i_camera/"), "posed": ("middlebury_motorcycle/",)}
+SUBSETS = {
+    "hpatches": ("v_rocket/", "i_camera/"),
+    "posed": ("middlebury_motorcycle/",),
+    "eth3d": ("room_0/",),
+}
 
 
 @pytest.fixture
@@ -46,8 +55,13 @@ def small(monkeypatch):
         "posed": functools.partial(
             builtin_posed.build, rooms=0
         ),  # Middlebury only: the rooms are tested in test_posed_images
+        "eth3d": functools.partial(builtin_eth3d.build, rooms=1),  # per-room streams
     }
-    version = {"hpatches": builtin_hpatches.VERSION, "posed": builtin_posed.VERSION}
+    version = {
+        "hpatches": builtin_hpatches.VERSION,
+        "posed": builtin_posed.VERSION,
+        "eth3d": builtin_eth3d.VERSION,
+    }
 
     def fake(name):
         def build(dest, seed):
