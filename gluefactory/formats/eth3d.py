@@ -234,10 +234,13 @@ def write_scene(
     """
     folder = Path(folder)
     (folder / IMAGES).mkdir(parents=True, exist_ok=True)
-    cams, imgs = ["# CAMERA_ID MODEL WIDTH HEIGHT PARAMS[]"], [
-        "# IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME",
-        "# POINTS2D[] as (X, Y, POINT3D_ID)",
-    ]
+    cams, imgs = (
+        ["# CAMERA_ID MODEL WIDTH HEIGHT PARAMS[]"],
+        [
+            "# IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME",
+            "# POINTS2D[] as (X, Y, POINT3D_ID)",
+        ],
+    )
     for i, view in enumerate(scene.views.values()):
         check_view(view, f"view {view.name}")
         K, (w, h) = view.K, view.size

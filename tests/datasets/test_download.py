@@ -324,7 +324,9 @@ def test_eth3d_address_and_resumed_download(server, data_root, tmp_path, monkeyp
     data = eth3d_zip(tmp_path)
     server.files[ETH] = data
     server.cut_after[ETH] = len(data) // 2
-    ds = get_dataset("eth3d")({"min_covisibility": 2, "downsize_factor": 4})  # default root
+    ds = get_dataset("eth3d")(
+        {"min_covisibility": 2, "downsize_factor": 4}
+    )  # default root
     assert len(ds) == 2 and ds[0]["view0"]["depth"].shape == (16, 24)
     ranges = [r for p, r in server.requests if p == ETH]
     assert ranges[0] is None and ranges[1] == f"bytes={len(data) // 2}-"

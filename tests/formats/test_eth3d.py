@@ -13,7 +13,14 @@ from gluefactory.utils.errors import DataError
 
 
 def _rot(a, b, c):
-    ca, sa, cb, sb, cc, sc = np.cos(a), np.sin(a), np.cos(b), np.sin(b), np.cos(c), np.sin(c)
+    ca, sa, cb, sb, cc, sc = (
+        np.cos(a),
+        np.sin(a),
+        np.cos(b),
+        np.sin(b),
+        np.cos(c),
+        np.sin(c),
+    )
     Ry = np.array([[ca, 0, sa], [0, 1, 0], [-sa, 0, ca]])
     Rx = np.array([[1, 0, 0], [0, cb, -sb], [0, sb, cb]])
     Rz = np.array([[cc, -sc, 0], [sc, cc, 0], [0, 0, 1]])
@@ -26,7 +33,11 @@ def _scene(n=3, seed=0):
     for i in range(n):
         K = np.array([[rng.uniform(300, 600), 0, 40.5], [0, 480.25, 30.5], [0, 0, 1]])
         views[f"DSC_{i}.JPG"] = View.from_Rt(
-            f"DSC_{i}.JPG", K, _rot(*rng.uniform(-3, 3, 3)), rng.normal(size=3), (80, 60)
+            f"DSC_{i}.JPG",
+            K,
+            _rot(*rng.uniform(-3, 3, 3)),
+            rng.normal(size=3),
+            (80, 60),
         )
     return Scene("s", views)
 
@@ -92,7 +103,11 @@ def test_scene_round_trip_and_pairs(tmp_path):
 def test_covisible_pairs_order_and_threshold():
     pts = {"b": np.array([1, 2, 3]), "a": np.array([2, 3, 9]), "c": np.array([3])}
     assert eth3d.covisible_pairs(pts, 2) == [("a", "b", 2)]
-    assert eth3d.covisible_pairs(pts, 1) == [("a", "b", 2), ("a", "c", 1), ("b", "c", 1)]
+    assert eth3d.covisible_pairs(pts, 1) == [
+        ("a", "b", 2),
+        ("a", "c", 1),
+        ("b", "c", 1),
+    ]
 
 
 CAMERAS = "# comment\n0 PINHOLE 80 60 500 500 40 30\n"
@@ -102,18 +117,46 @@ POSE = "1 1 0 0 0 0.1 0.2 0.3 0 dslr_images_undistorted/A.JPG"
 @pytest.mark.parametrize(
     "cameras, images, match",
     [
-        ("0 PINHOLE 80 60 500\n", f"{POSE}\n\n", r"cameras.txt:1: camera PINHOLE takes 4"),
-        ("0 OPENCV 80 60 500 500 40 30 0.1 0 0 0\n", f"{POSE}\n\n", r"cameras.txt:1: distorted"),
-        ("0 PINHOLE 80 x 500 500 40 30\n", f"{POSE}\n\n", r"cameras.txt:1: invalid literal"),
-        (CAMERAS + CAMERAS[10:], f"{POSE}\n\n", r"cameras.txt:3: camera 0 is listed twice"),
+        (
+            "0 PINHOLE 80 60 500\n",
+            f"{POSE}\n\n",
+            r"cameras.txt:1: camera PINHOLE takes 4",
+        ),
+        (
+            "0 OPENCV 80 60 500 500 40 30 0.1 0 0 0\n",
+            f"{POSE}\n\n",
+            r"cameras.txt:1: distorted",
+        ),
+        (
+            "0 PINHOLE 80 x 500 500 40 30\n",
+            f"{POSE}\n\n",
+            r"cameras.txt:1: invalid literal",
+        ),
+        (
+            CAMERAS + CAMERAS[10:],
+            f"{POSE}\n\n",
+            r"cameras.txt:3: camera 0 is listed twice",
+        ),
         ("# nothing\n", f"{POSE}\n\n", r"cameras.txt lists no camera"),
         (CAMERAS, "1 0.9 0 0 0 0 0 0 0 A.JPG\n\n", r"images.txt:1: the quaternion"),
         (CAMERAS, "1 1 0 0 0 0 0 0 7 A.JPG\n\n", r"images.txt:1: camera 7 is not in"),
-        (CAMERAS, "1 1 0 0 0 0 0 nan 0 A.JPG\n\n", r"images.txt:1: the pose has non-finite"),
+        (
+            CAMERAS,
+            "1 1 0 0 0 0 0 nan 0 A.JPG\n\n",
+            r"images.txt:1: the pose has non-finite",
+        ),
         (CAMERAS, "1 1 0 0 0 0 0 0 0\n\n", r"images.txt:1: expected 'IMAGE_ID"),
-        (CAMERAS, f"{POSE}\n1.0 2.0\n", r"images.txt:2: observations are 'X Y POINT3D_ID'"),
+        (
+            CAMERAS,
+            f"{POSE}\n1.0 2.0\n",
+            r"images.txt:2: observations are 'X Y POINT3D_ID'",
+        ),
         (CAMERAS, f"{POSE}\n1.0 2.0 x\n", r"images.txt:2: invalid literal"),
-        (CAMERAS, f"{POSE}\n\n{POSE}\n1 2 3\n", r"images.txt:3: image 'A.JPG' is listed twice"),
+        (
+            CAMERAS,
+            f"{POSE}\n\n{POSE}\n1 2 3\n",
+            r"images.txt:3: image 'A.JPG' is listed twice",
+        ),
         (CAMERAS, f"{POSE}\n\n{POSE}", r"images.txt:3: images.txt holds two lines"),
         (CAMERAS, "# only comments\n", r"images.txt lists no image"),
     ],

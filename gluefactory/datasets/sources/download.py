@@ -73,11 +73,15 @@ def _posed_problems(folder: Path) -> list[str]:
 
 
 def _eth3d_problems(folder: Path) -> list[str]:
-    scenes = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+    scenes = (
+        sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+    )
     if not scenes:
         return [f"no scene folder in {folder}"]
     return [
-        f"{s.name}/ lacks {', '.join(m)}" for s in scenes if (m := eth3d.missing_files(s))
+        f"{s.name}/ lacks {', '.join(m)}"
+        for s in scenes
+        if (m := eth3d.missing_files(s))
     ]
 
 
