@@ -150,3 +150,23 @@ def test_small_builtin_room_end_to_end(roots):
     )
     assert summaries2["AP"] == pytest.approx(summaries["AP"])
     assert "AP_lines" not in summaries2 and "mean_line_prec" not in summaries2
+
+
+def test_shipped_eth3d_sections_compose():
+    """Every shipped config with a ``benchmarks.eth3d`` section gives a valid config
+    (upstream's ``ground_truth`` key there would be refused)."""
+    from pathlib import Path
+
+    import gluefactory
+    from gluefactory.eval.io import compose_eval_conf
+    from gluefactory.utils.conf import load_conf
+
+    configs = Path(gluefactory.__file__).parent / "configs"
+    names = [p.stem for p in sorted(configs.glob("*.yaml"))]
+    with_eth3d = [n for n in names if "eth3d" in (load_conf(n).get("benchmarks") or {})]
+    assert {"xfeat+lsd+NN", "aliked+lsd+NN", "superpoint+lsd+gluestick"} <= set(
+        with_eth3d
+    )
+    for name in with_eth3d:
+        conf = ETH3DPipeline(compose_eval_conf("eth3d", name)).conf
+        assert conf.eval.eval_lines and conf.data.downsize_factor == 8
