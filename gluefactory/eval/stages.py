@@ -17,7 +17,8 @@
    (:mod:`.loops`), then the robust estimator at each ``eval.ransac_th`` in worker
    processes (:mod:`.sweep`).
 3. :func:`summarize`: the best threshold by mAA, AUCs, means and medians
-   (:func:`gluefactory.eval.metrics.summarize`); with an output folder also
+   (:func:`gluefactory.eval.metrics.summarize`), the benchmark's summaries over all
+   pairs at once (``dataset_summaries``: ETH3D's AP); with an output folder also
    ``results.h5``, ``sweep.json``, ``summaries.json``, ``timings.json`` and the figures.
 
 :func:`run` chains them with the guards and caches of the command line
@@ -147,16 +148,18 @@ def evaluate(
     try:
         per_pair, records = record_loop(bench, loader, Path(predictions))
         metrics_s = time.perf_counter() - t0
-        sweep, sweep_s, workers = run_sweep(
-            bench.estimator_kind,
-            bench.estimator_conf,
-            ths,
-            records,
-            type(bench).robust_metrics,
-            workers=bench.conf.eval.workers,
-            progress=bench.conf.eval.progress,
-            pool=pool,
-        )
+        sweep, sweep_s, workers = {}, 0.0, 0  # no robust estimation without thresholds
+        if ths:
+            sweep, sweep_s, workers = run_sweep(
+                bench.estimator_kind,
+                bench.estimator_conf,
+                ths,
+                records,
+                type(bench).robust_metrics,
+                workers=bench.conf.eval.workers,
+                progress=bench.conf.eval.progress,
+                pool=pool,
+            )
     finally:
         if pool is not None:
             pool.close()
@@ -185,11 +188,15 @@ def summarize(
         th: summarize_metrics(res, bench.auc_metrics, round=4)
         for th, res in results.sweep.items()
     }
-    mkey = f"{bench.robust_key}_mAA"
-    best = max(by_th, key=lambda th: (by_th[th][mkey], -th))
-    per_pair = {**results.per_pair, **results.sweep[best]}
+    per_pair = results.per_pair
+    if by_th:  # else a benchmark without robust estimation
+        mkey = f"{bench.robust_key}_mAA"
+        best = max(by_th, key=lambda th: (by_th[th][mkey], -th))
+        per_pair = {**per_pair, **results.sweep[best]}
     summaries = summarize_metrics(per_pair, bench.auc_metrics, round=4)
-    summaries["ransac_th"] = best
+    if by_th:
+        summaries["ransac_th"] = best
+    summaries.update(bench.dataset_summaries(results))
     summaries.update(bench.upstream_aliases(summaries))
     if len(by_th) > 1:
         print(

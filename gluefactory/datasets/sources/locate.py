@@ -20,7 +20,7 @@ from .download import ARCHIVES, BUILTIN_DIR, archive_for, ensure_archive
 
 
 def builtin_name(path: Path) -> str | None:
-    """``"hpatches"``/``"posed"`` when ``path`` is ``<data>/builtin/<name>``."""
+    """``"hpatches"``/``"posed"``/``"eth3d"`` when ``path`` is ``<data>/builtin/<name>``."""
     root = (settings.data_root() / BUILTIN_DIR).resolve()
     path = Path(path).resolve()
     if path.parent == root and path.name in BUILTIN_NAMES:
@@ -79,6 +79,7 @@ def resolve_dataset_dir(path: str | os.PathLike, what: str) -> Path:
     raise DataError(
         f"{what}: data folder {full} does not exist (data root: {settings.data_root()}, "
         f"set ${settings.DATA_ENV} to change it). "
-        f"Built-in offline sets: builtin/hpatches, builtin/posed; official archives: "
+        f"Built-in offline sets: {', '.join('builtin/' + n for n in BUILTIN_NAMES)}; "
+        "official archives: "
         f"{', '.join(s.folder for s in ARCHIVES.values())}."
     )
