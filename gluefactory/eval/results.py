@@ -10,7 +10,11 @@ truncated one that a rerun would trust. Layout (see ``docs/evaluation.md``):
   :mod:`gluefactory.formats.features`, whose writer and reader are used here.
 * ``results.h5``: one dataset per per-pair metric (a value per pair, in dataset order),
   ``names`` and ``scenes`` as strings, the threshold sweep under ``sweep/<th>/<key>``;
-  summaries duplicated as attributes.
+  summaries duplicated as attributes; ``_export_hash`` (of the predictions they come
+  from) and ``_summaries_hash`` (of the ``summaries.json`` written after them): a
+  run's cached results are current only when both still hold
+  (:func:`results_current`), so results are never deleted ahead of their
+  replacement, and a run that fails leaves the previous ones intact.
 * ``summaries.json``: ``{key: float or null}`` (non-finite values become null).
 """
 
@@ -41,6 +45,7 @@ __all__ = [
     "predictions_valid",
     "read_json",
     "read_results",
+    "results_current",
     "write_json",
     "write_results",
 ]
@@ -59,9 +64,13 @@ def write_results(
     scenes: list[str],
     summaries: Mapping[str, float],
     sweep: Mapping[str, Mapping[str, list[float]]] | None = None,
+    export_hash: str | None = None,
 ) -> None:
-    """Write per-pair results (one array per metric key) and summaries (attributes)."""
+    """Write per-pair results (one array per metric key) and summaries (attributes),
+    tied to the predictions' ``export_hash`` and to the summaries' JSON text."""
     with atomic_h5(path) as (f, _):
+        f.attrs["_export_hash"] = export_hash or ""
+        f.attrs["_summaries_hash"] = _json_hash(summaries)
         strings = h5py.string_dtype()
         f.create_dataset("names", data=np.array(names, dtype=object), dtype=strings)
         f.create_dataset("scenes", data=np.array(scenes, dtype=object), dtype=strings)
@@ -113,9 +122,31 @@ def _jsonable(v: Any) -> Any:
     return v if math.isfinite(v) else None
 
 
+def _json_text(data: Mapping[str, Any]) -> str:
+    return json.dumps({k: _jsonable(v) for k, v in data.items()}, indent=2)
+
+
+def _json_hash(data: Mapping[str, Any]) -> str:
+    return hashlib.sha256(_json_text(data).encode()).hexdigest()[:16]
+
+
+def results_current(out: Path, export_hash: str | None) -> bool:
+    """``out/results.h5`` and ``out/summaries.json`` are whole, written together, and
+    computed from the predictions of ``export_hash``."""
+    results, summaries = Path(out) / "results.h5", Path(out) / "summaries.json"
+    if export_hash is None or not (results.is_file() and summaries.is_file()):
+        return False
+    try:
+        with h5py.File(results, "r") as f:
+            tied = (f.attrs.get("_export_hash"), f.attrs.get("_summaries_hash"))
+        return tied == (export_hash, _json_hash(read_json(summaries)))
+    except (OSError, DataError):  # unreadable: recompute (and rewrite) them
+        return False
+
+
 def write_json(path: Path, data: Mapping[str, Any]) -> None:
     """Write a flat mapping as JSON; non-finite floats become null."""
-    text = json.dumps({k: _jsonable(v) for k, v in data.items()}, indent=2)
+    text = _json_text(data)
     with atomic_path(path, ".json") as tmp:
         tmp.write_text(text + "\n")
 

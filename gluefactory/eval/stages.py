@@ -73,6 +73,7 @@ class EvalResults:
     records: list[PairRecord]
     timings: dict[str, float]
     dataset: Any = dataclasses.field(default=None, repr=False)
+    export_hash: str | None = None  # of the predictions evaluated
 
     @property
     def names(self) -> list[str]:
@@ -127,8 +128,8 @@ def export_predictions(
     if overwrite or not provenance.link_cached_predictions(pred_path, ehash):
         model = bench.build_model(checkpoint) if model is None else model
         bench.timings.update(export_loop(bench, dataset, model, pred_path, ehash))
-    for name in (RESULTS, SUMMARIES):  # computed from other predictions
-        (out / name).unlink(missing_ok=True)
+    # results.h5 and summaries.json of other predictions stay until replaced: they
+    # name the predictions they come from (results.results_current)
     return pred_path
 
 
@@ -170,6 +171,7 @@ def evaluate(
         records=records,
         timings=timings,
         dataset=loader.dataset,
+        export_hash=rio.export_hash_of(Path(predictions)),
     )
 
 
@@ -220,6 +222,7 @@ def summarize(
         results.scenes,
         summaries,
         sweep={threshold_name(th): r for th, r in results.sweep.items()},
+        export_hash=results.export_hash,
     )
     rio.write_json(
         out / "sweep.json",
@@ -281,22 +284,24 @@ def run(
         out.mkdir(parents=True, exist_ok=True)
         fs.remove_stale_temporaries(out)  # only ours: we hold the lock
         provenance.check_results_folder(out, saved, overwrite, overwrite_eval)
-        stale = (PREDICTIONS, RESULTS, SUMMARIES) if overwrite else ()
-        stale += (RESULTS, SUMMARIES) if overwrite_eval else ()
-        for name in stale:
-            (out / name).unlink(missing_ok=True)
-        with fs.atomic_path(out / "conf.yaml", ".yaml") as tmp:
-            OmegaConf.save(OmegaConf.create(saved), tmp)
         bench.timings = {}
         pred = export_predictions(
             bench, out, model=model, checkpoint=checkpoint, overwrite=overwrite
         )
-        if (out / RESULTS).exists() and (out / SUMMARIES).exists():
+        cached = not (overwrite or overwrite_eval) and rio.results_current(
+            out, rio.export_hash_of(pred)
+        )
+        if cached:
             logger.info(
                 "Using the cached results %s (--overwrite_eval recomputes).", out
             )
-            return rio.read_json(out / SUMMARIES)
-        return summarize(bench, evaluate(bench, pred), out)
+            summaries = rio.read_json(out / SUMMARIES)
+        else:
+            summaries = summarize(bench, evaluate(bench, pred), out)
+        # last: until the new results are whole, conf.yaml describes the old ones
+        with fs.atomic_path(out / "conf.yaml", ".yaml") as tmp:
+            OmegaConf.save(OmegaConf.create(saved), tmp)
+        return summaries
 
 
 def _columns(rows: list[dict]) -> dict[str, list[float]]:
