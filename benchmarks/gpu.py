@@ -1,0 +1,230 @@
+"""One short check of the GPU paths, for a lent GPU machine (docs/benchmarks.md, "GPU check").
+
+    python -m benchmarks.gpu [--steps 60] [--output FILE]
+
+1. Training with ``--mixed_precision float16`` (autocast + GradScaler), ``bfloat16`` and
+   float32: a small LightGlue on XFeat points over homographies of the bundled photographs,
+   first and last training loss, validation match recall, seconds per step.
+2. Flash attention: LighterGlue (official weights) in float16 with the SDPA flash kernel
+   forced, against the math kernel: identical matches?, milliseconds per pair.
+3. NCCL: two DDP ranks with the trainer's ``--distributed`` where two GPUs are visible,
+   else one NCCL rank (init, all_reduce, barrier) and a note.
+4. CUDA evaluation: ``gluefactory.eval.hpatches`` on the built-in set on the GPU and, in a
+   child process with no GPU visible, on the CPU: the same summaries?, time of each.
+
+Every step prints its table even when another step fails (the failure is one row).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+from benchmarks.common import REPO, emit, table
+
+PHOTOS_VAL = ["skimage_astronaut.png", "skimage_clock.png"]
+
+
+def train_conf(precision: str | None, steps: int, devices: int = 1) -> dict:
+    from gluefactory import settings
+    from gluefactory.datasets.sources.photos import ensure_photos
+
+    photos = ensure_photos(settings.data_root() / "photos", "", "")
+    data = {"name": "homographies", "data_dir": str(photos), "image_dir": "",
+            "image_list": None, "train_size": None, "val_size": len(PHOTOS_VAL),
+            "val_images": PHOTOS_VAL, "shuffle_seed": 0, "items_per_image": 40,
+            "batch_size": 8, "num_workers": 4,
+            "homography": {"difficulty": 0.7, "max_angle": 45, "patch_shape": [480, 360]},
+            "photometric": {"name": "identity"}}  # fmt: skip
+    return {
+        "data": data,
+        "data_val": {**data, "items_per_image": 4},
+        "model": {
+            "name": "two_view_pipeline",
+            "extractor": {"name": "extractors.xfeat", "max_num_keypoints": 512,
+                          "force_num_keypoints": True, "detection_threshold": 0.0,
+                          "trainable": False},  # fmt: skip
+            "matcher": {"name": "matchers.lightglue", "input_dim": 64,
+                        "descriptor_dim": 128, "n_layers": 4, "num_heads": 4,
+                        "filter_threshold": 0.1, "weights": None},  # fmt: skip
+            "ground_truth": {"name": "matchers.homography_matcher",
+                             "th_positive": 3, "th_negative": 3},  # fmt: skip
+        },
+        "train": {"seed": 0, "epochs": 100, "max_steps": steps, "lr": 1e-3,
+                  "lr_schedule": {"type": "constant"}, "log_every_iter": 10,
+                  "eval_every_iter": steps, "save_every_iter": steps, "device": "cuda",
+                  "num_devices": devices, "mixed_precision": precision,
+                  "best_key": "match_recall", "best_mode": "max"},  # fmt: skip
+    }
+
+
+def train_row(name: str, precision: str | None, steps: int, devices: int = 1) -> list:
+    from gluefactory import settings
+    from gluefactory.trainer import train
+
+    t0 = time.perf_counter()
+    summary = train(f"gpu-{name}", train_conf(precision, steps, devices),
+                    overwrite=True, distributed_run=devices > 1)  # fmt: skip
+    wall = time.perf_counter() - t0
+    lines = (settings.training_root() / f"gpu-{name}" / "metrics.jsonl").read_text()
+    records = [json.loads(line) for line in lines.splitlines()]
+    losses = [r["loss/total"] for r in records if r["kind"] == "train"]
+    recall = [r.get("match_recall") for r in records if r["kind"] == "val"]
+    loss = [f"{losses[i]:.3f}" if losses else "-" for i in (0, -1)]
+    return [name, summary["step"], *loss, f"{recall[-1]:.3f}" if recall else "-",
+            f"{wall / max(summary['step'], 1):.3f}"]
+
+
+def training(steps: int) -> str:
+    rows = []
+    for name, precision in [("float32", None), ("float16", "float16"),
+                            ("bfloat16", "bfloat16")]:  # fmt: skip
+        rows.append(guarded(name, lambda: train_row(name, precision, steps), 6))
+    head = ["precision", "steps", "first loss", "last loss", "val match recall", "s/step"]
+    return "Training (GradScaler with float16)\n\n" + table(head, rows)
+
+
+def pair() -> dict:
+    """XFeat features (2048) of a photograph and its warp, on the GPU."""
+    import cv2
+    import numpy as np
+    import skimage.data
+
+    from gluefactory.models import get_model
+
+    img = skimage.data.astronaut()
+    H = np.array([[0.9, 0.1, 30], [-0.1, 0.95, 20], [1e-4, 0, 1]])
+    warped = cv2.warpPerspective(img, H, img.shape[1::-1])
+    xfeat = get_model("extractors.xfeat")({"max_num_keypoints": 2048}).cuda().eval()
+    data = {}
+    for i, im in enumerate([img, warped]):
+        t = torch.from_numpy(im).permute(2, 0, 1).float().div(255)[None].cuda()
+        with torch.inference_mode():
+            f = xfeat({"image": t})
+        data.update({f"{k}{i}": v for k, v in f.items()})
+        data[f"view{i}"] = {"image": t, "image_size": torch.tensor([t.shape[-1:-3:-1]])}
+    return data
+
+
+def flash_attention() -> str:
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    from gluefactory.models import get_model
+
+    data = pair()
+    lg = get_model("matchers.lightglue")({"features": "xfeat", "filter_threshold": 0.1,
+                                          "depth_confidence": -1, "width_confidence": -1})
+    lg = lg.cuda().eval()  # fmt: skip
+    out, rows = {}, []
+    for name, backend in [("math", SDPBackend.MATH),
+                          ("flash", SDPBackend.FLASH_ATTENTION)]:  # fmt: skip
+        def run():
+            with sdpa_kernel([backend]), torch.inference_mode(), \
+                 torch.autocast("cuda", torch.float16):  # fmt: skip
+                return lg(data)
+
+        try:
+            out[name] = run()
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            for _ in range(20):
+                run()
+            torch.cuda.synchronize()
+            ms = (time.perf_counter() - t0) / 20 * 1e3
+            n = int((out[name]["matches0"] > -1).sum())
+            rows.append([name, n, f"{ms:.2f}"])
+        except Exception as e:  # noqa: BLE001 - a failed kernel is a row of the table
+            rows.append([name, f"failed: {type(e).__name__}: {e}"[:120], "-"])
+    if len(out) == 2:
+        same = (out["math"]["matches0"] == out["flash"]["matches0"]).float().mean()
+        rows.append(["flash vs math: same match", f"{100 * float(same):.2f} %", ""])
+    return "LighterGlue, 2048 points, float16\n\n" + table(
+        ["SDPA kernel", "matches", "ms / pair"], rows
+    )
+
+
+def nccl() -> str:
+    n = torch.cuda.device_count()
+    if n >= 2:
+        row = guarded("DDP", lambda: train_row("ddp", None, 30, devices=2), 6)
+        return "NCCL: the trainer with --distributed over 2 GPUs\n\n" + table(
+            ["run", "steps", "first loss", "last loss", "val match recall", "s/step"], [row]
+        )
+    import torch.distributed as dist
+
+    def one_rank() -> list:
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT="29533")
+        dist.init_process_group("nccl", rank=0, world_size=1)
+        x = torch.ones(4, device="cuda")
+        dist.all_reduce(x)
+        dist.barrier()
+        dist.destroy_process_group()
+        return ["1 rank", f"all_reduce ok: {x.tolist() == [1.0] * 4}"]
+
+    rows = [guarded("1 rank", one_rank, 2)]
+    return (f"NCCL ({n} GPU: DDP over 2 ranks needs 2 GPUs)\n\n"
+            + table(["run", "result"], rows))  # fmt: skip
+
+
+def evaluation() -> str:
+    from gluefactory.eval.cli import results_dir
+
+    argv = ["--conf", "xfeat+lighterglue-official", "--overwrite",
+            "data.data_dir=builtin/hpatches"]  # fmt: skip
+    runs = {}
+    for name, env in [("cuda", {}), ("cpu", {"CUDA_VISIBLE_DEVICES": ""})]:
+        t0 = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, "-m", "gluefactory.eval.hpatches", *argv, "--tag", f"gpu-{name}"],
+            cwd=REPO, env={**os.environ, **env}, capture_output=True, text=True,
+        )  # fmt: skip
+        if proc.returncode:
+            runs[name] = ({}, f"failed: {proc.stderr.strip().splitlines()[-1:]}")
+            continue
+        path = results_dir("hpatches", f"gpu-{name}")
+        runs[name] = (json.loads((path / "summaries.json").read_text()),
+                      f"{time.perf_counter() - t0:.1f}")  # fmt: skip
+    keys = sorted(set(runs["cuda"][0]) | set(runs["cpu"][0]))
+    rows = [["time (s)", runs["cuda"][1], runs["cpu"][1]]]
+    rows += [[k, runs["cuda"][0].get(k), runs["cpu"][0].get(k)] for k in keys
+             if k.startswith(("H_error", "mprec", "num_matches"))]  # fmt: skip
+    return "eval.hpatches, built-in set\n\n" + table(["", "cuda", "cpu"], rows)
+
+
+def guarded(name: str, fn, width: int) -> list:
+    try:
+        return fn()
+    except Exception as e:  # noqa: BLE001 - a failed step is a row, the others still run
+        traceback.print_exc()
+        return [name, f"failed: {type(e).__name__}: {e}"[:160]] + ["-"] * (width - 2)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--output", type=Path)
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        parser.error("no CUDA device: this check is for a GPU machine")
+    parts = [f"{torch.cuda.get_device_name()}, torch {torch.__version__}, "
+             f"CUDA {torch.version.cuda}, {time.strftime('%Y-%m-%d')}"]  # fmt: skip
+    for step in (lambda: training(args.steps), flash_attention, nccl, evaluation):
+        try:
+            parts.append(step())
+        except Exception as e:  # noqa: BLE001 - report, then the next step
+            traceback.print_exc()
+            parts.append(f"{step.__name__}: failed: {type(e).__name__}: {e}")
+        print(parts[-1], flush=True)
+    emit("\n\n".join(parts), args.output)
+
+
+if __name__ == "__main__":
+    main()
