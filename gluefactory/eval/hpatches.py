@@ -10,9 +10,11 @@ so that the SHORT side is 480 px (GT ``H' = S1 H S0^-1`` in the dataset, in the 
 ``prec@3px`` (symmetric transfer error), ``num_matches``, ``num_keypoints``, the mean
 corner error (corners (0,0), (W,0), (W,H), (0,H) of the 480 px image) of the
 score-weighted DLT (``H_error_dlt``) and of the robust estimator (``H_error_ransac``) with
-its inliers. Summaries: medians of the per-match metrics and inliers, AUC at 1/3/5 px
-(rounded to 4 decimals, failures as inf) and their mean (mAA, which picks the best
-threshold of a sweep).
+its inliers; ``match_precision`` and ``match_recall`` against the homography's labels of
+all keypoints (``matchers.homography_matcher``, 3 px: the training's validation
+metrics). Summaries: medians (and means, with standard errors) of the per-pair metrics,
+AUC at 1/3/5 px (rounded to 4 decimals, failures as inf) and their mean (mAA, which
+picks the best threshold of a sweep).
 
 With lines (a model that outputs ``lines0/1`` and ``line_matches0/1``, e.g.
 ``aliked+lsd+NN``): ``num_lines``, ``num_line_matches``, ``line_prec`` and ``line_rec``
@@ -30,6 +32,7 @@ from .cli import make_main
 from .figures import recall_and_worst_figures
 from .metrics import (
     HPATCHES_AUC_THRESHOLDS,
+    gt_match_metrics,
     homography_dlt_metrics,
     homography_match_errors,
     homography_match_metrics,
@@ -77,7 +80,7 @@ class HomographyBenchmark(EvalPipeline):
     reported = _hpatches_reported()
     optional_reported = _hpatches_line_rows()
     correct_th = 3.0  # px, colour of the matches in the figures
-    line_gt_matcher = "matchers.homography_matcher"
+    gt_matcher = "matchers.homography_matcher"
     title = "homography"
 
     match_errors = staticmethod(homography_match_errors)
@@ -87,6 +90,7 @@ class HomographyBenchmark(EvalPipeline):
         return {
             **homography_match_metrics(record),
             **homography_dlt_metrics(record),
+            **gt_match_metrics(pred["matches0"], self.ground_truth(data, pred)),
             **line_match_metrics(record),
         }
 

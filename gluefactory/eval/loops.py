@@ -82,7 +82,7 @@ def record_loop(
 
     Per pair: the predictions are read and scaled to the loader's pixels, the record
     is built, its per-match errors are computed once (``bench.match_errors``), with
-    lines the line ground truth once (``bench.line_ground_truth``), and the
+    lines the line ground truth once (``bench.ground_truth``), and the
     benchmark's ``pair_metrics(record, data, pred)`` are collected.
     """
     per_pair: dict[str, list[float]] = {}
@@ -103,7 +103,7 @@ def record_loop(
             record = PairRecord.from_batch(data, pred)
             record.match_error = bench.match_errors(record)
             if record.num_lines is not None:
-                record.gt_line_matches0 = bench.line_ground_truth(data, pred)
+                record.gt_line_matches0 = bench.ground_truth(data, pred, lines=True)
             for k, v in bench.pair_metrics(record, data, pred).items():
                 per_pair.setdefault(k, []).append(float(v))
             records.append(record)

@@ -266,10 +266,11 @@ def summarize(
     * Error keys of ``auc_metrics`` (default :data:`AUC_METRICS`) give the AUC at each
       threshold, ``{key}@{t}{unit}`` (e.g. ``H_error_ransac@1px``,
       ``rel_pose_error@5deg``), and their mean ``{key}_mAA``. Failures are inf.
-    * Every other key gives ``mean_{key}`` and ``median_{key}`` over the pairs where it
-      is not NaN (NaN means "undefined for this pair", e.g. no depth-valid match), e.g.
-      ``median_prec@1px`` (HPatches reports medians) and ``mean_epi_prec@1e-4``
-      (MegaDepth-1500 reports means). All-NaN gives NaN.
+    * Every other key gives ``mean_{key}``, ``median_{key}`` and ``sem_{key}`` (the
+      standard error of the mean, sample std / sqrt(n); NaN below 2 pairs) over the
+      pairs where it is not NaN (NaN means "undefined for this pair", e.g. no
+      depth-valid match), e.g. ``median_prec@1px`` (HPatches reports medians) and
+      ``mean_epi_prec@1e-4`` (MegaDepth-1500 reports means). All-NaN gives NaN.
 
     ``round`` rounds the AUCs (upstream: 4) before the mAA is taken.
     """
@@ -287,6 +288,8 @@ def summarize(
         v = v[~np.isnan(v)]
         out[f"mean_{key}"] = float(np.mean(v)) if v.size else math.nan
         out[f"median_{key}"] = float(np.median(v)) if v.size else math.nan
+        sem = np.std(v, ddof=1) / math.sqrt(v.size) if v.size > 1 else math.nan
+        out[f"sem_{key}"] = float(sem)
     return out
 
 
@@ -390,6 +393,30 @@ def homography_robust_metrics(
         "ransac_line_inl": float(line_inl),
         "ransac_line_inl%": line_inl / n if n else 0.0,
     }
+
+
+def gt_match_metrics(
+    matches0: torch.Tensor, gt_matches0: torch.Tensor | None
+) -> dict[str, float]:
+    """``match_precision`` (right partner among the predicted matches of labelled
+    keypoints) and ``match_recall`` (ground-truth matches found) of one pair, the
+    training's validation metrics (:mod:`gluefactory.models.utils.metrics`) on the
+    (N0,) labels of the benchmark's ground-truth matcher; NaN when undefined (no
+    labelled prediction, no true match); {} without ground truth."""
+    if gt_matches0 is None:
+        return {}
+    from ..models.utils.metrics import match_precision, match_recall
+
+    m, gt = matches0.long().cpu(), gt_matches0.long().cpu()
+    out = {
+        "match_precision": match_precision(m, gt),
+        "match_recall": match_recall(m, gt),
+    }
+    defined = {
+        "match_precision": ((m >= 0) & (gt >= -1)).any(),
+        "match_recall": (gt >= 0).any(),
+    }
+    return {k: float(v) if defined[k] else math.nan for k, v in out.items()}
 
 
 def line_match_metrics(rec: PairRecord) -> dict[str, float]:

@@ -13,8 +13,9 @@ A benchmark module is a small subclass of :class:`EvalPipeline` (see ``hpatches.
 * ``robust_metrics(record, estimator)``: a module-level function run in the worker
   processes on the :class:`~gluefactory.eval.records.PairRecord` as it is;
 * ``make_figures(out, results)`` and optionally ``eval_data_conf()``;
-* ``line_gt_matcher``: the ground-truth matcher that labels lines (run with
-  ``use_lines: true`` when the model outputs lines, :meth:`EvalPipeline.line_ground_truth`).
+* ``gt_matcher``: the ground-truth matcher that labels lines (run with ``use_lines:
+  true`` when the model outputs lines) and, where a benchmark asks, keypoints
+  (:meth:`EvalPipeline.ground_truth`).
 
 The config is checked once, when the benchmark is built (:meth:`EvalPipeline.check_conf`,
 the hook of :class:`~gluefactory.utils.conf.Configurable`): ``eval`` holds the pipeline's
@@ -74,8 +75,8 @@ class EvalPipeline(BaseBenchmark):
     #: rows of the summary table present only with some models or estimators (lines)
     optional_reported: ClassVar[list[tuple[str, str]]] = []
     correct_th: ClassVar[float] = 3.0
-    #: matcher of the line ground truth (``matchers.homography_matcher``, ...) or None
-    line_gt_matcher: ClassVar[str | None] = None
+    #: ground-truth matcher of lines and points (``matchers.homography_matcher``, ...)
+    gt_matcher: ClassVar[str | None] = None
     name = "benchmark"
 
     def __init_subclass__(cls, **kwargs):
@@ -87,7 +88,7 @@ class EvalPipeline(BaseBenchmark):
         super().__init__(conf)
         self.thresholds = thresholds_from(self.conf.eval.ransac_th)
         self.timings: dict[str, float] = {}
-        self._line_gt: nn.Module | None = None  # built on the first pair with lines
+        self._gt: dict[bool, nn.Module] = {}  # lines? -> matcher, built when first used
 
     # ---- configuration ---------------------------------------------------------------
 
@@ -155,23 +156,28 @@ class EvalPipeline(BaseBenchmark):
     def make_figures(self, out: Path, results: stages.EvalResults) -> list[Path]:
         return []
 
-    def line_ground_truth(self, data: dict, pred: dict) -> torch.Tensor | None:
-        """(L0,) ``gt_line_matches0`` of one pair (-1 unmatched, -2 ignored) from the
-        benchmark's ground-truth matcher with ``use_lines: true``, on the lines the
-        model matched (``lines0/1``, ``line_mask0/1``) in the loader's pixels; None
-        when the model outputs no lines or the benchmark has no line ground truth."""
-        if self.line_gt_matcher is None or not has_lines(pred):
+    def ground_truth(
+        self, data: dict, pred: dict, lines: bool = False
+    ) -> torch.Tensor | None:
+        """Labels of one pair from the benchmark's ground-truth matcher (-1 unmatched,
+        -2 ignored), on the predictions in the loader's pixels: (N0,) ``gt_matches0``
+        of the keypoints, or with ``lines`` (L0,) ``gt_line_matches0`` of the lines the
+        model matched (``lines0/1``, ``line_mask0/1``). None without a ground-truth
+        matcher, or for lines when the model outputs none."""
+        if self.gt_matcher is None or (lines and not has_lines(pred)):
             return None
-        if self._line_gt is None:
+        if lines not in self._gt:
             from ..models import get_model
 
-            conf = {"use_points": False, "use_lines": True}
-            self._line_gt = get_model(self.line_gt_matcher)(conf).eval()
+            conf = {"use_points": not lines, "use_lines": lines}
+            self._gt[lines] = get_model(self.gt_matcher)(conf).eval()
         keys = ("lines0", "lines1", "line_mask0", "line_mask1")
+        key = "gt_line_matches0" if lines else "gt_matches0"
+        keys = keys if lines else ("keypoints0", "keypoints1")
         inputs = {**data, **{k: pred[k][None] for k in keys if k in pred}}
         with torch.inference_mode():
-            gt = self._line_gt(inputs)["gt_line_matches0"]
-        return unbatch(gt, 1, "gt_line_matches0").detach().cpu().long()
+            gt = self._gt[lines](inputs)[key]
+        return unbatch(gt, 1, key).detach().cpu().long()
 
     # ---- run -------------------------------------------------------------------------
 

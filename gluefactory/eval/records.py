@@ -17,7 +17,7 @@ optional the same way: when the predictions hold ``lines0/1`` and ``line_matches
 record holds the matched segments (``lines0`` / ``lines1``, the detector's
 ``orig_lines`` when exported: what the point+line estimator fits), their indices and
 the number of lines; the benchmark adds the line ground truth ``gt_line_matches0``
-(:meth:`gluefactory.eval.pipeline.EvalPipeline.line_ground_truth`).
+(:meth:`gluefactory.eval.pipeline.EvalPipeline.ground_truth`).
 """
 
 from __future__ import annotations
