@@ -56,9 +56,8 @@ def read_image(path: str | Path, grayscale: bool = False) -> np.ndarray:
             f"Could not decode image {path} ({data.size} bytes): the file is corrupt or "
             f"not an image format OpenCV reads ({', '.join(sorted(IMAGE_SUFFIXES))})."
         )
-    if (
-        not grayscale
-    ):  # cvtColor: 0.01-0.03 of a reversed-axis copy's time (docs/benchmarks.md)
+    # cvtColor: 0.01-0.03 of a reversed-axis copy's time (docs/benchmarks.md)
+    if not grayscale:
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     return image
 
