@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import cv2
@@ -93,12 +92,7 @@ def time_items(conf: dict, n: int) -> float:
     from gluefactory.datasets import get_dataset
 
     split = get_dataset("megadepth")(conf).get_dataset("train")
-    return (
-        1e3
-        * time_alternately({"item": lambda: split[0]}, n, clock=time.process_time)[
-            "item"
-        ].median
-    )
+    return 1e3 * time_alternately({"item": lambda: split[0]}, n)["item"].cpu
 
 
 def time_steps(conf_data: dict, cached: bool, k: int, steps: int) -> float:
@@ -116,11 +110,9 @@ def time_steps(conf_data: dict, cached: bool, k: int, steps: int) -> float:
     split = get_dataset("megadepth")(conf_data).get_dataset("train")
 
     def step():
-        step_parts(model, collate([split[0]]), opt, clock=time.process_time)
+        step_parts(model, collate([split[0]]), opt)
 
-    return time_alternately({"step": step}, steps, clock=time.process_time)[
-        "step"
-    ].median
+    return time_alternately({"step": step}, steps)["step"].cpu
 
 
 def main(argv: list[str] | None = None) -> None:
