@@ -216,7 +216,7 @@ def evaluate(models: dict, name: str, data: dict, bench: str = "homographies") -
     table, per_image, pairs = {}, {}, 0
     for label, (model, checkpoint) in models.items():
         conf = {"data": data, "model": model,
-                "eval": {"progress": False, "num_worst": 0}}  # fmt: skip
+                "eval": {"progress": False, "num_worst": 0, "gt_matches": True}}  # fmt: skip
         b = stages.load_benchmark(bench, conf)
         out = settings.eval_root() / "learning" / name / label.replace(" ", "_")
         pred = stages.export_predictions(b, out, checkpoint=checkpoint)
