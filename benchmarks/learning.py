@@ -44,7 +44,7 @@ import torch
 from gluefactory import settings
 from gluefactory.datasets import get_dataset
 from gluefactory.models import get_model
-from gluefactory.utils.fs import atomic_path, atomic_write_text
+from gluefactory.utils.fs import atomic_write_text
 
 from .common import REPO, STEP_PARTS, step_parts, table
 
@@ -337,37 +337,17 @@ def breakdown(steps: int, precision: str | None, batch: int = 4,
 # ------------------------------------------------------------------------- report
 def curves(figures: Path) -> Path:
     """Training loss and validation precision / recall of both runs (PNG)."""
-    import matplotlib
+    from gluefactory.trainer.report import read_metrics
+    from gluefactory.visualization.viz2d import plot_curves, save
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    keys = ("loss/total", "match_precision", "match_recall")
-    titles = ("training loss", "validation match precision", "validation match recall")
-    for kind, color in (("scratch", "C0"), ("finetune", "C1")):
-        path = settings.training_root() / f"learning-{kind}" / "metrics.jsonl"
-        if not path.exists():
-            continue
-        recs = [
-            json.loads(line) for line in path.read_text().splitlines() if line.strip()
-        ]
-        for ax, key in zip(axes, keys):
-            rs = [r for r in recs if r["kind"] == ("train" if key[:4] == "loss" else "val")
-                  and (key in r or key[:4] != "loss")]  # fmt: skip
-            ax.plot([r["step"] for r in rs], [r.get(key, math.nan) for r in rs],
-                    "-" if key[:4] == "loss" else "o-", color=color, label=kind)  # fmt: skip
-    for ax, title in zip(axes, titles):
-        ax.set(title=title, xlabel="optimizer step")
-        ax.grid(alpha=0.3)
-        ax.legend()
-    axes[1].set_ylim(0, 1)
-    axes[2].set_ylim(0, 1)
-    fig.tight_layout()
-    out = figures / "learning_curves.png"
-    with atomic_path(out, ".png") as tmp:
-        fig.savefig(tmp, dpi=110)
-    return out
+    runs = {kind: read_metrics(settings.training_root() / f"learning-{kind}")
+            for kind in ("scratch", "finetune")}  # fmt: skip
+    runs = {kind: records for kind, records in runs.items() if records}
+    panels = [("train", "loss/total", "training loss"),
+              ("val", "match_precision", "validation match precision"),
+              ("val", "match_recall", "validation match recall")]  # fmt: skip
+    ylim = {"match_precision": (0, 1), "match_recall": (0, 1)}
+    return save(plot_curves(runs, panels, ylim), figures / "learning_curves.png")
 
 
 def markdown(results: dict) -> list[str]:
