@@ -124,7 +124,7 @@ def loop(model, inputs: list[dict]) -> None:
 
 
 def compare(ours_fn, ref_fn, runs: int, device: str):
-    """Timings of each (``None`` without a reference), called alternately."""
+    """Timings of both, called alternately."""
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     with torch.inference_mode():
         t = time_alternately({"ours": ours_fn, "ref": ref_fn}, runs, sync)
