@@ -10,8 +10,10 @@ warped 480 x 360 patch):
 - ``finetune``: the official LighterGlue trained further for ``--finetune_minutes`` at a
   low learning rate (a wrong loss or trainer would damage it quickly);
 - ``report``: curves (PNG) and tables: both trained models beside mutual nearest
-  neighbours and the official LighterGlue, on held-out pairs and on the built-in
-  HPatches-format set; ``all``: the three in turn;
+  neighbours and the official LighterGlue, evaluated by the library's benchmarks
+  through their stages (:mod:`gluefactory.eval.stages`): held-out pairs by
+  :mod:`gluefactory.eval.homographies`, the built-in HPatches-format set by
+  :mod:`gluefactory.eval.hpatches`; ``all``: the three in turn;
 - ``baselines``: those two baselines per scikit-image photograph; ``thresholds``: the
   trained scratch model at several ``filter_threshold``; ``breakdown``: seconds per part
   of a scratch step.
@@ -23,8 +25,9 @@ Usage (from the repository root)::
     python -m benchmarks.learning scratch --n_layers 3 --step_size 700  # the first recipe
     python -m benchmarks.learning breakdown --steps 20
 
-Experiments go to ``<outputs>/training/learning-{scratch,finetune}``, the figure and the
-tables to ``docs/figures/`` (``--figures``). The CPU time given to a run is logged next
+Experiments go to ``<outputs>/training/learning-{scratch,finetune}``, evaluations to
+``<outputs>/results/learning/``, the figure and the tables to ``docs/figures/``
+(``--figures``). The CPU time given to a run is logged next
 to its wall time: a shared machine can give a 30-minute run much less compute.
 """
 
