@@ -178,7 +178,7 @@ def run_training(kind: str, minutes: float, precision: str | None, procs: int = 
 #: the held-out pairs: warps of the training difficulty (:func:`photos_data`)
 WARPS = {"difficulty": 0.7, "max_angle": 45, "patch_shape": PATCH}
 #: the report's columns: summary keys of gluefactory.eval.hpatches / .homographies
-COLUMNS = {"match_precision": "mean_match_precision", "match_recall": "mean_match_recall",
+COLUMNS = {"match_precision": "mean_match_prec", "match_recall": "mean_match_rec",
            "num_matches": "mean_num_matches", "prec@3px": "mean_prec@3px",
            **{f"H_auc@{t}px": f"H_error_ransac@{t}px" for t in (1, 3, 5)}}  # fmt: skip
 
@@ -282,7 +282,7 @@ def baselines(pairs: int) -> str:
 
 def per_image_table(res: dict) -> str:
     images = sorted(next(iter(res["per_image"].values())))
-    rows = [[m] + [f"{d[i]['mean_match_precision']:.2f} / {d[i]['mean_match_recall']:.2f}"
+    rows = [[m] + [f"{d[i]['mean_match_prec']:.2f} / {d[i]['mean_match_rec']:.2f}"
                    for i in images] for m, d in res["per_image"].items()]  # fmt: skip
     return table(["matcher", *images], rows)
 

@@ -40,13 +40,31 @@ def list_checkpoints(folder: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def _is_torch_archive(path: Path) -> bool:
+    """Whether ``path`` starts like a zip archive, the format of ``torch.save`` (a
+    truncated checkpoint still does: it is then reported as corrupt)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"PK\x03\x04"
+    except (IsADirectoryError, FileNotFoundError):
+        return True  # torch.load reports it, naming the path
+
+
 def load(path: Path, map_location="cpu") -> dict:
-    """Read a checkpoint; an unreadable file raises DataError naming it."""
+    """Read a checkpoint; an unreadable file raises DataError naming it. A file that
+    is not a ``torch.save`` archive at all (a config, a log) is said to be so, rather
+    than answered with PyTorch's advice about ``weights_only``."""
+    if not _is_torch_archive(path):
+        raise DataError(
+            f"{path} is not a checkpoint: not a PyTorch (torch.save) archive. Give a "
+            "checkpoint_<epoch>_<step>.tar file or an experiment name."
+        )
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
         raise DataError(
-            f"Checkpoint {path} is corrupt or unreadable ({type(e).__name__}: {e})."
+            f"Checkpoint {path} is corrupt or unreadable ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''})."
         ) from e
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         raise DataError(f"Checkpoint {path} is not a gluefactory training checkpoint.")
@@ -139,6 +157,8 @@ def experiment_conf(name_or_path: str | Path) -> DictConfig:
     path = Path(name_or_path).expanduser()
     if path.is_file():
         ckpt, _ = _checkpoint(path)
+        if not isinstance(ckpt.get("conf"), dict):
+            raise DataError(f"Checkpoint {path} holds no training config ('conf').")
         return OmegaConf.create(ckpt["conf"])
     folder = experiment_dir(name_or_path)
     file = folder / "config.yaml"

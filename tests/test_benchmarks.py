@@ -76,10 +76,10 @@ def test_learning_report_goes_through_the_eval_stages(tmp_path, monkeypatch):
     res = learning.held_out(models, pairs=2)
     assert res["pairs"] == 2
     s = res["table"]["mutual NN"]
-    assert 0 < s["mean_match_precision"] <= 1 and 0 < s["mean_match_recall"] <= 1
-    assert s["sem_match_precision"] >= 0 and "H_error_ransac@3px" in s
+    assert 0 < s["mean_match_prec"] <= 1 and 0 < s["mean_match_rec"] <= 1
+    assert s["sem_match_prec"] >= 0 and "H_error_ransac@3px" in s
     image = res["per_image"]["mutual NN"]["skimage_astronaut.png"]
-    assert image["mean_match_recall"] == s["mean_match_recall"]  # the only image
+    assert image["mean_match_rec"] == s["mean_match_rec"]  # the only image
     out = tmp_path / "outputs" / "results" / "learning" / "held-out" / "mutual_NN"
     assert (out / "summaries.json").is_file()
     assert "mutual NN" in learning.markdown({"held-out": res})[2]

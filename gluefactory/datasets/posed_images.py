@@ -33,12 +33,13 @@ from omegaconf import OmegaConf
 from ..formats import posed
 from ..formats.depth import FORMATS as DEPTH_FORMATS
 from ..formats.depth import read_depth, resize_depth
+from ..formats.records import View
 from ..geometry.wrappers import Camera, Pose
 from ..utils.errors import ConfigError, DataError
 from ..utils.image import ImagePreprocessor, numpy_image_to_torch, read_image
 from .base_dataset import BaseDataset
 from .sources.download import archive_for, ensure_archive
-from .sources.locate import refetch_hint, resolve_dataset_dir
+from .sources.locate import data_root_dir, refetch_hint, resolve_dataset_dir
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +91,8 @@ class PosedImages(BaseDataset, torch.utils.data.Dataset):
         if not self.items:
             raise DataError(f"posed_images: no item found under {self.root}.")
         logger.info(
-            "posed_images: %d items in %d scenes from %s",
+            "%s: %d items in %d scenes from %s",
+            type(self).__name__,
             len(self.items),
             len(self.scenes),
             self.root,
@@ -100,9 +102,7 @@ class PosedImages(BaseDataset, torch.utils.data.Dataset):
     def _find_root(self, root) -> Path:
         root = Path(str(root)).expanduser()
         if str(root) in ("", "."):
-            from .. import settings
-
-            return settings.data_root()
+            return data_root_dir("posed_images")
         return resolve_dataset_dir(root, "posed_images")
 
     def _scene_names(self, scene_list) -> list[str]:
@@ -148,12 +148,8 @@ class PosedImages(BaseDataset, torch.utils.data.Dataset):
             spec = archive_for(scene_dir)
             if spec is not None:
                 ensure_archive(spec.name)
-        views = {
-            name: (view.pose(), view.camera().float())
-            for name, view in posed.read_views(
-                self._path(self.conf.views, scene)
-            ).items()
-        }
+        records, groups = self.read_scene(scene)
+        views = {name: (v.pose(), v.camera().float()) for name, v in records.items()}
         missing = [n for n in views if not self.image_path(scene, n).is_file()]
         if self.conf.depth_dir:
             missing += [
@@ -170,11 +166,25 @@ class PosedImages(BaseDataset, torch.utils.data.Dataset):
         self.views[scene] = views
         if self.conf.extra_data:
             self.extra[scene] = self._read_extra(scene)
-        if self.conf.view_groups is None:
+        if groups is None:
             self.items += [(scene, n) for n in views]
             return
-        groups = posed.read_groups(self._path(self.conf.view_groups, scene), views)
         self.items += [(scene, *names) for names in groups]
+
+    def read_scene(self, scene: str) -> tuple[dict[str, View], list[tuple] | None]:
+        """The views of a scene and its groups (None: every view is an item)."""
+        views = posed.read_views(self._path(self.conf.views, scene))
+        if self.conf.view_groups is None:
+            return views, None
+        return views, posed.read_groups(self._path(self.conf.view_groups, scene), views)
+
+    def scene_files(self, scene: str) -> list[Path]:
+        """The files of a scene other than images and depths (poses, groups)."""
+        return [
+            self._path(self.conf[key], scene)
+            for key in ("views", "view_groups", "extra_data")
+            if self.conf[key]
+        ]
 
     def _read_extra(self, scene: str) -> dict[str, list]:
         path = self._path(self.conf.extra_data, scene)
@@ -206,10 +216,7 @@ class PosedImages(BaseDataset, torch.utils.data.Dataset):
         the image (and depth) of each view."""
         files = []
         for scene, views in self.views.items():
-            files.append(self._path(self.conf.views, scene))
-            for key in ("view_groups", "extra_data"):
-                if self.conf[key]:
-                    files.append(self._path(self.conf[key], scene))
+            files += self.scene_files(scene)
             for name in views:
                 files.append(self.image_path(scene, name))
                 if self.conf.depth_dir:
@@ -219,11 +226,17 @@ class PosedImages(BaseDataset, torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    def image_preprocessor(self, w: int, h: int) -> ImagePreprocessor:
+        """The preprocessor of an image of size (w, h) (here: the configured one)."""
+        return self.preprocessor
+
     def _resize_depth(self, depth: torch.Tensor, view: dict) -> torch.Tensor:
-        h, w = depth.shape
-        depth = resize_depth(depth, self.preprocessor.target_size(h, w))
+        """The depth map (any size of the image's aspect ratio) at the size of the
+        view's resized image (same crop and padding)."""
         out_h, out_w = view["image"].shape[-2:]
         cw, ch = (int(x) for x in view["image_size"].tolist())
+        ow, oh = (int(x) for x in view["original_image_size"].tolist())
+        depth = resize_depth(depth, self.image_preprocessor(ow, oh).target_size(oh, ow))
         depth = depth[:ch, :cw]  # divisible_by crop
         return F.pad(depth, (0, out_w - cw, 0, out_h - ch))  # square_pad
 
@@ -253,20 +266,23 @@ class PosedImages(BaseDataset, torch.utils.data.Dataset):
             )
         return camera.scale(torch.tensor([w / cw, h / ch]))
 
+    def depth_size(self, w: int, h: int) -> tuple[int, int] | None:
+        """The size (w, h) the depth map of a (w, h) image must have (None: any)."""
+        return (w, h)
+
     def _read_view(self, scene: str, name: str) -> dict:
         pose, camera = self.views[scene][name]
         path = self.image_path(scene, name)
         image = read_image(path, grayscale=False)
         h, w = image.shape[:2]
-        view = self.preprocessor(numpy_image_to_torch(image))
+        view = self.image_preprocessor(w, h)(numpy_image_to_torch(image))
         camera = self._camera_for_image(camera, w, h, path, scene)
         view["camera"] = camera.scale(view["scales"])
         view["T_w2cam"] = pose.float()
         view["name"] = f"{scene}/{name}"
         if self.conf.depth_dir:
             dpath = self.depth_path(scene, name)
-            size = tuple(int(x) for x in view["original_image_size"].tolist())
-            depth = torch.from_numpy(read_depth(dpath, size))
+            depth = torch.from_numpy(read_depth(dpath, self.depth_size(w, h)))
             view["depth"] = self._resize_depth(depth, view)
         if self.conf.extra_data:
             values = self.extra[scene].get(name)

@@ -9,13 +9,19 @@ Results go to ``<outputs>/results/<benchmark>/<tag>/`` (see ``docs/evaluation.md
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 from pathlib import Path
 
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
 from .. import settings
 from ..utils.cli import main_wrapper
-from .io import check_tag, compose_eval_conf, default_tag, parse_eval_args
+from ..utils.conf import as_plain
+from ..utils.errors import ConfigError
+from .io import check_tag, default_tag, eval_conf_layers, key_origins, parse_eval_args
 from .pipeline import EvalPipeline
 from .provenance import NON_RESULT_KEYS
 
@@ -26,20 +32,37 @@ def results_dir(benchmark: str, tag: str) -> Path:
     return settings.eval_root() / benchmark / tag
 
 
+def prepare_benchmark(
+    cls: type[EvalPipeline], argv: list[str] | None = None
+) -> tuple[EvalPipeline, Path, argparse.Namespace]:
+    """Parse ``argv`` and check everything (tag, model, data, eval): the benchmark,
+    its results folder and the arguments. Reads the config files it is given and
+    writes nothing (docs/errors.md, rule 1); an error about keys says which layer
+    (checkpoint config, ``--conf``, command line) set them."""
+    doc = cls.__doc__ or getattr(sys.modules.get(cls.__module__), "__doc__", None)
+    args = parse_eval_args(f"python -m gluefactory.eval.{cls.name}", argv, doc)
+    tag = check_tag(args.tag) if args.tag is not None else None
+    layers = eval_conf_layers(cls.name, args.conf, args.checkpoint, args.dotlist)
+    try:  # every ${interpolation} of the user's config resolves in it
+        user = OmegaConf.create(as_plain(OmegaConf.merge({}, *(c for _, c in layers))))
+    except OmegaConfBaseException as e:  # e.g. ${x} naming no key
+        first = str(e).splitlines()[0]
+        raise ConfigError(f"Invalid configuration: {e.full_key}: {first}") from e
+    try:
+        bench = cls(user)  # the one config check: model, data, eval, estimator
+    except ConfigError as e:
+        raise ConfigError(f"{e}{key_origins(str(e), layers)}") from e
+    if tag is None:
+        tag = default_tag(args.conf, args.checkpoint, args.dotlist, NON_RESULT_KEYS)
+    return bench, results_dir(cls.name, tag), args
+
+
 def run_benchmark(
     cls: type[EvalPipeline], argv: list[str] | None = None
 ) -> tuple[dict[str, float], Path]:
-    """Parse ``argv``, merge the config, run ``cls`` and print the summary table."""
-    doc = cls.__doc__ or getattr(sys.modules.get(cls.__module__), "__doc__", None)
-    args = parse_eval_args(f"python -m gluefactory.eval.{cls.name}", argv, doc)
-    user = compose_eval_conf(cls.name, args.conf, args.checkpoint, args.dotlist)
-    bench = cls(user)  # the one config check: unknown keys, estimator options
-    tag = (
-        check_tag(args.tag)
-        if args.tag
-        else default_tag(args.conf, args.checkpoint, args.dotlist, NON_RESULT_KEYS)
-    )
-    out = results_dir(cls.name, tag)
+    """:func:`prepare_benchmark`, run it (:func:`gluefactory.eval.stages.run`: one
+    writer per results folder) and print the summary table."""
+    bench, out, args = prepare_benchmark(cls, argv)
     summaries = bench.run(
         out,
         overwrite=args.overwrite,

@@ -7,6 +7,7 @@
   :func:`gluefactory.visualization.viz2d.plot_matches`; line matches the same way by
   the line ground truth (:func:`~gluefactory.visualization.viz2d.plot_line_matches`,
   ignored ones in :data:`~gluefactory.visualization.viz2d.NEUTRAL`).
+* :func:`pr_curve_figure`: precision-recall curves of scored matches (ETH3D).
 """
 
 from __future__ import annotations
@@ -174,3 +175,31 @@ def recall_and_worst_figures(
         )
         paths += [p] if p else []
     return paths
+
+
+def pr_curve_figure(
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]], title: str, path: Path
+) -> Path:
+    """Precision vs recall, one curve per label (label -> (recall, precision, AP in
+    %)), over iso-F1 contours (0.2 .. 0.9) as in upstream's ETH3D figure."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 4.5), dpi=100)
+    for f in np.linspace(0.2, 0.9, 8):
+        x = np.linspace(f / 2 + 1e-3, 1, 100)  # where the contour is defined
+        y = f * x / (2 * x - f)
+        ok = y <= 1
+        ax.plot(x[ok], y[ok], color="green", alpha=0.25, lw=0.8)
+        ax.annotate(f"F1={f:.1f}", xy=(0.9, f * 0.9 / (1.8 - f) + 0.01), alpha=0.5,
+                    fontsize=7)  # fmt: skip
+    for label, (recall, precision, ap) in curves.items():
+        ax.plot(recall, precision, label=f"{label}: AP {ap:.1f}")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    return save_png(fig, path)

@@ -10,11 +10,12 @@ so that the SHORT side is 480 px (GT ``H' = S1 H S0^-1`` in the dataset, in the 
 ``prec@3px`` (symmetric transfer error), ``num_matches``, ``num_keypoints``, the mean
 corner error (corners (0,0), (W,0), (W,H), (0,H) of the 480 px image) of the
 score-weighted DLT (``H_error_dlt``) and of the robust estimator (``H_error_ransac``) with
-its inliers; with ``eval.gt_matches=true`` also ``match_precision`` and
-``match_recall`` against the homography's labels of all keypoints
-(``matchers.homography_matcher``, 3 px: the training's validation metrics). Summaries: medians (and means, with standard errors) of the per-pair metrics,
-AUC at 1/3/5 px (rounded to 4 decimals, failures as inf) and their mean (mAA, which
-picks the best threshold of a sweep).
+its inliers; with ``eval.gt_matches=true`` also ``match_prec`` and ``match_rec``
+against the homography's labels of all keypoints
+(``matchers.homography_matcher``, 3 px: the training's validation metrics).
+Summaries: medians (and means, with standard errors) of the per-pair metrics, AUC at
+1/3/5 px (rounded to 4 decimals, failures as inf) and their mean (mAA, which picks the
+best threshold of a sweep).
 
 With lines (a model that outputs ``lines0/1`` and ``line_matches0/1``, e.g.
 ``aliked+lsd+NN``): ``num_lines``, ``num_line_matches``, ``line_prec`` and ``line_rec``
@@ -32,11 +33,11 @@ from .cli import make_main
 from .figures import recall_and_worst_figures
 from .metrics import (
     HPATCHES_AUC_THRESHOLDS,
-    gt_match_metrics,
     homography_dlt_metrics,
     homography_match_errors,
     homography_match_metrics,
     homography_robust_metrics,
+    labelled_match_metrics,
     line_match_metrics,
 )
 from .pipeline import PIPELINE_EVAL_KEYS, EvalPipeline
@@ -76,8 +77,8 @@ class HomographyBenchmark(EvalPipeline):
     the benchmarks declare their data)."""
 
     default_conf = {
-        # match_precision / match_recall against the labels of all keypoints: the
-        # ground-truth matcher on every pair (about 0.1 s at 1024 keypoints on a CPU)
+        # match_prec / match_rec against the labels of all keypoints: the ground-truth
+        # matcher on every pair (about 0.1 s at 1024 keypoints on a CPU)
         "eval": {"gt_matches": False},
     }
     pipeline_eval_keys = (*PIPELINE_EVAL_KEYS, "gt_matches")
@@ -86,7 +87,8 @@ class HomographyBenchmark(EvalPipeline):
     reported = _hpatches_reported()
     optional_reported = _hpatches_line_rows()
     correct_th = 3.0  # px, colour of the matches in the figures
-    gt_matcher = "matchers.homography_matcher"
+    line_gt_matcher = "matchers.homography_matcher"
+    point_gt_matcher = "matchers.homography_matcher"
     title = "homography"
 
     match_errors = staticmethod(homography_match_errors)
@@ -96,14 +98,23 @@ class HomographyBenchmark(EvalPipeline):
         return {
             **homography_match_metrics(record),
             **homography_dlt_metrics(record),
-            **self.gt_match_metrics(data, pred),
+            **self.labelled_metrics(record),
             **line_match_metrics(record),
         }
 
-    def gt_match_metrics(self, data: dict, pred: dict) -> dict[str, float]:
-        if not self.conf.eval.gt_matches:
+    @staticmethod
+    def labelled_metrics(record) -> dict[str, float]:
+        if record.gt_matches0 is None:
             return {}
-        return gt_match_metrics(pred["matches0"], self.ground_truth(data, pred))
+        out = labelled_match_metrics(record)
+        return {k: out[k] for k in ("match_prec", "match_rec")}
+
+    def point_ground_truth(self, data: dict, pred: dict):
+        return (
+            super().point_ground_truth(data, pred)
+            if self.conf.eval.gt_matches
+            else None
+        )
 
     def make_figures(self, out: Path, results: EvalResults) -> list[Path]:
         errs = {

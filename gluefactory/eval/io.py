@@ -112,6 +112,36 @@ def _experiments_module():
     return importlib.import_module("gluefactory.experiments")
 
 
+def eval_conf_layers(
+    benchmark: str,
+    conf: str | None = None,
+    checkpoint: str | None = None,
+    dotlist: list[str] | None = None,
+) -> list[tuple[str, DictConfig]]:
+    """The user layers of a benchmark config, lowest priority first, each with where
+    it came from (``"the config of checkpoint EXP"``, ``"--conf PATH"``, ``"the
+    command line"``), so that an error can say who typed a key."""
+    layers = []
+    if checkpoint:
+        layers.append(
+            (
+                f"the config of checkpoint {checkpoint}",
+                reduce_conf(
+                    checkpoint_conf(checkpoint), benchmark, f"checkpoint {checkpoint}"
+                ),
+            )
+        )
+    if conf:
+        path = resolve_conf_path(conf)
+        where = f"--conf {path}"
+        layers.append((where, reduce_conf(load_conf(conf), benchmark, where)))
+    if dotlist:
+        cli = parse_dotlist(dotlist)
+        _check_keys(cli, SECTIONS, "the command-line overrides")
+        layers.append(("the command line", cli))
+    return layers
+
+
 def compose_eval_conf(
     benchmark: str,
     conf: str | None = None,
@@ -119,22 +149,39 @@ def compose_eval_conf(
     dotlist: list[str] | None = None,
 ) -> DictConfig:
     """The user part of a benchmark config (merged over the defaults by the benchmark)."""
-    layers = []
-    if checkpoint:
-        layers.append(
-            reduce_conf(
-                checkpoint_conf(checkpoint), benchmark, f"checkpoint {checkpoint}"
-            )
+    layers = [c for _, c in eval_conf_layers(benchmark, conf, checkpoint, dotlist)]
+    return OmegaConf.merge({}, *layers) if layers else OmegaConf.create({})
+
+
+#: the keys a ConfigError blames: unknown keys (``  - 'key'.``) and shape mismatches
+_BLAMED = re.compile(r"^\s+- '([^']+)'\.|'([^']+)' is a (?:section|value)", re.M)
+
+
+def key_origins(message: str, layers: list[tuple[str, Any]]) -> str:
+    """Where each key that ``message`` blames was set (the last layer setting it wins),
+    e.g. ``model.matcher.n_layers: from the config of checkpoint EXP``; empty when
+    there is at most one layer or no blamed key is found in any layer."""
+    if len(layers) < 2:
+        return ""
+    blamed = {a or b for a, b in _BLAMED.findall(message)}
+    origin: dict[str, str] = {}
+    for label, layer in layers:
+        for key in flatten(OmegaConf.to_container(layer, resolve=False)):
+            origin[key] = label
+    lines = [
+        f"  {full}: from {label}"
+        for full, label in sorted(origin.items())
+        if any(full == b or full.endswith("." + b) for b in blamed)
+    ]
+    if not lines:
+        return ""
+    text = "\nWhere these keys come from:\n" + "\n".join(lines)
+    if any(": from the config of checkpoint" in line for line in lines):
+        text += (
+            "\n(the checkpoint's model config is the base that --conf and the command "
+            "line override; to evaluate another model, leave out --checkpoint)"
         )
-    if conf:
-        path = resolve_conf_path(conf)
-        layers.append(reduce_conf(load_conf(conf), benchmark, f"--conf {path}"))
-    if dotlist:
-        cli = parse_dotlist(dotlist)
-        _check_keys(cli, SECTIONS, "the command-line overrides")
-        layers.append(cli)
-    merged = OmegaConf.merge({}, *layers) if layers else OmegaConf.create({})
-    return merged
+    return text
 
 
 _SAFE = re.compile(r"[^A-Za-z0-9._+=,@%-]")

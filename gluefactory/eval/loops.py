@@ -81,8 +81,9 @@ def record_loop(
     """The :class:`PairRecord` and the estimator-free metrics of every pair.
 
     Per pair: the predictions are read and scaled to the loader's pixels, the record
-    is built, its per-match errors are computed once (``bench.match_errors``), with
-    lines the line ground truth once (``bench.ground_truth``), and the
+    is built, the point ground truth (``bench.point_ground_truth``) and with lines the
+    line ground truth (``bench.line_ground_truth``) are set once, then its per-match
+    errors (``bench.match_errors``), and the
     benchmark's ``pair_metrics(record, data, pred)`` are collected.
     """
     per_pair: dict[str, list[float]] = {}
@@ -101,9 +102,10 @@ def record_loop(
                 )
             pred = bench.from_export(data, reader.read(name))
             record = PairRecord.from_batch(data, pred)
-            record.match_error = bench.match_errors(record)
+            record.gt_matches0 = bench.point_ground_truth(data, pred)
             if record.num_lines is not None:
-                record.gt_line_matches0 = bench.ground_truth(data, pred, lines=True)
+                record.gt_line_matches0 = bench.line_ground_truth(data, pred)
+            record.match_error = bench.match_errors(record)
             for k, v in bench.pair_metrics(record, data, pred).items():
                 per_pair.setdefault(k, []).append(float(v))
             records.append(record)

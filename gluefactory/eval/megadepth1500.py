@@ -143,7 +143,7 @@ class MegaDepth1500Pipeline(EvalPipeline):
     reported = _md_reported()
     optional_reported = LINE_ROWS
     correct_th = 5e-4  # normalised epipolar distance, colour of the figures' matches
-    gt_matcher = "matchers.depth_matcher"
+    line_gt_matcher = "matchers.depth_matcher"
 
     match_errors = staticmethod(epipolar_match_errors)
     robust_metrics = staticmethod(relative_pose_metrics)

@@ -10,11 +10,12 @@ summary key are documented in ``docs/metrics.md``.
   :func:`reprojection_precision` (through both depth maps).
 * Per pair: :func:`homography_corner_error`, :func:`pose_error`.
 * Over pairs: :func:`auc` and :func:`mAA` (failures count as infinite errors),
-  :func:`summarize`.
+  :func:`summarize`; over the matches of all pairs: :func:`average_precision` (ETH3D).
 * Per pair, on a :class:`~gluefactory.eval.records.PairRecord` (what the benchmarks
   use): :func:`homography_match_metrics`, :func:`homography_dlt_metrics`,
   :func:`homography_robust_metrics`, :func:`epipolar_match_metrics`,
-  :func:`depth_match_metrics`, :func:`relative_pose_metrics`; per-match errors
+  :func:`depth_match_metrics`, :func:`relative_pose_metrics`,
+  :func:`labelled_match_metrics` (against depth ground truth); per-match errors
   :func:`homography_match_errors`, :func:`epipolar_match_errors`; with lines,
   :func:`line_match_metrics` (against the record's line ground truth).
 * The same on a dataset sample ``data`` and a model prediction ``pred``:
@@ -247,6 +248,38 @@ def mAA(
     return float(np.mean(auc(errors, thresholds, round)))
 
 
+def average_precision(
+    labels: ArrayLike, scores: ArrayLike, num_positives: int
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """Average precision (%) of scored matches pooled over a dataset, and its curve.
+
+    ``labels`` (K,): 1 correct, 0 wrong, -1 ignored (dropped: the ground truth of its
+    feature in image 0 is -2); ``scores`` (K,); ``num_positives``: features of image 0
+    with a true match, summed over the pairs (at least 1 is used). The matches are
+    sorted by decreasing score (ties keep their order); after the k-th, recall =
+    TP_k / num_positives and precision = TP_k / k. AP is the area under the
+    precision envelope (the running maximum from the right) over recall, with the
+    curve closed at recall 0 and 1 by precision 0 (the ETH3D protocol of upstream
+    glue-factory and SOLD2). Returns (AP in %, recall (K',), precision (K',)).
+    """
+    labels = _f64(labels).reshape(-1).numpy()
+    scores = _f64(scores).reshape(-1).numpy()
+    if labels.shape != scores.shape:
+        raise ValueError(f"labels {labels.shape} and scores {scores.shape} differ.")
+    keep = labels >= 0
+    labels, scores = labels[keep], scores[keep]
+    order = np.argsort(-scores, kind="stable")
+    tp = np.cumsum(labels[order] == 1)
+    recall = tp / max(int(num_positives), 1)
+    precision = tp / np.arange(1, len(tp) + 1)
+    r = np.r_[0.0, recall, 1.0]
+    p = np.r_[0.0, precision, 0.0]
+    p = np.maximum.accumulate(p[::-1])[::-1]
+    steps = np.nonzero(r[1:] != r[:-1])[0]
+    ap = float(np.sum((r[steps + 1] - r[steps]) * p[steps + 1]))
+    return 100 * ap, recall, precision
+
+
 #: summary rules: metric key -> (AUC thresholds, unit suffix)
 AUC_METRICS: dict[str, tuple[tuple[float, ...], str]] = {
     "H_error_dlt": (HPATCHES_AUC_THRESHOLDS, "px"),
@@ -395,28 +428,22 @@ def homography_robust_metrics(
     }
 
 
-def gt_match_metrics(
-    matches0: torch.Tensor, gt_matches0: torch.Tensor | None
-) -> dict[str, float]:
-    """``match_precision`` (right partner among the predicted matches of labelled
-    keypoints) and ``match_recall`` (ground-truth matches found) of one pair, the
-    training's validation metrics (:mod:`gluefactory.models.utils.metrics`) on the
-    (N0,) labels of the benchmark's ground-truth matcher; NaN when undefined (no
-    labelled prediction, no true match); {} without ground truth."""
-    if gt_matches0 is None:
-        return {}
-    from ..models.utils.metrics import match_precision, match_recall
-
-    m, gt = matches0.long().cpu(), gt_matches0.long().cpu()
-    out = {
-        "match_precision": match_precision(m, gt),
-        "match_recall": match_recall(m, gt),
+def labelled_match_metrics(rec: PairRecord) -> dict[str, float]:
+    """Point metrics of one pair against the record's ground truth of every keypoint
+    (``gt_matches0``): ``match_prec`` (correct matches over the matches whose keypoint
+    of image 0 is not ignored), ``match_rec`` (correct matches over the keypoints of
+    image 0 with a true match), NaN when undefined, ``num_matches``,
+    ``num_keypoints``."""
+    _require(rec, "gt_matches0")
+    labels = rec.labels()
+    correct = float((labels == 1).sum())
+    counted = int((labels >= 0).sum())
+    matchable = int((rec.gt_matches0 >= 0).sum())
+    return {
+        "match_prec": correct / counted if counted else math.nan,
+        "match_rec": correct / matchable if matchable else math.nan,
+        **_counts(rec),
     }
-    defined = {
-        "match_precision": ((m >= 0) & (gt >= -1)).any(),
-        "match_recall": (gt >= 0).any(),
-    }
-    return {k: float(v) if defined[k] else math.nan for k, v in out.items()}
 
 
 def line_match_metrics(rec: PairRecord) -> dict[str, float]:

@@ -13,9 +13,13 @@ A benchmark module is a small subclass of :class:`EvalPipeline` (see ``hpatches.
 * ``robust_metrics(record, estimator)``: a module-level function run in the worker
   processes on the :class:`~gluefactory.eval.records.PairRecord` as it is;
 * ``make_figures(out, results)`` and optionally ``eval_data_conf()``;
-* ``gt_matcher``: the ground-truth matcher that labels lines (run with ``use_lines:
-  true`` when the model outputs lines) and, where a benchmark asks, keypoints
-  (:meth:`EvalPipeline.ground_truth`).
+* ``line_gt_matcher``: the ground-truth matcher that labels lines (run with
+  ``use_lines: true`` when the model outputs lines, :meth:`EvalPipeline.line_ground_truth`);
+  ``point_gt_matcher``: the one that labels every keypoint (``gt_matches0`` of the
+  record, :meth:`EvalPipeline.point_ground_truth`); ``gt_matcher_conf``: their options;
+* ``dataset_summaries(results)``: summaries over all pairs at once (ETH3D's AP);
+* ``estimator_kind = None``: a benchmark without robust estimation (no ``eval.estimator``
+  options, no threshold sweep).
 
 The config is checked once, when the benchmark is built (:meth:`EvalPipeline.check_conf`,
 the hook of :class:`~gluefactory.utils.conf.Configurable`): ``eval`` holds the pipeline's
@@ -34,6 +38,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from ..utils.cli import conf_section
 from ..utils.conf import as_plain, merge_strict
 from ..utils.errors import ConfigError
 from ..utils.tensor import unbatch
@@ -48,6 +53,20 @@ from .tables import summary_table
 
 #: keys of ``eval`` that are the pipeline's; every other key is an estimator option
 PIPELINE_EVAL_KEYS = ("estimator", "ransac_th", "workers", "num_worst", "progress")
+
+
+def check_component_conf(section: str, conf: DictConfig) -> None:
+    """Check the ``model`` or ``data`` section by the ``build_conf`` of the class its
+    ``name`` picks (nothing built); a section without a name is left to its user
+    (a model passed in, or ``model.name is not set`` when one is built)."""
+    from ..datasets import get_dataset
+    from ..models import get_model
+
+    if conf.get("name") is None:
+        return
+    get = get_model if section == "model" else get_dataset
+    with conf_section(section):
+        get(conf.name).build_conf(conf)
 
 
 class EvalPipeline(BaseBenchmark):
@@ -68,15 +87,19 @@ class EvalPipeline(BaseBenchmark):
     # eval: the pipeline's keys and the estimator's options, checked in check_conf
     open_conf_keys = ("eval",)
     pipeline_eval_keys = PIPELINE_EVAL_KEYS
-    estimator_kind: ClassVar[str] = "homography"
+    estimator_kind: ClassVar[str | None] = "homography"
     robust_key: ClassVar[str] = "H_error_ransac"
     auc_metrics = AUC_METRICS
     reported: ClassVar[list[tuple[str, str]]] = []
     #: rows of the summary table present only with some models or estimators (lines)
     optional_reported: ClassVar[list[tuple[str, str]]] = []
     correct_th: ClassVar[float] = 3.0
-    #: ground-truth matcher of lines and points (``matchers.homography_matcher``, ...)
-    gt_matcher: ClassVar[str | None] = None
+    #: matcher of the line ground truth (``matchers.homography_matcher``, ...) or None
+    line_gt_matcher: ClassVar[str | None] = None
+    #: matcher of the point ground truth of every keypoint, or None
+    point_gt_matcher: ClassVar[str | None] = None
+    #: options of the ground-truth matchers (thresholds)
+    gt_matcher_conf: ClassVar[dict[str, Any]] = {}
     name = "benchmark"
 
     def __init_subclass__(cls, **kwargs):
@@ -86,20 +109,31 @@ class EvalPipeline(BaseBenchmark):
 
     def __init__(self, conf: Any = None):
         super().__init__(conf)
-        self.thresholds = thresholds_from(self.conf.eval.ransac_th)
+        check_component_conf("data", self.eval_data_conf())  # the evaluation loop's
+        self.thresholds = (
+            thresholds_from(self.conf.eval.ransac_th) if self.estimator_kind else []
+        )
         self.timings: dict[str, float] = {}
-        self._gt: dict[bool, nn.Module] = {}  # lines? -> matcher, built when first used
+        self._gt_models: dict[tuple[str, str], nn.Module] = {}  # built on first use
 
     # ---- configuration ---------------------------------------------------------------
 
     @classmethod
     def check_conf(cls, conf: DictConfig) -> None:
-        """``eval``: the pipeline's keys plus the options of ``eval.estimator`` (found
+        """The whole config, nothing built (no weights, no data, no estimator), in
+        this order: ``model`` (by the model's ``build_conf``: a typo fails before any
+        download), ``data`` (by the dataset's, e.g. ``num_workers >= 0``), then
+        ``eval``: the pipeline's keys plus the options of ``eval.estimator`` (found
         in the estimator registry of ``estimator_kind``, so a new estimator needs no
-        change here), checked by the estimator's own config (no estimator is built)."""
+        change here), checked by the estimator's own config."""
         from ..robust_estimators import get_estimator
 
+        check_component_conf("model", conf.model)
+        check_component_conf("data", conf.data)
         ev = as_plain(conf.eval)
+        if cls.estimator_kind is None:
+            merge_strict(as_plain(cls.defaults().eval), ev, f"{cls.__name__} eval")
+            return
         ths = thresholds_from(ev["ransac_th"])
         est = get_estimator(cls.estimator_kind, ev["estimator"])
         known = {**as_plain(est.defaults()), **as_plain(cls.defaults().eval)}
@@ -156,28 +190,46 @@ class EvalPipeline(BaseBenchmark):
     def make_figures(self, out: Path, results: stages.EvalResults) -> list[Path]:
         return []
 
-    def ground_truth(
-        self, data: dict, pred: dict, lines: bool = False
-    ) -> torch.Tensor | None:
-        """Labels of one pair from the benchmark's ground-truth matcher (-1 unmatched,
-        -2 ignored), on the predictions in the loader's pixels: (N0,) ``gt_matches0``
-        of the keypoints, or with ``lines`` (L0,) ``gt_line_matches0`` of the lines the
-        model matched (``lines0/1``, ``line_mask0/1``). None without a ground-truth
-        matcher, or for lines when the model outputs none."""
-        if self.gt_matcher is None or (lines and not has_lines(pred)):
+    def line_ground_truth(self, data: dict, pred: dict) -> torch.Tensor | None:
+        """(L0,) ``gt_line_matches0`` of one pair (-1 unmatched, -2 ignored) from the
+        benchmark's ground-truth matcher with ``use_lines: true``, on the lines the
+        model matched (``lines0/1``, ``line_mask0/1``) in the loader's pixels; None
+        when the model outputs no lines or the benchmark has no line ground truth."""
+        if self.line_gt_matcher is None or not has_lines(pred):
             return None
-        if lines not in self._gt:
+        keys = ("lines0", "lines1", "line_mask0", "line_mask1")
+        return self._ground_truth(self.line_gt_matcher, "lines", data, pred, keys)
+
+    def point_ground_truth(self, data: dict, pred: dict) -> torch.Tensor | None:
+        """(N0,) ``gt_matches0`` of every keypoint of image 0 (-1 unmatched, -2
+        ignored) from ``point_gt_matcher``, in the loader's pixels; None when the
+        benchmark has no point ground truth."""
+        if self.point_gt_matcher is None:
+            return None
+        keys = ("keypoints0", "keypoints1", "keypoint_mask0", "keypoint_mask1")
+        return self._ground_truth(self.point_gt_matcher, "points", data, pred, keys)
+
+    def _ground_truth(
+        self, matcher: str, what: str, data: dict, pred: dict, keys: tuple[str, ...]
+    ) -> torch.Tensor:
+        """``gt_matches0`` (points) or ``gt_line_matches0`` (lines) of one pair from
+        ``matcher`` run on ``keys`` of the predictions (a model built once)."""
+        model = self._gt_models.get((matcher, what))
+        if model is None:
             from ..models import get_model
 
-            conf = {"use_points": not lines, "use_lines": lines}
-            self._gt[lines] = get_model(self.gt_matcher)(conf).eval()
-        keys = ("lines0", "lines1", "line_mask0", "line_mask1")
-        key = "gt_line_matches0" if lines else "gt_matches0"
-        keys = keys if lines else ("keypoints0", "keypoints1")
+            use = {"use_points": what == "points", "use_lines": what == "lines"}
+            model = get_model(matcher)({**self.gt_matcher_conf, **use}).eval()
+            self._gt_models[(matcher, what)] = model
         inputs = {**data, **{k: pred[k][None] for k in keys if k in pred}}
+        out = "gt_matches0" if what == "points" else "gt_line_matches0"
         with torch.inference_mode():
-            gt = self._gt[lines](inputs)[key]
-        return unbatch(gt, 1, key).detach().cpu().long()
+            gt = model(inputs)[out]
+        return unbatch(gt, 1, out).detach().cpu().long()
+
+    def dataset_summaries(self, results: stages.EvalResults) -> dict[str, float]:
+        """Summaries computed over all pairs at once (default: none)."""
+        return {}
 
     # ---- run -------------------------------------------------------------------------
 

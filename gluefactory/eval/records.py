@@ -17,7 +17,7 @@ optional the same way: when the predictions hold ``lines0/1`` and ``line_matches
 record holds the matched segments (``lines0`` / ``lines1``, the detector's
 ``orig_lines`` when exported: what the point+line estimator fits), their indices and
 the number of lines; the benchmark adds the line ground truth ``gt_line_matches0``
-(:meth:`gluefactory.eval.pipeline.EvalPipeline.ground_truth`).
+(:meth:`gluefactory.eval.pipeline.EvalPipeline.line_ground_truth`).
 """
 
 from __future__ import annotations
@@ -92,6 +92,16 @@ def matched_lines(
     return l0[idx0], l1[idx1], scores[idx0], indices, (count(0, l0), count(1, l1))
 
 
+def match_labels(matches: torch.Tensor, gt_matches0: torch.Tensor) -> np.ndarray:
+    """(K,) int8 label of each match (i0, i1) of ``matches`` (K, 2) against the ground
+    truth of image 0 ``gt_matches0``: 1 correct (``gt[i0] == i1``), 0 wrong, -1
+    ignored (``gt[i0] == -2``)."""
+    gt = gt_matches0[matches[:, 0]]
+    labels = (gt == matches[:, 1]).to(torch.int8)
+    labels[gt == -2] = -1
+    return labels.numpy()
+
+
 def has_lines(pred: Mapping[str, Any]) -> bool:
     """Whether a prediction holds matched lines (``lines0/1`` and ``line_matches0``)."""
     return all(k in pred for k in ("lines0", "lines1", "line_matches0"))
@@ -134,6 +144,9 @@ class PairRecord:
         num_lines: (L0, L1) lines detected in each image (padding excluded).
         gt_line_matches0: (L0,) int64 line ground truth of image 0: the index of the
             true match in image 1, -1 unmatched, -2 ignored (None: no line GT).
+        match_indices: (M, 2) int64 indices (i0, i1) of the matched keypoints.
+        gt_matches0: (N0,) int64 point ground truth of image 0, as
+            ``gt_line_matches0`` (None: the benchmark labels no keypoints).
     """
 
     name: str
@@ -155,6 +168,8 @@ class PairRecord:
     line_matches: torch.Tensor | None = None
     num_lines: tuple[int, int] | None = None
     gt_line_matches0: torch.Tensor | None = None
+    match_indices: torch.Tensor | None = None
+    gt_matches0: torch.Tensor | None = None
 
     @property
     def num_matches(self) -> int:
@@ -169,10 +184,14 @@ class PairRecord:
         for its line of image 0); None without line ground truth."""
         if self.gt_line_matches0 is None or self.line_matches is None:
             return None
-        gt = self.gt_line_matches0[self.line_matches[:, 0]]
-        labels = (gt == self.line_matches[:, 1]).to(torch.int8)
-        labels[gt == -2] = -1
-        return labels.numpy()
+        return match_labels(self.line_matches, self.gt_line_matches0)
+
+    def labels(self) -> np.ndarray | None:
+        """(M,) int8 per point match, as :meth:`line_labels` against ``gt_matches0``;
+        None without point ground truth."""
+        if self.gt_matches0 is None or self.match_indices is None:
+            return None
+        return match_labels(self.match_indices, self.gt_matches0)
 
     def correct(self, threshold: float) -> np.ndarray:
         """(M,) bool: matches whose ``match_error`` is below ``threshold``."""
@@ -185,6 +204,8 @@ class PairRecord:
         """The record of one pair from a sample ``data`` and predictions ``pred``
         (one pair, or a batch of one), keypoints in ``data``'s pixels."""
         k0, k1, scores = matched_keypoints(pred)
+        m0 = unbatch(pred["matches0"], 1, "matches0").detach().cpu().long()
+        idx0 = torch.nonzero(m0 > -1)[:, 0]
         n0 = unbatch(pred["keypoints0"], 2, "keypoints0").shape[-2]
         n1 = unbatch(pred["keypoints1"], 2, "keypoints1").shape[-2]
         v0, v1 = data.get("view0"), data.get("view1")
@@ -224,5 +245,6 @@ class PairRecord:
             else unbatch(T, 0, "T_0to1").detach().cpu().double(),
             camera0=camera(v0, 0),
             camera1=camera(v1, 1),
+            match_indices=torch.stack([idx0, m0[idx0]], -1),
             **lines,
         )

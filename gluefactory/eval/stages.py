@@ -17,7 +17,8 @@
    (:mod:`.loops`), then the robust estimator at each ``eval.ransac_th`` in worker
    processes (:mod:`.sweep`).
 3. :func:`summarize`: the best threshold by mAA, AUCs, means and medians
-   (:func:`gluefactory.eval.metrics.summarize`); with an output folder also
+   (:func:`gluefactory.eval.metrics.summarize`), the benchmark's summaries over all
+   pairs at once (``dataset_summaries``: ETH3D's AP); with an output folder also
    ``results.h5``, ``sweep.json``, ``summaries.json``, ``timings.json`` and the figures.
 
 :func:`run` chains them with the guards and caches of the command line
@@ -147,16 +148,18 @@ def evaluate(
     try:
         per_pair, records = record_loop(bench, loader, Path(predictions))
         metrics_s = time.perf_counter() - t0
-        sweep, sweep_s, workers = run_sweep(
-            bench.estimator_kind,
-            bench.estimator_conf,
-            ths,
-            records,
-            type(bench).robust_metrics,
-            workers=bench.conf.eval.workers,
-            progress=bench.conf.eval.progress,
-            pool=pool,
-        )
+        sweep, sweep_s, workers = {}, 0.0, 0  # no robust estimation without thresholds
+        if ths:
+            sweep, sweep_s, workers = run_sweep(
+                bench.estimator_kind,
+                bench.estimator_conf,
+                ths,
+                records,
+                type(bench).robust_metrics,
+                workers=bench.conf.eval.workers,
+                progress=bench.conf.eval.progress,
+                pool=pool,
+            )
     finally:
         if pool is not None:
             pool.close()
@@ -185,11 +188,15 @@ def summarize(
         th: summarize_metrics(res, bench.auc_metrics, round=4)
         for th, res in results.sweep.items()
     }
-    mkey = f"{bench.robust_key}_mAA"
-    best = max(by_th, key=lambda th: (by_th[th][mkey], -th))
-    per_pair = {**results.per_pair, **results.sweep[best]}
+    per_pair = results.per_pair
+    if by_th:  # else a benchmark without robust estimation
+        mkey = f"{bench.robust_key}_mAA"
+        best = max(by_th, key=lambda th: (by_th[th][mkey], -th))
+        per_pair = {**per_pair, **results.sweep[best]}
     summaries = summarize_metrics(per_pair, bench.auc_metrics, round=4)
-    summaries["ransac_th"] = best
+    if by_th:
+        summaries["ransac_th"] = best
+    summaries.update(bench.dataset_summaries(results))
     summaries.update(bench.upstream_aliases(summaries))
     if len(by_th) > 1:
         print(
@@ -235,6 +242,17 @@ def summarize(
     return summaries
 
 
+def results_lock(output_dir: str | Path):
+    """One writer per results folder (docs/errors.md, rule 3): the lock
+    ``.<tag>.lock`` beside ``output_dir``, holding the PID and host; a second run on
+    the same folder raises :class:`~gluefactory.utils.errors.LockedError` naming the
+    holder (exit 2), a lock left by a killed run is taken over."""
+    out = Path(output_dir)
+    return fs.file_lock(
+        out.parent / f".{out.name}.lock", wait=False, what=f"Results folder {out}"
+    )
+
+
 def run(
     bench: Benchmark,
     output_dir: str | Path,
@@ -249,27 +267,36 @@ def run(
     records the config; results of another data/model config are replaced only with
     ``overwrite``, of another ``eval`` config only with ``overwrite_eval`` (the
     predictions are then reused); complete results of the same config are returned
-    as they are. Returns the summaries."""
+    as they are. Returns the summaries.
+
+    Nothing is deleted or written before the config is valid (it was checked when the
+    benchmark was built) and, with ``checkpoint``, before the model has been loaded
+    from it; all of it under :func:`results_lock`."""
     bench = load_benchmark(bench, conf)
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    fs.remove_stale_temporaries(out)
     saved = provenance.saved_conf(bench.conf, checkpoint)
-    provenance.check_results_folder(out, saved, overwrite, overwrite_eval)
-    stale = (PREDICTIONS, RESULTS, SUMMARIES) if overwrite else ()
-    stale += (RESULTS, SUMMARIES) if overwrite_eval else ()
-    for name in stale:
-        (out / name).unlink(missing_ok=True)
-    with fs.atomic_path(out / "conf.yaml", ".yaml") as tmp:
-        OmegaConf.save(OmegaConf.create(saved), tmp)
-    bench.timings = {}
-    pred = export_predictions(
-        bench, out, model=model, checkpoint=checkpoint, overwrite=overwrite
-    )
-    if (out / RESULTS).exists() and (out / SUMMARIES).exists():
-        logger.info("Using the cached results %s (--overwrite_eval recomputes).", out)
-        return rio.read_json(out / SUMMARIES)
-    return summarize(bench, evaluate(bench, pred), out)
+    if checkpoint and model is None:  # the weights must fit the model: check first
+        model = bench.build_model(checkpoint)
+    with results_lock(out):
+        out.mkdir(parents=True, exist_ok=True)
+        fs.remove_stale_temporaries(out)  # only ours: we hold the lock
+        provenance.check_results_folder(out, saved, overwrite, overwrite_eval)
+        stale = (PREDICTIONS, RESULTS, SUMMARIES) if overwrite else ()
+        stale += (RESULTS, SUMMARIES) if overwrite_eval else ()
+        for name in stale:
+            (out / name).unlink(missing_ok=True)
+        with fs.atomic_path(out / "conf.yaml", ".yaml") as tmp:
+            OmegaConf.save(OmegaConf.create(saved), tmp)
+        bench.timings = {}
+        pred = export_predictions(
+            bench, out, model=model, checkpoint=checkpoint, overwrite=overwrite
+        )
+        if (out / RESULTS).exists() and (out / SUMMARIES).exists():
+            logger.info(
+                "Using the cached results %s (--overwrite_eval recomputes).", out
+            )
+            return rio.read_json(out / SUMMARIES)
+        return summarize(bench, evaluate(bench, pred), out)
 
 
 def _columns(rows: list[dict]) -> dict[str, list[float]]:

@@ -16,7 +16,7 @@ import math
 import multiprocessing as mp
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -38,12 +38,19 @@ _ESTIMATORS: dict[tuple[str, str], Any] = {}
 
 def thresholds_from(value: Any) -> list[float]:
     """The thresholds meant by ``eval.ransac_th`` (float, list, or <= 0 for the sweep)."""
+    if isinstance(value, Mapping):
+        raise ConfigError(
+            f"eval.ransac_th must be a number, a list or -1 (sweep), got {dict(value)!r}."
+        )
     if (
         isinstance(value, (list, tuple))
         or hasattr(value, "__iter__")
         and not isinstance(value, str)
     ):
-        ths = [float(v) for v in value]
+        try:
+            ths = [float(v) for v in value]
+        except (TypeError, ValueError):
+            ths = []
         if not ths or any(not (t > 0 and math.isfinite(t)) for t in ths):
             raise ConfigError(
                 f"eval.ransac_th as a list must hold positive thresholds, got {list(value)}."

@@ -102,15 +102,22 @@ def write_depth(path: str | Path, depth: np.ndarray) -> Path:
         else:
             import cv2
 
-            raw = np.round(depth * PNG_SCALE)
-            if raw.max(initial=0) > np.iinfo(np.uint16).max:
-                raise DataError(
-                    f"{path}: depth {depth.max():.1f} exceeds what a 16-bit PNG holds "
-                    f"({np.iinfo(np.uint16).max / PNG_SCALE:.1f}); write .h5 instead."
-                )
-            if not cv2.imwrite(str(tmp), raw.astype(np.uint16)):
+            if not cv2.imwrite(str(tmp), png_values(depth, path)):
                 raise OSError(f"could not write {path}")
     return path
+
+
+def png_values(depth: np.ndarray, path: str | Path = "depth") -> np.ndarray:
+    """The uint16 values a depth PNG holds for ``depth`` (cleaned): ``round(depth *
+    256)``; a depth beyond what 16 bits hold is a :class:`DataError` naming ``path``."""
+    depth = clean_depth(depth)
+    raw = np.round(depth * PNG_SCALE)
+    if raw.max(initial=0) > np.iinfo(np.uint16).max:
+        raise DataError(
+            f"{path}: depth {depth.max():.1f} exceeds what a 16-bit PNG holds "
+            f"({np.iinfo(np.uint16).max / PNG_SCALE:.1f}); write .h5 instead."
+        )
+    return raw.astype(np.uint16)
 
 
 def resize_depth(depth: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar
 
+import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -315,6 +316,11 @@ def resolve_conf_path(name_or_path: str | Path) -> Path | Any:
     path = Path(name).expanduser()
     if path.is_file():
         return path
+    if path.is_dir():
+        raise ConfigError(
+            f"--conf {name} is a directory, expected a config file (a YAML file or a "
+            "shipped config name: python -m gluefactory configs)."
+        )
     known = list_confs()
     close = difflib.get_close_matches(key, known, n=3, cutoff=0.4)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
@@ -345,7 +351,13 @@ def parse_dotlist(dotlist: list[str]) -> DictConfig:
             raise ConfigError(
                 f"Override '{item}' is not of the form key=value (e.g. model.matcher.depth_confidence=0.95)."
             )
-    return OmegaConf.from_dotlist(list(dotlist))
+    try:
+        return OmegaConf.from_dotlist(list(dotlist))
+    except (OmegaConfBaseException, yaml.YAMLError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(
+            f"Overrides {' '.join(dotlist)}: cannot be parsed ({first})."
+        ) from e
 
 
 def compose(

@@ -12,7 +12,12 @@ import textwrap
 import pytest
 
 from gluefactory.datasets import get_dataset
-from gluefactory.datasets.sources import builtin, builtin_hpatches, builtin_posed
+from gluefactory.datasets.sources import (
+    builtin,
+    builtin_eth3d,
+    builtin_hpatches,
+    builtin_posed,
+)
 from gluefactory.utils.cli import main_wrapper
 from gluefactory.utils.errors import DataError
 
@@ -31,7 +36,11 @@ def shipped_subset(name: str, prefixes: tuple[str, ...]) -> dict:
     return {k: v for k, v in files.items() if k.startswith(prefixes)}
 
 
-SUBSETS = {"hpatches": ("v_rocket/", "i_camera/"), "posed": ("middlebury_motorcycle/",)}
+SUBSETS = {
+    "hpatches": ("v_rocket/", "i_camera/"),
+    "posed": ("middlebury_motorcycle/",),
+    "eth3d": ("room_0/",),
+}
 
 
 @pytest.fixture
@@ -46,8 +55,13 @@ def small(monkeypatch):
         "posed": functools.partial(
             builtin_posed.build, rooms=0
         ),  # Middlebury only: the rooms are tested in test_posed_images
+        "eth3d": functools.partial(builtin_eth3d.build, rooms=1),  # per-room streams
     }
-    version = {"hpatches": builtin_hpatches.VERSION, "posed": builtin_posed.VERSION}
+    version = {
+        "hpatches": builtin_hpatches.VERSION,
+        "posed": builtin_posed.VERSION,
+        "eth3d": builtin_eth3d.VERSION,
+    }
 
     def fake(name):
         def build(dest, seed):
@@ -301,3 +315,16 @@ def test_checksums_command_records_what_the_generators_make(
     shipped = builtin.read_checksums()
     assert data["sources"] == shipped["sources"]
     assert data["libraries"] == builtin.library_versions()
+
+
+def test_checksums_of_some_sets_keep_the_others(tmp_path, small):
+    path = tmp_path / "checksums.json"
+    path.write_text(builtin.CHECKSUMS.read_text())
+    before = builtin.read_checksums(path)["sets"]
+    data = builtin.write_checksums(path, names=("posed",))  # Middlebury only (small)
+    assert small == ["posed"]
+    assert data["sets"]["hpatches"] == before["hpatches"]
+    assert data["sets"]["eth3d"] == before["eth3d"]
+    assert set(data["sets"]["posed"]["files"]) == set(
+        shipped_subset("posed", SUBSETS["posed"])
+    )

@@ -89,3 +89,17 @@ def test_encoders_round_trip_through_opencv_and_pillow(shape):
         ppm = bp.encode_ppm(img)
         np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(ppm))), img)
         assert ppm.startswith(b"P6\n%d %d\n255\n" % (shape[1], shape[0]))
+
+
+def test_16_bit_png_round_trips_through_opencv_and_the_depth_reader(tmp_path):
+    from gluefactory.formats.depth import png_values, read_depth
+
+    depth = np.random.default_rng(0).uniform(0, 200, (7, 5)).astype(np.float32)
+    depth[0, 0] = 0  # unknown
+    raw = png_values(depth)
+    path = tmp_path / "d.png"
+    path.write_bytes(bp.encode_png(raw))
+    assert np.array_equal(cv2.imread(str(path), cv2.IMREAD_ANYDEPTH), raw)
+    np.testing.assert_allclose(read_depth(path, (5, 7)), depth, atol=0.5 / 256)
+    with pytest.raises(ValueError, match="uint16 grey"):
+        bp.encode_png(raw[..., None].repeat(3, -1))

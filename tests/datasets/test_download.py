@@ -286,3 +286,56 @@ def test_http_error_and_cli(server, data_root, capsys):
     server.files[MD] = megadepth1500_zip()
     assert main_wrapper(download.main)(["megadepth1500"]) == 0
     assert "megadepth1500" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------ ETH3D
+ETH = "/ETH3D_undistorted.zip"
+
+
+def eth3d_zip(tmp_path: Path, layout_ok: bool = True) -> bytes:
+    """ETH3D_undistorted/<scene>/{images/..., ground_truth_depth/..., calibration}."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "eth3d_tiny", Path(__file__).with_name("eth3d_tiny.py")
+    )
+    tiny = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tiny)
+    src = tiny.write_tiny_scene(tmp_path / "src" / "ETH3D_undistorted")
+    if not layout_ok:
+        import shutil
+
+        shutil.rmtree(src / "ground_truth_depth")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for p in sorted(src.parent.rglob("*")):
+            if p.is_file():
+                zf.write(p, p.relative_to(src.parent.parent).as_posix())
+    return buf.getvalue()
+
+
+def test_eth3d_address_and_resumed_download(server, data_root, tmp_path, monkeypatch):
+    monkeypatch.delenv("GLUEFACTORY_DATA_MIRROR", raising=False)
+    assert download.ARCHIVES["eth3d"].address() == (
+        "https://cvg-data.inf.ethz.ch/SOLD2/SOLD2_ETH3D_undistorted/"
+        "ETH3D_undistorted.zip"
+    )
+    monkeypatch.setenv("GLUEFACTORY_DATA_MIRROR", server.url)
+    data = eth3d_zip(tmp_path)
+    server.files[ETH] = data
+    server.cut_after[ETH] = len(data) // 2
+    ds = get_dataset("eth3d")(
+        {"min_covisibility": 2, "downsize_factor": 4}
+    )  # default root
+    assert len(ds) == 2 and ds[0]["view0"]["depth"].shape == (16, 24)
+    ranges = [r for p, r in server.requests if p == ETH]
+    assert ranges[0] is None and ranges[1] == f"bytes={len(data) // 2}-"
+    assert leftovers(data_root) == []
+
+
+def test_eth3d_archive_with_another_layout(server, data_root, tmp_path):
+    server.files[ETH] = eth3d_zip(tmp_path, layout_ok=False)
+    with pytest.raises(DataError, match=r"courtyard/ lacks ground_truth_depth"):
+        download.ensure_archive("eth3d")
+    assert not (data_root / "ETH3D_undistorted").exists()
+    assert leftovers(data_root) == []

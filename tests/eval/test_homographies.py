@@ -52,9 +52,9 @@ def test_cli_and_python_stages_give_the_same_results(roots, monkeypatch):
     # real features on real photos: the known warps are mostly recovered
     assert summaries["mprec@3px"] > 0.5
     # the training's metrics against the labels of all keypoints, with standard errors
-    assert 0.5 < summaries["mean_match_precision"] <= 1
-    assert 0 < summaries["mean_match_recall"] <= 1
-    assert 0 < summaries["sem_match_recall"] < 0.5
+    assert 0.5 < summaries["mean_match_prec"] <= 1
+    assert 0 < summaries["mean_match_rec"] <= 1
+    assert 0 < summaries["sem_match_rec"] < 0.5
     assert (out / "worst_pairs.png").is_file()
 
     # the same benchmark from Python, with a config dict, on the cached predictions

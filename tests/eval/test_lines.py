@@ -195,7 +195,7 @@ def test_line_ground_truth_from_the_homography_matcher():
         "view1": {"image_size": size},
     }
     bench = HPatchesPipeline({"eval": {"progress": False}})
-    gt = bench.ground_truth(data, pred, lines=True)
+    gt = bench.line_ground_truth(data, pred)
     expected = torch.argsort(perm)  # line i of image 0 is line inv[i] of image 1
     assert gt[:5].tolist() == expected[:5].tolist()
     assert gt[5] == -2  # padded
@@ -221,7 +221,7 @@ def test_line_ground_truth_of_the_posed_benchmark_from_depth():
     }
     bench = MegaDepth1500Pipeline({"eval": {"progress": False}})
     rec = record([1, 1], None, num_lines=(2, 2))
-    rec.gt_line_matches0 = bench.ground_truth(data, pred, lines=True)
+    rec.gt_line_matches0 = bench.line_ground_truth(data, pred)
     assert rec.gt_line_matches0.tolist() == [1, 0]
     out = M.line_match_metrics(rec)
     assert out["line_prec"] == 0.5 and out["line_rec"] == 0.5

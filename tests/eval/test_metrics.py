@@ -306,16 +306,6 @@ def test_summarize_names_carry_the_aggregation():
     assert rounded["H_error_dlt@1px"] == round(1 - 0.123456 / 2, 4)
 
 
-def test_gt_match_metrics_are_the_training_metrics_per_pair():
-    gt = torch.tensor([1, 0, -1, -2, 3])
-    # right, wrong, predicted for an unmatched point, ignored, missed
-    out = M.gt_match_metrics(torch.tensor([1, 2, 0, 4, -1]), gt)
-    assert out == pytest.approx({"match_precision": 1 / 3, "match_recall": 1 / 3})
-    none = M.gt_match_metrics(torch.full((5,), -1), torch.tensor([-1, -2, -1, -1, -1]))
-    assert math.isnan(none["match_precision"]) and math.isnan(none["match_recall"])
-    assert M.gt_match_metrics(torch.tensor([0]), None) == {}
-
-
 # --------------------------------------------------------------------------------------
 # Per-pair convenience functions on (data, pred)
 

@@ -94,3 +94,17 @@ def test_train_load_experiment_reports_new_keys_and_rejects_shapes(trained, capl
         match=r"train.load_experiment=homog: .* does not fit the model: .*checkpoint \(32",
     ):
         train("wider", conf)
+
+
+@pytest.mark.parametrize("text", ["model: x\n", "a\n", ""])
+def test_a_text_file_is_not_a_checkpoint(tmp_path, text):
+    """The loader of ``eval --checkpoint`` and ``train --restore``: a file that is
+    not a torch.save archive is named as such, without PyTorch's weights_only advice."""
+    from gluefactory.experiments import load
+    from gluefactory.utils.errors import DataError
+
+    path = tmp_path / "notes.tar"
+    path.write_text(text)
+    with pytest.raises(DataError, match="is not a checkpoint") as e:
+        load(path)
+    assert str(path) in str(e.value) and "weights_only" not in str(e.value)

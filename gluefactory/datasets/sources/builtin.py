@@ -1,6 +1,6 @@
 """Built-in offline benchmark sets, generated deterministically from real photographs.
 
-Two sets live under ``<data root>/builtin/``:
+Three sets live under ``<data root>/builtin/``:
 
 * ``hpatches``: HPatches layout (``<seq>/1.ppm .. 6.ppm``, ``H_1_2 .. H_1_6`` in OpenCV's
   integer-centre convention, as the real files) made from scikit-image's bundled photos
@@ -10,12 +10,16 @@ Two sets live under ``<data root>/builtin/``:
   Motorcycle stereo pair with its real disparity and calibration, and ray-traced scenes
   of photo-textured planes with exact depth and poses; read it with the
   ``posed_images`` dataset, ``root: builtin/posed``.
+* ``eth3d``: the ETH3D undistorted layout (:mod:`.builtin_eth3d`): ray-traced rooms
+  (straight edges: line segments) with exact depth, poses and a sparse model of 3D
+  point ids; read it with the ``eth3d`` dataset, ``root: builtin/eth3d``,
+  ``downsize_factor: 1``.
 
 Numbers on these sets are *not comparable* with published HPatches or MegaDepth-1500
 results: they check that a pipeline works and rank methods roughly, offline.
 
 Each set holds ``manifest.json`` (generator version, seed, sha256 and size of every
-file). The sha256 of every file of both sets, as the package's generators make them with
+file). The sha256 of every file of every set, as the package's generators make them with
 the default seed, ship with the package (``builtin_checksums.json``): every pixel
 operation of the generators is version-independent (:mod:`.builtin_pixels`), so the
 same files come out on every installation, and a build whose files differ is refused
@@ -27,9 +31,9 @@ atomic rename), rebuilds one made by another generator version, and otherwise ve
 every file against the manifest and the manifest against the shipped checksums: a
 changed or missing file is a :class:`DataError`.
 
-Command line: ``python -m gluefactory.datasets.sources.builtin build [--force] [hpatches|posed]``,
+Command line: ``python -m gluefactory.datasets.sources.builtin build [--force] [hpatches|posed|eth3d]``,
 ``... verify``, and, after a change of a generator (with its ``VERSION``),
-``... checksums`` to regenerate the shipped checksums.
+``... checksums [names]`` to regenerate the shipped checksums (of those sets).
 """
 
 from __future__ import annotations
@@ -62,7 +66,7 @@ logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 SEED = 0
-NAMES = ("hpatches", "posed")
+NAMES = ("hpatches", "posed", "eth3d")
 #: expected sha256 and size of every generated file, shipped with the package
 CHECKSUMS = Path(__file__).with_name("builtin_checksums.json")
 #: distributions whose versions are recorded with the checksums (those the generators
@@ -76,6 +80,8 @@ def _builder(name: str) -> tuple[Callable[[Path, int], dict], int]:
         from . import builtin_hpatches as mod
     elif name == "posed":
         from . import builtin_posed as mod
+    elif name == "eth3d":
+        from . import builtin_eth3d as mod
     else:
         raise DataError(f"Unknown built-in set {name!r}; expected one of {NAMES}.")
     return mod.build, mod.VERSION
@@ -312,7 +318,7 @@ def build(name: str, force: bool = False, seed: int = SEED) -> Path:
 
 
 def ensure_builtin(name: str) -> Path:
-    """The folder of built-in set ``name`` (``"hpatches"`` or ``"posed"``), ready to read.
+    """The folder of built-in set ``name`` (one of :data:`NAMES`), ready to read.
 
     Built on first use (and when the generator version changed); otherwise every file
     is verified against the manifest and the shipped checksums (DataError naming the
@@ -332,12 +338,15 @@ def ensure_builtin(name: str) -> Path:
     return target
 
 
-def write_checksums(path: Path = CHECKSUMS, seed: int = SEED) -> dict:
-    """Generate both sets in a temporary folder and record their files' checksums in
-    ``path`` (for maintainers, after a generator changed)."""
-    sets = {}
+def write_checksums(
+    path: Path = CHECKSUMS, seed: int = SEED, names: tuple[str, ...] = NAMES
+) -> dict:
+    """Generate the sets ``names`` in a temporary folder and record their files'
+    checksums in ``path``, keeping the entries of the other sets (for maintainers,
+    after a generator changed)."""
+    sets = read_checksums(path)["sets"] if path.is_file() else {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name in NAMES:
+        for name in names:
             fn, version = _builder(name)
             fn(Path(tmp) / name, seed)
             files = file_entries(Path(tmp) / name)
@@ -361,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown set(s) {unknown}; choose from {list(NAMES)}")
     if args.command == "checksums":
-        data = write_checksums(CHECKSUMS)
+        data = write_checksums(CHECKSUMS, names=tuple(args.names) or NAMES)
         counts = {n: len(e["files"]) for n, e in data["sets"].items()}
         print(f"{CHECKSUMS}: {counts} files")
         return 0

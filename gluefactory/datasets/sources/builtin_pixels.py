@@ -172,12 +172,19 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
 
 
 def encode_png(image: np.ndarray) -> bytes:
-    """PNG of a uint8 RGB (H, W, 3) or grey (H, W) image, uncompressed (stored deflate
-    blocks), so that the bytes do not depend on a compressor's version."""
-    if image.dtype != np.uint8 or image.ndim not in (2, 3):
-        raise ValueError(f"encode_png needs a uint8 image, got {image.dtype}")
+    """PNG of a uint8 RGB (H, W, 3) or grey (H, W) image, or of a uint16 grey (H, W)
+    one (depth maps), uncompressed (stored deflate blocks), so that the bytes do not
+    depend on a compressor's version."""
+    grey16 = image.dtype == np.uint16 and image.ndim == 2
+    if not (grey16 or (image.dtype == np.uint8 and image.ndim in (2, 3))):
+        raise ValueError(
+            f"encode_png needs a uint8 image or a uint16 grey one, got {image.dtype} "
+            f"{image.shape}"
+        )
     h, w = image.shape[:2]
     colour = {1: 0, 3: 2}[1 if image.ndim == 2 else image.shape[2]]
+    if grey16:  # PNG samples are big-endian
+        image = np.ascontiguousarray(image, dtype=">u2").view(np.uint8)
     rows = np.ascontiguousarray(image).reshape(h, -1)
     raw = np.concatenate([np.zeros((h, 1), np.uint8), rows], 1).tobytes()  # filter 0
     blocks, step = [], 65535
@@ -186,7 +193,7 @@ def encode_png(image: np.ndarray) -> bytes:
         final = int(start + step >= len(raw))
         blocks.append(struct.pack("<BHH", final, len(part), len(part) ^ 0xFFFF) + part)
     stream = b"\x78\x01" + b"".join(blocks) + struct.pack(">I", zlib.adler32(raw))
-    header = struct.pack(">IIBBBBB", w, h, 8, colour, 0, 0, 0)
+    header = struct.pack(">IIBBBBB", w, h, 16 if grey16 else 8, colour, 0, 0, 0)
     return (
         b"\x89PNG\r\n\x1a\n"
         + _chunk(b"IHDR", header)

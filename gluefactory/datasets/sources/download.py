@@ -9,6 +9,8 @@ name               address                                                     f
 ``hpatches``       huggingface.co/datasets/vbalnt/hpatches/.../                ``hpatches-sequences-release``
                    hpatches-sequences-release.zip (about 1.3 GB)
 ``megadepth1500``  cvg-data.inf.ethz.ch/megadepth/megadepth1500.zip (1.5 GB)  ``megadepth1500``
+``eth3d``          cvg-data.inf.ethz.ch/SOLD2/SOLD2_ETH3D_undistorted/         ``ETH3D_undistorted``
+                   ETH3D_undistorted.zip (about 6 GB)
 =================  ==========================================================  ========
 
 Protocol of :func:`ensure_archive`: under a lock, the zip streams into
@@ -24,7 +26,7 @@ Offline (``$GLUEFACTORY_OFFLINE=1``, or the host unreachable) any failure is one
 ``$GLUEFACTORY_DATA_MIRROR`` replaces the host part: ``<mirror>/<file name>`` (used by the
 tests with a local server, and by users behind a mirror).
 
-Command line: ``python -m gluefactory.datasets.sources.download hpatches megadepth1500``.
+Command line: ``python -m gluefactory.datasets.sources.download hpatches megadepth1500 eth3d``.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ... import settings
-from ...formats import hpatches, posed
+from ...formats import eth3d, hpatches, posed
 from ...utils.errors import DataError
 from ...utils.fs import atomic_folder, sha256_of
 from ...utils.http import DownloadError, download, file_lock
@@ -68,6 +70,19 @@ def _hpatches_problems(folder: Path) -> list[str]:
 def _posed_problems(folder: Path) -> list[str]:
     need = [posed.IMAGES, posed.DEPTHS, posed.VIEWS, posed.PAIRS]
     return [f"missing {folder / n}" for n in need if not (folder / n).exists()]
+
+
+def _eth3d_problems(folder: Path) -> list[str]:
+    scenes = (
+        sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+    )
+    if not scenes:
+        return [f"no scene folder in {folder}"]
+    return [
+        f"{s.name}/ lacks {', '.join(m)}"
+        for s in scenes
+        if (m := eth3d.missing_files(s))
+    ]
 
 
 @dataclass(frozen=True)
@@ -118,6 +133,18 @@ ARCHIVES: dict[str, Archive] = {
         layout="images/*.jpg, depths/*.h5 (dataset 'depth'), views.txt and pairs.txt "
         "(the posed_images format, see docs/datasets.md)",
         check=_posed_problems,
+    ),
+    "eth3d": Archive(
+        name="eth3d",
+        url="https://cvg-data.inf.ethz.ch/SOLD2/SOLD2_ETH3D_undistorted/"
+        "ETH3D_undistorted.zip",
+        folder="ETH3D_undistorted",
+        size_text="about 6 GB",
+        layout="one folder per scene with images/dslr_images_undistorted/*.JPG, "
+        "ground_truth_depth/undistorted_depth/*.png (16-bit, depth * 256, 1/8 "
+        "resolution) and dslr_calibration_undistorted/{cameras.txt,images.txt} (COLMAP "
+        "text, see docs/datasets.md)",
+        check=_eth3d_problems,
     ),
 }
 

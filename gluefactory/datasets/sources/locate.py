@@ -20,7 +20,7 @@ from .download import ARCHIVES, BUILTIN_DIR, archive_for, ensure_archive
 
 
 def builtin_name(path: Path) -> str | None:
-    """``"hpatches"``/``"posed"`` when ``path`` is ``<data>/builtin/<name>``."""
+    """``"hpatches"``/``"posed"``/``"eth3d"`` when ``path`` is ``<data>/builtin/<name>``."""
     root = (settings.data_root() / BUILTIN_DIR).resolve()
     path = Path(path).resolve()
     if path.parent == root and path.name in BUILTIN_NAMES:
@@ -44,6 +44,17 @@ def refetch_hint(folder: Path) -> str:
     return ""
 
 
+def data_root_dir(what: str) -> Path:
+    """The data root (``$GLUEFACTORY_DATA``); a file there is a :class:`DataError`."""
+    root = settings.data_root()
+    if root.exists() and not root.is_dir():
+        raise DataError(
+            f"{what}: the data root {root} is a file, expected a folder (set "
+            f"${settings.DATA_ENV} to a folder)."
+        )
+    return root
+
+
 def resolve_dataset_dir(path: str | os.PathLike, what: str) -> Path:
     """The folder ``path`` (relative to the data root, or absolute), made available.
 
@@ -54,7 +65,9 @@ def resolve_dataset_dir(path: str | os.PathLike, what: str) -> Path:
     if path is None or str(path) == "":
         raise DataError(f"{what}: no data folder configured.")
     p = Path(path).expanduser()
-    full = p if p.is_absolute() else settings.data_root() / p
+    full = p if p.is_absolute() else data_root_dir(what) / p
+    if full.exists() and not full.is_dir():
+        raise DataError(f"{what}: data folder {full} is a file, expected a folder.")
     name = builtin_name(full)
     if name is not None:
         return ensure_builtin(name)
@@ -66,6 +79,7 @@ def resolve_dataset_dir(path: str | os.PathLike, what: str) -> Path:
     raise DataError(
         f"{what}: data folder {full} does not exist (data root: {settings.data_root()}, "
         f"set ${settings.DATA_ENV} to change it). "
-        f"Built-in offline sets: builtin/hpatches, builtin/posed; official archives: "
+        f"Built-in offline sets: {', '.join('builtin/' + n for n in BUILTIN_NAMES)}; "
+        "official archives: "
         f"{', '.join(s.folder for s in ARCHIVES.values())}."
     )
