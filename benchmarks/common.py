@@ -1,5 +1,5 @@
-"""What the benchmark scripts share: the host line, timing (min / median / max), markdown
-tables, fresh processes, a training step timed part by part, and the peer runner.
+"""What the benchmark scripts share: the host line, timing (min / median / max, CPU),
+markdown tables, a training step timed part by part, and the peer runner.
 
 The peer runner runs ``python peer_driver.py TARGET ARGS`` with any interpreter (ours, or
 upstream glue-factory's venv) and returns what the driver measured: wall, CPU and model
@@ -60,53 +60,46 @@ def set_threads(threads: int) -> None:
     cv2.setNumThreads(threads)
 
 
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process (MB)."""
-    import resource
-
-    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return r / 2**20 if sys.platform == "darwin" else r / 1024
-
-
 # ---------------------------------------------------------------------------- timing
 @dataclass(frozen=True)
 class Timing:
-    """Seconds over repeated runs."""
+    """Seconds over repeated runs: wall-clock min / median / max, and the median CPU
+    time of this process (all its threads; on a shared machine the steadier measure
+    of the work)."""
 
     min: float
     median: float
     max: float
+    cpu: float
 
     @classmethod
-    def of(cls, times: Sequence[float]) -> Timing:
-        return cls(min(times), statistics.median(times), max(times))
+    def of(cls, wall: Sequence[float], cpu: Sequence[float]) -> Timing:
+        return cls(
+            min(wall), statistics.median(wall), max(wall), statistics.median(cpu)
+        )
 
 
 def time_alternately(
     fns: Mapping[str, Callable[[], object] | None],
     runs: int,
     sync: Callable[[], None] = lambda: None,
-    clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, Timing | None]:
     """Time each function ``runs`` times after one warm-up call each, called in turn so
-    that all see the same machine load; a ``None`` function gives ``None``. ``clock``:
-    wall time by default, ``time.process_time`` for the CPU time of this process."""
+    that all see the same machine load; a ``None`` function gives ``None``."""
     live = {k: f for k, f in fns.items() if f is not None}
-    times: dict[str, list[float]] = {k: [] for k in live}
+    wall: dict[str, list[float]] = {k: [] for k in live}
+    cpu: dict[str, list[float]] = {k: [] for k in live}
     for f in live.values():
         f()
     for _ in range(runs):
         for k, f in live.items():
             sync()
-            t0 = clock()
+            t0, c0 = time.perf_counter(), time.process_time()
             f()
             sync()
-            times[k].append(clock() - t0)
-    return {k: Timing.of(times[k]) if k in live else None for k in fns}
-
-
-def median_ms(fn: Callable[[], object], runs: int) -> float:
-    return 1e3 * time_alternately({"f": fn}, runs)["f"].median
+            wall[k].append(time.perf_counter() - t0)
+            cpu[k].append(time.process_time() - c0)
+    return {k: Timing.of(wall[k], cpu[k]) if k in live else None for k in fns}
 
 
 # ---------------------------------------------------------------------------- output
@@ -125,20 +118,6 @@ def emit(text: str, output: str | Path | None) -> str:
     if output:
         atomic_write_text(output, text.rstrip("\n") + "\n")
     return text
-
-
-def child_json(module: str, args: Sequence[str], env: dict | None = None) -> dict:
-    """Run ``python -m module args`` in a fresh process (its memory its own) and parse
-    the JSON object its last output line holds."""
-    out = subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=REPO, env=env, capture_output=True, text=True,
-    )  # fmt: skip
-    lines = out.stdout.strip().splitlines()
-    if out.returncode or not lines:
-        tail = "\n".join(out.stderr.strip().splitlines()[-10:])
-        raise RuntimeError(f"{module} {' '.join(args)} failed:\n{tail}")
-    return json.loads(lines[-1])
 
 
 # ------------------------------------------------------------------------ peer runner
@@ -219,33 +198,31 @@ STEP_PARTS = (
 )
 
 
-def step_parts(
-    model, data: dict, opt, cast=None, clock: Callable[[], float] = time.perf_counter
-) -> dict[str, float]:
+def step_parts(model, data: dict, opt, cast=None) -> dict[str, float]:
     """One training step of a ``two_view_pipeline`` (frozen extractor), timed part by
-    part (seconds of ``clock``, :data:`STEP_PARTS`); gradients clipped at 1 as in the
+    part (wall seconds, :data:`STEP_PARTS`); gradients clipped at 1 as in the
     trainer; ``cast``: an autocast context."""
     import contextlib
 
     import torch
 
-    marks = [clock()]
+    marks = [time.perf_counter()]
     with cast or contextlib.nullcontext():
         with torch.no_grad():
             pred = {f"{k}{i}": v for i in (0, 1)
                     for k, v in model.extract_view(data, i).items()}  # fmt: skip
-        marks.append(clock())
+        marks.append(time.perf_counter())
         pred = {**pred, **model.matcher({**data, **pred})}
-        marks.append(clock())
+        marks.append(time.perf_counter())
         pred = model._with_ground_truth(data, pred)
-        marks.append(clock())
+        marks.append(time.perf_counter())
         loss = model.matcher.loss(pred, {**pred, **data})[0]["total"].float().mean()
-        marks.append(clock())
+        marks.append(time.perf_counter())
     loss.backward()
-    marks.append(clock())
+    marks.append(time.perf_counter())
     params = [p for g in opt.param_groups for p in g["params"]]
     torch.nn.utils.clip_grad_norm_(params, 1.0)
     opt.step()
     opt.zero_grad(set_to_none=True)
-    marks.append(clock())
+    marks.append(time.perf_counter())
     return {k: b - a for k, a, b in zip(STEP_PARTS, marks, marks[1:])}

@@ -28,11 +28,9 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import cv2
-import h5py
 import numpy as np
 import torch
 
@@ -42,36 +40,41 @@ LONG = 1600
 
 
 def build_tree(root: Path) -> Path:
-    """<root>/megadepth: the Motorcycle pair at 1600 px (JPEG), MegaDepth layout."""
+    """<root>/megadepth: the Motorcycle pair at 1600 px (JPEG), MegaDepth layout,
+    written through the format modules."""
+    import dataclasses
+
     from gluefactory.datasets.sources.builtin_posed import middlebury_scene
     from gluefactory.datasets.sources.megadepth_convert import convert
+    from gluefactory.formats import megadepth as md
+    from gluefactory.formats.depth import read_depth, resize_depth, write_depth
 
     middlebury_scene(root / "posed" / "motorcycle")
     dst = root / "megadepth"
     convert(root / "posed", dst, stride=8)
-    info_path = dst / "scene_info" / "motorcycle.npz"
-    info = dict(np.load(info_path, allow_pickle=True))
-    paths = []
-    for k, rel in enumerate(info["image_paths"]):
-        src = dst / str(rel)
+    info_path = dst / md.INFO_DIR / "motorcycle.npz"
+    info = md.read_scene_info(info_path)
+    images, depths, views = [], [], []
+    for k in range(len(info.image_paths)):
+        src = dst / str(info.image_paths[k])
         im = cv2.imread(str(src))
         h, w = im.shape[:2]
         size = (round(w * LONG / max(h, w)), round(h * LONG / max(h, w)))
-        new = Path(str(rel)).with_suffix(".jpg")
+        name = src.with_suffix(".jpg").name
+        images.append(md.image_path("motorcycle", name))
         im = cv2.resize(im, size, interpolation=cv2.INTER_CUBIC)
-        cv2.imwrite(str(dst / new), im, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        cv2.imwrite(str(dst / images[-1]), im, [cv2.IMWRITE_JPEG_QUALITY, 95])
         src.unlink()
-        dpath = dst / str(info["depth_paths"][k])
-        with h5py.File(dpath, "r") as f:
-            d = cv2.resize(f["depth"][()], size, interpolation=cv2.INTER_NEAREST)
-        with h5py.File(dpath.with_name(new.stem + ".h5"), "w") as f:
-            f.create_dataset("depth", data=d)
-        info["intrinsics"][k][:2] *= np.array([[size[0] / w], [size[1] / h]])
-        paths.append(str(new))
-    info["image_paths"] = np.array(paths, dtype=object)
-    np.savez(info_path, **info)
-    names = " ".join(f"motorcycle/images/{Path(p).name}" for p in paths)
-    (dst / "pairs.txt").write_text(names + "\n")
+        depth = torch.from_numpy(read_depth(dst / str(info.depth_paths[k])))
+        depths.append(md.depth_path("motorcycle", name))
+        write_depth(dst / depths[-1], resize_depth(depth, size[::-1]).numpy())
+        view = info.view(k)
+        K = view.K * np.array([[size[0] / w], [size[1] / h], [1.0]])
+        views.append(dataclasses.replace(view, name=name, K=K))
+    md.write_scene_info(info_path, images, depths, views, info.overlap_matrix)
+    (dst / "pairs.txt").write_text(
+        " ".join(f"motorcycle/images/{Path(p).name}" for p in images) + "\n"
+    )
     return dst
 
 
@@ -93,12 +96,7 @@ def time_items(conf: dict, n: int) -> float:
     from gluefactory.datasets import get_dataset
 
     split = get_dataset("megadepth")(conf).get_dataset("train")
-    return (
-        1e3
-        * time_alternately({"item": lambda: split[0]}, n, clock=time.process_time)[
-            "item"
-        ].median
-    )
+    return 1e3 * time_alternately({"item": lambda: split[0]}, n)["item"].cpu
 
 
 def time_steps(conf_data: dict, cached: bool, k: int, steps: int) -> float:
@@ -116,11 +114,9 @@ def time_steps(conf_data: dict, cached: bool, k: int, steps: int) -> float:
     split = get_dataset("megadepth")(conf_data).get_dataset("train")
 
     def step():
-        step_parts(model, collate([split[0]]), opt, clock=time.process_time)
+        step_parts(model, collate([split[0]]), opt)
 
-    return time_alternately({"step": step}, steps, clock=time.process_time)[
-        "step"
-    ].median
+    return time_alternately({"step": step}, steps)["step"].cpu
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,8 +10,10 @@ warped 480 x 360 patch):
 - ``finetune``: the official LighterGlue trained further for ``--finetune_minutes`` at a
   low learning rate (a wrong loss or trainer would damage it quickly);
 - ``report``: curves (PNG) and tables: both trained models beside mutual nearest
-  neighbours and the official LighterGlue, on held-out pairs and on the built-in
-  HPatches-format set; ``all``: the three in turn;
+  neighbours and the official LighterGlue, evaluated by the library's benchmarks
+  through their stages (:mod:`gluefactory.eval.stages`): held-out pairs by
+  :mod:`gluefactory.eval.homographies`, the built-in HPatches-format set by
+  :mod:`gluefactory.eval.hpatches`; ``all``: the three in turn;
 - ``baselines``: those two baselines per scikit-image photograph; ``thresholds``: the
   trained scratch model at several ``filter_threshold``; ``breakdown``: seconds per part
   of a scratch step.
@@ -23,8 +25,9 @@ Usage (from the repository root)::
     python -m benchmarks.learning scratch --n_layers 3 --step_size 700  # the first recipe
     python -m benchmarks.learning breakdown --steps 20
 
-Experiments go to ``<outputs>/training/learning-{scratch,finetune}``, the figure and the
-tables to ``docs/figures/`` (``--figures``). The CPU time given to a run is logged next
+Experiments go to ``<outputs>/training/learning-{scratch,finetune}``, evaluations to
+``<outputs>/results/learning/``, the figure and the tables to ``docs/figures/``
+(``--figures``). The CPU time given to a run is logged next
 to its wall time: a shared machine can give a 30-minute run much less compute.
 """
 
@@ -44,7 +47,7 @@ import torch
 from gluefactory import settings
 from gluefactory.datasets import get_dataset
 from gluefactory.models import get_model
-from gluefactory.utils.fs import atomic_path, atomic_write_text
+from gluefactory.utils.fs import atomic_write_text
 
 from .common import REPO, STEP_PARTS, step_parts, table
 
@@ -172,147 +175,132 @@ def run_training(kind: str, minutes: float, precision: str | None, procs: int = 
 
 
 # --------------------------------------------------------------------- evaluation
-@torch.inference_mode()
-def evaluate(matchers: dict, items, extractor, homography: bool = False) -> dict:
-    """Each matcher on ``items``, all on the same keypoints, with the library's ground
-    truth and metrics: per-pair match precision / recall (3 px), number of matches and,
-    with ``homography``, the HPatches ``prec@3px`` and the OpenCV-RANSAC (0.5 px)
-    homography error. Summarised by :func:`summary`."""
-    from gluefactory.eval.metrics import eval_homography_robust, eval_matches_homography
-    from gluefactory.models.utils.metrics import matcher_metrics
-    from gluefactory.utils.tensor import collate
-
-    gt_model = get_model(GT["name"])(GT)
-    per_pair = {name: {"scene": []} for name in matchers}
-    for item in items:
-        data = collate([item])
-        pred = {
-            f"{k}{i}": v for i in (0, 1) for k, v in extractor(data[f"view{i}"]).items()
-        }
-        gt = {k if k.startswith("gt_") else f"gt_{k}": v
-              for k, v in gt_model({**data, **pred}).items()}  # fmt: skip
-        for name, matcher in matchers.items():
-            out = matcher({**data, **pred})
-            res = {
-                k: float(v.mean())
-                for k, v in matcher_metrics(out, {**pred, **gt}).items()
-            }
-            res["num_matches"] = float((out["matches0"] >= 0).sum())
-            if homography:
-                p = {**pred, **out}
-                res["prec@3px"] = eval_matches_homography(data, p)["prec@3px"]
-                robust = {"name": "opencv", "ransac_th": 0.5}
-                res["H_error_ransac"] = eval_homography_robust(data, p, robust)[
-                    "H_error_ransac"
-                ]
-            for k, v in {**res, "scene": item["scene"]}.items():
-                per_pair[name].setdefault(k, []).append(v)
-    return summary(per_pair)
+#: the held-out pairs: warps of the training difficulty (:func:`photos_data`)
+WARPS = {"difficulty": 0.7, "max_angle": 45, "patch_shape": PATCH}
+#: the report's columns: summary keys of gluefactory.eval.hpatches / .homographies
+COLUMNS = {"match_precision": "mean_match_prec", "match_recall": "mean_match_rec",
+           "num_matches": "mean_num_matches", "prec@3px": "mean_prec@3px",
+           **{f"H_auc@{t}px": f"H_error_ransac@{t}px" for t in (1, 3, 5)}}  # fmt: skip
 
 
-def summary(per_pair: dict) -> dict:
-    """Means (± standard errors over pairs for precision and recall), homography-error
-    AUCs at 1 / 3 / 5 px, and precision / recall per image."""
+def matchers(trained: bool = True, keypoints: int = NUM_KPTS, **matcher) -> dict:
+    """Label -> (model config, checkpoint): the two baselines and, with ``trained``,
+    the last checkpoint of each ``learning-<kind>`` run that exists (``matcher``
+    overrides its matcher config), all on the same XFeat keypoints."""
+    from gluefactory.experiments import checkpoint_file
+
+    extractor = {**EXTRACTOR, "max_num_keypoints": keypoints}
+    out = {
+        "mutual NN": ({"extractor": extractor, "matcher": MNN}, None),
+        "official LighterGlue": (
+            {"extractor": extractor, "matcher": OFFICIAL_LG},
+            None,
+        ),
+    }
+    for kind in ("scratch", "finetune") if trained else ():
+        try:
+            checkpoint_file(f"learning-{kind}")
+        except Exception as e:  # noqa: BLE001 - a missing run is reported, not fatal
+            logger.warning("no %s model: %s", kind, e)
+            continue
+        model = {"extractor": {"max_num_keypoints": keypoints}, "matcher": matcher}
+        out[f"trained: {kind}"] = (model, f"learning-{kind}")
+    return out
+
+
+def evaluate(models: dict, name: str, data: dict, bench: str = "homographies") -> dict:
+    """Each model of :func:`matchers` on one benchmark of :mod:`gluefactory.eval`
+    through its stages (export, evaluate, summarize; outputs under
+    ``<outputs>/results/learning/<name>``): the summaries per model, and per image
+    (the dataset's scene) the same summaries of its pairs."""
+    from gluefactory.eval import stages
     from gluefactory.eval.metrics import summarize
 
-    aucs = {"H_error_ransac": ((1, 3, 5), "px")}
-    table, per_image = {}, {}
-    for name, res in per_pair.items():
-        scenes = np.asarray(res.pop("scene"))
-        s = summarize(res, aucs)
-        row = {k: s[f"mean_{k}"] for k in res if k not in aucs}
-        if "H_error_ransac" in res:
-            row.update({f"H_auc@{t}px": s[f"H_error_ransac@{t}px"] for t in (1, 3, 5)})
-        for k in ("match_precision", "match_recall"):
-            row[f"{k}_se"] = float(np.std(res[k], ddof=1) / math.sqrt(len(res[k])))
-        table[name] = row
-        pr = np.array([res["match_precision"], res["match_recall"]])
-        per_image[name] = {
-            str(sc): pr[:, scenes == sc].mean(1).tolist() for sc in np.unique(scenes)
-        }
-    return {"pairs": len(scenes), "table": table, "per_image": per_image}
+    table, per_image, pairs = {}, {}, 0
+    for label, (model, checkpoint) in models.items():
+        conf = {"data": data, "model": model,
+                "eval": {"progress": False, "num_worst": 0, "gt_matches": True}}  # fmt: skip
+        b = stages.load_benchmark(bench, conf)
+        out = settings.eval_root() / "learning" / name / label.replace(" ", "_")
+        pred = stages.export_predictions(b, out, checkpoint=checkpoint)
+        res = stages.evaluate(b, pred)
+        table[label] = stages.summarize(b, res, out)
+        scenes, pairs = np.asarray(res.scenes), len(res.scenes)
+        per_image[label] = {
+            str(sc): summarize({k: np.asarray(v)[scenes == sc] for k, v in res.per_pair.items()})
+            for sc in np.unique(scenes)
+        }  # fmt: skip
+    return {"pairs": pairs, "table": table, "per_image": per_image}
 
 
-def val_items(**kw) -> list:
-    split = get_dataset("homographies")(photos_data(**kw)).get_dataset("val")
-    return [split[i] for i in range(len(split))]
+def held_out_data(pairs: int = 25, right_only: bool = False, **kw) -> dict:
+    """Homographies of the held-out photographs, ``pairs`` per image."""
+    return {"data_dir": str(photo_root()), "glob": list(HELD_OUT), "homography": WARPS,
+            "items_per_image": pairs, "right_only": right_only, **kw}  # fmt: skip
 
 
-def held_out(matchers: dict, right_only: bool = False) -> dict:
-    """The held-out numbers: 25 pairs per held-out photograph (100), 512 keypoints.
-    (The one place to switch to :mod:`gluefactory.eval.homographies` when it lands.)"""
-    return evaluate(matchers, val_items(items=25, right_only=right_only), xfeat())
+def held_out(models: dict, pairs: int = 25, right_only: bool = False) -> dict:
+    """The held-out numbers: ``pairs`` pairs per held-out photograph, 512 keypoints."""
+    name = "held-out" + "-right-only" * right_only
+    return evaluate(models, name, held_out_data(pairs, right_only))
 
 
-def training_image_items() -> list:
-    """New pairs (validation seeds) of the scikit-image *training* photographs, to set
-    beside the held-out ones: how much of the gap is generalisation."""
-    ds = get_dataset("homographies")(photos_data(3))
-    names = [n for n in ds.splits["train"] if n.startswith("skimage_")]
-    return val_items(items=3, val_images=names, train_size=1)
+def training_images(models: dict) -> dict:
+    """New pairs (the test split's seeds) of the scikit-image *training* photographs,
+    to set beside the held-out ones: how much of the gap is generalisation."""
+    names = sorted(
+        p.name for p in photo_root().glob("skimage_*") if p.name not in HELD_OUT
+    )
+    return evaluate(models, "training-images", held_out_data(3, glob=names))
 
 
-def hpatches(matchers: dict) -> dict:
+def hpatches(models: dict) -> dict:
     """The built-in HPatches-format set (short side 480), 1024 keypoints."""
     from gluefactory.datasets.sources.builtin import ensure_builtin
 
-    ds = get_dataset("hpatches")({"data_dir": str(ensure_builtin("hpatches"))})
-    split = ds.get_dataset("test")
-    items = [split[i] for i in range(len(split))]
-    return evaluate(matchers, items, xfeat(1024), homography=True)
+    data = {"data_dir": str(ensure_builtin("hpatches"))}
+    return evaluate(models, "hpatches", data, bench="hpatches")
 
 
-def xfeat(keypoints: int = NUM_KPTS):
-    torch.manual_seed(0)
-    conf = {**EXTRACTOR, "max_num_keypoints": keypoints, "seed": 0}
-    return get_model(EXTRACTOR["name"])(conf).eval()
-
-
-def baselines_matchers() -> dict:
-    torch.manual_seed(0)
-    return {"mutual NN": get_model(MNN["name"])(MNN).eval(),
-            "official LighterGlue": get_model(OFFICIAL_LG["name"])(OFFICIAL_LG).eval()}  # fmt: skip
-
-
-def load_trained(kind: str, **conf):
-    """The matcher of the last checkpoint of ``learning-<kind>``, ``conf`` changed."""
-    from gluefactory.experiments import load_experiment
-
-    matcher = load_experiment(f"learning-{kind}", checkpoint="last").matcher
-    if conf:
-        from omegaconf import OmegaConf
-
-        new = OmegaConf.to_container(OmegaConf.merge(matcher.conf, conf))
-        state, matcher = (
-            matcher.state_dict(),
-            get_model(SMALL_LG["name"])({**new, "weights": None}),
-        )
-        matcher.load_state_dict(state)
-    return matcher.eval()
+def cell(summaries: dict, column: str) -> str:
+    v = summaries[COLUMNS[column]]
+    sem = summaries.get(COLUMNS[column].replace("mean_", "sem_", 1), math.nan)
+    if column == "num_matches":
+        return f"{v:.1f}"
+    return f"{v:.3f} ± {sem:.3f}" if column.startswith("match_") else f"{v:.3f}"
 
 
 def baselines(pairs: int) -> str:
-    """The two baselines on ``pairs`` pairs of each scikit-image photograph alone: how
-    hard each image is."""
-    matchers, rows = baselines_matchers(), []
-    for name in sorted(p.name for p in photo_root().glob("skimage_*")):
-        items = val_items(items=pairs, val_images=[name], val_size=1)
-        res = evaluate(matchers, items, xfeat())["table"]
-        rows.append([name] + [f"{res[m]['match_precision']:.2f} / {res[m]['match_recall']:.2f}"
-                              for m in matchers])  # fmt: skip
+    """The two baselines on ``pairs`` pairs of each scikit-image photograph: how hard
+    each image is."""
+    res = evaluate(matchers(trained=False), "baselines",
+                   held_out_data(pairs, glob=["skimage_*"]))  # fmt: skip
     text = f"Per scikit-image photograph, {pairs} pairs each, precision / recall:\n\n"
-    print(text + table(["image", *matchers], rows))
+    print(text + per_image_table(res))
     return text
 
 
-def thresholds(values: list[float]) -> str:
+def per_image_table(res: dict) -> str:
+    images = sorted(next(iter(res["per_image"].values())))
+    rows = [[m] + [f"{d[i]['mean_match_prec']:.2f} / {d[i]['mean_match_rec']:.2f}"
+                   for i in images] for m, d in res["per_image"].items()]  # fmt: skip
+    return table(["matcher", *images], rows)
+
+
+def thresholds(values: list[float], pairs: int = 25) -> str:
     """Held-out precision / recall of the trained scratch model at each
     ``filter_threshold``: whether any operating point reaches both targets."""
-    res = held_out({th: load_trained("scratch", filter_threshold=th) for th in values})
-    rows = [(th, f"{r['match_precision']:.3f}", f"{r['match_recall']:.3f}",
-             f"{r['num_matches']:.1f}") for th, r in res["table"].items()]  # fmt: skip
-    text = "Trained scratch model, 100 held-out pairs, by filter_threshold:\n\n" + table(
-        ["filter_threshold", "match_precision", "match_recall", "num_matches"], rows)  # fmt: skip
+    models = {
+        th: matchers(filter_threshold=th).get("trained: scratch") for th in values
+    }
+    if None in models.values():
+        raise SystemExit("thresholds: no learning-scratch run (train it first).")
+    res = held_out({f"filter_threshold {th}": m for th, m in models.items()}, pairs)
+    cols = ["match_precision", "match_recall", "num_matches"]
+    rows = [(th, *(cell(r, c) for c in cols)) for th, r in res["table"].items()]
+    text = f"Trained scratch model, {res['pairs']} held-out pairs:\n\n" + table(
+        ["model", *cols], rows
+    )
     print(text)
     return text
 
@@ -352,79 +340,39 @@ def breakdown(steps: int, precision: str | None, batch: int = 4,
 # ------------------------------------------------------------------------- report
 def curves(figures: Path) -> Path:
     """Training loss and validation precision / recall of both runs (PNG)."""
-    import matplotlib
+    from gluefactory.trainer.report import read_metrics
+    from gluefactory.visualization.viz2d import plot_curves, save
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    keys = ("loss/total", "match_precision", "match_recall")
-    titles = ("training loss", "validation match precision", "validation match recall")
-    for kind, color in (("scratch", "C0"), ("finetune", "C1")):
-        path = settings.training_root() / f"learning-{kind}" / "metrics.jsonl"
-        if not path.exists():
-            continue
-        recs = [
-            json.loads(line) for line in path.read_text().splitlines() if line.strip()
-        ]
-        for ax, key in zip(axes, keys):
-            rs = [r for r in recs if r["kind"] == ("train" if key[:4] == "loss" else "val")
-                  and (key in r or key[:4] != "loss")]  # fmt: skip
-            ax.plot([r["step"] for r in rs], [r.get(key, math.nan) for r in rs],
-                    "-" if key[:4] == "loss" else "o-", color=color, label=kind)  # fmt: skip
-    for ax, title in zip(axes, titles):
-        ax.set(title=title, xlabel="optimizer step")
-        ax.grid(alpha=0.3)
-        ax.legend()
-    axes[1].set_ylim(0, 1)
-    axes[2].set_ylim(0, 1)
-    fig.tight_layout()
-    out = figures / "learning_curves.png"
-    with atomic_path(out, ".png") as tmp:
-        fig.savefig(tmp, dpi=110)
-    return out
+    runs = {kind: read_metrics(settings.training_root() / f"learning-{kind}")
+            for kind in ("scratch", "finetune")}  # fmt: skip
+    runs = {kind: records for kind, records in runs.items() if records}
+    panels = [("train", "loss/total", "training loss"),
+              ("val", "match_precision", "validation match precision"),
+              ("val", "match_recall", "validation match recall")]  # fmt: skip
+    ylim = {"match_precision": (0, 1), "match_recall": (0, 1)}
+    return save(plot_curves(runs, panels, ylim), figures / "learning_curves.png")
 
 
 def markdown(results: dict) -> list[str]:
     """The report's tables, as in docs/training.md."""
     lines = []
     for name, res in results.items():
-        cols = ["match_precision", "match_recall", "num_matches"]
-        cols += ["prec@3px", "H_auc@1px", "H_auc@3px", "H_auc@5px"] * (
-            name == "hpatches"
-        )
-        rows = [[m] + [f"{r[c]:.3f} ± {r[c + '_se']:.3f}" if c + "_se" in r
-                       else f"{r[c]:.1f}" if c == "num_matches" else f"{r[c]:.3f}"
-                       for c in cols] for m, r in res["table"].items()]  # fmt: skip
-        lines += [
-            f"**{name}** ({res['pairs']} pairs)",
-            "",
-            table(["matcher", *cols], rows),
-            "",
-        ]
+        rows = [[m, *(cell(r, c) for c in COLUMNS)] for m, r in res["table"].items()]
+        lines += [f"**{name}** ({res['pairs']} pairs)", "",
+                  table(["matcher", *COLUMNS], rows), ""]  # fmt: skip
         if name == "held-out":
-            images = sorted(next(iter(res["per_image"].values())))
-            rows = [[m] + [f"{d[i][0]:.2f} / {d[i][1]:.2f}" for i in images]
-                    for m, d in res["per_image"].items()]  # fmt: skip
             lines += ["Per held-out image, match precision / recall:", "",
-                      table(["matcher", *images], rows), ""]  # fmt: skip
+                      per_image_table(res), ""]  # fmt: skip
     return lines
 
 
-def report(figures: Path) -> str:
-    matchers = baselines_matchers()
-    for kind in ("scratch", "finetune"):
-        try:
-            matchers[f"trained: {kind}"] = load_trained(kind)
-        except Exception as e:  # noqa: BLE001 - a missing run is reported, not fatal
-            logger.warning("no %s model: %s", kind, e)
+def report(figures: Path, pairs: int = 25) -> str:
+    models = matchers()
     results = {
-        "held-out": held_out(matchers),
-        "held-out, one view warped": held_out(matchers, right_only=True),
-        "training images, new pairs": evaluate(
-            matchers, training_image_items(), xfeat()
-        ),
-        "hpatches": hpatches(matchers),
+        "held-out": held_out(models, pairs),
+        "held-out, one view warped": held_out(models, pairs, right_only=True),
+        "training images, new pairs": training_images(models),
+        "hpatches": hpatches(matchers(keypoints=1024)),
     }
     runs = {}
     for kind in ("scratch", "finetune"):
@@ -435,8 +383,9 @@ def report(figures: Path) -> str:
     curve = curves(figures)
     text = "\n".join([f"Runs: {json.dumps(runs)}", "", *markdown(results)])
     atomic_write_text(figures / "learning_table.md", text + "\n")
+    tables = {k: {"pairs": r["pairs"], "table": r["table"]} for k, r in results.items()}
     atomic_write_text(figures / "learning_results.json",
-                      json.dumps({"runs": runs, "results": results}, indent=1))  # fmt: skip
+                      json.dumps({"runs": runs, "results": tables}, indent=1))  # fmt: skip
     logger.info("figure %s\n%s", curve, text)
     return text
 
@@ -470,12 +419,9 @@ def main(argv=None) -> None:
     p.add_argument(
         "--procs", type=int, default=1, help="DDP over this many CPU processes"
     )
-    p.add_argument(
-        "--mixed_precision", choices=["bfloat16", "none"], default="none"
-    )
-    p.add_argument(
-        "--pairs", type=int, default=25, help="baselines: pairs per photograph"
-    )
+    p.add_argument("--mixed_precision", choices=["bfloat16", "none"], default="none")
+    p.add_argument("--pairs", type=int, default=25,
+                   help="report, thresholds, baselines: pairs per photograph")  # fmt: skip
     p.add_argument("--steps", type=int, default=20, help="breakdown: timed steps")
     p.add_argument("--batch", type=int, default=4, help="breakdown: batch size")
     p.add_argument("--figures", type=Path, default=REPO / "docs" / "figures")
@@ -490,7 +436,7 @@ def main(argv=None) -> None:
     if args.what == "baselines":
         baselines(args.pairs)
     if args.what == "thresholds":
-        thresholds([0.02, 0.05, 0.1, 0.2, 0.3])
+        thresholds([0.02, 0.05, 0.1, 0.2, 0.3], args.pairs)
     if args.what == "breakdown":
         breakdown(args.steps, precision, args.batch, args.n_layers)
     if args.what in ("scratch", "all"):
@@ -500,7 +446,7 @@ def main(argv=None) -> None:
     if args.what in ("finetune", "all"):
         run_training("finetune", args.finetune_minutes, precision, args.procs)
     if args.what in ("report", "all"):
-        report(args.figures)
+        report(args.figures, args.pairs)
 
 
 if __name__ == "__main__":

@@ -16,8 +16,9 @@ keypoint counts (per image, the best k of the features, k drawn in 75-100% of
 cannot batch pairs that prune, and padding would change its results).
 
 The ratio of the minima is reported next to that of the medians (single runs can stall
-on a shared machine). Without kornia the reference columns are empty; without the
-weights, random ones are used (adaptive timings are then meaningless and flagged).
+on a shared machine). kornia (the ``reference`` extra) is required; without the
+official weights random ones are used (adaptive timings are then meaningless and
+flagged).
 """
 
 from __future__ import annotations
@@ -45,8 +46,10 @@ def features(device: str) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor
     left, right, _ = stereo_motorcycle()
     try:
         net = kornia_ref("aliked")  # top-2048, threshold 0
-    except ImportError:
-        return synthetic(left.shape[1], left.shape[0])
+    except ImportError as e:
+        raise SystemExit(
+            f"benchmarks.lightglue needs kornia ({e}): pip install -e '.[reference]'"
+        ) from e
     out = []
     with torch.inference_mode():
         for img in (left, right):
@@ -56,24 +59,6 @@ def features(device: str) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor
             size = torch.tensor([x.shape[-1], x.shape[-2]], dtype=torch.float32)
             out.append((f.keypoints[order].clone(), f.descriptors[order].clone(), size))
     return [tuple(t.to(device) for t in f) for f in out]
-
-
-def synthetic(w: int, h: int):
-    """Fallback without kornia: random keypoints, noisy-copy descriptors."""
-    g = torch.Generator().manual_seed(0)
-    size = torch.tensor([float(w), float(h)])
-    k0 = torch.rand(MAX_KPTS, 2, generator=g) * (size - 1)
-    d0 = torch.nn.functional.normalize(torch.randn(MAX_KPTS, 128, generator=g), dim=-1)
-    perm = torch.randperm(MAX_KPTS, generator=g)
-    k1 = (
-        (k0[perm] + torch.randn(MAX_KPTS, 2, generator=g))
-        .clamp(min=0)
-        .minimum(size - 1)
-    )
-    d1 = torch.nn.functional.normalize(
-        d0[perm] + 0.1 * torch.randn(MAX_KPTS, 128, generator=g), dim=-1
-    )
-    return [(k0, d0, size), (k1, d1, size)]
 
 
 def official_state() -> dict | None:
@@ -96,10 +81,8 @@ def build_ours(settings: dict, state: dict | None, device: str, mp: bool):
 
 
 def build_reference(settings: dict, state: dict | None, device: str):
-    try:
-        import kornia.feature as kf
-    except ImportError:
-        return None
+    import kornia.feature as kf
+
     model = kf.LightGlue(features=None, input_dim=128, filter_threshold=0.1, **settings)
     if state is not None:
         state = {
@@ -141,7 +124,7 @@ def loop(model, inputs: list[dict]) -> None:
 
 
 def compare(ours_fn, ref_fn, runs: int, device: str):
-    """Timings of each (``None`` without a reference), called alternately."""
+    """Timings of both, called alternately."""
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     with torch.inference_mode():
         t = time_alternately({"ours": ours_fn, "ref": ref_fn}, runs, sync)
@@ -179,23 +162,23 @@ def main(argv=None) -> None:
         ref = build_reference(s, state, args.device)
         for n in args.sizes:
             oi = ours_input(f0, f1, [(n, n)])
-            t_o, t_r = compare(partial(ours, oi), ref and partial(ref, ref_input(f0, f1, n, n)),
+            t_o, t_r = compare(partial(ours, oi), partial(ref, ref_input(f0, f1, n, n)),
                                args.runs, args.device)  # fmt: skip
             with torch.inference_mode():
                 out = ours(oi)
             rows.append((name, n, f"{1e3 * t_o.median:.1f}",
-                         f"{1e3 * t_r.median:.1f}" if t_r else "-",
-                         f"{t_o.median / t_r.median:.2f}" if t_r else "-",
-                         f"{t_o.min / t_r.min:.2f}" if t_r else "-",
+                         f"{1e3 * t_r.median:.1f}",
+                         f"{t_o.median / t_r.median:.2f}",
+                         f"{t_o.min / t_r.min:.2f}",
                          f"{int(out['stop'][0])}, {100 * float(out['pruned_fraction'][0]):.0f}%"))  # fmt: skip
             print(*rows[-1], sep=" | ", file=sys.stderr, flush=True)
         singles = [ref_input(f0, f1, m, n) for m, n in counts]
         t_o, t_r = compare(partial(ours, ours_input(f0, f1, counts)),
-                           ref and partial(loop, ref, singles), args.batch_runs, args.device)  # fmt: skip
+                           partial(loop, ref, singles), args.batch_runs, args.device)  # fmt: skip
         brows.append((name, f"{args.batch} x {lo}-{args.batch_kpts}",
                       f"{args.batch / t_o.median:.2f}",
-                      f"{args.batch / t_r.median:.2f}" if t_r else "-",
-                      f"{t_o.median / t_r.median:.2f}" if t_r else "-"))  # fmt: skip
+                      f"{args.batch / t_r.median:.2f}",
+                      f"{t_o.median / t_r.median:.2f}"))  # fmt: skip
     gpu = f"cuda ({torch.cuda.get_device_name()}), " if args.device == "cuda" else ""
     emit(
         f"Device: {gpu}{host(args.threads)}, runs {args.runs} (batch "

@@ -21,8 +21,6 @@
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +33,8 @@ from gluefactory.geometry.homography import warp_lines
 from gluefactory.geometry.wrappers import Camera, Pose
 from gluefactory.models import get_model
 from gluefactory.models.lines.lsd import has_pytlsd
+
+from .common import time_alternately
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "camera", "brick")
 
@@ -61,16 +61,9 @@ def matched_share(a: torch.Tensor, b: torch.Tensor, tol: float = 1.0) -> float:
 
 
 def median_ms(fn, repeats: int) -> tuple[float, float]:
-    """Median wall-clock and CPU (all threads of the process) milliseconds per call;
-    on a shared machine the CPU time is the steadier measure of the work."""
-    fn()  # warm-up
-    wall, cpu = [], []
-    for _ in range(repeats):
-        t, c = time.perf_counter(), time.process_time()
-        fn()
-        wall.append(1000 * (time.perf_counter() - t))
-        cpu.append(1000 * (time.process_time() - c))
-    return statistics.median(wall), statistics.median(cpu)
+    """Median wall-clock and CPU milliseconds per call."""
+    t = time_alternately({"f": fn}, repeats)["f"]
+    return 1e3 * t.median, 1e3 * t.cpu
 
 
 def same_line_share(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:

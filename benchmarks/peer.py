@@ -1,6 +1,6 @@
 """Ours against upstream glue-factory (the "peer"), on identical data, in one run.
 
-    python -m benchmarks.peer --peer PEER [--only eval train] [--confs CONF ...]
+    python -m benchmarks.peer --peer PEER [--only eval train keypoints] [--confs CONF ...]
                               [--steps 12] [--warmup 2] [--threads 2] [--output FILE]
 
 The peer is upstream glue-factory built on the CPU by ``build_peer.sh GF_GIT LG_GIT
@@ -19,6 +19,14 @@ homography config, batch 4, no workers, no gradient checkpointing, one epoch ove
 ``batch x (warmup + steps)`` images: the scikit-image photographs linked under distinct
 names in a ``revisitop1m``-style folder that both read. The median step after ``warmup``
 is compared. Ratios are ours / upstream (below 1: we are faster).
+
+**keypoints** (not in the default run): upstream's ALIKED keypoints (its
+``extractors.aliked``, run in the peer's venv by ``benchmarks/upstream_aliked.py``)
+against ours with ``nms: strict`` (the default, kornia's NMS) and ``nms: simple``
+(upstream's), on scikit-image's astronaut and coffee and the Motorcycle left view, the
+best 1024 (``detection_threshold: -1``) and threshold 0.2 without a limit. A keypoint is
+"the same" when ours minus 0.5 (our pixel convention, docs/extractors.md) lies within
+1e-3 px of one of upstream's.
 """
 
 from __future__ import annotations
@@ -245,12 +253,53 @@ def train_table(args, runs: dict) -> str:
     )
 
 
+KEYPOINT_SETTINGS = {
+    "top 1024": {"max_num_keypoints": 1024, "detection_threshold": -1},
+    "threshold 0.2": {"max_num_keypoints": -1, "detection_threshold": 0.2},
+}
+
+
+def keypoints_table(args) -> str:
+    """Our ALIKED keypoints against upstream's, per setting and image."""
+    import numpy as np
+    import torch
+    from skimage import data
+
+    from gluefactory.models import get_model
+
+    images = {"astronaut": data.astronaut(), "coffee": data.coffee(),
+              "motorcycle": data.stereo_motorcycle()[0]}  # fmt: skip
+    np.savez(args.workdir / "images.npz", **images)
+    upstream = args.workdir / "upstream_aliked.npz"
+    run_measured(
+        peer_python(args.peer), str(Path(__file__).with_name("upstream_aliked.py")),
+        [args.workdir / "images.npz", upstream, json.dumps(KEYPOINT_SETTINGS)],
+        args.peer / "glue-factory", peer_env(args.threads, args.peer), "plain",
+        args.workdir / "upstream_aliked.log",
+    )  # fmt: skip
+    ref, rows = dict(np.load(upstream)), []
+    for nms in ("strict", "simple"):
+        for s, conf in KEYPOINT_SETTINGS.items():
+            model = get_model("extractors.aliked")({"nms": nms, **conf}).eval()
+            for name, im in images.items():
+                x = torch.from_numpy(im).permute(2, 0, 1)[None].float() / 255
+                with torch.inference_mode():
+                    kp = model({"image": x})["keypoints"][0].numpy() - 0.5
+                r = ref[f"{s}|{name}"]
+                d = np.linalg.norm(kp[:, None] - r[None], axis=-1).min(1)
+                same = d < 1e-3
+                off = f"{d[same].max():.1e}" if same.any() else "-"
+                ratio = f"{same.sum()} ({same.sum() / max(len(r), 1):.1%})"
+                rows.append((f"nms: {nms}", s, name, len(kp), len(r), ratio, off))
+    head = ["ours", "setting", "image", "ours", "upstream", "same"]
+    return table([*head, "max offset of same (px)"], rows) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--peer", type=Path, required=True, help="build_peer.sh's DEST")
-    p.add_argument(
-        "--only", nargs="+", choices=["eval", "train"], default=["eval", "train"]
-    )
+    p.add_argument("--only", nargs="+", choices=["eval", "train", "keypoints"],
+                   default=["eval", "train"])  # fmt: skip
     p.add_argument("--confs", nargs="+", default=["aliked+lightglue-official"])
     p.add_argument(
         "--sequences", type=int, help="only the first N sequences (smoke test)"
@@ -291,6 +340,8 @@ def main(argv: list[str] | None = None) -> None:
     if "train" in args.only:
         raw["train"] = runs = train_compare(args)
         parts.append(train_table(args, runs))
+    if "keypoints" in args.only:
+        parts.append(keypoints_table(args))
     parts.append(f"Load average at the end: {load_average()}\n")
     emit("\n".join(parts), args.output)
     if args.json:

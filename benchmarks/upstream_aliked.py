@@ -1,5 +1,5 @@
 """Upstream's ALIKED keypoints of saved images: the upstream side of
-:mod:`benchmarks.peer_keypoints`, run by the peer's interpreter (imports upstream).
+``python -m benchmarks.peer --only keypoints``, run by the peer's interpreter (imports upstream).
 
     python upstream_aliked.py IMAGES.npz OUT.npz SETTINGS_JSON
 """

@@ -7,20 +7,7 @@ import sys
 
 import pytest
 
-from benchmarks import common, deploy_onnx, hot_paths
-
-
-@pytest.mark.slow
-def test_hot_paths_check_equality_and_print_every_row(capsys):
-    """Every row's old and new computation agree (asserted inside), and the loss
-    without dense log-assignments peaks at less memory than the dense one."""
-    hot_paths.main(["--repeats", "1"])
-    rows = [line for line in capsys.readouterr().out.splitlines() if line[:2] == "| "]
-    rows = rows[1:]  # the header
-    assert len(rows) == 7, rows
-    memory = next(r for r in rows if "peak memory" in r)
-    before, now = (float(x) for x in memory.split("|")[2:4])
-    assert now < 0.7 * before, memory
+from benchmarks import common, deploy_onnx
 
 
 def test_time_alternately_and_table():
@@ -72,3 +59,28 @@ def test_deploy_onnx_checks_matches_and_prints_every_row(capsys):
     deploy_onnx.main(["--keypoints", "256", "--repeats", "1"])
     rows = [line for line in capsys.readouterr().out.splitlines() if line[:2] == "| "]
     assert len(rows) == 4, rows  # header, full, adaptive, the extractor's CNN
+
+
+def test_learning_report_goes_through_the_eval_stages(tmp_path, monkeypatch):
+    """The learning experiment's held-out numbers are the homographies benchmark's
+    summaries (export, evaluate, summarize), with the training's precision / recall,
+    their standard errors and a per-image breakdown."""
+    from benchmarks import learning
+
+    monkeypatch.setenv("GLUEFACTORY_OUTPUTS", str(tmp_path / "outputs"))
+    monkeypatch.setenv("GLUEFACTORY_DATA", str(tmp_path / "data"))
+    learning.PHOTOS.clear()
+    monkeypatch.setattr(learning, "HELD_OUT", ("skimage_astronaut.png",))
+    models = learning.matchers(trained=False)
+    models.pop("official LighterGlue")
+    res = learning.held_out(models, pairs=2)
+    assert res["pairs"] == 2
+    s = res["table"]["mutual NN"]
+    assert 0 < s["mean_match_prec"] <= 1 and 0 < s["mean_match_rec"] <= 1
+    assert s["sem_match_prec"] >= 0 and "H_error_ransac@3px" in s
+    image = res["per_image"]["mutual NN"]["skimage_astronaut.png"]
+    assert image["mean_match_rec"] == s["mean_match_rec"]  # the only image
+    out = tmp_path / "outputs" / "results" / "learning" / "held-out" / "mutual_NN"
+    assert (out / "summaries.json").is_file()
+    assert "mutual NN" in learning.markdown({"held-out": res})[2]
+    learning.PHOTOS.clear()

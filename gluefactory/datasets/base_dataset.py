@@ -119,19 +119,33 @@ class BaseDataset(Configurable, metaclass=ABCMeta):
             shuffle = False
         workers = int(self.conf.num_workers)
         generator = torch.Generator().manual_seed(int(self.conf.seed))
-        return DataLoader(
+        return data_loader(
             dataset,
+            workers,
+            pinned,
             batch_size=self.batch_size(split),
             shuffle=shuffle,
             sampler=sampler,
-            num_workers=workers,
-            pin_memory=pinned,
-            collate_fn=collate,
-            worker_init_fn=worker_init_fn,
             generator=generator,
             prefetch_factor=self.conf.prefetch_factor if workers > 0 else None,
-            persistent_workers=False,
         )
+
+
+def data_loader(
+    dataset: Dataset, num_workers: int, pin_memory: bool, **kwargs: Any
+) -> DataLoader:
+    """The library's DataLoader (of a dataset split and of the trainer): collated
+    with :func:`~gluefactory.utils.tensor.collate`, workers seeded by
+    :func:`worker_init_fn`, never persistent; ``kwargs``: batching and sampling."""
+    return DataLoader(
+        dataset,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        collate_fn=collate,
+        worker_init_fn=worker_init_fn,
+        persistent_workers=False,
+        **kwargs,
+    )
 
 
 SEARCH = ["gluefactory.datasets"]

@@ -299,10 +299,11 @@ def summarize(
     * Error keys of ``auc_metrics`` (default :data:`AUC_METRICS`) give the AUC at each
       threshold, ``{key}@{t}{unit}`` (e.g. ``H_error_ransac@1px``,
       ``rel_pose_error@5deg``), and their mean ``{key}_mAA``. Failures are inf.
-    * Every other key gives ``mean_{key}`` and ``median_{key}`` over the pairs where it
-      is not NaN (NaN means "undefined for this pair", e.g. no depth-valid match), e.g.
-      ``median_prec@1px`` (HPatches reports medians) and ``mean_epi_prec@1e-4``
-      (MegaDepth-1500 reports means). All-NaN gives NaN.
+    * Every other key gives ``mean_{key}``, ``median_{key}`` and ``sem_{key}`` (the
+      standard error of the mean, sample std / sqrt(n); NaN below 2 pairs) over the
+      pairs where it is not NaN (NaN means "undefined for this pair", e.g. no
+      depth-valid match), e.g. ``median_prec@1px`` (HPatches reports medians) and
+      ``mean_epi_prec@1e-4`` (MegaDepth-1500 reports means). All-NaN gives NaN.
 
     ``round`` rounds the AUCs (upstream: 4) before the mAA is taken.
     """
@@ -320,6 +321,8 @@ def summarize(
         v = v[~np.isnan(v)]
         out[f"mean_{key}"] = float(np.mean(v)) if v.size else math.nan
         out[f"median_{key}"] = float(np.median(v)) if v.size else math.nan
+        sem = np.std(v, ddof=1) / math.sqrt(v.size) if v.size > 1 else math.nan
+        out[f"sem_{key}"] = float(sem)
     return out
 
 

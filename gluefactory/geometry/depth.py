@@ -192,49 +192,38 @@ def covisibility(
     camera0: Camera,
     camera1: Camera,
     stride: int = 8,
-    occlusion_tol: float = 0.02,
+    rule: str = "occlusion",
+    tol: float | None = None,
 ) -> float:
-    """Fraction of the pixels of view 0 (every ``stride``-th) seen unoccluded in view 1.
+    """Fraction of the pixels of view 0 (every ``stride``-th) seen in view 1.
 
-    Depth maps (H, W) of both views, one camera each (batch shape ()). A pixel counts
-    when its depth is known and :func:`project` finds it inside view 1, in front, and
-    not hidden (``occlusion_tol``); pixels of unknown depth count as not seen. Used to
-    choose the built-in posed pairs.
-    """
-    h, w = depth0.shape
-    kpts = _grid(h, w, stride, camera0.dtype, depth0.device)[None]
-    _, visible = project(
-        kpts,
-        depth0.to(camera0.dtype)[None],
-        depth1.to(camera0.dtype)[None],
-        T_0to1[None],
-        camera0[None],
-        camera1[None],
-        occlusion_tol=occlusion_tol,
-    )
-    return float(visible.double().mean())
+    Depth maps (H, W) of both views, one camera each (batch shape ()). ``rule``:
 
-
-def overlap(
-    depth0: torch.Tensor,
-    depth1: torch.Tensor,
-    T_0to1: Pose,
-    camera0: Camera,
-    camera1: Camera,
-    stride: int = 8,
-    depth_tol: float = 0.05,
-) -> float:
-    """MegaDepth's overlap: the fraction of the *known-depth* pixels of view 0 (every
-    ``stride``-th) whose 3D point lands inside view 1, in front of it, on a pixel whose
-    depth agrees within ``depth_tol`` (relative) with the point's depth.
-
-    Unlike :func:`covisibility`, pixels of unknown depth in view 0 are left out of the
-    ratio and view 1's depth must be known and agree (nearest pixel), so that
-    ``overlap_matrix[i, j]`` is the co-visible part of what image i reconstructs. 0 when
-    view 0 has no known depth on the grid.
+    * ``occlusion`` (the built-in posed pairs): over all grid pixels; a pixel counts
+      when its depth is known and :func:`project` finds it inside view 1, in front,
+      and not hidden (``tol``: its ``occlusion_tol``, default 0.02); pixels of unknown
+      depth count as not seen.
+    * ``megadepth`` (MegaDepth's overlap, :func:`overlap`): over the *known-depth*
+      pixels of view 0; a pixel counts when its 3D point lands inside view 1, in front
+      of it, on a pixel whose known depth agrees within ``tol`` (relative, default
+      0.05), so that ``overlap_matrix[i, j]`` is the co-visible part of what image i
+      reconstructs. 0 when view 0 has no known depth on the grid.
     """
     h, w = depth0.shape
     kpts = _grid(h, w, stride, camera0.dtype, depth0.device)
+    if rule == "occlusion":
+        _, visible = project(
+            kpts[None],
+            depth0.to(camera0.dtype)[None],
+            depth1.to(camera0.dtype)[None],
+            T_0to1[None],
+            camera0[None],
+            camera1[None],
+            occlusion_tol=0.02 if tol is None else tol,
+        )
+        return float(visible.double().mean())
+    if rule != "megadepth":
+        raise ValueError(f"covisibility rule must be occlusion or megadepth: {rule!r}")
     ij = (kpts - 0.5).long()
     z = depth0.to(camera0.dtype)[ij[:, 1], ij[:, 0]]
     known = valid_depth_mask(z)
@@ -248,5 +237,11 @@ def overlap(
     y = p2d[:, 1].floor().long().clamp(0, h1 - 1)
     d1 = depth1.to(p3d.dtype)[y, x]
     z1 = p3d[:, 2]
-    agree = inside & valid_depth_mask(d1) & ((d1 - z1).abs() <= depth_tol * z1)
+    tol = 0.05 if tol is None else tol
+    agree = inside & valid_depth_mask(d1) & ((d1 - z1).abs() <= tol * z1)
     return float(agree.sum()) / float(known.sum())
+
+
+def overlap(*args, **kwargs) -> float:
+    """MegaDepth's overlap: :func:`covisibility` with ``rule="megadepth"``."""
+    return covisibility(*args, rule="megadepth", **kwargs)

@@ -63,7 +63,7 @@ def _sq_dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
     Per coordinate, without the (B, M, N, 2) difference tensor: the same values as
     ``(a[:, :, None] - b[:, None]).square().sum(-1)`` (timed in the ground-truth row
-    of ``python benchmarks/hot_paths.py``)."""
+    of the former ``benchmarks/hot_paths.py``, docs/benchmarks.md)."""
     dx = a[..., :1] - b[..., None, :, 0]
     d = dx.square_().add_((a[..., 1:] - b[..., None, :, 1]).square_())
     return d.masked_fill_(torch.isnan(d), torch.inf)

@@ -39,9 +39,8 @@ from ..utils.fs import check_output_file, remove_stale_temporaries
 from ..utils.tensor import collate
 from .export_megadepth import (
     FORMAT_VERSION,
-    METHOD_CHOICES,
     RESIZE,
-    add_common_args,
+    exporter_parser,
     extractor_conf,
     method_preset,
     split_overrides,
@@ -53,18 +52,11 @@ DATA_CONF = {"preprocessing": {"resize": RESIZE, "side": "long"}}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--method", default="sp", choices=METHOD_CHOICES)
+    parser = exporter_parser(PROG, __doc__, "a file")
     parser.add_argument(
         "--images", required=True, help="Folder, glob or list file of images."
     )
     parser.add_argument("--output", default=None, help="HDF5 file to write.")
-    parser.add_argument("--num_workers", type=int, default=0)
-    add_common_args(parser, "a file")
     return parser.parse_intermixed_args(argv)
 
 

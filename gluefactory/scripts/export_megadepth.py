@@ -122,30 +122,29 @@ FLOAT16_KEYS = ("keypoint_scores", "descriptors", "scales", "oris", "depth_keypo
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--method", default="sp", choices=METHOD_CHOICES)
+    parser = exporter_parser(PROG, __doc__, "scenes")
     parser.add_argument(
         "--scenes",
         default=None,
         help="File with one scene per line (absolute, relative to the MegaDepth "
         "folder, or a shipped list name); default: every scene in scene_info/.",
     )
-    parser.add_argument("--num_workers", type=int, default=0)
     parser.add_argument(
         "--export_sparse_depth",
         action="store_true",
         help="Also store the depth (and its validity) at every keypoint.",
     )
-    add_common_args(parser, "scenes")
     return parser.parse_intermixed_args(argv)
 
 
-def add_common_args(parser: argparse.ArgumentParser, what: str) -> None:
-    """The flags every feature exporter shares: --overwrite, --device, overrides."""
+def exporter_parser(prog: str, doc: str | None, what: str) -> argparse.ArgumentParser:
+    """The command line every feature exporter starts from: --method, --num_workers,
+    --overwrite (of ``what``), --device and the overrides."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--method", default="sp", choices=METHOD_CHOICES)
+    parser.add_argument("--num_workers", type=int, default=0)
     parser.add_argument(
         "--overwrite",
         action="store_true",
@@ -155,6 +154,7 @@ def add_common_args(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument(
         "dotlist", nargs="*", help="Overrides: model.<extractor key>=, data.<key>=."
     )
+    return parser
 
 
 def method_preset(method: str) -> tuple[str, dict]:

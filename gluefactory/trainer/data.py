@@ -18,11 +18,10 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import Dataset, Sampler
 
-from ..datasets.base_dataset import worker_init_fn
+from ..datasets.base_dataset import data_loader
 from ..utils.conf import ConfigError
-from ..utils.tensor import collate
 
 VAL_EPOCH = -1  # epoch tag of the validation items' seeds (the same every epoch)
 
@@ -136,15 +135,7 @@ class ShardBatches(Sampler):
 
 
 def make_loader(dataset: Dataset, batches: Sampler, num_workers: int, pin: bool):
-    return DataLoader(
-        SeededItems(dataset),
-        batch_sampler=batches,
-        num_workers=num_workers,
-        collate_fn=collate,
-        worker_init_fn=worker_init_fn,
-        pin_memory=pin,
-        persistent_workers=False,
-    )
+    return data_loader(SeededItems(dataset), num_workers, pin, batch_sampler=batches)
 
 
 class Loaders:

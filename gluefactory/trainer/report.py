@@ -14,6 +14,7 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
+from ..utils.errors import DataError
 from ..utils.fs import atomic_write_text
 from . import distributed
 from .logs import Averages, Board, match_figures
@@ -21,6 +22,23 @@ from .logs import Averages, Board, match_figures
 logger = logging.getLogger(__name__)
 
 SHOWN = ("loss/total", "loss/last", "match_recall", "match_precision")
+
+
+def read_metrics(folder: str | Path) -> list[dict]:
+    """The records of an experiment folder's ``metrics.jsonl``, in order (the learning
+    curves without TensorBoard); [] without the file. A line that is not JSON is a
+    DataError naming the file and line."""
+    path = Path(folder) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    records = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}, line {i}: not a JSON record ({e}).") from e
+    return records
 
 
 class Reporter:

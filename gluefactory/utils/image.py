@@ -70,7 +70,8 @@ def read_image(path: str | Path, grayscale: bool = False) -> np.ndarray:
             f"{MIN_IMAGE_SIDE} px on each side (a smaller one holds no features; "
             "resizing it would invent them). Use a larger image."
         )
-    if not grayscale:  # cvtColor: 0.01-0.03 of a reversed-axis copy's time (hot_paths)
+    # cvtColor: 0.01-0.03 of a reversed-axis copy's time (docs/benchmarks.md)
+    if not grayscale:
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     return image
 
@@ -82,7 +83,7 @@ def numpy_image_to_torch(image: np.ndarray) -> torch.Tensor:
     t = torch.from_numpy(np.ascontiguousarray(image))
     t = t[None] if t.ndim == 2 else t.permute(2, 0, 1)
     # reorder while still 1-byte, then one float copy (never the caller's memory)
-    # divided in place (benchmarks/hot_paths.py: 0.6-0.9 of the time of the old way)
+    # divided in place (docs/benchmarks.md: 0.6-0.9 of the time of the old way)
     t = t.contiguous().to(torch.float32, copy=True)
     return t.div_(255.0) if image.dtype == np.uint8 else t
 

@@ -211,6 +211,33 @@ def plot_cumulative(
     return fig
 
 
+def plot_curves(
+    runs: dict[str, list[dict]],
+    panels: Sequence[tuple[str, str, str]],
+    ylim: dict[str, tuple[float, float]] | None = None,
+):
+    """One panel per ``(kind, key, title)``: ``key`` of the records of that ``kind``
+    (``metrics.jsonl``: ``train``, ``val``) against ``step``, one line per run (label ->
+    records, as :func:`gluefactory.trainer.report.read_metrics` gives). ``ylim``:
+    limits by key. Returns the figure."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.3 * len(panels), 3.6))
+    for ax, (kind, key, title) in zip(np.atleast_1d(axes), panels):
+        for i, (label, records) in enumerate(runs.items()):
+            rs = [
+                r for r in records if r.get("kind") == kind and r.get(key) is not None
+            ]
+            style = "-" if kind == "train" else "o-"
+            ax.plot([r["step"] for r in rs], [r[key] for r in rs], style, color=f"C{i}",
+                    label=label)  # fmt: skip
+        ax.set(title=title, xlabel="optimizer step")
+        if ylim and key in ylim:
+            ax.set_ylim(*ylim[key])
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
 def save(fig, path: str | Path) -> Path:
     """Save a figure atomically (:func:`gluefactory.utils.fs.atomic_path`)."""
     path = Path(path)

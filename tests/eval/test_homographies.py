@@ -24,6 +24,7 @@ ARGS = [
     "model.extractor.max_num_keypoints=512",
     "eval.progress=false",
     "eval.num_worst=1",
+    "eval.gt_matches=true",
 ]
 
 
@@ -50,6 +51,10 @@ def test_cli_and_python_stages_give_the_same_results(roots, monkeypatch):
     assert set(dict(HPatchesPipeline.reported).values()) <= set(summaries)
     # real features on real photos: the known warps are mostly recovered
     assert summaries["mprec@3px"] > 0.5
+    # the training's metrics against the labels of all keypoints, with standard errors
+    assert 0.5 < summaries["mean_match_prec"] <= 1
+    assert 0 < summaries["mean_match_rec"] <= 1
+    assert 0 < summaries["sem_match_rec"] < 0.5
     assert (out / "worst_pairs.png").is_file()
 
     # the same benchmark from Python, with a config dict, on the cached predictions
@@ -65,7 +70,7 @@ def test_cli_and_python_stages_give_the_same_results(roots, monkeypatch):
             "items_per_image": 2,
         },
         "model": model,
-        "eval": {"progress": False, "num_worst": 0},
+        "eval": {"progress": False, "num_worst": 0, "gt_matches": True},
     }
     bench = stages.load_benchmark("homographies", conf)
     pred = stages.export_predictions(bench, out.parent / "py")  # the CLI run's

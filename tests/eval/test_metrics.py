@@ -288,9 +288,15 @@ def test_summarize_names_carry_the_aggregation():
     assert out["H_error_ransac_mAA"] == pytest.approx((0.31 + 0.57 + 0.662) / 3)
     # one error of 1 deg, one of 30 deg: AUC@5 = (.5*.5*1 + .5*4)/5 = 0.45
     assert out["rel_pose_error@5deg"] == pytest.approx(0.45)
+    # standard error of the mean: std(ddof=1) / sqrt(n), over the non-NaN pairs
+    assert out["sem_prec@1px"] == pytest.approx(
+        np.std([0.1, 0.2, 0.9], ddof=1) / 3**0.5
+    )
+    assert out["sem_epi_prec@1e-4"] == pytest.approx(0.1)  # (0.5, 0.7)
+    assert math.isnan(M.summarize({"x": [1.0, math.nan]})["sem_x"])  # one pair
     assert set(out) == {
-        "mean_prec@1px", "median_prec@1px",
-        "mean_epi_prec@1e-4", "median_epi_prec@1e-4",
+        "mean_prec@1px", "median_prec@1px", "sem_prec@1px",
+        "mean_epi_prec@1e-4", "median_epi_prec@1e-4", "sem_epi_prec@1e-4",
         "H_error_ransac@1px", "H_error_ransac@3px", "H_error_ransac@5px",
         "H_error_ransac_mAA",
         "rel_pose_error@5deg", "rel_pose_error@10deg", "rel_pose_error@20deg",

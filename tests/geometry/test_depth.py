@@ -219,8 +219,8 @@ def test_unknown_depth_counts_against_covisibility_not_overlap():
 def test_occluders_and_depth_disagreement():
     cam, T = _cam(), _shift(0.0)
     near = _plane(2.0)  # view 1 sees a surface in front of view 0's points
-    assert covisibility(_plane(), near, T, cam, cam, occlusion_tol=0.02) == 0
+    assert covisibility(_plane(), near, T, cam, cam, tol=0.02) == 0
     assert overlap(_plane(), near, T, cam, cam) == 0
     slightly = _plane(4.0 * 1.04)  # within overlap's 5 %
-    assert overlap(_plane(), slightly, T, cam, cam, depth_tol=0.05) == 1.0
-    assert overlap(_plane(), slightly, T, cam, cam, depth_tol=0.03) == 0
+    assert overlap(_plane(), slightly, T, cam, cam, tol=0.05) == 1.0
+    assert overlap(_plane(), slightly, T, cam, cam, tol=0.03) == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import pytest
 import torch
 from matplotlib.colors import to_rgba
 
@@ -77,3 +78,27 @@ def test_thousands_of_matches_are_one_artist_that_follows_the_layout(tmp_path):
     p1 = axes[1].transData.transform(k[:1].numpy() - 0.5)[0]
     assert abs(seg[0] - p0).max() < 1e-6 and abs(seg[1] - p1).max() < 1e-6
     assert viz2d.save(fig, tmp_path / "many.png").stat().st_size > 0
+
+
+def test_learning_curves_from_metrics_jsonl(tmp_path):
+    import json
+
+    from gluefactory.trainer.report import read_metrics
+    from gluefactory.utils.errors import DataError
+
+    recs = [{"kind": "train", "step": s, "loss/total": 1.0 / s} for s in (1, 2, 3)]
+    recs += [{"kind": "val", "step": 3, "match_recall": 0.5},
+             {"kind": "val", "step": 6, "match_recall": None}]  # fmt: skip
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    runs = {"a": read_metrics(tmp_path), "none": read_metrics(tmp_path / "missing")}
+    assert runs["a"] == recs and runs["none"] == []
+    panels = [("train", "loss/total", "loss"), ("val", "match_recall", "recall")]
+    fig = viz2d.plot_curves(runs, panels, {"match_recall": (0, 1)})
+    loss, recall = fig.axes
+    assert list(loss.lines[0].get_ydata()) == [1.0, 0.5, 1 / 3]
+    assert list(recall.lines[0].get_xdata()) == [3]  # null values are not drawn
+    assert recall.get_ylim() == (0, 1)
+    assert viz2d.save(fig, tmp_path / "c.png").stat().st_size > 0
+    (tmp_path / "metrics.jsonl").write_text("{not json\n")
+    with pytest.raises(DataError, match="line 1"):
+        read_metrics(tmp_path)

@@ -94,7 +94,7 @@ def convert_scene(
             if i != j and depths[i] is not None and depths[j] is not None:
                 ov[i, j] = overlap(
                     depths[i], depths[j], poses[j] @ poses[i].inv(), cams[i],
-                    cams[j], stride, depth_tol,
+                    cams[j], stride, tol=depth_tol,
                 )  # fmt: skip
     megadepth.write_scene_info(
         dst / megadepth.INFO_DIR / f"{scene}.npz",

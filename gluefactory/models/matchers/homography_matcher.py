@@ -103,34 +103,38 @@ class HomographyMatcher(_GroundTruthMatcher):
     required_data_keys = ["H_0to1"]
     component = "matchers.homography_matcher"
 
+    @staticmethod
+    def _labels(fn, key: str, data: dict, *args, **kwargs) -> dict:
+        """``fn(x0, x1, H_0to1, *args, **kwargs)`` on ``data[key + "0/1"]``, in float32
+        (float64 inputs stay float64) with autocast off."""
+        x0, x1 = data[f"{key}0"], data[f"{key}1"]
+        dtype = float_dtype(x0)
+        with torch.autocast(device_type=x0.device.type, enabled=False):
+            H = data["H_0to1"].to(dtype)
+            return fn(x0.to(dtype), x1.to(dtype), H, *args, **kwargs)
+
     def _lines(self, data: dict) -> dict:
-        lines0, lines1 = data["lines0"], data["lines1"]
-        dtype = float_dtype(lines0)
-        with torch.autocast(device_type=lines0.device.type, enabled=False):
-            return gt_line_matches_from_homography(
-                lines0.to(dtype),
-                lines1.to(dtype),
-                data["H_0to1"].to(dtype),
-                image_size(data, 0),
-                image_size(data, 1),
-                data.get("line_mask0"),
-                data.get("line_mask1"),
-                **self.line_kwargs(),
-            )
+        return self._labels(
+            gt_line_matches_from_homography,
+            "lines",
+            data,
+            image_size(data, 0),
+            image_size(data, 1),
+            data.get("line_mask0"),
+            data.get("line_mask1"),
+            **self.line_kwargs(),
+        )
 
     def _points(self, data: dict) -> dict:
-        kpts0, kpts1 = data["keypoints0"], data["keypoints1"]
-        dtype = float_dtype(kpts0)
-        with torch.autocast(device_type=kpts0.device.type, enabled=False):
-            return gt_matches_from_homography(
-                kpts0.to(dtype),
-                kpts1.to(dtype),
-                data["H_0to1"].to(dtype),
-                th_positive=self.conf.th_positive,
-                th_negative=self.conf.th_negative,
-                mask0=data.get("keypoint_mask0"),
-                mask1=data.get("keypoint_mask1"),
-            )
+        return self._labels(
+            gt_matches_from_homography,
+            "keypoints",
+            data,
+            th_positive=self.conf.th_positive,
+            th_negative=self.conf.th_negative,
+            mask0=data.get("keypoint_mask0"),
+            mask1=data.get("keypoint_mask1"),
+        )
 
 
 def image_size(data: dict, i: int) -> torch.Tensor:

@@ -160,8 +160,7 @@ def dual_softmax_nll(
     A positive (i, j) contributes 2 s_ij - lse0_i - lse1_j + log sig(z0_i) + log
     sig(z1_j), an unmatched point log sig(-z). This is what makes deep supervision
     cheap: no layer's (B, M+1, N+1) log-assignment or its gradient is materialised
-    (``python benchmarks/hot_paths.py``: about half the time and half the
-    memory). ``targets`` must come with the same padding masks as ``ds``.
+    (docs/benchmarks.md: about half the time and half the memory). ``targets`` must come with the same padding masks as ``ds``.
     """
     t, dtype = targets, ds.sim.dtype
     zero = ds.sim.new_zeros(())
@@ -222,7 +221,7 @@ def best_assignments(la: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     the dustbins included (index N, resp. M, = unmatched).
 
     ``max(dim).indices`` rather than ``argmax``: the same first-maximum indices, but
-    faster on the CPU (benchmarks/hot_paths.py), where four ``argmax`` per layer took
+    faster on the CPU (docs/benchmarks.md), where four ``argmax`` per layer took
     most of LightGlue's training loss.
     """
     return la[:, :-1, :].max(-1).indices, la[:, :, :-1].max(-2).indices

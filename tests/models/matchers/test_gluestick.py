@@ -1,8 +1,8 @@
 """matchers.gluestick: the official checkpoint layout, batching with padding, the line
 score, the loss and training (by hand and with the trainer) on synthetic wireframes.
 
-Parity with upstream glue-factory's GlueStick on one state dict is a script:
-``python -m benchmarks.peer_gluestick UPSTREAM_DIR`` (docs/gluestick.md).
+Parity with upstream glue-factory's GlueStick on one state dict needs upstream's source:
+``test_gluestick_upstream.py`` (docs/gluestick.md).
 """
 
 from __future__ import annotations

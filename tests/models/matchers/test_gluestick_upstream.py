@@ -1,28 +1,32 @@
-"""Parity of ``matchers.gluestick`` with upstream glue-factory's GlueStick (a script, not
-a test: it needs upstream's source tree).
+"""Parity of ``matchers.gluestick`` with upstream glue-factory's GlueStick, on one random
+state dict and the same wireframe-shaped inputs (docs/gluestick.md).
 
-    python -m benchmarks.peer_gluestick UPSTREAM_GLUE_FACTORY_DIR
-
-UPSTREAM_GLUE_FACTORY_DIR is a checkout of github.com/cvg/glue-factory (for example the
-``glue-factory`` folder that ``build_peer.sh`` writes). Upstream's GlueStick module needs
-only torch and omegaconf, so it is loaded here, under a private package name, with our
-torch. Both models get the same random state dict (BatchNorm statistics and dustbin
-scores perturbed so that nothing is trivially zero), in the official layout, and the
-same wireframe-shaped inputs; the script prints the largest differences and exits 1
-unless the matches are identical and the scores agree to 1e-4 (float32) / 1e-9
-(float64).
+Needs upstream's source tree: ``GLUEFACTORY_UPSTREAM=DIR python -m pytest
+tests/models/matchers/test_gluestick_upstream.py -s``, DIR a checkout of
+github.com/cvg/glue-factory (e.g. the ``glue-factory`` folder of ``build_peer.sh``);
+skipped without it. Upstream's GlueStick module needs only torch and omegaconf: it is
+loaded under a private package name with our torch. Matches must be identical and
+scores agree to 1e-4 (float32) / 1e-9 (float64).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 import types
 from pathlib import Path
 
+import pytest
 import torch
 
 from gluefactory.models.matchers.gluestick import GlueStick
+
+UPSTREAM = os.environ.get("GLUEFACTORY_UPSTREAM")
+pytestmark = pytest.mark.skipif(
+    not UPSTREAM,
+    reason="GLUEFACTORY_UPSTREAM (an upstream glue-factory checkout) unset",
+)
 
 FILES = {
     "settings": "settings.py",
@@ -83,6 +87,8 @@ def random_state(model: torch.nn.Module, g: torch.Generator) -> dict:
 
 
 def compare(upstream_cls, dtype: torch.dtype, seed: int = 0) -> bool:
+    """Both models on one random state dict and the same inputs; prints the largest
+    differences, True when matches are identical and scores agree to the tolerance."""
     g = torch.Generator().manual_seed(seed)
     conf = {"filter_threshold": 0.0}  # random weights: low scores; mutual matches
     ref = upstream_cls(conf).eval()
@@ -126,15 +132,6 @@ def compare(upstream_cls, dtype: torch.dtype, seed: int = 0) -> bool:
     return ok
 
 
-def main() -> int:
-    if len(sys.argv) != 2:
-        print(__doc__)
-        return 2
-    upstream = load_upstream(Path(sys.argv[1]))
-    ok = compare(upstream, torch.float64) & compare(upstream, torch.float32)
-    print("PARITY OK" if ok else "PARITY FAILED")
-    return 0 if ok else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_matches_and_scores_equal_upstream(dtype):
+    assert compare(load_upstream(Path(UPSTREAM)), dtype)
