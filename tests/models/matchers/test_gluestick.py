@@ -2,7 +2,7 @@
 score, the loss and training (by hand and with the trainer) on synthetic wireframes.
 
 Parity with upstream glue-factory's GlueStick on one state dict is a script:
-``python -m benchmarks.peer_gluestick UPSTREAM_DIR`` (docs/gluestick.md).
+``python -m benchmarks.peer_gluestick UPSTREAM_DIR`` (docs/lines.md).
 """
 
 from __future__ import annotations
