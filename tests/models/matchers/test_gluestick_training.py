@@ -41,9 +41,9 @@ def test_overfit_one_real_batch_reaches_line_recall_above_0_9(tmp_path, monkeypa
     above 0.9."""
     monkeypatch.setenv("GLUEFACTORY_OUTPUTS", str(tmp_path))
     res = train_main(["overfit", "--conf", CONF, "--overfit", "--no_eval_0", *TINY,
-                      "train.max_steps=40", "train.log_every_iter=5", "train.lr=3e-3",
+                      "train.max_steps=80", "train.log_every_iter=5", "train.lr=3e-3",
                       "train.lr_schedule.type=constant"])  # fmt: skip
-    assert res["step"] == 40
+    assert res["step"] == 80
     recs = train_records("overfit")
     assert recs[-1]["line_match_recall"] > 0.9
     assert recs[-1]["line_match_precision"] > 0.9
