@@ -16,6 +16,12 @@
    point extractor (the wireframe's own work: merging, dropping, describing), and the
    line ground truth of one pair (250 x 250 lines, 50 samples) from a homography and
    from depth.
+3. **GlueStick** (``--part gluestick``): the full matcher's forward (9 layers, 256-D,
+   random weights, which cost the same as the official ones) at 1000 points and 250
+   lines per image, beside a 9-layer LightGlue on the same points; and one pair of the
+   ``xfeat+lsd+gluestick`` pipeline (astronaut and a warp, XFeat 1000 points + 250 LSD
+   lines, GlueStick with 64-D input) split into LSD, the wireframe (XFeat, LSD,
+   junctions, description) and the matcher.
 """
 
 from __future__ import annotations
@@ -172,19 +178,85 @@ def timings(repeats: int) -> None:
         print(f"| {name} | {wall:.0f} | {cpu:.0f} |")
 
 
+def random_wireframes(n: int, num_lines: int, dim: int) -> dict:
+    """Two views of ``n`` random points, ``num_lines`` lines between them (640 x 480)."""
+    torch.manual_seed(0)
+    data = {}
+    for i in (0, 1):
+        k = torch.rand(1, n, 2) * torch.tensor([640.0, 480.0])
+        junc = torch.randint(0, 2 * num_lines, (1, num_lines, 2))
+        data.update({
+            f"keypoints{i}": k, f"descriptors{i}": torch.randn(1, n, dim),
+            f"keypoint_scores{i}": torch.rand(1, n), f"line_scores{i}": torch.rand(1, num_lines),
+            f"lines{i}": k[0, junc.flatten()].view(1, num_lines, 2, 2),
+            f"lines_junc_idx{i}": junc,
+            f"view{i}": {"image_size": torch.tensor([[640.0, 480.0]])},
+        })  # fmt: skip
+    return data
+
+
+def gluestick_timings(repeats: int) -> None:
+    """Part 3 of the module docstring."""
+    from gluefactory.geometry.homography import warp_image
+
+    rows = []
+    data = random_wireframes(1000, 250, 256)
+    gs = get_model("matchers.gluestick")({}).eval()
+    lg = get_model("matchers.lightglue")(
+        {"weights": None, "input_dim": 256, "depth_confidence": -1, "width_confidence": -1}
+    ).eval()  # fmt: skip
+    with torch.inference_mode():
+        rows.append(("GlueStick 9 x 256-D, 1000 points + 250 lines",
+                     median_ms(lambda: gs(data), repeats)))  # fmt: skip
+        rows.append(("LightGlue 9 x 256-D, 1000 points (no adaptivity)",
+                     median_ms(lambda: lg(data), repeats)))  # fmt: skip
+    img = photo("astronaut")
+    H = torch.tensor([[[0.9, 0.05, 30.0], [-0.05, 0.95, 20.0], [1e-4, 0, 1.0]]])
+    img1 = warp_image(img, H, (640, 480))
+    lsd = {"name": "lines.lsd", "max_num_lines": 250, "min_length": 15}
+    point = {"name": "extractors.xfeat", "max_num_keypoints": 1000, "detection_threshold": 0.0}
+    wf = get_model("lines.wireframe")({"point_extractor": point, "line_extractor": lsd,
+                                       "wireframe_params": {"nms_radius": 3}}).eval()  # fmt: skip
+    matcher = get_model("matchers.gluestick")({"input_dim": 64}).eval()
+    with torch.inference_mode():
+        feats = [wf({"image": x}) for x in (img, img1)]
+        pair = {f"{k}{i}": v for i, f in enumerate(feats) for k, v in f.items()}
+        for i, x in enumerate((img, img1)):
+            pair[f"view{i}"] = {"image_size": torch.tensor([[640.0, 480.0]])}
+        rows.append((f"LSD, 2 images ({feats[0]['lines'].shape[1]} + "
+                     f"{feats[1]['lines'].shape[1]} lines)",
+                     median_ms(lambda: [wf.line_extractor({"image": x}) for x in (img, img1)],
+                               repeats)))  # fmt: skip
+        rows.append((f"wireframe (XFeat + LSD + junctions), 2 images "
+                     f"({feats[0]['keypoints'].shape[1]} + {feats[1]['keypoints'].shape[1]} points)",
+                     median_ms(lambda: [wf({"image": x}) for x in (img, img1)], repeats)))  # fmt: skip
+        rows.append(("GlueStick 9 x 256-D on that pair", median_ms(lambda: matcher(pair), repeats)))
+    print("| GlueStick (forward, batch 1, float32) | wall ms | CPU ms |")
+    print("|---|---|---|")
+    for name, (wall, cpu) in rows:
+        print(f"| {name} | {wall:.0f} | {cpu:.0f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--part", choices=["all", "backends", "time", "gluestick"],
+                        default="all")  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if not has_pytlsd():
         raise SystemExit(
             "benchmarks/lines.py compares pytlsd with OpenCV: pip install pytlsd"
         )
-    compare_backends()
-    print()
-    timings(args.repeats)
+    if args.part in ("all", "backends"):
+        compare_backends()
+        print()
+    if args.part in ("all", "time"):
+        timings(args.repeats)
+        print()
+    if args.part in ("all", "gluestick"):
+        gluestick_timings(args.repeats)
 
 
 if __name__ == "__main__":

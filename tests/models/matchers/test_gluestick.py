@@ -2,7 +2,7 @@
 score, the loss and training (by hand and with the trainer) on synthetic wireframes.
 
 Parity with upstream glue-factory's GlueStick on one state dict needs upstream's source:
-``test_gluestick_upstream.py`` (docs/gluestick.md).
+``test_gluestick_upstream.py`` (docs/lines.md).
 """
 
 from __future__ import annotations

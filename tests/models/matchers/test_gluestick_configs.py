@@ -22,6 +22,8 @@ NAMES = [
     f"{f}+lsd+gluestick{s}" for f in FEATURES for s in ("", "-homography", "-megadepth")
 ]
 TRAINING = [n for n in NAMES if n.endswith(("-homography", "-megadepth"))]
+#: the small CPU recipe (docs/lines.md, learning results)
+PHOTOS = "xfeat+lsd+gluestick-photos"
 
 
 def load(name: str):
@@ -29,7 +31,18 @@ def load(name: str):
 
 
 def test_all_gluestick_configs_are_shipped():
-    assert {p.stem for p in CONFIGS.glob("*+lsd+gluestick*.yaml")} == set(NAMES)
+    shipped = {p.stem for p in CONFIGS.glob("*+lsd+gluestick*.yaml")}
+    assert shipped == {*NAMES, PHOTOS}
+
+
+def test_photos_recipe_is_small_and_holds_out_its_benchmark_images():
+    conf = load(PHOTOS)
+    m = conf.model.matcher
+    assert (m.descriptor_dim, len(m.GNN_layers), m.input_dim) == (96, 6, 64)
+    assert conf.train.max_minutes == 30
+    held_out = set(conf.data.val_images)
+    assert set(conf.data_val.val_images) == held_out
+    assert set(conf.benchmarks.homographies.data.glob) == held_out
 
 
 def test_upstream_evaluation_preset():

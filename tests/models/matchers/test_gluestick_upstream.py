@@ -1,5 +1,5 @@
 """Parity of ``matchers.gluestick`` with upstream glue-factory's GlueStick, on one random
-state dict and the same wireframe-shaped inputs (docs/gluestick.md).
+state dict and the same wireframe-shaped inputs (docs/lines.md).
 
 Needs upstream's source tree: ``GLUEFACTORY_UPSTREAM=DIR python -m pytest
 tests/models/matchers/test_gluestick_upstream.py -s``, DIR a checkout of

@@ -373,7 +373,7 @@ class GlueStick(BaseModel):
 
     def loss(self, pred: dict, data: dict) -> tuple[dict, dict]:
         """Balanced NLL of the point and line assignments (+ the intermediate line
-        assignments, weighted by ``loss.inter_supervision``); see docs/gluestick.md.
+        assignments, weighted by ``loss.inter_supervision``); see docs/lines.md.
 
         Ground truth: ``gt_matches0/1`` (and optionally ``gt_assignment``) for points,
         ``gt_line_matches0/1`` (``gt_line_assignment``) for lines; -1 unmatched, -2

@@ -1,0 +1,234 @@
+"""Does GlueStick learn? A small one trained from scratch on the CPU, measured on held-out
+photographs, beside the nearest-neighbour line baseline (docs/lines.md, learning results).
+
+The recipe is the shipped config ``xfeat+lsd+gluestick-photos``: a GlueStick of 3 x (self,
+cross) layers, 96-D, on homographies of the photographs bundled with scikit-image (four
+held out), XFeat points + LSD lines in a wireframe, trained by ``python -m
+gluefactory.train`` for ``--minutes`` of wall time. The held-out numbers come from
+``gluefactory.eval.homographies`` (its stage functions, the config's
+``benchmarks.homographies`` section: the four held-out photographs, the training's
+homography distribution) for the untrained model (the same seed, no training), the
+trained checkpoint (``--checkpoint``) and ``matchers.line_nearest_neighbor`` on the same
+points and lines.
+
+Usage (from the repository root)::
+
+    python -m benchmarks.learning_lines run --minutes 30    # train (normal priority)
+    python -m benchmarks.learning_lines report              # table + curves
+
+``run`` records wall and CPU time, steps and the load average sampled every 30 s
+(``learning_lines_run.json`` in the experiment): on a shared machine a 30-minute run
+gets much less compute. ``report`` writes ``docs/figures/learning_lines_{table.md,
+results.json,curves.png}`` (``--figures``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+from gluefactory import settings
+from gluefactory.utils.fs import atomic_path, atomic_write_text
+
+from .common import REPO, cpu_name, table
+
+logger = logging.getLogger("learning_lines")
+
+CONF = "xfeat+lsd+gluestick-photos"
+EXPERIMENT = "gs-photos"
+LINE_NN = {"name": "matchers.line_nearest_neighbor", "mutual_check": True}
+#: the reported columns: (summary key, header)
+POINT_COLS = (("mean_prec@3px", "point prec@3px"), ("mean_num_matches", "point matches"),
+              ("H_error_ransac@3px", "H AUC@3px"))  # fmt: skip
+LINE_COLS = (("mean_line_prec", "line precision"), ("mean_line_rec", "line recall"),
+             ("mean_num_line_matches", "line matches"))  # fmt: skip
+#: validation curves: (metrics.jsonl key, label)
+CURVES = (("line_match_precision", "line precision"), ("line_match_recall", "line recall"),
+          ("match_precision", "point precision"), ("match_recall", "point recall"))  # fmt: skip
+
+
+# ----------------------------------------------------------------------- training
+class LoadSampler:
+    """The 1-minute load average every ``period`` seconds, in a daemon thread."""
+
+    def __init__(self, period: float = 30.0):
+        self.period, self.samples = period, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append(round(os.getloadavg()[0], 2))
+            self._stop.wait(self.period)
+
+    def __enter__(self) -> LoadSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def run_training(experiment: str, minutes: float, overrides: list[str]) -> dict:
+    """``python -m gluefactory.train EXPERIMENT --conf xfeat+lsd+gluestick-photos``
+    (in this process) for ``minutes``; wall, CPU, steps and load go to
+    ``learning_lines_run.json`` in the experiment."""
+    from gluefactory.train import main as train_main
+
+    argv = [experiment, "--conf", CONF, "--overwrite",
+            f"train.max_minutes={minutes}", *overrides]  # fmt: skip
+    t0, c0 = time.time(), time.process_time()
+    with LoadSampler() as load:
+        summary = train_main(argv)
+    samples = load.samples or [os.getloadavg()[0]]
+    info = {
+        "command": "python -m gluefactory.train " + " ".join(argv),
+        "started_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime(t0)),
+        "wall_s": round(time.time() - t0, 1),
+        "cpu_s": round(time.process_time() - c0, 1),
+        "steps": summary["step"] if summary else None,
+        "status": summary["status"] if summary else None,
+        "threads": torch.get_num_threads(),
+        "cpu": f"{cpu_name()} ({os.cpu_count()} cores)",
+        "load_1min": {"min": min(samples), "mean": round(sum(samples) / len(samples), 2),
+                      "max": max(samples), "samples": samples},  # fmt: skip
+    }
+    path = settings.training_root() / experiment / "learning_lines_run.json"
+    atomic_write_text(path, json.dumps(info, indent=1))
+    logger.info("%d steps in %.0f s wall, %.0f s CPU, load %s", info["steps"] or 0,
+                info["wall_s"], info["cpu_s"], info["load_1min"]["mean"])  # fmt: skip
+    return info
+
+
+# --------------------------------------------------------------------- evaluation
+def evaluate(
+    experiment: str, out_root: Path, items: int | None = None, overwrite: bool = True
+) -> dict:
+    """Held-out summaries of ``untrained``, ``trained`` and ``line NN``, all three through
+    ``gluefactory.eval.homographies`` with the experiment's model config (same points,
+    same lines, same pairs)."""
+    from omegaconf import OmegaConf
+
+    from gluefactory.eval import stages
+    from gluefactory.eval.io import compose_eval_conf
+
+    dotlist = [f"data.items_per_image={items}"] if items else []
+    conf = compose_eval_conf("homographies", checkpoint=experiment, dotlist=dotlist)
+    untrained = OmegaConf.to_container(conf, resolve=True)
+    nn = OmegaConf.to_container(conf, resolve=True)
+    nn["model"]["matcher"] = dict(LINE_NN)
+    runs = {
+        "untrained GlueStick": (untrained, None),
+        "trained GlueStick": (conf, experiment),
+        "line NN (mutual)": (nn, None),
+    }
+    results = {}
+    images = OmegaConf.select(conf, "data.glob") or []
+    pairs = len(images) * int(OmegaConf.select(conf, "data.items_per_image", default=5))
+    for name, (c, checkpoint) in runs.items():
+        torch.manual_seed(0)  # the untrained model: the training's initial weights
+        folder = out_root / name.split()[0].lower()
+        results[name] = stages.run("homographies", folder, c, overwrite=overwrite,
+                                   checkpoint=checkpoint)  # fmt: skip
+        results[name]["num_pairs"] = pairs
+    return results
+
+
+def markdown(results: dict, run: dict | None) -> str:
+    def fmt(v) -> str:
+        return "n/a" if v is None or math.isnan(v) else (
+            f"{v:.1f}" if abs(v) >= 10 else f"{v:.3f}")  # fmt: skip
+
+    cols = (*LINE_COLS, *POINT_COLS)
+    rows = [[m, *(fmt(s.get(k)) for k, _ in cols)] for m, s in results.items()]
+    pairs = next(iter(results.values())).get("num_pairs")
+    head = [f"Held-out homographies: {pairs} pairs (n/a: no match)."]
+    if run:
+        load = run["load_1min"]
+        head.append(f"Training: `{run['command']}`, started {run['started_utc']} UTC, "
+                    f"{run['steps']} steps in {run['wall_s'] / 60:.1f} min wall "
+                    f"({run['cpu_s'] / 60:.1f} min CPU), {run['cpu']}, "
+                    f"{run['threads']} threads, 1-min load average {load['min']}-"
+                    f"{load['max']} (mean {load['mean']}).")  # fmt: skip
+    return "\n\n".join([*head, table(["matcher", *(h for _, h in cols)], rows)]) + "\n"
+
+
+def curves(experiment: str, out: Path) -> Path:
+    """Training loss and held-out validation metrics over steps (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = settings.training_root() / experiment / "metrics.jsonl"
+    recs = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    train = [r for r in recs if r.get("kind") == "train"]
+    val = [r for r in recs if r.get("kind") == "val"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for key, label in (("loss/total", "total"), ("loss/line_assignment_nll", "line NLL"),
+                       ("loss/assignment_nll", "point NLL")):  # fmt: skip
+        rs = [r for r in train if key in r]
+        axes[0].plot([r["step"] for r in rs], [r[key] for r in rs], label=label)
+    for key, label in CURVES:
+        rs = [r for r in val if key in r]
+        axes[1].plot([r["step"] for r in rs], [r[key] for r in rs], "o-", ms=3,
+                     label=label)  # fmt: skip
+    axes[0].set(title="training loss", xlabel="optimizer step")
+    axes[1].set(title="held-out validation (16 pairs, filter 0.2)",
+                xlabel="optimizer step", ylim=(0, 1))  # fmt: skip
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    with atomic_path(out, ".png") as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def report(experiment: str, figures: Path, items: int | None = None) -> str:
+    run_file = settings.training_root() / experiment / "learning_lines_run.json"
+    run = json.loads(run_file.read_text()) if run_file.exists() else None
+    out = settings.eval_root() / "learning_lines" / experiment
+    results = evaluate(experiment, out, items)
+    text = markdown(results, run)
+    figures.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(figures / "learning_lines_table.md", text)
+    atomic_write_text(figures / "learning_lines_results.json",
+                      json.dumps({"run": run, "results": results}, indent=1))  # fmt: skip
+    curves(experiment, figures / "learning_lines_curves.png")
+    print(text)
+    return text
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("what", choices=["run", "report", "all"])
+    p.add_argument("--experiment", default=EXPERIMENT)
+    p.add_argument("--minutes", type=float, default=30.0, help="run: wall time")
+    p.add_argument("--threads", type=int, default=1, help="run: torch threads (1: "
+                   "on a loaded 2-core machine, 2 threads spin and run slower)")  # fmt: skip
+    p.add_argument("--items", type=int, help="report: pairs per held-out photograph "
+                   "(default: the config's, 10)")  # fmt: skip
+    p.add_argument("--figures", type=Path, default=REPO / "docs" / "figures")
+    p.add_argument("overrides", nargs="*", help="run: key=value for the training config")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s] %(message)s")
+    torch.set_num_threads(args.threads)
+    if args.what in ("run", "all"):
+        run_training(args.experiment, args.minutes, args.overrides)
+    if args.what in ("report", "all"):
+        report(args.experiment, args.figures, args.items)
+
+
+if __name__ == "__main__":
+    main()
