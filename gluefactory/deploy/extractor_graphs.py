@@ -351,4 +351,3 @@ def export_extractor(extractor: BaseExtractor, folder: Path, opset: int) -> dict
         "inputs": list(INPUTS),
         "outputs": list(OUTPUTS),
     }
-

@@ -144,7 +144,7 @@ class OnnxMatcher(BaseModel):
         pairs = []
         for k, (f0, f1) in enumerate(zip(*feats, strict=True)):
             args = []
-            for i, f in enumerate((f0, f1)):
+            for f in (f0, f1):
                 kpts = np.ascontiguousarray(f["keypoints"][f["keep"]], np.float32)
                 desc = np.ascontiguousarray(f["descriptors"][f["keep"]], np.float32)
                 args.append((kpts, desc))
