@@ -8,7 +8,9 @@ cached features (``cache``: used when the export has no extractor); outputs
 ``keypoints0/1``, ``keypoint_scores0/1``, ``descriptors0/1``, ``matches0/1``,
 ``matching_scores0/1`` and ``stop`` (layers run).
 
-Pairs run one at a time (the graphs have batch 1); a batch whose pairs get different
+The hot path is onnxruntime and NumPy only (the extractor graph's outputs go to the
+matcher graphs as arrays); torch appears at the API's edges (the input images, the
+output tensors). Pairs run one at a time (the graphs have batch 1); a batch whose pairs get different
 keypoint counts is an InputError. Padded cached keypoints (``keypoint_mask``) are left
 out of the matching, as the PyTorch matcher masks them.
 """
