@@ -178,7 +178,7 @@ def test_exported_extractor_gives_the_same_features(
 ):
     """The complete extractor graph (selection included) in onnxruntime against the
     PyTorch extractor; the extractor section of a preset lowers max_num_keypoints
-    and changes the threshold (a graph input) without a new export."""
+    and (XFeat) raises the threshold (a graph input) without a new export."""
     from gluefactory.deploy.export import export_pipeline
 
     torch.manual_seed(0)
@@ -227,26 +227,18 @@ def test_exported_extractor_gives_the_same_features(
         )
     with pytest.raises(ConfigError, match="extractor.nms_radius=7 differs"):
         get_model("deploy.onnx")({"path": str(out), "extractor": {"nms_radius": 7}})
+    if name == "extractors.xfeat":  # the threshold is a graph input (XFeat's: 0.05)
+        _check_a_higher_threshold(out, extractor, image)
 
 
-def test_the_threshold_is_a_graph_input(tmp_path, motorcycle_pair):
+def _check_a_higher_threshold(out, extractor: dict, image: torch.Tensor) -> None:
     """A higher threshold at run time keeps fewer, the same, keypoints as PyTorch."""
-    from gluefactory.deploy.export import export_pipeline
-
-    extractor = {"name": "extractors.xfeat", "max_num_keypoints": 256}
-    conf = {
-        "name": "two_view_pipeline",
-        "extractor": extractor,
-        "matcher": {"name": "matchers.lightglue", "input_dim": 64, "n_layers": 1},
-    }
-    out = export_pipeline(get_model("two_view_pipeline")(conf).eval(), tmp_path / "x")
-    image = motorcycle_pair["image0"][..., ::4, ::4]
-    strict = {**extractor, "detection_threshold": 0.3}
+    strict = {**extractor, "max_num_keypoints": 256, "detection_threshold": 0.3}
     onx = get_model("deploy.onnx")({"path": str(out), "extractor": strict})
     got = onx.extractor(image[0].numpy())["keypoints"]
     with torch.no_grad():
         ref = get_model(extractor["name"])(strict).eval()({"image": image})
-        ref = ref["keypoints"][0]
+    ref = ref["keypoints"][0]
     assert 0 < len(ref) == len(got) < 256
     near, _ = _near(ref, torch.from_numpy(got))
     assert (near < 1e-2).all()
