@@ -99,8 +99,8 @@ class OnnxMatcher(BaseModel):
 
     def _features(self, data: dict, i: int) -> list[dict]:
         """Per pair of the batch: keypoints, scores, descriptors as NumPy arrays,
-        with ``keep`` (the indices of the real keypoints) and ``n`` (their count in
-        the output)."""
+        with ``keep`` (the indices of the keypoints to match: padded cached ones are
+        left out)."""
         view = data[f"view{i}"]
         if self.extractor is not None:
             images = check_image_tensor(view["image"], "deploy.onnx")
