@@ -6,7 +6,8 @@
   with its confidence heads, each layer's assignment), so that early exit and pruning
   are kept;
 - :mod:`.lightglue_runtime`: the runner that takes the adaptive decisions between them;
-- :mod:`.extractor_graphs`: each extractor's CNN as a graph, swapped in at run time;
+- :mod:`.extractor_graphs`: each extractor as one complete graph (image -> keypoints,
+  scores, descriptors), and :mod:`.extractor_runtime`, which runs it with NumPy;
 - :mod:`.graph`: one module -> one graph, checked by onnxruntime at other sizes;
 - :mod:`.onnx`: :class:`OnnxMatcher`, the model ``deploy.onnx`` (two-view pipeline API).
 

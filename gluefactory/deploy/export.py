@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 #: the ONNX opset of every graph (onnxruntime >= 1.14, TensorRT >= 8.6 read it)
 OPSET = 17
 MANIFEST = "manifest.json"
-FORMAT = 1
+FORMAT = 2  # 2: complete extractor graphs, no extractor.pt
 
 
 def check_pipeline(model) -> tuple[BaseExtractor | None, LightGlue]:
@@ -43,11 +43,6 @@ def check_pipeline(model) -> tuple[BaseExtractor | None, LightGlue]:
     extractor = getattr(model, "extractor", None)
     if extractor is not None:
         spec_of(extractor)
-        if extractor.conf.force_num_keypoints:
-            raise ConfigError(
-                "export_onnx: extractor force_num_keypoints=true is not supported "
-                "(padded keypoints would be matched); set it to false."
-            )
     return extractor, matcher
 
 
@@ -88,7 +83,10 @@ def read_manifest(folder: str | Path) -> dict:
         )
     manifest = json.loads(path.read_text())
     if manifest.get("format") != FORMAT:
+        older = " (an older export: its extractor ran in PyTorch from extractor.pt)"
         raise ConfigError(
-            f"{path}: export format {manifest.get('format')} is not {FORMAT}; export again."
+            f"{path}: export format {manifest.get('format')} is not {FORMAT}"
+            f"{older if manifest.get('format') == 1 else ''}; re-export the model "
+            "with `python -m gluefactory.export_onnx`."
         )
     return manifest

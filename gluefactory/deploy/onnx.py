@@ -8,7 +8,9 @@ cached features (``cache``: used when the export has no extractor); outputs
 ``keypoints0/1``, ``keypoint_scores0/1``, ``descriptors0/1``, ``matches0/1``,
 ``matching_scores0/1`` and ``stop`` (layers run).
 
-Pairs run one at a time (the graphs have batch 1); a batch whose pairs get different
+The hot path is onnxruntime and NumPy only (the extractor graph's outputs go to the
+matcher graphs as arrays); torch appears at the API's edges (the input images, the
+output tensors). Pairs run one at a time (the graphs have batch 1); a batch whose pairs get different
 keypoint counts is an InputError. Padded cached keypoints (``keypoint_mask``) are left
 out of the matching, as the PyTorch matcher masks them.
 """
@@ -20,11 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..models import get_model
-from ..models.base_model import BaseModel, load_state_dict_strict
+from ..models.base_model import BaseModel
 from ..utils.errors import ConfigError, InputError
+from ..utils.image import check_image_tensor
 from .export import read_manifest
-from .extractor_graphs import spec_of
+from .extractor_runtime import ExtractorRuntime
 from .lightglue_runtime import LightGlueRuntime
 
 _FROM_EXPORT = ("depth_confidence", "width_confidence", "filter_threshold")
@@ -50,22 +52,6 @@ def _session_factory(providers, threads: int):
     return lambda path: ort.InferenceSession(
         str(path), options, providers=list(providers)
     )
-
-
-class _Graph:
-    """An onnxruntime session called with torch tensors (the swapped-in CNN)."""
-
-    def __init__(self, session):
-        self.session = session
-        self.input = session.get_inputs()[0].name
-
-    def __call__(self, image: torch.Tensor):
-        x = image.detach().float().contiguous().cpu().numpy()
-        out = [
-            torch.from_numpy(o).to(image.device)
-            for o in self.session.run(None, {self.input: x})
-        ]
-        return out[0] if len(out) == 1 else tuple(out)
 
 
 class OnnxMatcher(BaseModel):
@@ -107,26 +93,42 @@ class OnnxMatcher(BaseModel):
         self.extractor = None
         if "extractor" in manifest:
             e = manifest["extractor"]
-            extractor = get_model(e["name"])(_extractor_conf(conf, e)).eval()
-            state = torch.load(folder / "extractor.pt", map_location="cpu")
-            load_state_dict_strict(extractor, state, str(folder / "extractor.pt"))
-            spec_of(extractor).swap(
-                extractor, _Graph(session(folder / "extractor.onnx"))
+            self.extractor = ExtractorRuntime(
+                folder, e, session, _extractor_overrides(conf, e)
             )
-            self.extractor = extractor
 
-    def _features(self, data: dict, i: int) -> dict:
+    def _features(self, data: dict, i: int) -> list[dict]:
+        """Per pair of the batch: keypoints, scores, descriptors as NumPy arrays,
+        with ``keep`` (the indices of the keypoints to match: padded cached ones are
+        left out)."""
         view = data[f"view{i}"]
         if self.extractor is not None:
-            with torch.no_grad():
-                return self.extractor(view)
+            images = check_image_tensor(view["image"], "deploy.onnx")
+            images = images.detach().cpu().float().numpy()
+            sizes = view.get("image_size")
+            out = []
+            for b, image in enumerate(images):
+                if sizes is not None:  # images padded to a common size: crop
+                    w, h = (int(v) for v in torch.as_tensor(sizes).reshape(-1, 2)[b])
+                    image = image[:, :h, :w]
+                f = self.extractor(image)
+                out.append({**f, "keep": np.arange(len(f["keypoints"]))})
+            return out
         cache = view.get("cache")
         if not cache:
             raise InputError(
                 f"deploy.onnx: the export has no extractor and view{i} carries no "
                 "cached features (view['cache'])."
             )
-        return dict(cache)
+        mask = cache.get("keypoint_mask")
+        out = []
+        for b in range(len(cache["keypoints"])):
+            f = {k: _numpy(cache[k][b]) for k in _FEATURES if k in cache}
+            keep = np.arange(len(f["keypoints"]))
+            if mask is not None:  # padded cached keypoints are not matched
+                keep = np.flatnonzero(_numpy(mask[b]))
+            out.append({**f, "keep": keep})
+        return out
 
     @staticmethod
     def _size(view: dict, kpts: np.ndarray, b: int) -> np.ndarray:
@@ -141,33 +143,27 @@ class OnnxMatcher(BaseModel):
 
     def _forward(self, data: dict) -> dict:
         feats = [self._features(data, i) for i in (0, 1)]
-        b = feats[0]["keypoints"].shape[0]
         pairs = []
-        for k in range(b):
-            args, idx = [], []
-            for f in feats:
-                kp, desc = f["keypoints"][k], f["descriptors"][k]
-                mask = f.get("keypoint_mask")
-                keep = (
-                    torch.arange(len(kp)) if mask is None else mask[k].nonzero()[:, 0]
-                )
-                kpts = kp[keep].detach().float().cpu().numpy()
-                args += [kpts, desc[keep].detach().float().cpu().numpy()]
-                idx.append((keep.cpu().numpy(), len(kp)))
-            size = [self._size(data[f"view{i}"], args[2 * i], k) for i in (0, 1)]
+        for k, (f0, f1) in enumerate(zip(*feats, strict=True)):
+            args = []
+            for f in (f0, f1):
+                kpts = np.ascontiguousarray(f["keypoints"][f["keep"]], np.float32)
+                desc = np.ascontiguousarray(f["descriptors"][f["keep"]], np.float32)
+                args.append((kpts, desc))
+            size = [self._size(data[f"view{i}"], args[i][0], k) for i in (0, 1)]
             res = self.matcher(
-                args[0], args[2], args[1], args[3], *size, **self.options
+                args[0][0], args[1][0], args[0][1], args[1][1], *size, **self.options
             )
+            idx = [(f["keep"], len(f["keypoints"])) for f in (f0, f1)]
             pairs.append(_scatter(res, idx))
-        out = {f"{k}{i}": v for i, f in enumerate(feats) for k, v in f.items()}
+        device = _device(data)
+        out = {}
+        for i, per_pair in enumerate(feats):
+            for key in per_pair[0]:
+                if key != "keep":
+                    out[f"{key}{i}"] = _stack([p[key] for p in per_pair], key, device)
         for key in pairs[0]:
-            values = [torch.as_tensor(p[key]) for p in pairs]
-            if len({v.shape for v in values}) > 1:
-                raise InputError(
-                    f"deploy.onnx: the pairs of a batch give {key} of different "
-                    "sizes; run batches of one pair."
-                )
-            out[key] = torch.stack(values).to(feats[0]["keypoints"].device)
+            out[key] = _stack([p[key] for p in pairs], key, device)
         return out
 
     def loss(self, pred, data):
@@ -190,9 +186,8 @@ def _option(conf, spec: dict, key: str):
     return section.get(key, spec[key])
 
 
-def _extractor_conf(conf, exported: dict) -> dict:
-    """The exported extractor config with the extractor section merged over it (the
-    weights come from ``extractor.pt``)."""
+def _extractor_overrides(conf, exported: dict) -> dict:
+    """The extractor section's keys (checked against the export by the runtime)."""
     section = {k: v for k, v in conf.extractor.items() if k != "name"}
     name = conf.extractor.name
     if name is not None and name != exported["name"]:
@@ -200,7 +195,32 @@ def _extractor_conf(conf, exported: dict) -> dict:
             f"deploy.onnx: extractor.name={name!r}, but the export holds "
             f"{exported['name']!r}."
         )
-    return {**exported["conf"], **section, "weights": None}
+    return section
+
+
+_FEATURES = ("keypoints", "keypoint_scores", "descriptors")
+
+
+def _numpy(x) -> np.ndarray:
+    return x.detach().cpu().numpy() if torch.is_tensor(x) else np.asarray(x)
+
+
+def _device(data: dict) -> torch.device:
+    for view in (data["view0"], data["view0"].get("cache") or {}):
+        for v in view.values():
+            if torch.is_tensor(v):
+                return v.device
+    return torch.device("cpu")
+
+
+def _stack(values: list, key: str, device) -> torch.Tensor:
+    """Per-pair NumPy arrays -> one (B, ...) tensor (the pipeline's API)."""
+    if len({np.shape(v) for v in values}) > 1:
+        raise InputError(
+            f"deploy.onnx: the pairs of a batch give {key} of different sizes; run "
+            "batches of one pair."
+        )
+    return torch.from_numpy(np.stack(values)).to(device)
 
 
 def _scatter(res: dict, idx) -> dict:

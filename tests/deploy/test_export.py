@@ -115,8 +115,23 @@ def test_read_manifest_errors(tmp_path):
     with pytest.raises(ConfigError, match="not an ONNX export folder"):
         read_manifest(tmp_path)
     (tmp_path / "manifest.json").write_text(json.dumps({"format": 0}))
-    with pytest.raises(ConfigError, match="export again"):
+    with pytest.raises(ConfigError, match="re-export the model"):
         read_manifest(tmp_path)
+    # format 1: the extractor's selection ran in PyTorch from extractor.pt
+    (tmp_path / "manifest.json").write_text(json.dumps({"format": 1}))
+    with pytest.raises(ConfigError, match=r"extractor.pt\); re-export"):
+        read_manifest(tmp_path)
+
+
+def test_an_extractor_without_top_k_names_the_option(tmp_path):
+    conf = {
+        "name": "two_view_pipeline",
+        "extractor": {"name": "extractors.xfeat", "max_num_keypoints": -1},
+        "matcher": {"name": "matchers.lightglue", "input_dim": 64, "n_layers": 1},
+    }
+    with pytest.raises(ConfigError, match="max_num_keypoints=-1"):
+        export_onnx({"model": conf}, tmp_path / "x")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_cli_exports_and_reports_user_errors(tmp_path, capsys):

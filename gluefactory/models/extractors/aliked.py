@@ -392,7 +392,7 @@ class ALIKED(BaseExtractor):
         y, x = idx // w, idx % w
         d = torch.arange(k, device=scores.device)
         flat = (y[:, None, None] + d[:, None]) * (w + 2 * r) + x[:, None, None] + d
-        patch = padded.reshape(-1)[flat.reshape(len(idx), -1)]  # (N, k * k)
+        patch = padded.reshape(-1)[flat.flatten(1)]  # (N, k * k)
         top = patch.max(1, keepdim=True).values.detach()
         e = ((patch - top) / self.conf.temperature).exp()
         residual = (e @ self.window_xy.to(e)) / e.sum(1, keepdim=True)

@@ -124,7 +124,7 @@ def conv_at_pixels(
     rows = F.pad(x, (r, r, r, r)).permute(1, 2, 0).reshape(-1, c)  # (pixels, C)
     d = torch.arange(k, device=x.device)
     idx = (py[:, None, None] + d[:, None]) * (w + 2 * r) + px[:, None, None] + d
-    patches = rows.index_select(0, idx.reshape(-1)).reshape(len(px), -1)  # (N, k*k*C)
+    patches = rows.index_select(0, idx.reshape(-1)).reshape(px.shape[0], -1)
     return F.linear(patches, weight.permute(0, 2, 3, 1).reshape(len(weight), -1), bias)
 
 

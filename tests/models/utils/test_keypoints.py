@@ -69,6 +69,17 @@ def test_remove_borders_with_image_size():
     assert K.remove_borders(s, 0).sum() == s.sum()
 
 
+@pytest.mark.parametrize("fill", [False, True])
+def test_remove_borders_of_boolean_masks(fill):
+    """Boolean masks go through logical operators (they trace into ONNX graphs): the
+    same result as masked_fill."""
+    mask = torch.rand(2, 7, 9, generator=torch.Generator().manual_seed(0)) > 0.5
+    size = torch.tensor([[9, 7], [6, 5]])
+    want = K.remove_borders(mask.float(), 2, size, fill=float(fill)).bool()
+    got = K.remove_borders(mask, 2, size, fill=fill)
+    assert got.dtype == torch.bool and torch.equal(got, want)
+
+
 def test_top_k_keypoints():
     kpts = torch.arange(10.0).repeat(2, 1).T
     scores = torch.tensor([0.1, 0.9, 0.3, 0.8, 0.0, 0.5, 0.2, 0.7, 0.6, 0.4])

@@ -110,6 +110,8 @@ def remove_borders(
         size = torch.as_tensor(image_size, device=scores.device).reshape(-1, 2).long()
         wv, hv = size[:, 0, None, None], size[:, 1, None, None]
     keep = (ii >= border) & (ii < wv - border) & (jj >= border) & (jj < hv - border)
+    if scores.dtype == torch.bool:  # logical ops: they also trace into ONNX graphs
+        return scores | ~keep if fill else scores & keep
     return scores.masked_fill(~keep, fill)
 
 
