@@ -90,14 +90,35 @@ def test_disk_full_at_a_result_file_keeps_the_predictions(
     _fails_with_one_line(capsys, str(tag / site))
     assert leftovers(tag.parent) == []
     assert sha256_of(tag / "predictions.h5") == digest  # the export is intact
-    # the refused file is the previous one (sweep.json, the figure) or absent (results
-    # and summaries of another eval config are removed by --overwrite_eval first)
-    assert not (tag / site).exists() or sha256_of(tag / site) == before[site]
+    # the previous summaries are intact (nothing is deleted ahead of its replacement;
+    # a results.h5 written before the failure no longer matches them, so a rerun
+    # recomputes), and conf.yaml still describes them (it is written last)
+    for name in ("summaries.json", "conf.yaml", site):
+        assert sha256_of(tag / name) == before[name], name
     monkeypatch.undo()
     monkeypatch.setenv("GLUEFACTORY_OUTPUTS", str(tag.parents[2]))
     again = hpatches_main(args)  # reuses the export, completes the results
     assert sha256_of(tag / "predictions.h5") == digest
     assert again["ransac_th"] == 3.0 and read_json(tag / "summaries.json") == again
+
+
+def test_disk_full_during_an_overwrite_keeps_the_previous_results(
+    tag, reference, monkeypatch, capsys
+):
+    """--overwrite runs the network again; a full disk on the way leaves the tag as
+    it was, and a rerun without --overwrite trusts it again."""
+    shutil.copytree(reference, tag)
+    before = {p.name: sha256_of(p) for p in tag.iterdir()}
+    refused = disk_full_in_h5(monkeypatch, "predictions.h5", after=30_000)
+    with pytest.raises(SystemExit) as e:
+        hpatches_main([*ARGS, "--overwrite"])
+    assert e.value.code == 2 and refused
+    _fails_with_one_line(capsys, str(tag / "predictions.h5"))
+    assert leftovers(tag.parent) == []
+    assert {p.name: sha256_of(p) for p in tag.iterdir()} == before
+    monkeypatch.undo()
+    monkeypatch.setenv("GLUEFACTORY_OUTPUTS", str(tag.parents[2]))
+    assert hpatches_main(ARGS) == read_json(reference / "summaries.json")
 
 
 REAL_DISK_FULL = """
@@ -153,4 +174,6 @@ def test_a_really_full_disk_during_the_export_is_one_message(tmp_path):
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
     assert "predictions.h5: no space left on the device" in proc.stderr
-    assert proc.stderr.splitlines()[-1] == "conf.yaml"  # nothing partial left
+    # `ls` of the results folder printed nothing after the error: nothing partial left,
+    # and no conf.yaml (it is written last, for results that exist)
+    assert proc.stderr.splitlines()[-1].startswith("(set GLUEFACTORY_DEBUG=1")
