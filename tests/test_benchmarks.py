@@ -56,9 +56,9 @@ def test_peer_runner_measures_a_script_under_the_driver(tmp_path):
 def test_deploy_onnx_checks_matches_and_prints_every_row(capsys):
     """ONNX against PyTorch: matches agree (asserted inside) before the timing rows."""
     pytest.importorskip("onnxruntime")
-    deploy_onnx.main(["--keypoints", "256", "--repeats", "1"])
+    deploy_onnx.main(["--keypoints", "256", "--runs", "1"])
     rows = [line for line in capsys.readouterr().out.splitlines() if line[:2] == "| "]
-    assert len(rows) == 4, rows  # header, full, adaptive, the extractor's CNN
+    assert len(rows) == 5, rows  # header; matcher full, adaptive; extractor; image pair
 
 
 def test_learning_report_goes_through_the_eval_stages(tmp_path, monkeypatch):
