@@ -267,6 +267,7 @@ def gt_line_matches(
     th_overlap: float = 0.2,
     min_valid: float = 0.5,
     min_visible: float = 0.5,
+    overlap_of_all: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Line labels for segments (B, L0, 2, 2) / (B, L1, 2, 2) under any projection.
 
@@ -275,6 +276,9 @@ def gt_line_matches(
     inside the other image). ``mask0/1`` (B, L) mark real (non-padded) lines. Returns
     ``line_assignment`` (B, L0, L1) and ``line_matches0/1`` (rule in
     :mod:`gluefactory.geometry.lines`). Batched; only the Hungarian step loops.
+    ``overlap_of_all``: close samples are counted among all valid ones (inside the
+    other image or not) and the overlap is their share of ``num_samples`` (upstream's
+    homography rule); otherwise among, and of, the visible ones (its depth rule).
     """
     valid_lines0 = keypoint_mask(lines0, mask0, "lines")
     valid_lines1 = keypoint_mask(lines1, mask1, "lines")
@@ -296,13 +300,17 @@ def gt_line_matches(
     proj1, valid1, vis1 = project(lines1, valid_lines1, project1)
     safe1 = torch.where(valid_lines1[..., None, None], lines1, torch.zeros_like(lines1))
     safe0 = torch.where(valid_lines0[..., None, None], lines0, torch.zeros_like(lines0))
-    counts0 = close_sample_counts(proj0, vis0, safe1, th_dist)
-    counts1 = close_sample_counts(proj1, vis1, safe0, th_dist)
+    counts0 = close_sample_counts(
+        proj0, valid0 if overlap_of_all else vis0, safe1, th_dist
+    )
+    counts1 = close_sample_counts(
+        proj1, valid1 if overlap_of_all else vis1, safe0, th_dist
+    )
     counts0 = counts0 * valid_lines1[:, None, :]  # padded lines are near nothing
     counts1 = counts1 * valid_lines0[:, None, :]
     return line_labels(
         counts0, counts1, vis0, vis1, valid0, valid1, valid_lines0, valid_lines1,
-        th_overlap, min_valid, min_visible,
+        th_overlap, min_valid, min_visible, overlap_of_all,
     )  # fmt: skip
 
 
@@ -324,7 +332,9 @@ def gt_line_matches_from_homography(
 ) -> dict[str, torch.Tensor]:
     """Line labels for views related by ``H_0to1`` (B, 3, 3); ``size0/1`` the images'
     (w, h), (2,) or (B, 2): a sample is visible when it warps inside the other image.
-    Keyword arguments as :func:`gt_line_matches`."""
+    Keyword arguments as :func:`gt_line_matches`; ``overlap_of_all`` defaults to True
+    (upstream's homography rule: its labels, ``tests/geometry/test_lines_upstream.py``)."""
+    kwargs.setdefault("overlap_of_all", True)
     H = H_0to1.to(lines0)
     size0, size1 = _size(size0, lines0), _size(size1, lines0)
 

@@ -12,13 +12,15 @@ views (a homography or depth and pose, :mod:`gluefactory.geometry.gt_generation`
    within ``th_dist`` px of j's supporting line and its foot lies on the segment j
    (the two overlap there).
 3. (i, j) is a candidate when the close samples are more than ``th_overlap`` of the
-   visible samples in both directions (i onto j and j onto i).
+   visible samples in both directions (i onto j and j onto i); with ``overlap_of_all``,
+   of all ``num_samples`` samples instead (upstream's rule for a homography; its
+   depth rule uses the visible ones).
 4. Candidates are assigned one-to-one by the Hungarian algorithm on the negative
    product of the two counts of close samples.
 
 Labels: ``matches0[i] = j`` for assigned pairs; ``-2`` (ignored) for padded lines and
 lines with fewer than ``min_valid`` valid samples; ``-1`` (unmatched) for every other
-line, including those with fewer than ``min_visible`` of their valid samples visible in
+line, including those with at most ``min_visible`` of their valid samples visible in
 the other image (mostly outside it), which are never candidates.
 """
 
@@ -133,6 +135,7 @@ def line_labels(
     th_overlap: float = 0.2,
     min_valid: float = 0.5,
     min_visible: float = 0.5,
+    overlap_of_all: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Labels from the close-sample counts (module docstring, steps 3 and 4).
 
@@ -140,14 +143,21 @@ def line_labels(
     (B, L1, L0); ``visible0/1`` and ``valid0/1`` (B, L, S) per sample; ``mask0/1``
     (B, L) real (non-padded) lines. Returns ``line_assignment`` (B, L0, L1) bool and
     ``line_matches0/1`` (B, L0) / (B, L1) (index, -1 unmatched, -2 ignored).
+    A line is visible when more than ``min_visible`` of its valid samples are (exactly
+    half is out, as upstream).
     """
     num_valid0, num_valid1 = valid0.sum(-1), valid1.sum(-1)
     num_vis0, num_vis1 = visible0.sum(-1), visible1.sum(-1)
     s0, s1 = valid0.shape[-1], valid1.shape[-1]
     ignore0 = ~mask0 | (num_valid0 < min_valid * s0)
     ignore1 = ~mask1 | (num_valid1 < min_valid * s1)
-    ok0 = ~ignore0 & (num_vis0 >= min_visible * num_valid0) & (num_vis0 > 0)
-    ok1 = ~ignore1 & (num_vis1 >= min_visible * num_valid1) & (num_vis1 > 0)
+    ok0 = ~ignore0 & (num_vis0 > min_visible * num_valid0)
+    ok1 = ~ignore1 & (num_vis1 > min_visible * num_valid1)
+    if overlap_of_all:
+        num_vis0, num_vis1 = (
+            torch.full_like(num_vis0, s0),
+            torch.full_like(num_vis1, s1),
+        )
     c1 = counts1.transpose(1, 2)  # (B, L0, L1): samples of lines 1 close to lines 0
     overlap0 = counts0 / num_vis0.clamp_min(1)[..., None]
     overlap1 = c1 / num_vis1.clamp_min(1)[:, None, :]

@@ -135,6 +135,28 @@ def test_a_segment_leaving_the_image():
     assert gt["line_matches1"].tolist() == [[0, -1]]
 
 
+def test_exactly_half_visible_is_outside():
+    """Upstream's rule: a line is visible when more than ``min_visible`` of its samples
+    are; x in [140, 340] -> [540, 740]: 25 of 50 samples inside."""
+    H = torch.tensor([[1.0, 0, 400], [0, 1, 0], [0, 0, 1]], dtype=torch.float64)[None]
+    gt = homography_gt(
+        batch(seg(140, 100, 340, 100)), batch(seg(540, 100, 640, 100)), H
+    )
+    assert gt["line_matches0"].tolist() == [[-1]]
+    assert gt["line_matches1"].tolist() == [[-1]]
+
+
+@pytest.mark.parametrize("of_all,expect", [(True, -1), (False, 0)])
+def test_overlap_share_of_all_or_visible_samples(of_all, expect):
+    """x in [100, 300] -> [500, 700]: 35 samples visible, 8 of them on [500, 530]:
+    more than 20 % of the visible ones, fewer than 20 % of all 50 (upstream's
+    homography rule, the default for a homography)."""
+    H = torch.tensor([[1.0, 0, 400], [0, 1, 0], [0, 0, 1]], dtype=torch.float64)[None]
+    lines0, lines1 = batch(seg(100, 100, 300, 100)), batch(seg(500, 101, 530, 101))
+    gt = homography_gt(lines0, lines1, H, overlap_of_all=of_all)
+    assert gt["line_matches0"].tolist() == [[expect]]
+
+
 def test_padded_lines_are_ignored_and_never_matched():
     lines0 = batch(seg(100, 100, 300, 100), seg(0, 0, 0, 0))
     lines1 = batch(seg(0, 0, 0, 0), seg(100, 100, 300, 100), seg(100, 100, 300, 100))

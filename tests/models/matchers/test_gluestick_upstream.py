@@ -4,51 +4,20 @@ state dict and the same wireframe-shaped inputs (docs/lines.md).
 Needs upstream's source tree: ``GLUEFACTORY_UPSTREAM=DIR python -m pytest
 tests/models/matchers/test_gluestick_upstream.py -s``, DIR a checkout of
 github.com/cvg/glue-factory (e.g. the ``glue-factory`` folder of ``build_peer.sh``);
-skipped without it. Upstream's GlueStick module needs only torch and omegaconf: it is
-loaded under a private package name with our torch. Matches must be identical and
-scores agree to 1e-4 (float32) / 1e-9 (float64).
+skipped without it (``tests/upstream.py``). Upstream's GlueStick module needs only
+torch and omegaconf: it is loaded under a private package name with our torch. Matches
+must be identical and scores agree to 1e-4 (float32) / 1e-9 (float64).
 """
 
 from __future__ import annotations
-
-import importlib.util
-import os
-import sys
-import types
-from pathlib import Path
 
 import pytest
 import torch
 
 from gluefactory.models.matchers.gluestick import GlueStick
+from tests.upstream import needs_upstream, upstream_module
 
-UPSTREAM = os.environ.get("GLUEFACTORY_UPSTREAM")
-pytestmark = pytest.mark.skipif(
-    not UPSTREAM,
-    reason="GLUEFACTORY_UPSTREAM (an upstream glue-factory checkout) unset",
-)
-
-FILES = {
-    "settings": "settings.py",
-    "models.base_model": "models/base_model.py",
-    "models.utils.metrics": "models/utils/metrics.py",
-    "models.matchers.gluestick": "models/matchers/gluestick.py",
-}
-
-
-def load_upstream(root: Path):
-    """Upstream's GlueStick class, its modules registered as ``upstream_gf.*``."""
-    src = root / "gluefactory"
-    for pkg in ("", ".models", ".models.utils", ".models.matchers"):
-        mod = types.ModuleType("upstream_gf" + pkg)
-        mod.__path__ = [str(src / pkg[1:].replace(".", "/"))]
-        sys.modules["upstream_gf" + pkg] = mod
-    for name, rel in FILES.items():
-        spec = importlib.util.spec_from_file_location(f"upstream_gf.{name}", src / rel)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules["upstream_gf.models.matchers.gluestick"].GlueStick
+pytestmark = needs_upstream
 
 
 def wireframe(g: torch.Generator, b: int, n: int, n_lines: int, size=(640, 480)):
@@ -90,6 +59,7 @@ def compare(upstream_cls, dtype: torch.dtype, seed: int = 0) -> bool:
     """Both models on one random state dict and the same inputs; prints the largest
     differences, True when matches are identical and scores agree to the tolerance."""
     g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)  # the models' initial weights: a reproducible run
     conf = {"filter_threshold": 0.0}  # random weights: low scores; mutual matches
     ref = upstream_cls(conf).eval()
     ours = GlueStick(conf).eval()
@@ -134,4 +104,4 @@ def compare(upstream_cls, dtype: torch.dtype, seed: int = 0) -> bool:
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_matches_and_scores_equal_upstream(dtype):
-    assert compare(load_upstream(Path(UPSTREAM)), dtype)
+    assert compare(upstream_module("models.matchers.gluestick").GlueStick, dtype)
