@@ -1,6 +1,12 @@
 """When a run stops: SIGINT or SIGTERM (e.g. a cluster's preemption; first: stop after
 the step with a checkpoint; second: at once), max_steps, max_minutes; the decision is
-agreed by every rank."""
+agreed by every rank.
+
+``max_minutes`` is the wall time of the whole run: the clock starts when the trainer is
+built (data sets, model), and a step stops the run when the time so far plus
+``reserve`` (the duration of the latest validation and its checkpoint, which the stop
+repeats) would exceed it, so the run ends near ``max_minutes``, not one validation
+after it."""
 
 from __future__ import annotations
 
@@ -25,11 +31,15 @@ class StopControl:
         self.conf, self.dist = conf, dist
         self.sigint = False
         self._first_signal = 0.0
-        self.start = time.monotonic()
+        self.start = time.monotonic()  # the budget counts from the set-up
+        self.reserve = 0.0  # seconds kept for the final validation and checkpoint
         self._previous: dict = {}
 
+    def elapsed(self) -> float:
+        """Seconds since this control (the trainer) was built."""
+        return time.monotonic() - self.start
+
     def __enter__(self):
-        self.start = time.monotonic()
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._previous[sig] = signal.signal(sig, self._handler)
@@ -62,7 +72,7 @@ class StopControl:
             stop = "max_steps"
         elif (
             t.max_minutes is not None
-            and time.monotonic() - self.start > 60 * t.max_minutes
+            and self.elapsed() + self.reserve > 60 * t.max_minutes
         ):
             stop = "time"
         if self.dist.enabled:  # every rank stops, for the most pressing reason of any

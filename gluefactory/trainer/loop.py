@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 import warnings
 from pathlib import Path
 
@@ -71,6 +72,7 @@ class Trainer:
     def __init__(self, conf: DictConfig, exp_dir: Path, dist: distributed.Dist):
         self.conf, self.t, self.dir, self.dist = conf, conf.train, Path(exp_dir), dist
         t, self.device = self.t, dist.device
+        self.stop = StopControl(t, dist)  # first: max_minutes counts the set-up
         ckpts.seed_everything(t.seed)
         self.data = Loaders(conf, dist, self.device)
         self.model = get_model(conf.model.name)(conf.model).to(self.device)
@@ -92,7 +94,6 @@ class Trainer:
         self.last_val: dict = {}
         self._pending_rng = None
         self.report = Reporter(self.dir, dist, t.log_it)
-        self.stop = StopControl(t, dist)
 
     @property
     def counters(self) -> dict:
@@ -166,6 +167,8 @@ class Trainer:
         t, status, path = self.t, "finished", None
         self.model.train()  # frozen components stay in eval mode (BaseModel.train)
         self._bar = progress_bar(self.total_steps, self.step, self.dist)
+        if t.max_minutes is not None:
+            logger.info("Set-up took %.1f s of max_minutes.", self.stop.elapsed())
         try:
             with self.stop:
                 if t.eval_0 and self.step == 0 and self.batch_in_epoch == 0:
@@ -183,6 +186,13 @@ class Trainer:
         finally:
             self._bar.close()
             self.report.close()
+        if t.max_minutes is not None:
+            logger.info(
+                "Stopped (%s) after %.1f min of max_minutes %g.",
+                status,
+                self.stop.elapsed() / 60,
+                t.max_minutes,
+            )
         if status == "interrupted" and path is not None:
             logger.info("Interrupted: saved %s. Resume with --restore.", path.name)
         return {
@@ -243,7 +253,12 @@ class Trainer:
         if t.lr_schedule.on_epoch:
             self._schedule_step()
         self.validate()
-        if t.run_benchmarks and self.conf.benchmarks:
+        # a benchmark would overrun max_minutes (the next step stops the run): skipped
+        if (
+            t.run_benchmarks
+            and self.conf.benchmarks
+            and self.stop.check(self.step) is None
+        ):
             self._benchmarks(e)
         return "finished", self.save()
 
@@ -265,7 +280,9 @@ class Trainer:
     # -------------------------------------------------------------- evaluation
 
     def validate(self) -> dict:
-        """Validate on the whole (sharded) set; save checkpoint_best if it improved."""
+        """Validate on the whole (sharded) set; save checkpoint_best if it improved.
+        Its duration is what max_minutes keeps in reserve (:mod:`.control`)."""
+        start = time.monotonic()
         figures: dict = {}
         hook = figure_hook(self.t.plot, self.model, self.dist, figures)
         res = evaluate(
@@ -286,6 +303,8 @@ class Trainer:
         self.report.val(res, figures, self.counters)
         if self._improved(res[self.t.best_key]):  # the same on every rank
             self.save(best=True)
+        self.stop.reserve = time.monotonic() - start  # the stop repeats it
+
         return res
 
     def _improved(self, value: float) -> bool:

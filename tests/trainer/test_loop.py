@@ -215,3 +215,28 @@ def test_worker_processes_give_the_same_run(outputs):
         torch.testing.assert_close(sa["model"][k], sb["model"][k], atol=1e-6, rtol=1e-5)
     lines = (outputs / "w2" / "metrics.jsonl").read_text()
     assert "NaN" not in lines and "Infinity" not in lines
+
+
+def test_max_minutes_ends_the_run_near_the_budget(outputs, monkeypatch):
+    """Validations of 20 s (a fake clock) and a 1-minute budget: the run stops when the
+    final validation would overrun, so everything fits in the minute (it used to
+    run to step 5, its fourth validation ending at 80 s)."""
+    from gluefactory.trainer import control, loop
+
+    offset, real = [0.0], control.time.monotonic
+    monkeypatch.setattr(control.time, "monotonic", lambda: real() + offset[0])
+    evaluate = loop.evaluate
+
+    def slow_evaluate(*args, **kwargs):
+        offset[0] += 20.0
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "evaluate", slow_evaluate)
+    conf = toy_conf(
+        {"epochs": 100, "max_minutes": 1.0, "eval_every_iter": 2}, num_train=400
+    )
+    res = train("budget", conf)
+    # validations at steps 0 and 2 (40 s), then 40 s + the 20 s reserve reach the
+    # budget at step 3: its final validation ends at 60 s plus the real compute
+    assert res["status"] == "time" and res["step"] == 3
+    assert offset[0] == 60.0
