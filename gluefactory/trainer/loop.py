@@ -175,7 +175,8 @@ class Trainer:
                     self.validate()
                 while self.epoch < t.epochs and status == "finished":
                     status, path = self._epoch()
-                if status in ("max_steps", "time"):
+                validated = self.last_val.get("_step") == self.step
+                if status in ("max_steps", "time") and not validated:
                     self.validate()
                 if status != "finished":
                     path = self.save()

@@ -240,3 +240,12 @@ def test_max_minutes_ends_the_run_near_the_budget(outputs, monkeypatch):
     # budget at step 3: its final validation ends at 60 s plus the real compute
     assert res["status"] == "time" and res["step"] == 3
     assert offset[0] == 60.0
+
+
+def test_a_stop_on_a_validation_step_validates_once(outputs):
+    conf = toy_conf(
+        {"epochs": 100, "max_steps": 4, "eval_every_iter": 2}, num_train=400
+    )
+    res = train("stop_on_val", conf)
+    assert res["status"] == "max_steps" and res["step"] == 4
+    assert [r["step"] for r in records(outputs / "stop_on_val", "val")] == [0, 2, 4]
