@@ -149,3 +149,32 @@ def test_matcher_section_builds_and_matches(name):
     with torch.no_grad():
         pred = matcher(data)
     assert pred["line_matches0"].shape == (b, nl)
+
+
+@pytest.mark.parametrize(
+    "bench,data",
+    [("hpatches", "eval_toy_homography"), ("megadepth1500", "eval_toy_posed")],
+)
+def test_upstream_command_without_weights_says_where_to_get_them(
+    bench, data, tmp_path, monkeypatch, capsys
+):
+    """``python -m gluefactory.eval.{hpatches,megadepth1500} --conf
+    gluefactory/configs/superpoint+lsd+gluestick.yaml`` verbatim (on a toy data set:
+    the real ones would be downloaded first) where the official weights cannot be had:
+    one line from the weights manager, exit 2."""
+    import importlib
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[2] / "eval"))  # toy data
+    monkeypatch.setenv("GLUEFACTORY_OUTPUTS", str(tmp_path / "outputs"))
+    monkeypatch.setenv("GLUEFACTORY_OFFLINE", "1")
+    monkeypatch.setenv("GLUEFACTORY_WEIGHTS", str(tmp_path / "weights"))  # empty
+    main = importlib.import_module(f"gluefactory.eval.{bench}").main
+    conf = str(CONFIGS / "superpoint+lsd+gluestick.yaml")
+    with pytest.raises(SystemExit) as e:
+        main(["--conf", conf, f"data.name={data}", "eval.progress=false"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "Traceback" not in err, err
+    assert (
+        "Weights 'superpoint-magicleap' (superpoint_v1.pth) are not in the cache" in err
+    )
+    assert "download it by hand from https://github.com/magicleap/" in err
