@@ -102,6 +102,27 @@ def time_alternately(
     return {k: Timing.of(wall[k], cpu[k]) if k in live else None for k in fns}
 
 
+def photo(name: str, size: str | None = None):
+    """A scikit-image photograph as a (1, 3, H, W) float tensor in [0, 1] (``motorcycle``,
+    ``motorcycle_right``: the Middlebury stereo pair), resized (area) to ``size``:
+    ``WxH``, or the long side (aspect kept)."""
+    import skimage.data
+
+    from gluefactory.utils.image import numpy_image_to_torch, resize_image
+
+    if name.startswith("motorcycle"):
+        img = skimage.data.stereo_motorcycle()[name.endswith("right")]
+    else:
+        img = getattr(skimage.data, name)()
+    x = numpy_image_to_torch(img)[:3].expand(3, -1, -1)[None]
+    if size:
+        h, w = x.shape[-2:]
+        s = int(size) / max(h, w) if "x" not in size else None
+        wh = size.split("x") if s is None else (round(w * s), round(h * s))
+        x = resize_image(x, (int(wh[1]), int(wh[0])), "area").clamp(0, 1)
+    return x
+
+
 # ---------------------------------------------------------------------------- output
 def table(head: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     """A markdown table."""
