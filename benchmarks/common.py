@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from gluefactory.utils.errors import UserError
+
 REPO = Path(__file__).resolve().parents[1]
 DRIVER = Path(__file__).with_name("peer_driver.py")
 
@@ -142,70 +144,60 @@ def emit(text: str, output: str | Path | None) -> str:
 
 
 # ------------------------------------------------------------------------ peer runner
-def clean_env(threads: int) -> dict:
-    """This environment, limited to ``threads`` threads, without the driver's keys."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PEER_BENCH")}
-    env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
-               PYTHONUNBUFFERED="1", TQDM_MININTERVAL="5")  # fmt: skip
-    return env
+@dataclass(frozen=True)
+class Interpreter:
+    """A Python that runs benchmark targets under :mod:`benchmarks.peer_driver`: ours,
+    or the venv of upstream glue-factory built by ``build_peer.sh`` (the peer)."""
 
+    python: str
+    cwd: Path
+    env: dict
 
-def ours_env(threads: int, outputs: Path) -> dict:
-    from gluefactory import settings
+    @staticmethod
+    def _env(threads: int) -> dict:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PEER_BENCH")}
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+                   PYTHONUNBUFFERED="1", TQDM_MININTERVAL="5")  # fmt: skip
+        return env
 
-    return {**clean_env(threads), "PYTHONPATH": str(REPO),
-            "GLUEFACTORY_DATA": str(settings.data_root()),
-            "GLUEFACTORY_OUTPUTS": str(outputs)}  # fmt: skip
+    @classmethod
+    def ours(cls, threads: int, outputs: Path, python: str = sys.executable):
+        """This repository, with ``threads`` threads, writing to ``outputs``."""
+        from gluefactory import settings
 
+        return cls(python, REPO, {**cls._env(threads), "PYTHONPATH": str(REPO),
+                   "GLUEFACTORY_DATA": str(settings.data_root()),
+                   "GLUEFACTORY_OUTPUTS": str(outputs)})  # fmt: skip
 
-def peer_env(threads: int, peer: Path) -> dict:
-    """Upstream's environment: none of our variables (nothing of ours shadows it)."""
-    env = clean_env(threads)
-    for k in [k for k in env if k.startswith("GLUEFACTORY_") or k == "PYTHONPATH"]:
-        del env[k]
-    env["TORCH_HOME"] = str(peer / "torch_home")
-    return env
+    @classmethod
+    def peer(cls, threads: int, peer: Path):
+        """Upstream's build in ``peer``: none of our variables shadow it."""
+        python = peer / "venv" / "bin" / "python"
+        if not python.exists():
+            raise UserError(f"No peer build in {peer}: run build_peer.sh first.")
+        env = {k: v for k, v in cls._env(threads).items()
+               if not k.startswith("GLUEFACTORY_") and k != "PYTHONPATH"}  # fmt: skip
+        env["TORCH_HOME"] = str(peer / "torch_home")
+        return cls(str(python), peer / "glue-factory", env)
 
-
-def peer_python(peer: Path) -> str:
-    """The interpreter of a ``build_peer.sh`` build."""
-    python = peer / "venv" / "bin" / "python"
-    if not python.exists():
-        raise SystemExit(f"No peer build in {peer}: run build_peer.sh first.")
-    return str(python)
-
-
-def versions(python: str) -> str:
-    """torch, NumPy and OpenCV versions of an interpreter."""
-    code = "import torch, numpy, cv2; print(torch.__version__, numpy.__version__, cv2.__version__)"  # fmt: skip
-    out = subprocess.run([python, "-c", code], capture_output=True, text=True)
-    t, n, c = (out.stdout.split() + ["?"] * 3)[:3]
-    return f"torch {t}, NumPy {n}, OpenCV {c}"
-
-
-def run_measured(
-    python: str, target: str, args: Sequence[str], cwd: Path, env: dict,
-    mode: str, log: Path,
-) -> dict:  # fmt: skip
-    """Run ``target`` (a module, or a ``.py`` file) with ``args`` under the driver in
-    ``mode`` (``eval``: model time; ``train``: step end times; ``plain``); returns the
-    driver's measurements plus ``wall_s``, the process wall time seen from here."""
-    out = log.with_suffix(".json")
-    out.unlink(missing_ok=True)
-    env = {**env, "PEER_BENCH_MODE": mode, "PEER_BENCH_OUT": str(out)}
-    t0 = time.perf_counter()
-    with open(log, "w") as f:
-        code = subprocess.run(
-            [python, str(DRIVER), target, *map(str, args)],
-            cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT,
-        ).returncode  # fmt: skip
-    wall = time.perf_counter() - t0
-    if code or not out.exists():
-        tail = "\n".join(log.read_text(errors="replace").strip().splitlines()[-15:])
-        raise RuntimeError(
-            f"{python} {target} failed (exit {code}), log {log}:\n{tail}"
-        )
-    return {**json.loads(out.read_text()), "wall_s": wall}
+    def run(self, target: str, args: Sequence[object], mode: str, log: Path) -> dict:
+        """Run ``target`` (a module, or a ``.py`` file) with ``args`` under the driver in
+        ``mode`` (``eval``: model time; ``train``: step end times; ``plain``); returns
+        the driver's measurements plus ``wall_s``, the process wall time seen from here.
+        """
+        out = log.with_suffix(".json")
+        out.unlink(missing_ok=True)
+        env = {**self.env, "PEER_BENCH_MODE": mode, "PEER_BENCH_OUT": str(out)}
+        t0 = time.perf_counter()
+        with open(log, "w") as f:
+            code = subprocess.run([self.python, str(DRIVER), target, *map(str, args)],
+                                  cwd=self.cwd, env=env, stdout=f,
+                                  stderr=subprocess.STDOUT).returncode  # fmt: skip
+        wall = time.perf_counter() - t0
+        if code or not out.exists():
+            tail = "\n".join(log.read_text(errors="replace").strip().splitlines()[-15:])
+            raise RuntimeError(f"{self.python} {target} failed (exit {code}), log {log}:\n{tail}")
+        return {**json.loads(out.read_text()), "wall_s": wall}
 
 
 # ------------------------------------------------------------------- training steps

@@ -33,17 +33,7 @@ from pathlib import Path
 
 import torch
 
-from .common import (
-    REPO,
-    STEP_PARTS,
-    emit,
-    host,
-    ours_env,
-    run_measured,
-    set_threads,
-    step_parts,
-    table,
-)  # fmt: skip
+from .common import STEP_PARTS, Interpreter, emit, host, set_threads, step_parts, table
 
 # feature -> (shipped config, extra overrides, weights that must be in the cache)
 FEATURES = {
@@ -98,15 +88,10 @@ def parts(feature: str, args) -> tuple[float, float]:
 
 
 def measure(feature: str, args, work: Path) -> tuple:
-    env = ours_env(args.threads, work / "outputs")
-    cmd = [
-        f"bench_{feature}",
-        "--conf",
-        FEATURES[feature][0],
-        *overrides(feature, args),
-    ]
-    r = run_measured(sys.executable, "gluefactory.train", cmd, REPO, env, "train",
-                     work / f"train_{feature}.log")  # fmt: skip
+    cmd = [f"bench_{feature}", "--conf", FEATURES[feature][0], *overrides(feature, args)]
+    r = Interpreter.ours(args.threads, work / "outputs").run(
+        "gluefactory.train", cmd, "train", work / f"train_{feature}.log"
+    )
     step = statistics.median(
         torch.tensor(r["steps"]).diff().tolist()[args.warmup - 1 :]
     )

@@ -6,8 +6,10 @@ from __future__ import annotations
 import sys
 
 import pytest
+import torch
 
 from benchmarks import common, deploy_onnx
+from gluefactory.utils.errors import UserError
 
 
 def test_time_alternately_and_table():
@@ -20,7 +22,7 @@ def test_time_alternately_and_table():
     assert common.table(["x", "y"], [(1, "2")]) == "| x | y |\n|---|---|\n| 1 | 2 |"
 
 
-def test_peer_runner_measures_a_script_under_the_driver(tmp_path):
+def test_peer_runner_measures_a_script_under_the_driver(tmp_path, monkeypatch):
     """The driver runs a script in any interpreter (here ours), records its optimizer
     steps and outermost module calls, and keeps benchmarks/ off the script's path."""
     script = tmp_path / "steps.py"
@@ -33,13 +35,13 @@ def test_peer_runner_measures_a_script_under_the_driver(tmp_path):
         "    torch.nn.Linear(2, 2)(p[None]).sum().backward()\n"
         "    opt.step()\n"
     )
-    env = common.clean_env(1)
+    ours = common.Interpreter.ours(1, tmp_path / "outputs")
+    assert ours.env["OMP_NUM_THREADS"] == "1"
     for mode in ("train", "eval"):
         log = tmp_path / f"{mode}.log"
-        r = common.run_measured(
-            sys.executable, str(script), [], tmp_path, env, mode, log
-        )
+        r = ours.run(str(script), [], mode, log)
         assert r["code"] == 0 and r["wall_s"] >= r["run_s"] > 0 and r["peak_rss_mb"] > 0
+        assert r["versions"]["torch"] == torch.__version__
         if mode == "train":
             assert len(r["steps"]) == 3 and r["calls"] == 0
         else:
@@ -47,9 +49,14 @@ def test_peer_runner_measures_a_script_under_the_driver(tmp_path):
             assert r["by_class"]["Linear"][0] == 3
     script.write_text("raise SystemExit(3)\n")
     with pytest.raises(RuntimeError, match="exit 3"):
-        common.run_measured(
-            sys.executable, str(script), [], tmp_path, env, "plain", log
-        )
+        ours.run(str(script), [], "plain", log)
+    with pytest.raises(UserError, match="build_peer.sh"):
+        common.Interpreter.peer(1, tmp_path / "no-peer")
+    (tmp_path / "peer" / "venv" / "bin").mkdir(parents=True)
+    (tmp_path / "peer" / "venv" / "bin" / "python").symlink_to(sys.executable)
+    monkeypatch.setenv("GLUEFACTORY_DATA", "ours")
+    peer = common.Interpreter.peer(1, tmp_path / "peer")  # none of our variables
+    assert "GLUEFACTORY_DATA" not in peer.env and "PYTHONPATH" not in peer.env
 
 
 @pytest.mark.slow
