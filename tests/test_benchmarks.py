@@ -91,3 +91,50 @@ def test_learning_report_goes_through_the_eval_stages(tmp_path, monkeypatch):
     assert (out / "summaries.json").is_file()
     assert "mutual NN" in learning.markdown({"held-out": res})[2]
     learning.PHOTOS.clear()
+
+
+def test_speed_parts_and_their_options():
+    """benchmarks.speed: one part per table; bad options fail before any work."""
+    from benchmarks import speed
+
+    args = speed.parse(["--part", "extractors", "lightglue", "--sizes", "512", "--runs", "1"])
+    assert args.part == ["extractors", "lightglue"] and args.device == "cpu"
+    for bad in ([], ["--part", "nope"], ["--part", "lightglue", "--sizes", "640x480"],
+                ["--part", "extractors", "--only", "orb"]):  # fmt: skip
+        with pytest.raises(SystemExit):
+            speed.parse(bad)
+    assert set(speed.PARTS) == {"extractors", "lightglue", "lsd", "lines", "gluestick"}
+
+
+def test_speed_helpers():
+    from benchmarks import speed
+
+    x = common.photo("camera", "64x48")  # a grey photograph: three equal channels
+    assert x.shape == (1, 3, 48, 64) and 0 <= x.min() and x.max() <= 1
+    assert common.photo("motorcycle", "100").shape[-1] == 100
+    f = (torch.rand(5, 2), torch.rand(5, 3), torch.tensor([640.0, 480.0]))
+    one = speed.ours_input(f, f, [(4, 2)])
+    assert one["keypoints0"].shape == (1, 4, 2) and "keypoint_mask0" not in one
+    batch = speed.ours_input(f, f, [(4, 2), (1, 5)])
+    assert batch["descriptors1"].shape == (2, 5, 3)
+    assert batch["keypoint_mask0"].sum(1).tolist() == [4, 1]
+    assert torch.equal(batch["keypoints1"][1], f[0])
+    seg = torch.tensor([[[0.0, 0], [10, 0]], [[0, 5], [0, 15]]])
+    assert speed.endpoint_share(seg, seg.flip(1)[:1]) == 0.5  # either orientation
+    assert speed.endpoint_share(seg, seg[:0]) == 0.0
+    cells = speed.versus(lambda: None, lambda: None, 2)[0]
+    assert len(cells) == len(speed.VERSUS)
+    assert speed.versus(lambda: None, None, 1)[0][1:] == ["-"] * 3
+
+
+@pytest.mark.slow
+def test_speed_lsd_part_prints_its_table(tmp_path):
+    """The shortest part end to end: both LSD backends on the six photographs."""
+    pytest.importorskip("pytlsd")
+    from benchmarks import speed
+
+    out = tmp_path / "lsd.md"
+    text = speed.main(["--part", "lsd", "--runs", "1", "--output", str(out)])
+    rows = [r for r in text.splitlines() if r.startswith("| ")]
+    assert len(rows) == 1 + len(speed.PHOTOS) and out.read_text() == text
+    assert all(int(r.split("|")[2]) > 50 for r in rows[1:])  # segments per photo
