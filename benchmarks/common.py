@@ -8,12 +8,15 @@ time, optimizer-step end times and peak memory (see :mod:`benchmarks.peer_driver
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -123,6 +126,43 @@ def photo(name: str, size: str | None = None):
         wh = size.split("x") if s is None else (round(w * s), round(h * s))
         x = resize_image(x, (int(wh[1]), int(wh[0])), "area").clamp(0, 1)
     return x
+
+
+@contextlib.contextmanager
+def recorded(path: Path, period: float = 30.0):
+    """Record the enclosed run (a long training) into ``path`` (JSON) when it ends well:
+    start (UTC), wall and CPU seconds (this process and its finished children, e.g. DDP
+    ranks), the host, threads and the 1-minute load average sampled every ``period`` s
+    (on a shared machine a 30-minute run can get much less compute). The caller adds its
+    own keys to the yielded dict."""
+    info, samples, stop = {}, [], threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            samples.append(round(os.getloadavg()[0], 2))
+            stop.wait(period)
+
+    def cpu() -> float:
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return time.process_time() + children.ru_utime + children.ru_stime
+
+    import torch
+
+    from gluefactory.utils.fs import atomic_write_text
+
+    thread = threading.Thread(target=sample, daemon=True)
+    t0, c0 = time.time(), cpu()
+    thread.start()
+    yield info
+    stop.set()
+    thread.join()
+    info.update(started_utc=time.strftime("%Y-%m-%d %H:%M", time.gmtime(t0)),
+                wall_s=round(time.time() - t0, 1), cpu_s=round(cpu() - c0, 1),
+                cpu=f"{cpu_name()} ({os.cpu_count()} cores)",
+                threads=torch.get_num_threads(), load_1min={
+                    "min": min(samples), "max": max(samples),
+                    "mean": round(sum(samples) / len(samples), 2), "samples": samples})  # fmt: skip
+    atomic_write_text(path, json.dumps(info, indent=1))
 
 
 # ---------------------------------------------------------------------------- output

@@ -3,8 +3,9 @@
     python -m benchmarks.gpu [--steps 60] [--output FILE]
 
 1. Training with ``--mixed_precision float16`` (autocast + GradScaler), ``bfloat16`` and
-   float32: a small LightGlue on XFeat points over homographies of the bundled photographs,
-   first and last training loss, validation match recall, seconds per step.
+   float32: the learning experiment's small LightGlue on XFeat points over homographies of
+   the bundled photographs, first and last training loss, validation match recall,
+   seconds per step.
 2. Flash attention: LighterGlue (official weights) in float16 with the SDPA flash kernel
    forced, against the math kernel: identical matches?, milliseconds per pair.
 3. NCCL: two DDP ranks with the trainer's ``--distributed`` where two GPUs are visible,
@@ -24,46 +25,24 @@ import subprocess
 import sys
 import time
 import traceback
+from functools import partial
 from pathlib import Path
 
 import torch
 
 from benchmarks.common import REPO, emit, table
 
-PHOTOS_VAL = ["skimage_astronaut.png", "skimage_clock.png"]
-
 
 def train_conf(precision: str | None, steps: int, devices: int = 1) -> dict:
-    from gluefactory import settings
-    from gluefactory.datasets.sources.photos import ensure_photos
+    """The learning experiment's scratch recipe (:mod:`benchmarks.learning`) with 4 layers
+    and 4 heads, batch 8, 4 workers, a constant lr, on the GPU for ``steps`` steps."""
+    from benchmarks.learning import train_conf as learning_conf
 
-    photos = ensure_photos(settings.data_root() / "photos", "", "")
-    data = {"name": "homographies", "data_dir": str(photos), "image_dir": "",
-            "image_list": None, "train_size": None, "val_size": len(PHOTOS_VAL),
-            "val_images": PHOTOS_VAL, "shuffle_seed": 0, "items_per_image": 40,
-            "batch_size": 8, "num_workers": 4,
-            "homography": {"difficulty": 0.7, "max_angle": 45, "patch_shape": [480, 360]},
-            "photometric": {"name": "identity"}}  # fmt: skip
-    return {
-        "data": data,
-        "data_val": {**data, "items_per_image": 4},
-        "model": {
-            "name": "two_view_pipeline",
-            "extractor": {"name": "extractors.xfeat", "max_num_keypoints": 512,
-                          "force_num_keypoints": True, "detection_threshold": 0.0,
-                          "trainable": False},  # fmt: skip
-            "matcher": {"name": "matchers.lightglue", "input_dim": 64,
-                        "descriptor_dim": 128, "n_layers": 4, "num_heads": 4,
-                        "filter_threshold": 0.1, "weights": None},  # fmt: skip
-            "ground_truth": {"name": "matchers.homography_matcher",
-                             "th_positive": 3, "th_negative": 3},  # fmt: skip
-        },
-        "train": {"seed": 0, "epochs": 100, "max_steps": steps, "lr": 1e-3,
-                  "lr_schedule": {"type": "constant"}, "log_every_iter": 10,
-                  "eval_every_iter": steps, "save_every_iter": steps, "device": "cuda",
-                  "num_devices": devices, "mixed_precision": precision,
-                  "best_key": "match_recall", "best_mode": "max"},  # fmt: skip
-    }
+    conf = learning_conf("scratch", 60.0, precision, num_heads=4, n_layers=4, max_steps=steps)
+    conf["data"].update(batch_size=8, num_workers=4)
+    conf["train"].update(device="cuda", num_devices=devices, lr_schedule={"type": "constant"},
+                         log_every_iter=10, eval_every_iter=steps, save_every_iter=steps)  # fmt: skip
+    return conf
 
 
 def train_row(name: str, precision: str | None, steps: int, devices: int = 1) -> list:
@@ -87,7 +66,7 @@ def training(steps: int) -> str:
     rows = []
     for name, precision in [("float32", None), ("float16", "float16"),
                             ("bfloat16", "bfloat16")]:  # fmt: skip
-        rows.append(guarded(name, lambda: train_row(name, precision, steps), 6))
+        rows.append(guarded(name, partial(train_row, name, precision, steps), 6))
     head = ["precision", "steps", "first loss", "last loss", "val match recall", "s/step"]
     return "Training (GradScaler with float16)\n\n" + table(head, rows)
 
@@ -126,7 +105,7 @@ def flash_attention() -> str:
     out, rows = {}, []
     for name, backend in [("math", SDPBackend.MATH),
                           ("flash", SDPBackend.FLASH_ATTENTION)]:  # fmt: skip
-        def run():
+        def run(backend=backend):
             with sdpa_kernel([backend]), torch.inference_mode(), \
                  torch.autocast("cuda", torch.float16):  # fmt: skip
                 return lg(data)

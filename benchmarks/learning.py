@@ -49,7 +49,7 @@ from gluefactory.datasets import get_dataset
 from gluefactory.models import get_model
 from gluefactory.utils.fs import atomic_write_text
 
-from .common import REPO, STEP_PARTS, step_parts, table
+from .common import REPO, STEP_PARTS, recorded, step_parts, table
 
 logger = logging.getLogger("learning")
 
@@ -151,25 +151,18 @@ def train_conf(kind: str, minutes: float, precision: str | None = None,
 def run_training(kind: str, minutes: float, precision: str | None, procs: int = 1,
                  **variant) -> None:  # fmt: skip
     """Train ``learning-<kind>``; ``procs`` > 1: DDP over that many CPU processes (gloo),
-    the global batch unchanged. Wall and CPU time go to ``learning_run.json``."""
-    import resource
-
+    the global batch unchanged. The run's record (:func:`~benchmarks.common.recorded`)
+    goes to ``learning_run.json``."""
     from gluefactory.trainer import train
 
-    def cpu() -> float:  # this process and its finished children (the DDP ranks)
-        ch = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return time.process_time() + ch.ru_utime + ch.ru_stime
-
-    t0, c0 = time.time(), cpu()
     conf = train_conf(kind, minutes, precision, **variant)
     if procs > 1:
         conf["train"].update(num_devices=procs, device="cpu")
-    summary = train(f"learning-{kind}", conf, overwrite=True, distributed_run=procs > 1)
-    info = {"wall_s": time.time() - t0, "cpu_s": cpu() - c0, "steps": summary["step"],
-            "status": summary["status"], "mixed_precision": precision, "processes": procs,
-            "threads": torch.get_num_threads() if procs == 1 else "cores / processes"}  # fmt: skip
     path = settings.training_root() / f"learning-{kind}" / "learning_run.json"
-    atomic_write_text(path, json.dumps(info, indent=1))
+    with recorded(path) as info:
+        summary = train(f"learning-{kind}", conf, overwrite=True, distributed_run=procs > 1)
+        info.update(steps=summary["step"], status=summary["status"],
+                    mixed_precision=precision, processes=procs)  # fmt: skip
     logger.info("%s: %d steps in %.0f s wall, %.0f s CPU", kind, info["steps"],
                 info["wall_s"], info["cpu_s"])  # fmt: skip
 

@@ -46,7 +46,15 @@ import torch
 
 from gluefactory.models import get_model
 
-from .common import emit, host, load_average, photo, set_threads, table, time_alternately
+from .common import (
+    emit,
+    host,
+    load_average,
+    photo,
+    set_threads,
+    table,
+    time_alternately,
+)
 
 NUM_KPTS = 2048
 SIZE = torch.tensor([[640.0, 480.0]])
@@ -209,6 +217,10 @@ def ref_input(f0, f1, n0: int, n1: int) -> dict:
             for i, (f, n) in enumerate(((f0, n0), (f1, n1)))}  # fmt: skip
 
 
+def map_all(fns) -> list:
+    return [f() for f in fns]
+
+
 def lightglue(args) -> str:
     from gluefactory.weights import WeightsError, load_weights
 
@@ -235,9 +247,9 @@ def lightglue(args) -> str:
             stop, pruned = int(out["stop"][0]), 100 * float(out["pruned_fraction"][0])
             rows.append((name, n, *row, f"{stop}, {pruned:.0f}%"))
             print(*rows[-1], sep=" | ", file=sys.stderr, flush=True)
-        singles = [ref_input(f0, f1, m, n) for m, n in counts]
+        singles = [partial(ref, ref_input(f0, f1, m, n)) for m, n in counts]
         _, (o, r) = versus(partial(model, ours_input(f0, f1, counts)),
-                           lambda: [ref(s) for s in singles], min(args.runs, 3), sync)
+                           partial(map_all, singles), min(args.runs, 3), sync)
         brows.append((name, f"{args.batch} x 768-1024", f"{args.batch / o.median:.2f}",
                       f"{args.batch / r.median:.2f}", f"{o.median / r.median:.2f}"))  # fmt: skip
     gpu = f" on cuda ({torch.cuda.get_device_name()})" if args.device == "cuda" else ""
@@ -297,6 +309,8 @@ def wireframe(point: str, num_points: int, **params):
 def lines(args) -> str:
     from gluefactory.geometry.gt_generation import (
         gt_line_matches_from_homography as from_h,
+    )
+    from gluefactory.geometry.gt_generation import (
         gt_line_matches_from_pose_depth as from_depth,
     )
     from gluefactory.geometry.homography import warp_lines

@@ -138,3 +138,14 @@ def test_speed_lsd_part_prints_its_table(tmp_path):
     rows = [r for r in text.splitlines() if r.startswith("| ")]
     assert len(rows) == 1 + len(speed.PHOTOS) and out.read_text() == text
     assert all(int(r.split("|")[2]) > 50 for r in rows[1:])  # segments per photo
+
+
+def test_gpu_check_trains_the_learning_recipe():
+    """benchmarks/gpu.py's runs: the learning experiment's recipe, valid for the trainer."""
+    from benchmarks import gpu
+    from gluefactory.trainer.config import build_train_conf
+
+    conf = build_train_conf(gpu.train_conf("float16", 5, devices=2))
+    assert (conf.train.device, conf.train.num_devices, conf.train.max_steps) == ("cuda", 2, 5)
+    assert conf.train.mixed_precision == "float16" and conf.data.batch_size == 8
+    assert (conf.model.matcher.n_layers, conf.model.matcher.num_heads) == (4, 4)
