@@ -3,34 +3,12 @@
     python -m benchmarks.speed --part PART [PART ...] [--runs 5] [--threads 2]
         [--sizes ...] [--only ...] [--device cpu|cuda] [--batch 8] [--mp] [--output FILE]
 
-Times are milliseconds, median of ``--runs`` after one warm-up call; ours and the
-reference are called alternately so that both see the same machine load, and the ratio
-of the minima stands beside that of the medians (single runs stall on a shared machine).
-
-- ``extractors``: each extractor per image on the Motorcycle left view resized to each
-  of ``--sizes`` (``WxH`` or the long side; default 640x480 1024), 2048 keypoints max,
-  against kornia 0.9.0 on the same weight files (ALIKED n16 top-k, DISK window 5, XFeat
-  threshold 0.05) or raw OpenCV SIFT on the uint8 grey image (the conversion included),
-  without NMS (``nfeatures=2048``) and with the default ``nms_radius`` 0
-  (``nfeatures=0``); SuperPoint-open on random weights, no reference. ``--only`` picks
-  extractors; those whose module or weights are missing are reported and skipped.
-- ``lightglue``: our LightGlue against kornia 0.9.0's, the official ALIKED-LightGlue
-  weights (random without them: flagged), the same ALIKED-n16 features of the Motorcycle
-  pair (kornia's extractor, the best ``n`` of ``--sizes``; default 512 1024 2048), full
-  depth and width (*default*) and adaptive (0.95 / 0.99; kornia keeps its per-device
-  thresholds); then ``--batch`` pairs of 768-1024 keypoints, ours in one padded, masked
-  batch, kornia looping (it cannot batch pairs that prune).
-- ``lsd``: on six 640 x 480 photographs, the segments (>= 15 px) of pytlsd and OpenCV,
-  the share of each found by the other within 1 px at both endpoints, and the share on
-  the same support line (the line ground-truth rule, identity homography, 1 px, overlap
-  above 50 %, one-to-one).
-- ``lines`` (640 x 480, wall and CPU ms): ``lines.lsd`` per backend (1 image, 4
-  images), ``lines.wireframe`` with ALIKED-n16 and XFeat (1024 points, 250 lines) and its
-  parts, the line ground truth of 250 x 250 lines from a homography and from depth.
-- ``gluestick``: GlueStick's forward (9 layers, 256-D, random weights: same cost as the
-  official ones) at 1000 points and 250 lines beside a 9-layer LightGlue on those
-  points; one ``xfeat+lsd+gluestick`` pair (astronaut and a warp) split into LSD, the
-  wireframe and the matcher (64-D input).
+Milliseconds, median of ``--runs`` after a warm-up call; ours and the reference called
+alternately (the same machine load for both), the ratio of the minima beside that of
+the medians. What each part times, on which data and with which references:
+docs/benchmarks.md (``extractors``, ``lightglue``, ``gluestick``) and docs/lines.md
+(``lsd``, ``lines``). Extractors whose module or weights are missing are reported
+and skipped; ``lightglue`` uses random weights (flagged) without the official ones.
 """
 
 from __future__ import annotations
@@ -146,6 +124,7 @@ EXTRACTORS = {
 
 
 def extractors(args) -> str:
+    """Each extractor per image on the Motorcycle view at each of ``--sizes``."""
     images = [photo("motorcycle", s) for s in args.sizes or ["640x480", "1024"]]
     rows, skipped = [], []
     for key in args.only or EXTRACTORS:
@@ -222,6 +201,9 @@ def map_all(fns) -> list:
 
 
 def lightglue(args) -> str:
+    """Ours and kornia's on the same ALIKED features, default and adaptive; then a
+    batch of unequal pairs, ours padded and masked, kornia looping (it cannot batch
+    pairs that prune)."""
     from gluefactory.weights import WeightsError, load_weights
 
     try:
@@ -275,6 +257,8 @@ def endpoint_share(a: torch.Tensor, b: torch.Tensor, tol: float = 1.0) -> float:
 
 
 def lsd(args) -> str:
+    """Segments of pytlsd and OpenCV on six photographs, and how many the other finds:
+    both endpoints within 1 px, or the same support line (the line ground truth rule)."""
     from gluefactory.geometry.gt_generation import gt_line_matches_from_homography
 
     models = {b: get_model("lines.lsd")({"backend": b}) for b in ("pytlsd", "opencv")}
@@ -307,6 +291,7 @@ def wireframe(point: str, num_points: int, **params):
 
 
 def lines(args) -> str:
+    """LSD per backend, the wireframe and its parts, the line ground truth of a pair."""
     from gluefactory.geometry.gt_generation import (
         gt_line_matches_from_homography as from_h,
     )
@@ -365,6 +350,8 @@ def random_wireframes(n: int, num_lines: int, dim: int) -> dict:
 
 
 def gluestick(args) -> str:
+    """GlueStick's forward (random weights: the cost of the official ones) beside a
+    LightGlue of the same depth and width; one ``xfeat+lsd+gluestick`` pair in parts."""
     from gluefactory.geometry.homography import warp_image
 
     data = random_wireframes(1000, 250, 256)
