@@ -60,11 +60,7 @@ EXTRACTOR = {"name": "extractors.xfeat", "max_num_keypoints": NUM_KPTS,
 GT = {"name": "matchers.homography_matcher", "th_positive": 3, "th_negative": 3}
 SMALL_LG = {"name": "matchers.lightglue", "input_dim": 64, "descriptor_dim": 96,
             "n_layers": 6, "num_heads": 1, "filter_threshold": 0.1, "weights": None}  # fmt: skip
-OFFICIAL_LG = {
-    "name": "matchers.lightglue",
-    "features": "xfeat",
-    "filter_threshold": 0.1,
-}
+OFFICIAL_LG = {"name": "matchers.lightglue", "features": "xfeat", "filter_threshold": 0.1}
 MNN = {"name": "matchers.nearest_neighbor", "mutual_check": True}
 #: the scratch recipe's lr decay: halved every this many steps (docs/training.md)
 STEP_SIZE = 1000
@@ -385,16 +381,8 @@ def report(figures: Path, pairs: int = 25) -> str:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    what = [
-        "scratch",
-        "finetune",
-        "report",
-        "all",
-        "baselines",
-        "breakdown",
-        "thresholds",
-    ]
-    p.add_argument("what", choices=what)
+    p.add_argument("what", choices=["scratch", "finetune", "report", "all", "baselines",
+                                    "breakdown", "thresholds"])  # fmt: skip
     p.add_argument("--minutes", type=float, default=30.0, help="scratch: wall time")
     p.add_argument("--max_steps", type=int, help="scratch: stop after this many steps")
     p.add_argument("--schedule", choices=["step", "cosine"], default="step",
@@ -409,9 +397,7 @@ def main(argv=None) -> None:
     p.add_argument("--triplets", type=int, default=0,
                    help="scratch: batches of this many homography triplets")  # fmt: skip
     p.add_argument("--finetune_minutes", type=float, default=10.0)
-    p.add_argument(
-        "--procs", type=int, default=1, help="DDP over this many CPU processes"
-    )
+    p.add_argument("--procs", type=int, default=1, help="DDP over this many CPU processes")
     p.add_argument("--mixed_precision", choices=["bfloat16", "none"], default="none")
     p.add_argument("--pairs", type=int, default=25,
                    help="report, thresholds, baselines: pairs per photograph")  # fmt: skip

@@ -149,3 +149,29 @@ def test_gpu_check_trains_the_learning_recipe():
     assert (conf.train.device, conf.train.num_devices, conf.train.max_steps) == ("cuda", 2, 5)
     assert conf.train.mixed_precision == "float16" and conf.data.batch_size == 8
     assert (conf.model.matcher.n_layers, conf.model.matcher.num_heads) == (4, 4)
+
+
+def test_recorded_run_and_the_learning_lines_report(tmp_path, monkeypatch):
+    """A long run's record (wall, CPU, load) is what learning_lines' table states, and
+    its curves are drawn from the experiment's metrics.jsonl."""
+    import json
+
+    from benchmarks import learning_lines
+
+    with common.recorded(tmp_path / "run.json", period=0.01) as info:
+        info["steps"], info["command"] = 7, "python -m gluefactory.train x"
+        sum(i * i for i in range(10**5))
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["steps"] == 7 and run["wall_s"] >= 0 and run["cpu_s"] >= 0
+    assert run["load_1min"]["min"] <= run["load_1min"]["mean"] <= run["load_1min"]["max"]
+    results = {"trained GlueStick": {"mean_line_prec": 0.5, "mean_line_rec": float("nan"),
+                                     "num_pairs": 4}}  # fmt: skip
+    text = learning_lines.markdown(results, run)
+    assert "4 pairs" in text and "7 steps" in text and "| trained GlueStick | 0.500 | n/a |" in text
+    monkeypatch.setenv("GLUEFACTORY_OUTPUTS", str(tmp_path))
+    exp = tmp_path / "training" / "exp"
+    exp.mkdir(parents=True)
+    recs = [{"kind": "train", "step": 1, "loss/total": 2.0, "loss/assignment_nll": 1.0},
+            {"kind": "val", "step": 1, "line_match_precision": 0.4, "match_recall": 0.3}]
+    (exp / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    assert learning_lines.curves("exp", tmp_path / "c.png").stat().st_size > 0
