@@ -1,9 +1,11 @@
 """What the benchmark scripts share: the host line, timing (min / median / max, CPU),
-markdown tables, a training step timed part by part, and the peer runner.
+the photographs timed on, the record of a long run, markdown tables, a training step
+timed part by part, and the peer runner.
 
-The peer runner runs ``python peer_driver.py TARGET ARGS`` with any interpreter (ours, or
-upstream glue-factory's venv) and returns what the driver measured: wall, CPU and model
-time, optimizer-step end times and peak memory (see :mod:`benchmarks.peer_driver`).
+The peer runner (:class:`Interpreter`) runs ``python peer_driver.py TARGET ARGS`` with
+our interpreter or upstream glue-factory's venv and returns what the driver measured:
+wall, CPU and model time, optimizer-step end times, peak memory and library versions
+(see :mod:`benchmarks.peer_driver`).
 """
 
 from __future__ import annotations

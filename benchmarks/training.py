@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import statistics
 import sys
 import tempfile
@@ -112,6 +113,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--output", type=Path)
     args = p.parse_args(argv)
+    if args.warmup < 1 or args.steps < 1 or not re.fullmatch(r"\d+x\d+", args.size):
+        p.error(f"--warmup {args.warmup}, --steps {args.steps} (both >= 1) and --size "
+                f"{args.size} (WxH)")  # fmt: skip
     set_threads(args.threads)
     from gluefactory.weights import cache_path
 

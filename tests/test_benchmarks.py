@@ -175,3 +175,11 @@ def test_recorded_run_and_the_learning_lines_report(tmp_path, monkeypatch):
             {"kind": "val", "step": 1, "line_match_precision": 0.4, "match_recall": 0.3}]
     (exp / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     assert learning_lines.curves("exp", tmp_path / "c.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("bad", [["--warmup", "0"], ["--size", "640"], ["--features", "orb"]])
+def test_training_benchmark_rejects_bad_options(bad):
+    from benchmarks import training
+
+    with pytest.raises(SystemExit):
+        training.main(bad)
