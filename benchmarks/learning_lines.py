@@ -162,7 +162,7 @@ def main(argv=None) -> None:
                    "(default: the config's, 10)")  # fmt: skip
     p.add_argument("--figures", type=Path, default=REPO / "docs" / "figures")
     p.add_argument("overrides", nargs="*", help="run: key=value for the training config")
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)  # overrides before or after the options
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s] %(message)s")
     torch.set_num_threads(args.threads)
     if args.what in ("run", "all"):

@@ -45,25 +45,22 @@ def versus(ours, ref, runs: int, sync=lambda: None) -> tuple[list[str], tuple]:
     alternately (no ``ref``: -)."""
     with torch.inference_mode():
         t = time_alternately({"ours": ours, "ref": ref}, runs, sync)
-    return cells(t["ours"], t["ref"]), (t["ours"], t["ref"])
-
-
-def cells(o, r) -> list[str]:
+    o, r = t["ours"], t["ref"]
     if r is None:
-        return [f"{1e3 * o.median:.1f}", "-", "-", "-"]
-    return [f"{1e3 * o.median:.1f}", f"{1e3 * r.median:.1f}",
-            f"{o.median / r.median:.2f}", f"{o.min / r.min:.2f}"]  # fmt: skip
+        return [f"{1e3 * o.median:.1f}", "-", "-", "-"], (o, r)
+    return [f"{1e3 * o.median:.1f}", f"{1e3 * r.median:.1f}", f"{o.median / r.median:.2f}",
+            f"{o.min / r.min:.2f}"], (o, r)  # fmt: skip
 
 
 def wall_cpu(rows: list[tuple[str, object]], runs: int, head: str) -> str:
     """Rows of (name, function) timed alone: a table of wall and CPU milliseconds."""
-    cells = []
+    out = []
     with torch.inference_mode():
         for name, fn in rows:
             t = time_alternately({"f": fn}, runs)["f"]
-            cells.append((name, f"{1e3 * t.median:.0f}", f"{1e3 * t.cpu:.0f}"))
-            print(*cells[-1], sep=" | ", file=sys.stderr, flush=True)
-    return table([head, "wall ms", "CPU ms"], cells)
+            out.append((name, f"{1e3 * t.median:.0f}", f"{1e3 * t.cpu:.0f}"))
+            print(*out[-1], sep=" | ", file=sys.stderr, flush=True)
+    return table([head, "wall ms", "CPU ms"], out)
 
 
 # ----------------------------------------------------------------------- extractors
@@ -136,10 +133,10 @@ def extractors(args) -> str:
             continue
         for x in images:
             row, _ = versus(partial(model, {"image": x}), ref and partial(ref, x), args.runs)
-            rows.append((label, f"{x.shape[-1]}x{x.shape[-2]}", reference, *row))
+            rows.append((label, f"{x.shape[-1]}x{x.shape[-2]}", row[0], reference, *row[1:]))
             print(*rows[-1], sep=" | ", file=sys.stderr, flush=True)
     return (f"Extractors, {NUM_KPTS} keypoints max, per image:\n\n"
-            + table(["extractor", "size (WxH)", "reference", *VERSUS], rows)
+            + table(["extractor", "size (WxH)", VERSUS[0], "reference", *VERSUS[1:]], rows)
             + "".join(f"\n\n{s}" for s in skipped))  # fmt: skip
 
 
