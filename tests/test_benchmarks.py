@@ -4,6 +4,7 @@ table (timings themselves are not asserted: they belong to docs/benchmarks.md)."
 from __future__ import annotations
 
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -35,18 +36,23 @@ def test_peer_runner_measures_a_script_under_the_driver(tmp_path, monkeypatch):
         "    torch.nn.Linear(2, 2)(p[None]).sum().backward()\n"
         "    opt.step()\n"
     )
+    from benchmarks import peer
+
     ours = common.Interpreter.ours(1, tmp_path / "outputs")
     assert ours.env["OMP_NUM_THREADS"] == "1"
-    for mode in ("train", "eval"):
-        log = tmp_path / f"{mode}.log"
-        r = ours.run(str(script), [], mode, log)
-        assert r["code"] == 0 and r["wall_s"] >= r["run_s"] > 0 and r["peak_rss_mb"] > 0
-        assert r["versions"]["torch"] == torch.__version__
-        if mode == "train":
-            assert len(r["steps"]) == 3 and r["calls"] == 0
-        else:
-            assert r["steps"] == [] and r["calls"] == 3
-            assert r["by_class"]["Linear"][0] == 3
+    r = ours.run(str(script), [], "train", tmp_path / "train.log")
+    assert r["code"] == 0 and r["wall_s"] >= r["run_s"] > 0 and r["peak_rss_mb"] > 0
+    assert len(r["steps"]) == 3 and r["calls"] == 0
+    assert r["versions"]["torch"] == torch.__version__
+    # peer.both: upstream's side, then ours (here the same interpreter twice)
+    args = SimpleNamespace(workdir=tmp_path, sides={"ours": ours, "peer": ours},
+                           versions={"ours": {}, "peer": {}})  # fmt: skip
+    runs = peer.both(args, "eval", (str(script), []), (str(script), []), "eval")
+    for r in runs.values():
+        assert r["steps"] == [] and r["calls"] == 3 and r["by_class"]["Linear"][0] == 3
+    assert args.versions["peer"]["torch"] == torch.__version__
+    assert {p.name for p in tmp_path.glob("eval_*.log")} == {"eval_ours.log", "eval_peer.log"}
+    log = tmp_path / "plain.log"
     script.write_text("raise SystemExit(3)\n")
     with pytest.raises(RuntimeError, match="exit 3"):
         ours.run(str(script), [], "plain", log)
