@@ -204,10 +204,12 @@ class Interpreter:
 
     @classmethod
     def ours(cls, threads: int, outputs: Path, python: str = sys.executable):
-        """This repository, with ``threads`` threads, writing to ``outputs``."""
+        """This repository (ahead of ``$PYTHONPATH``), with ``threads`` threads, writing
+        to ``outputs``."""
         from gluefactory import settings
 
-        return cls(python, REPO, {**cls._env(threads), "PYTHONPATH": str(REPO),
+        path = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
+        return cls(python, REPO, {**cls._env(threads), "PYTHONPATH": path,
                    "GLUEFACTORY_DATA": str(settings.data_root()),
                    "GLUEFACTORY_OUTPUTS": str(outputs)})  # fmt: skip
 

@@ -19,10 +19,9 @@ Every step prints its table even when another step fails (the failure is one row
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
-import subprocess
-import sys
 import time
 import traceback
 from functools import partial
@@ -30,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import REPO, emit, table
+from benchmarks.common import Interpreter, emit, photo, table
 
 
 def train_conf(precision: str | None, steps: int, devices: int = 1) -> dict:
@@ -73,19 +72,14 @@ def training(steps: int) -> str:
 
 def pair() -> dict:
     """XFeat features (2048) of a photograph and its warp, on the GPU."""
-    import cv2
-    import numpy as np
-    import skimage.data
-
+    from gluefactory.geometry.homography import warp_image
     from gluefactory.models import get_model
 
-    img = skimage.data.astronaut()
-    H = np.array([[0.9, 0.1, 30], [-0.1, 0.95, 20], [1e-4, 0, 1]])
-    warped = cv2.warpPerspective(img, H, img.shape[1::-1])
+    img = photo("astronaut").cuda()
+    H = torch.tensor([[[0.9, 0.1, 30], [-0.1, 0.95, 20], [1e-4, 0, 1]]]).cuda()
     xfeat = get_model("extractors.xfeat")({"max_num_keypoints": 2048}).cuda().eval()
     data = {}
-    for i, im in enumerate([img, warped]):
-        t = torch.from_numpy(im).permute(2, 0, 1).float().div(255)[None].cuda()
+    for i, t in enumerate([img, warp_image(img, H, img.shape[:-3:-1])]):
         with torch.inference_mode():
             f = xfeat({"image": t})
         data.update({f"{k}{i}": v for k, v in f.items()})
@@ -153,24 +147,27 @@ def nccl() -> str:
             + table(["run", "result"], rows))  # fmt: skip
 
 
-def evaluation() -> str:
+def evaluation(data: tuple[str, ...] = ("data.data_dir=builtin/hpatches",)) -> str:
+    """``gluefactory.eval.hpatches`` (``data`` overrides) on the GPU, then in a child with
+    no GPU visible, both under the peer driver (:class:`~benchmarks.common.Interpreter`)."""
+    from gluefactory import settings
     from gluefactory.eval.cli import results_dir
 
-    argv = ["--conf", "xfeat+lighterglue-official", "--overwrite",
-            "data.data_dir=builtin/hpatches"]  # fmt: skip
-    runs = {}
+    argv = ["--conf", "xfeat+lighterglue-official", "--overwrite", *data]
+    logs = settings.outputs_root() / "gpu-check"
+    logs.mkdir(parents=True, exist_ok=True)
+    ours, runs = Interpreter.ours(os.cpu_count() or 1, settings.outputs_root()), {}
     for name, env in [("cuda", {}), ("cpu", {"CUDA_VISIBLE_DEVICES": ""})]:
-        t0 = time.perf_counter()
-        proc = subprocess.run(
-            [sys.executable, "-m", "gluefactory.eval.hpatches", *argv, "--tag", f"gpu-{name}"],
-            cwd=REPO, env={**os.environ, **env}, capture_output=True, text=True,
-        )  # fmt: skip
-        if proc.returncode:
-            runs[name] = ({}, f"failed: {proc.stderr.strip().splitlines()[-1:]}")
+        side = dataclasses.replace(ours, env={**ours.env, **env})
+        try:
+            r = side.run("gluefactory.eval.hpatches", [*argv, "--tag", f"gpu-{name}"],
+                         "eval", logs / f"eval_{name}.log")  # fmt: skip
+        except RuntimeError as e:  # the other device still runs
+            runs[name] = ({}, f"failed: {str(e).splitlines()[-1]}"[:160])
             continue
-        path = results_dir("hpatches", f"gpu-{name}")
-        runs[name] = (json.loads((path / "summaries.json").read_text()),
-                      f"{time.perf_counter() - t0:.1f}")  # fmt: skip
+        path = results_dir("hpatches", f"gpu-{name}") / "summaries.json"
+        runs[name] = (json.loads(path.read_text()),
+                      f"{r['wall_s']:.1f} (models {r['model_s']:.1f})")  # fmt: skip
     keys = sorted(set(runs["cuda"][0]) | set(runs["cpu"][0]))
     rows = [["time (s)", runs["cuda"][1], runs["cpu"][1]]]
     rows += [[k, runs["cuda"][0].get(k), runs["cpu"][0].get(k)] for k in keys

@@ -189,3 +189,21 @@ def test_training_benchmark_rejects_bad_options(bad):
 
     with pytest.raises(SystemExit):
         training.main(bad)
+
+
+@pytest.mark.slow
+def test_gpu_check_evaluation_runs_both_devices_under_the_driver(tmp_path, monkeypatch):
+    """The GPU check's evaluation part, on one built-in sequence: on a machine without a
+    GPU both runs are CPU runs, so their summaries agree."""
+    import shutil
+
+    from benchmarks import gpu
+    from gluefactory.datasets.sources.builtin import ensure_builtin
+
+    shutil.copytree(ensure_builtin("hpatches") / "v_coffee", tmp_path / "hp" / "v_coffee")
+    monkeypatch.setenv("GLUEFACTORY_OUTPUTS", str(tmp_path / "outputs"))
+    text = gpu.evaluation((f"data.data_dir={tmp_path / 'hp'}", "data.preprocessing.resize=240"))
+    cells = [[c.strip() for c in r.strip("| ").split("|")] for r in text.splitlines()[4:]]
+    rows = {r[0]: r[1:] for r in cells}
+    assert "models" in rows["time (s)"][0] and "models" in rows["time (s)"][1], text
+    assert rows["H_error_dlt@3px"][0] == rows["H_error_dlt@3px"][1], text
