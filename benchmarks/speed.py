@@ -276,11 +276,12 @@ def lsd(args) -> str:
                   "same line: pytlsd / OpenCV"], rows)  # fmt: skip
 
 
-def wireframe(point: str, num_points: int, **params):
-    """``lines.wireframe`` of ``point`` keypoints and 250 LSD lines (pytlsd)."""
+def wireframe(point: str, num_points: int, threshold: float | None = None, **params):
+    """``lines.wireframe`` of ``point`` keypoints (detection ``threshold``, None: the
+    extractor's default) and 250 LSD lines (pytlsd)."""
     conf = {"name": f"extractors.{point}", "max_num_keypoints": num_points}
-    if point in ("aliked", "xfeat"):
-        conf["detection_threshold"] = 0.0
+    if threshold is not None:
+        conf["detection_threshold"] = threshold
     lsd_conf = {"name": "lines.lsd", "max_num_lines": 250, "min_length": 15}
     return get_model("lines.wireframe")(
         {"point_extractor": conf, "line_extractor": lsd_conf, **params}
@@ -306,7 +307,7 @@ def lines(args) -> str:
         rows += [(f"lines.lsd {b}, 1 image", partial(m, {"image": x})),
                  (f"lines.lsd {b}, 4 images", partial(m, {"image": batch}))]  # fmt: skip
     for name in ("aliked", "xfeat"):
-        wf = wireframe(name, 1024)
+        wf = wireframe(name, 1024, 0.0 if name == "aliked" else None)
         rows += [(f"lines.wireframe {name} + LSD (pytlsd)", partial(wf, {"image": x})),
                  (f"  of which {name} alone",
                   partial(wf.point_extractor.extract_dense, {"image": x})),
@@ -358,7 +359,7 @@ def gluestick(args) -> str:
     ).eval()  # fmt: skip
     images = [photo("astronaut", "640x480")]
     images.append(warp_image(images[0], H_WARP, (640, 480)))
-    wf = wireframe("xfeat", 1000, wireframe_params={"nms_radius": 3})
+    wf = wireframe("xfeat", 1000, 0.0, wireframe_params={"nms_radius": 3})
     matcher = get_model("matchers.gluestick")({"input_dim": 64}).eval()
     with torch.inference_mode():
         feats = [wf({"image": x}) for x in images]
