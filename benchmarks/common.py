@@ -208,7 +208,9 @@ class Interpreter:
         to ``outputs``."""
         from gluefactory import settings
 
-        path = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
+        path = os.pathsep.join(
+            [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
+        )
         return cls(python, REPO, {**cls._env(threads), "PYTHONPATH": path,
                    "GLUEFACTORY_DATA": str(settings.data_root()),
                    "GLUEFACTORY_OUTPUTS": str(outputs)})  # fmt: skip
@@ -240,7 +242,9 @@ class Interpreter:
         wall = time.perf_counter() - t0
         if code or not out.exists():
             tail = "\n".join(log.read_text(errors="replace").strip().splitlines()[-15:])
-            raise RuntimeError(f"{self.python} {target} failed (exit {code}), log {log}:\n{tail}")
+            raise RuntimeError(
+                f"{self.python} {target} failed (exit {code}), log {log}:\n{tail}"
+            )
         return {**json.loads(out.read_text()), "wall_s": wall}
 
 

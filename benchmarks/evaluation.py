@@ -101,8 +101,11 @@ def main(argv: list[str] | None = None) -> None:
         (f"poselib sweep, 6 thresholds, {sweepn['sweep_workers']} workers",
          f"{sweepn['sweep_s']:.1f} s"),
     ]  # fmt: skip
-    emit(f"Evaluation pipeline speed: {args.conf}, {' '.join(args.data)}, "
-         f"{host(args.threads)}\n\n" + table(["measure", "value"], rows), args.output)
+    emit(
+        f"Evaluation pipeline speed: {args.conf}, {' '.join(args.data)}, "
+        f"{host(args.threads)}\n\n" + table(["measure", "value"], rows),
+        args.output,
+    )
 
 
 if __name__ == "__main__":

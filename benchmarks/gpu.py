@@ -37,7 +37,9 @@ def train_conf(precision: str | None, steps: int, devices: int = 1) -> dict:
     and 4 heads, batch 8, 4 workers, a constant lr, on the GPU for ``steps`` steps."""
     from benchmarks.learning import train_conf as learning_conf
 
-    conf = learning_conf("scratch", 60.0, precision, num_heads=4, n_layers=4, max_steps=steps)
+    conf = learning_conf(
+        "scratch", 60.0, precision, num_heads=4, n_layers=4, max_steps=steps
+    )
     conf["data"].update(batch_size=8, num_workers=4)
     conf["train"].update(device="cuda", num_devices=devices, lr_schedule={"type": "constant"},
                          log_every_iter=10, eval_every_iter=steps, save_every_iter=steps)  # fmt: skip
@@ -57,8 +59,13 @@ def train_row(name: str, precision: str | None, steps: int, devices: int = 1) ->
     losses = [r["loss/total"] for r in records if r["kind"] == "train"]
     recall = [r.get("match_recall") for r in records if r["kind"] == "val"]
     loss = [f"{losses[i]:.3f}" if losses else "-" for i in (0, -1)]
-    return [name, summary["step"], *loss, f"{recall[-1]:.3f}" if recall else "-",
-            f"{wall / max(summary['step'], 1):.3f}"]
+    return [
+        name,
+        summary["step"],
+        *loss,
+        f"{recall[-1]:.3f}" if recall else "-",
+        f"{wall / max(summary['step'], 1):.3f}",
+    ]
 
 
 def training(steps: int) -> str:
@@ -66,7 +73,14 @@ def training(steps: int) -> str:
     for name, precision in [("float32", None), ("float16", "float16"),
                             ("bfloat16", "bfloat16")]:  # fmt: skip
         rows.append(guarded(name, partial(train_row, name, precision, steps), 6))
-    head = ["precision", "steps", "first loss", "last loss", "val match recall", "s/step"]
+    head = [
+        "precision",
+        "steps",
+        "first loss",
+        "last loss",
+        "val match recall",
+        "s/step",
+    ]
     return "Training (GradScaler with float16)\n\n" + table(head, rows)
 
 
@@ -93,12 +107,19 @@ def flash_attention() -> str:
     from gluefactory.models import get_model
 
     data = pair()
-    lg = get_model("matchers.lightglue")({"features": "xfeat", "filter_threshold": 0.1,
-                                          "depth_confidence": -1, "width_confidence": -1})
+    lg = get_model("matchers.lightglue")(
+        {
+            "features": "xfeat",
+            "filter_threshold": 0.1,
+            "depth_confidence": -1,
+            "width_confidence": -1,
+        }
+    )
     lg = lg.cuda().eval()  # fmt: skip
     out, rows = {}, []
     for name, backend in [("math", SDPBackend.MATH),
                           ("flash", SDPBackend.FLASH_ATTENTION)]:  # fmt: skip
+
         def run(backend=backend):
             with sdpa_kernel([backend]), torch.inference_mode(), \
                  torch.autocast("cuda", torch.float16):  # fmt: skip
@@ -129,7 +150,8 @@ def nccl() -> str:
     if n >= 2:
         row = guarded("DDP", lambda: train_row("ddp", None, 30, devices=2), 6)
         return "NCCL: the trainer with --distributed over 2 GPUs\n\n" + table(
-            ["run", "steps", "first loss", "last loss", "val match recall", "s/step"], [row]
+            ["run", "steps", "first loss", "last loss", "val match recall", "s/step"],
+            [row],
         )
     import torch.distributed as dist
 

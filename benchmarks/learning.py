@@ -59,7 +59,11 @@ PATCH = [480, 360]
 NUM_KPTS = 512
 EXTRACTOR = {"name": "extractors.xfeat", "max_num_keypoints": NUM_KPTS,
              "force_num_keypoints": True, "detection_threshold": 0.0, "trainable": False}  # fmt: skip
-OFFICIAL_LG = {"name": "matchers.lightglue", "features": "xfeat", "filter_threshold": 0.1}
+OFFICIAL_LG = {
+    "name": "matchers.lightglue",
+    "features": "xfeat",
+    "filter_threshold": 0.1,
+}
 MNN = {"name": "matchers.nearest_neighbor", "mutual_check": True}
 #: the held-out images: the validation split that shuffle_seed 0 draws from the
 #: scikit-image photographs alone (kept fixed when more training photos are added)
@@ -105,12 +109,16 @@ def train_conf(kind: str, minutes: float, precision: str | None = None,
         f"model.extractor.max_num_keypoints={train_keypoints}",
         f"model.matcher.num_heads={num_heads}", f"model.matcher.n_layers={n_layers}",
         f"train.lr_schedule.step_size={step_size}"]))  # fmt: skip
-    if schedule == "cosine":  # to 3e-5 over 2200 steps (30 minutes of a 3-layer model here)
+    if (
+        schedule == "cosine"
+    ):  # to 3e-5 over 2200 steps (30 minutes of a 3-layer model here)
         conf["train"].update(lr=1.5e-3, max_steps=max_steps or 2200, lr_schedule={
             "type": "cosine", "warmup": 50, "min_lr_factor": 0.02})  # fmt: skip
     if kind == "finetune":
         conf["model"]["matcher"] = dict(OFFICIAL_LG)
-        conf["train"].update(lr=1e-5, lr_schedule={"type": "constant"}, eval_every_iter=40)
+        conf["train"].update(
+            lr=1e-5, lr_schedule={"type": "constant"}, eval_every_iter=40
+        )
     if triplets:
         conf["data"].update(triplet=True, batch_size=triplets)
         conf["model"]["name"] = "triplet_pipeline"
@@ -129,7 +137,9 @@ def run_training(kind: str, minutes: float, precision: str | None, procs: int = 
         conf["train"].update(num_devices=procs, device="cpu")
     path = settings.training_root() / f"learning-{kind}" / "learning_run.json"
     with recorded(path) as info:
-        summary = train(f"learning-{kind}", conf, overwrite=True, distributed_run=procs > 1)
+        summary = train(
+            f"learning-{kind}", conf, overwrite=True, distributed_run=procs > 1
+        )
         info.update(steps=summary["step"], status=summary["status"],
                     mixed_precision=precision, processes=procs)  # fmt: skip
     logger.info("%s: %d steps in %.0f s wall, %.0f s CPU", kind, info["steps"],
@@ -370,7 +380,9 @@ def main(argv=None) -> None:
     p.add_argument("--triplets", type=int, default=0,
                    help="scratch: batches of this many homography triplets")  # fmt: skip
     p.add_argument("--finetune_minutes", type=float, default=10.0)
-    p.add_argument("--procs", type=int, default=1, help="DDP over this many CPU processes")
+    p.add_argument(
+        "--procs", type=int, default=1, help="DDP over this many CPU processes"
+    )
     p.add_argument("--mixed_precision", choices=["bfloat16", "none"], default="none")
     p.add_argument("--pairs", type=int, default=25,
                    help="report, thresholds, baselines: pairs per photograph")  # fmt: skip

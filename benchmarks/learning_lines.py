@@ -132,8 +132,17 @@ def curves(experiment: str, out: Path) -> Path:
     from gluefactory.visualization.viz2d import plot_curves, save
 
     runs = {"": read_metrics(settings.training_root() / experiment)}
-    return save(plot_curves(runs, [("train", LOSSES, "training loss"), ("val", CURVES,
-                "held-out validation (16 pairs, filter 0.2)")], {CURVES_Y: (0, 1)}), out)
+    return save(
+        plot_curves(
+            runs,
+            [
+                ("train", LOSSES, "training loss"),
+                ("val", CURVES, "held-out validation (16 pairs, filter 0.2)"),
+            ],
+            {CURVES_Y: (0, 1)},
+        ),
+        out,
+    )
 
 
 def report(experiment: str, figures: Path, items: int | None = None) -> str:
@@ -161,7 +170,9 @@ def main(argv=None) -> None:
     p.add_argument("--items", type=int, help="report: pairs per held-out photograph "
                    "(default: the config's, 10)")  # fmt: skip
     p.add_argument("--figures", type=Path, default=REPO / "docs" / "figures")
-    p.add_argument("overrides", nargs="*", help="run: key=value for the training config")
+    p.add_argument(
+        "overrides", nargs="*", help="run: key=value for the training config"
+    )
     args = p.parse_intermixed_args(argv)  # overrides before or after the options
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s] %(message)s")
     torch.set_num_threads(args.threads)

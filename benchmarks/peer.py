@@ -260,7 +260,8 @@ def keypoints_table(args) -> str:
     r = args.sides["peer"].run(
         str(Path(__file__).with_name("upstream_aliked.py")),
         [args.workdir / "images.npz", upstream, json.dumps(KEYPOINT_SETTINGS)],
-        "plain", args.workdir / "upstream_aliked.log",
+        "plain",
+        args.workdir / "upstream_aliked.log",
     )
     args.versions["peer"] = r["versions"]
     ref, rows = dict(np.load(upstream)), []
@@ -288,7 +289,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--only", nargs="+", choices=["eval", "train", "keypoints"],
                    default=["eval", "train"])  # fmt: skip
     p.add_argument("--confs", nargs="+", default=["aliked+lightglue-official"])
-    p.add_argument("--sequences", type=int, help="only the first N sequences (smoke test)")
+    p.add_argument(
+        "--sequences", type=int, help="only the first N sequences (smoke test)"
+    )
     p.add_argument("--steps", type=int, default=12, help="timed training steps")
     p.add_argument("--warmup", type=int, default=2, help="training steps dropped")
     p.add_argument("--batch", type=int, default=4)
@@ -300,7 +303,9 @@ def main(argv: list[str] | None = None) -> None:
                    "gf_peer_bench folder in the temporary directory)")  # fmt: skip
     p.add_argument("--output", type=Path, help="also write the tables to this file")
     args = p.parse_args(argv)
-    args.workdir = (args.workdir or Path(tempfile.gettempdir()) / "gf_peer_bench").resolve()
+    args.workdir = (
+        args.workdir or Path(tempfile.gettempdir()) / "gf_peer_bench"
+    ).resolve()
     args.peer, args.outputs = args.peer.resolve(), args.workdir / "outputs"
     args.workdir.mkdir(parents=True, exist_ok=True)
     args.sides = {"ours": Interpreter.ours(args.threads, args.outputs, args.ours_python),
@@ -312,7 +317,9 @@ def main(argv: list[str] | None = None) -> None:
     parts = []
     if "eval" in args.only:
         linked = link_hpatches(args.peer, args.sequences)
-        parts += [eval_tables(conf, eval_one(conf, args, linked)) for conf in args.confs]
+        parts += [
+            eval_tables(conf, eval_one(conf, args, linked)) for conf in args.confs
+        ]
     if "train" in args.only:
         parts.append(train_table(args, train_compare(args)))
     if "keypoints" in args.only:

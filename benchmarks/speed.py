@@ -67,7 +67,9 @@ def wall_cpu(rows: list[tuple[str, object]], runs: int, head: str) -> str:
 def ours(name: str, **conf):
     """Our extractor ``name`` (eval mode, fixed random weights where it has none)."""
     torch.manual_seed(0)
-    return get_model(f"extractors.{name}")({"max_num_keypoints": NUM_KPTS, **conf}).eval()
+    return get_model(f"extractors.{name}")(
+        {"max_num_keypoints": NUM_KPTS, **conf}
+    ).eval()
 
 
 def kornia_ref(name: str):
@@ -77,13 +79,17 @@ def kornia_ref(name: str):
     from gluefactory.weights import load_weights
 
     if name == "aliked":
-        ref = KF.ALIKED("aliked-n16", max_num_keypoints=NUM_KPTS, detection_threshold=0.0)
+        ref = KF.ALIKED(
+            "aliked-n16", max_num_keypoints=NUM_KPTS, detection_threshold=0.0
+        )
         ref.load_state_dict(load_weights("aliked-n16"), strict=False)
         return ref.eval()
     if name == "disk":
         ref = KF.DISK(desc_dim=128)
         ref.load_state_dict(load_weights("disk-depth")["extractor"])
-        return lambda x: ref.eval()(x, n=NUM_KPTS, window_size=5, pad_if_not_divisible=True)
+        return lambda x: ref.eval()(
+            x, n=NUM_KPTS, window_size=5, pad_if_not_divisible=True
+        )
     ref = KF.XFeat(top_k=NUM_KPTS, detection_threshold=0.05)
     ref.net.load_state_dict(load_weights("xfeat"))
     return ref.eval().detectAndCompute
@@ -129,11 +135,17 @@ def extractors(args) -> str:
         try:
             model, ref = build()
         except Exception as e:  # missing module or weights: report and go on
-            skipped.append(f"\n{label}: skipped ({type(e).__name__}: {e})".split("\n")[1])
+            skipped.append(
+                f"\n{label}: skipped ({type(e).__name__}: {e})".split("\n")[1]
+            )
             continue
         for x in images:
-            row, _ = versus(partial(model, {"image": x}), ref and partial(ref, x), args.runs)
-            rows.append((label, f"{x.shape[-1]}x{x.shape[-2]}", row[0], reference, *row[1:]))
+            row, _ = versus(
+                partial(model, {"image": x}), ref and partial(ref, x), args.runs
+            )
+            rows.append(
+                (label, f"{x.shape[-1]}x{x.shape[-2]}", row[0], reference, *row[1:])
+            )
             print(*rows[-1], sep=" | ", file=sys.stderr, flush=True)
     return (f"Extractors, {NUM_KPTS} keypoints max, per image:\n\n"
             + table(["extractor", "size (WxH)", VERSUS[0], "reference", *VERSUS[1:]], rows)
@@ -180,7 +192,11 @@ def ours_input(f0, f1, counts: list[tuple[int, int]]) -> dict:
         kp, desc = f[0].new_zeros(b, n, 2), f[1].new_zeros(b, n, f[1].shape[-1])
         mask = f[0].new_zeros(b, n, dtype=torch.bool)
         for j, c in enumerate(counts):
-            kp[j, : c[i]], desc[j, : c[i]], mask[j, : c[i]] = f[0][: c[i]], f[1][: c[i]], True
+            kp[j, : c[i]], desc[j, : c[i]], mask[j, : c[i]] = (
+                f[0][: c[i]],
+                f[1][: c[i]],
+                True,
+            )
         out.update({f"keypoints{i}": kp, f"descriptors{i}": desc})
         if b > 1:  # one pair: no padding, no masks (the plain call)
             out[f"keypoint_mask{i}"] = mask
@@ -227,8 +243,12 @@ def lightglue(args) -> str:
             rows.append((name, n, *row, f"{stop}, {pruned:.0f}%"))
             print(*rows[-1], sep=" | ", file=sys.stderr, flush=True)
         singles = [partial(ref, ref_input(f0, f1, m, n)) for m, n in counts]
-        _, (o, r) = versus(partial(model, ours_input(f0, f1, counts)),
-                           partial(map_all, singles), min(args.runs, 3), sync)
+        _, (o, r) = versus(
+            partial(model, ours_input(f0, f1, counts)),
+            partial(map_all, singles),
+            min(args.runs, 3),
+            sync,
+        )
         brows.append((name, f"{args.batch} x 768-1024", f"{args.batch / o.median:.2f}",
                       f"{args.batch / r.median:.2f}", f"{o.median / r.median:.2f}"))  # fmt: skip
     gpu = f" on cuda ({torch.cuda.get_device_name()})" if args.device == "cuda" else ""
@@ -266,8 +286,15 @@ def lsd(args) -> str:
             pred = m({"image": x})
             seg[b] = pred["lines"][0][pred["line_mask"][0]].double()
         p, o = seg["pytlsd"], seg["opencv"]
-        gt = gt_line_matches_from_homography(p[None], o[None], torch.eye(3).double()[None],
-                                             SIZE[0], SIZE[0], th_dist=1.0, th_overlap=0.5)
+        gt = gt_line_matches_from_homography(
+            p[None],
+            o[None],
+            torch.eye(3).double()[None],
+            SIZE[0],
+            SIZE[0],
+            th_dist=1.0,
+            th_overlap=0.5,
+        )
         same = [(gt[f"line_matches{i}"] >= 0).double().mean().item() for i in (0, 1)]
         rows.append((name, len(p), len(o),
                      f"{endpoint_share(p, o):.0%} / {endpoint_share(o, p):.0%}",
@@ -365,7 +392,9 @@ def gluestick(args) -> str:
         feats = [wf({"image": x}) for x in images]
     pair = {f"{k}{i}": v for i, f in enumerate(feats) for k, v in f.items()}
     pair.update(view0={"image_size": SIZE}, view1={"image_size": SIZE})
-    n = {k: " + ".join(str(f[k].shape[1]) for f in feats) for k in ("lines", "keypoints")}
+    n = {
+        k: " + ".join(str(f[k].shape[1]) for f in feats) for k in ("lines", "keypoints")
+    }
     return wall_cpu([
         ("GlueStick 9 x 256-D, 1000 points + 250 lines", partial(gs, data)),
         ("LightGlue 9 x 256-D, 1000 points (no adaptivity)", partial(lg, data)),
@@ -403,7 +432,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         module, install = NEEDS.get(part, ("torch", ""))
         if importlib.util.find_spec(module) is None:
             p.error(f"--part {part} needs {module}: {install}")
-    if "lightglue" in args.part and args.sizes and not all(s.isdigit() for s in args.sizes):
+    if (
+        "lightglue" in args.part
+        and args.sizes
+        and not all(s.isdigit() for s in args.sizes)
+    ):
         p.error(f"--sizes {' '.join(args.sizes)}: lightglue wants keypoint counts")
     return args
 

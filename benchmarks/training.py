@@ -89,7 +89,12 @@ def parts(feature: str, args) -> tuple[float, float]:
 
 
 def measure(feature: str, args, work: Path) -> tuple:
-    cmd = [f"bench_{feature}", "--conf", FEATURES[feature][0], *overrides(feature, args)]
+    cmd = [
+        f"bench_{feature}",
+        "--conf",
+        FEATURES[feature][0],
+        *overrides(feature, args),
+    ]
     r = Interpreter.ours(args.threads, work / "outputs").run(
         "gluefactory.train", cmd, "train", work / f"train_{feature}.log"
     )

@@ -51,7 +51,10 @@ def test_peer_runner_measures_a_script_under_the_driver(tmp_path, monkeypatch):
     for r in runs.values():
         assert r["steps"] == [] and r["calls"] == 3 and r["by_class"]["Linear"][0] == 3
     assert args.versions["peer"]["torch"] == torch.__version__
-    assert {p.name for p in tmp_path.glob("eval_*.log")} == {"eval_ours.log", "eval_peer.log"}
+    assert {p.name for p in tmp_path.glob("eval_*.log")} == {
+        "eval_ours.log",
+        "eval_peer.log",
+    }
     log = tmp_path / "plain.log"
     script.write_text("raise SystemExit(3)\n")
     with pytest.raises(RuntimeError, match="exit 3"):
@@ -103,7 +106,9 @@ def test_speed_parts_and_their_options():
     """benchmarks.speed: one part per table; bad options fail before any work."""
     from benchmarks import speed
 
-    args = speed.parse(["--part", "extractors", "lightglue", "--sizes", "512", "--runs", "1"])
+    args = speed.parse(
+        ["--part", "extractors", "lightglue", "--sizes", "512", "--runs", "1"]
+    )
     assert args.part == ["extractors", "lightglue"] and args.device == "cpu"
     for bad in ([], ["--part", "nope"], ["--part", "lightglue", "--sizes", "640x480"],
                 ["--part", "extractors", "--only", "orb"]):  # fmt: skip
@@ -152,7 +157,11 @@ def test_gpu_check_trains_the_learning_recipe():
     from gluefactory.trainer.config import build_train_conf
 
     conf = build_train_conf(gpu.train_conf("float16", 5, devices=2))
-    assert (conf.train.device, conf.train.num_devices, conf.train.max_steps) == ("cuda", 2, 5)
+    assert (conf.train.device, conf.train.num_devices, conf.train.max_steps) == (
+        "cuda",
+        2,
+        5,
+    )
     assert conf.train.mixed_precision == "float16" and conf.data.batch_size == 8
     assert (conf.model.matcher.n_layers, conf.model.matcher.num_heads) == (4, 4)
 
@@ -169,21 +178,31 @@ def test_recorded_run_and_the_learning_lines_report(tmp_path, monkeypatch):
         sum(i * i for i in range(10**5))
     run = json.loads((tmp_path / "run.json").read_text())
     assert run["steps"] == 7 and run["wall_s"] >= 0 and run["cpu_s"] >= 0
-    assert run["load_1min"]["min"] <= run["load_1min"]["mean"] <= run["load_1min"]["max"]
+    assert (
+        run["load_1min"]["min"] <= run["load_1min"]["mean"] <= run["load_1min"]["max"]
+    )
     results = {"trained GlueStick": {"mean_line_prec": 0.5, "mean_line_rec": float("nan"),
                                      "num_pairs": 4}}  # fmt: skip
     text = learning_lines.markdown(results, run)
-    assert "4 pairs" in text and "7 steps" in text and "| trained GlueStick | 0.500 | n/a |" in text
+    assert (
+        "4 pairs" in text
+        and "7 steps" in text
+        and "| trained GlueStick | 0.500 | n/a |" in text
+    )
     monkeypatch.setenv("GLUEFACTORY_OUTPUTS", str(tmp_path))
     exp = tmp_path / "training" / "exp"
     exp.mkdir(parents=True)
-    recs = [{"kind": "train", "step": 1, "loss/total": 2.0, "loss/assignment_nll": 1.0},
-            {"kind": "val", "step": 1, "line_match_precision": 0.4, "match_recall": 0.3}]
+    recs = [
+        {"kind": "train", "step": 1, "loss/total": 2.0, "loss/assignment_nll": 1.0},
+        {"kind": "val", "step": 1, "line_match_precision": 0.4, "match_recall": 0.3},
+    ]
     (exp / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     assert learning_lines.curves("exp", tmp_path / "c.png").stat().st_size > 0
 
 
-@pytest.mark.parametrize("bad", [["--warmup", "0"], ["--size", "640"], ["--features", "orb"]])
+@pytest.mark.parametrize(
+    "bad", [["--warmup", "0"], ["--size", "640"], ["--features", "orb"]]
+)
 def test_training_benchmark_rejects_bad_options(bad):
     from benchmarks import training
 
@@ -200,10 +219,16 @@ def test_gpu_check_evaluation_runs_both_devices_under_the_driver(tmp_path, monke
     from benchmarks import gpu
     from gluefactory.datasets.sources.builtin import ensure_builtin
 
-    shutil.copytree(ensure_builtin("hpatches") / "v_coffee", tmp_path / "hp" / "v_coffee")
+    shutil.copytree(
+        ensure_builtin("hpatches") / "v_coffee", tmp_path / "hp" / "v_coffee"
+    )
     monkeypatch.setenv("GLUEFACTORY_OUTPUTS", str(tmp_path / "outputs"))
-    text = gpu.evaluation((f"data.data_dir={tmp_path / 'hp'}", "data.preprocessing.resize=240"))
-    cells = [[c.strip() for c in r.strip("| ").split("|")] for r in text.splitlines()[4:]]
+    text = gpu.evaluation(
+        (f"data.data_dir={tmp_path / 'hp'}", "data.preprocessing.resize=240")
+    )
+    cells = [
+        [c.strip() for c in r.strip("| ").split("|")] for r in text.splitlines()[4:]
+    ]
     rows = {r[0]: r[1:] for r in cells}
     assert "models" in rows["time (s)"][0] and "models" in rows["time (s)"][1], text
     assert rows["H_error_dlt@3px"][0] == rows["H_error_dlt@3px"][1], text

@@ -226,7 +226,9 @@ def plot_curves(
         keys = {keys: ""} if isinstance(keys, str) else keys
         lines = [(run, key) for run in runs for key in keys]
         for i, (run, key) in enumerate(lines):
-            rs = [r for r in runs[run] if r.get("kind") == kind and r.get(key) is not None]
+            rs = [
+                r for r in runs[run] if r.get("kind") == kind and r.get(key) is not None
+            ]
             style, label = "-" if kind == "train" else "o-", " ".join((run, keys[key]))
             ax.plot([r["step"] for r in rs], [r[key] for r in rs], style, color=f"C{i}",
                     label=label.strip())  # fmt: skip

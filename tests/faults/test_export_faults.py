@@ -99,7 +99,9 @@ def test_disk_full_in_export_megadepth(site, megadepth, monkeypatch, capsys):
     assert (folder / "motorcycle.h5").exists() == (site == "export.json")
     monkeypatch.undo()
     monkeypatch.setenv("GLUEFACTORY_DATA", str(megadepth))
-    assert export_megadepth.main(MEGADEPTH)["images"] == (0 if site == "export.json" else 2)
+    assert export_megadepth.main(MEGADEPTH)["images"] == (
+        0 if site == "export.json" else 2
+    )
     with open(folder / "export.json") as f:
         ehash = __import__("json").load(f)["hash"]
     assert is_complete(folder / "motorcycle.h5", ehash)
