@@ -1,24 +1,31 @@
 """What the benchmark scripts share: the host line, timing (min / median / max, CPU),
-markdown tables, a training step timed part by part, and the peer runner.
+the photographs timed on, the record of a long run, markdown tables, a training step
+timed part by part, and the peer runner.
 
-The peer runner runs ``python peer_driver.py TARGET ARGS`` with any interpreter (ours, or
-upstream glue-factory's venv) and returns what the driver measured: wall, CPU and model
-time, optimizer-step end times and peak memory (see :mod:`benchmarks.peer_driver`).
+The peer runner (:class:`Interpreter`) runs ``python peer_driver.py TARGET ARGS`` with
+our interpreter or upstream glue-factory's venv and returns what the driver measured:
+wall, CPU and model time, optimizer-step end times, peak memory and library versions
+(see :mod:`benchmarks.peer_driver`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+
+from gluefactory.utils.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 DRIVER = Path(__file__).with_name("peer_driver.py")
@@ -102,6 +109,64 @@ def time_alternately(
     return {k: Timing.of(wall[k], cpu[k]) if k in live else None for k in fns}
 
 
+def photo(name: str, size: str | None = None):
+    """A scikit-image photograph as a (1, 3, H, W) float tensor in [0, 1] (``motorcycle``,
+    ``motorcycle_right``: the Middlebury stereo pair), resized (area) to ``size``:
+    ``WxH``, or the long side (aspect kept)."""
+    import skimage.data
+
+    from gluefactory.utils.image import numpy_image_to_torch, resize_image
+
+    if name.startswith("motorcycle"):
+        img = skimage.data.stereo_motorcycle()[name.endswith("right")]
+    else:
+        img = getattr(skimage.data, name)()
+    x = numpy_image_to_torch(img)[:3].expand(3, -1, -1)[None]
+    if size:
+        h, w = x.shape[-2:]
+        s = int(size) / max(h, w) if "x" not in size else None
+        wh = size.split("x") if s is None else (round(w * s), round(h * s))
+        x = resize_image(x, (int(wh[1]), int(wh[0])), "area").clamp(0, 1)
+    return x
+
+
+@contextlib.contextmanager
+def recorded(path: Path, period: float = 30.0):
+    """Record the enclosed run (a long training) into ``path`` (JSON) when it ends well:
+    start (UTC), wall and CPU seconds (this process and its finished children, e.g. DDP
+    ranks), the host, threads and the 1-minute load average sampled every ``period`` s
+    (on a shared machine a 30-minute run can get much less compute). The caller adds its
+    own keys to the yielded dict."""
+    info, samples, stop = {}, [], threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            samples.append(round(os.getloadavg()[0], 2))
+            stop.wait(period)
+
+    def cpu() -> float:
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return time.process_time() + children.ru_utime + children.ru_stime
+
+    import torch
+
+    from gluefactory.utils.fs import atomic_write_text
+
+    thread = threading.Thread(target=sample, daemon=True)
+    t0, c0 = time.time(), cpu()
+    thread.start()
+    yield info
+    stop.set()
+    thread.join()
+    info.update(started_utc=time.strftime("%Y-%m-%d %H:%M", time.gmtime(t0)),
+                wall_s=round(time.time() - t0, 1), cpu_s=round(cpu() - c0, 1),
+                cpu=f"{cpu_name()} ({os.cpu_count()} cores)",
+                threads=torch.get_num_threads(), load_1min={
+                    "min": min(samples), "max": max(samples),
+                    "mean": round(sum(samples) / len(samples), 2), "samples": samples})  # fmt: skip
+    atomic_write_text(path, json.dumps(info, indent=1))
+
+
 # ---------------------------------------------------------------------------- output
 def table(head: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     """A markdown table."""
@@ -121,70 +186,66 @@ def emit(text: str, output: str | Path | None) -> str:
 
 
 # ------------------------------------------------------------------------ peer runner
-def clean_env(threads: int) -> dict:
-    """This environment, limited to ``threads`` threads, without the driver's keys."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PEER_BENCH")}
-    env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
-               PYTHONUNBUFFERED="1", TQDM_MININTERVAL="5")  # fmt: skip
-    return env
+@dataclass(frozen=True)
+class Interpreter:
+    """A Python that runs benchmark targets under :mod:`benchmarks.peer_driver`: ours,
+    or the venv of upstream glue-factory built by ``build_peer.sh`` (the peer)."""
 
+    python: str
+    cwd: Path
+    env: dict
 
-def ours_env(threads: int, outputs: Path) -> dict:
-    from gluefactory import settings
+    @staticmethod
+    def _env(threads: int) -> dict:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PEER_BENCH")}
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+                   PYTHONUNBUFFERED="1", TQDM_MININTERVAL="5")  # fmt: skip
+        return env
 
-    return {**clean_env(threads), "PYTHONPATH": str(REPO),
-            "GLUEFACTORY_DATA": str(settings.data_root()),
-            "GLUEFACTORY_OUTPUTS": str(outputs)}  # fmt: skip
+    @classmethod
+    def ours(cls, threads: int, outputs: Path, python: str = sys.executable):
+        """This repository (ahead of ``$PYTHONPATH``), with ``threads`` threads, writing
+        to ``outputs``."""
+        from gluefactory import settings
 
-
-def peer_env(threads: int, peer: Path) -> dict:
-    """Upstream's environment: none of our variables (nothing of ours shadows it)."""
-    env = clean_env(threads)
-    for k in [k for k in env if k.startswith("GLUEFACTORY_") or k == "PYTHONPATH"]:
-        del env[k]
-    env["TORCH_HOME"] = str(peer / "torch_home")
-    return env
-
-
-def peer_python(peer: Path) -> str:
-    """The interpreter of a ``build_peer.sh`` build."""
-    python = peer / "venv" / "bin" / "python"
-    if not python.exists():
-        raise SystemExit(f"No peer build in {peer}: run build_peer.sh first.")
-    return str(python)
-
-
-def versions(python: str) -> str:
-    """torch, NumPy and OpenCV versions of an interpreter."""
-    code = "import torch, numpy, cv2; print(torch.__version__, numpy.__version__, cv2.__version__)"  # fmt: skip
-    out = subprocess.run([python, "-c", code], capture_output=True, text=True)
-    t, n, c = (out.stdout.split() + ["?"] * 3)[:3]
-    return f"torch {t}, NumPy {n}, OpenCV {c}"
-
-
-def run_measured(
-    python: str, target: str, args: Sequence[str], cwd: Path, env: dict,
-    mode: str, log: Path,
-) -> dict:  # fmt: skip
-    """Run ``target`` (a module, or a ``.py`` file) with ``args`` under the driver in
-    ``mode`` (``eval``: model time; ``train``: step end times; ``plain``); returns the
-    driver's measurements plus ``wall_s``, the process wall time seen from here."""
-    out = log.with_suffix(".json")
-    out.unlink(missing_ok=True)
-    env = {**env, "PEER_BENCH_MODE": mode, "PEER_BENCH_OUT": str(out)}
-    t0 = time.perf_counter()
-    with open(log, "w") as f:
-        code = subprocess.run(
-            [python, str(DRIVER), target, *map(str, args)],
-            cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT,
-        ).returncode  # fmt: skip
-    wall = time.perf_counter() - t0
-    if code or not out.exists():
-        tail = "\n".join(log.read_text(errors="replace").strip().splitlines()[-15:])
-        raise RuntimeError(
-            f"{python} {target} failed (exit {code}), log {log}:\n{tail}"
+        path = os.pathsep.join(
+            [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
         )
-    return {**json.loads(out.read_text()), "wall_s": wall}
+        return cls(python, REPO, {**cls._env(threads), "PYTHONPATH": path,
+                   "GLUEFACTORY_DATA": str(settings.data_root()),
+                   "GLUEFACTORY_OUTPUTS": str(outputs)})  # fmt: skip
+
+    @classmethod
+    def peer(cls, threads: int, peer: Path):
+        """Upstream's build in ``peer``: none of our variables shadow it."""
+        python = peer / "venv" / "bin" / "python"
+        if not python.exists():
+            raise UserError(f"No peer build in {peer}: run build_peer.sh first.")
+        env = {k: v for k, v in cls._env(threads).items()
+               if not k.startswith("GLUEFACTORY_") and k != "PYTHONPATH"}  # fmt: skip
+        env["TORCH_HOME"] = str(peer / "torch_home")
+        return cls(str(python), peer / "glue-factory", env)
+
+    def run(self, target: str, args: Sequence[object], mode: str, log: Path) -> dict:
+        """Run ``target`` (a module, or a ``.py`` file) with ``args`` under the driver in
+        ``mode`` (``eval``: model time; ``train``: step end times; ``plain``); returns
+        the driver's measurements plus ``wall_s``, the process wall time seen from here.
+        """
+        out = log.with_suffix(".json")
+        out.unlink(missing_ok=True)
+        env = {**self.env, "PEER_BENCH_MODE": mode, "PEER_BENCH_OUT": str(out)}
+        t0 = time.perf_counter()
+        with open(log, "w") as f:
+            code = subprocess.run([self.python, str(DRIVER), target, *map(str, args)],
+                                  cwd=self.cwd, env=env, stdout=f,
+                                  stderr=subprocess.STDOUT).returncode  # fmt: skip
+        wall = time.perf_counter() - t0
+        if code or not out.exists():
+            tail = "\n".join(log.read_text(errors="replace").strip().splitlines()[-15:])
+            raise RuntimeError(
+                f"{self.python} {target} failed (exit {code}), log {log}:\n{tail}"
+            )
+        return {**json.loads(out.read_text()), "wall_s": wall}
 
 
 # ------------------------------------------------------------------- training steps

@@ -3,8 +3,9 @@
     python -m benchmarks.gpu [--steps 60] [--output FILE]
 
 1. Training with ``--mixed_precision float16`` (autocast + GradScaler), ``bfloat16`` and
-   float32: a small LightGlue on XFeat points over homographies of the bundled photographs,
-   first and last training loss, validation match recall, seconds per step.
+   float32: the learning experiment's small LightGlue on XFeat points over homographies of
+   the bundled photographs, first and last training loss, validation match recall,
+   seconds per step.
 2. Flash attention: LighterGlue (official weights) in float16 with the SDPA flash kernel
    forced, against the math kernel: identical matches?, milliseconds per pair.
 3. NCCL: two DDP ranks with the trainer's ``--distributed`` where two GPUs are visible,
@@ -18,52 +19,31 @@ Every step prints its table even when another step fails (the failure is one row
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
-import subprocess
-import sys
 import time
 import traceback
+from functools import partial
 from pathlib import Path
 
 import torch
 
-from benchmarks.common import REPO, emit, table
-
-PHOTOS_VAL = ["skimage_astronaut.png", "skimage_clock.png"]
+from benchmarks.common import Interpreter, emit, photo, table
 
 
 def train_conf(precision: str | None, steps: int, devices: int = 1) -> dict:
-    from gluefactory import settings
-    from gluefactory.datasets.sources.photos import ensure_photos
+    """The learning experiment's scratch recipe (:mod:`benchmarks.learning`) with 4 layers
+    and 4 heads, batch 8, 4 workers, a constant lr, on the GPU for ``steps`` steps."""
+    from benchmarks.learning import train_conf as learning_conf
 
-    photos = ensure_photos(settings.data_root() / "photos", "", "")
-    data = {"name": "homographies", "data_dir": str(photos), "image_dir": "",
-            "image_list": None, "train_size": None, "val_size": len(PHOTOS_VAL),
-            "val_images": PHOTOS_VAL, "shuffle_seed": 0, "items_per_image": 40,
-            "batch_size": 8, "num_workers": 4,
-            "homography": {"difficulty": 0.7, "max_angle": 45, "patch_shape": [480, 360]},
-            "photometric": {"name": "identity"}}  # fmt: skip
-    return {
-        "data": data,
-        "data_val": {**data, "items_per_image": 4},
-        "model": {
-            "name": "two_view_pipeline",
-            "extractor": {"name": "extractors.xfeat", "max_num_keypoints": 512,
-                          "force_num_keypoints": True, "detection_threshold": 0.0,
-                          "trainable": False},  # fmt: skip
-            "matcher": {"name": "matchers.lightglue", "input_dim": 64,
-                        "descriptor_dim": 128, "n_layers": 4, "num_heads": 4,
-                        "filter_threshold": 0.1, "weights": None},  # fmt: skip
-            "ground_truth": {"name": "matchers.homography_matcher",
-                             "th_positive": 3, "th_negative": 3},  # fmt: skip
-        },
-        "train": {"seed": 0, "epochs": 100, "max_steps": steps, "lr": 1e-3,
-                  "lr_schedule": {"type": "constant"}, "log_every_iter": 10,
-                  "eval_every_iter": steps, "save_every_iter": steps, "device": "cuda",
-                  "num_devices": devices, "mixed_precision": precision,
-                  "best_key": "match_recall", "best_mode": "max"},  # fmt: skip
-    }
+    conf = learning_conf(
+        "scratch", 60.0, precision, num_heads=4, n_layers=4, max_steps=steps
+    )
+    conf["data"].update(batch_size=8, num_workers=4)
+    conf["train"].update(device="cuda", num_devices=devices, lr_schedule={"type": "constant"},
+                         log_every_iter=10, eval_every_iter=steps, save_every_iter=steps)  # fmt: skip
+    return conf
 
 
 def train_row(name: str, precision: str | None, steps: int, devices: int = 1) -> list:
@@ -79,34 +59,41 @@ def train_row(name: str, precision: str | None, steps: int, devices: int = 1) ->
     losses = [r["loss/total"] for r in records if r["kind"] == "train"]
     recall = [r.get("match_recall") for r in records if r["kind"] == "val"]
     loss = [f"{losses[i]:.3f}" if losses else "-" for i in (0, -1)]
-    return [name, summary["step"], *loss, f"{recall[-1]:.3f}" if recall else "-",
-            f"{wall / max(summary['step'], 1):.3f}"]
+    return [
+        name,
+        summary["step"],
+        *loss,
+        f"{recall[-1]:.3f}" if recall else "-",
+        f"{wall / max(summary['step'], 1):.3f}",
+    ]
 
 
 def training(steps: int) -> str:
     rows = []
     for name, precision in [("float32", None), ("float16", "float16"),
                             ("bfloat16", "bfloat16")]:  # fmt: skip
-        rows.append(guarded(name, lambda: train_row(name, precision, steps), 6))
-    head = ["precision", "steps", "first loss", "last loss", "val match recall", "s/step"]
+        rows.append(guarded(name, partial(train_row, name, precision, steps), 6))
+    head = [
+        "precision",
+        "steps",
+        "first loss",
+        "last loss",
+        "val match recall",
+        "s/step",
+    ]
     return "Training (GradScaler with float16)\n\n" + table(head, rows)
 
 
 def pair() -> dict:
     """XFeat features (2048) of a photograph and its warp, on the GPU."""
-    import cv2
-    import numpy as np
-    import skimage.data
-
+    from gluefactory.geometry.homography import warp_image
     from gluefactory.models import get_model
 
-    img = skimage.data.astronaut()
-    H = np.array([[0.9, 0.1, 30], [-0.1, 0.95, 20], [1e-4, 0, 1]])
-    warped = cv2.warpPerspective(img, H, img.shape[1::-1])
+    img = photo("astronaut").cuda()
+    H = torch.tensor([[[0.9, 0.1, 30], [-0.1, 0.95, 20], [1e-4, 0, 1]]]).cuda()
     xfeat = get_model("extractors.xfeat")({"max_num_keypoints": 2048}).cuda().eval()
     data = {}
-    for i, im in enumerate([img, warped]):
-        t = torch.from_numpy(im).permute(2, 0, 1).float().div(255)[None].cuda()
+    for i, t in enumerate([img, warp_image(img, H, img.shape[:-3:-1])]):
         with torch.inference_mode():
             f = xfeat({"image": t})
         data.update({f"{k}{i}": v for k, v in f.items()})
@@ -120,13 +107,20 @@ def flash_attention() -> str:
     from gluefactory.models import get_model
 
     data = pair()
-    lg = get_model("matchers.lightglue")({"features": "xfeat", "filter_threshold": 0.1,
-                                          "depth_confidence": -1, "width_confidence": -1})
+    lg = get_model("matchers.lightglue")(
+        {
+            "features": "xfeat",
+            "filter_threshold": 0.1,
+            "depth_confidence": -1,
+            "width_confidence": -1,
+        }
+    )
     lg = lg.cuda().eval()  # fmt: skip
     out, rows = {}, []
     for name, backend in [("math", SDPBackend.MATH),
                           ("flash", SDPBackend.FLASH_ATTENTION)]:  # fmt: skip
-        def run():
+
+        def run(backend=backend):
             with sdpa_kernel([backend]), torch.inference_mode(), \
                  torch.autocast("cuda", torch.float16):  # fmt: skip
                 return lg(data)
@@ -156,7 +150,8 @@ def nccl() -> str:
     if n >= 2:
         row = guarded("DDP", lambda: train_row("ddp", None, 30, devices=2), 6)
         return "NCCL: the trainer with --distributed over 2 GPUs\n\n" + table(
-            ["run", "steps", "first loss", "last loss", "val match recall", "s/step"], [row]
+            ["run", "steps", "first loss", "last loss", "val match recall", "s/step"],
+            [row],
         )
     import torch.distributed as dist
 
@@ -174,24 +169,27 @@ def nccl() -> str:
             + table(["run", "result"], rows))  # fmt: skip
 
 
-def evaluation() -> str:
+def evaluation(data: tuple[str, ...] = ("data.data_dir=builtin/hpatches",)) -> str:
+    """``gluefactory.eval.hpatches`` (``data`` overrides) on the GPU, then in a child with
+    no GPU visible, both under the peer driver (:class:`~benchmarks.common.Interpreter`)."""
+    from gluefactory import settings
     from gluefactory.eval.cli import results_dir
 
-    argv = ["--conf", "xfeat+lighterglue-official", "--overwrite",
-            "data.data_dir=builtin/hpatches"]  # fmt: skip
-    runs = {}
+    argv = ["--conf", "xfeat+lighterglue-official", "--overwrite", *data]
+    logs = settings.outputs_root() / "gpu-check"
+    logs.mkdir(parents=True, exist_ok=True)
+    ours, runs = Interpreter.ours(os.cpu_count() or 1, settings.outputs_root()), {}
     for name, env in [("cuda", {}), ("cpu", {"CUDA_VISIBLE_DEVICES": ""})]:
-        t0 = time.perf_counter()
-        proc = subprocess.run(
-            [sys.executable, "-m", "gluefactory.eval.hpatches", *argv, "--tag", f"gpu-{name}"],
-            cwd=REPO, env={**os.environ, **env}, capture_output=True, text=True,
-        )  # fmt: skip
-        if proc.returncode:
-            runs[name] = ({}, f"failed: {proc.stderr.strip().splitlines()[-1:]}")
+        side = dataclasses.replace(ours, env={**ours.env, **env})
+        try:
+            r = side.run("gluefactory.eval.hpatches", [*argv, "--tag", f"gpu-{name}"],
+                         "eval", logs / f"eval_{name}.log")  # fmt: skip
+        except RuntimeError as e:  # the other device still runs
+            runs[name] = ({}, f"failed: {str(e).splitlines()[-1]}"[:160])
             continue
-        path = results_dir("hpatches", f"gpu-{name}")
-        runs[name] = (json.loads((path / "summaries.json").read_text()),
-                      f"{time.perf_counter() - t0:.1f}")  # fmt: skip
+        path = results_dir("hpatches", f"gpu-{name}") / "summaries.json"
+        runs[name] = (json.loads(path.read_text()),
+                      f"{r['wall_s']:.1f} (models {r['model_s']:.1f})")  # fmt: skip
     keys = sorted(set(runs["cuda"][0]) | set(runs["cpu"][0]))
     rows = [["time (s)", runs["cuda"][1], runs["cpu"][1]]]
     rows += [[k, runs["cuda"][0].get(k), runs["cpu"][0].get(k)] for k in keys

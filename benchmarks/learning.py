@@ -49,25 +49,22 @@ from gluefactory.datasets import get_dataset
 from gluefactory.models import get_model
 from gluefactory.utils.fs import atomic_write_text
 
-from .common import REPO, STEP_PARTS, step_parts, table
+from .common import REPO, STEP_PARTS, recorded, step_parts, table
 
 logger = logging.getLogger("learning")
 
+#: the recipe: a small LightGlue learnt from scratch (docs/training.md)
+CONF = "xfeat+lightglue-photos"
 PATCH = [480, 360]
 NUM_KPTS = 512
 EXTRACTOR = {"name": "extractors.xfeat", "max_num_keypoints": NUM_KPTS,
              "force_num_keypoints": True, "detection_threshold": 0.0, "trainable": False}  # fmt: skip
-GT = {"name": "matchers.homography_matcher", "th_positive": 3, "th_negative": 3}
-SMALL_LG = {"name": "matchers.lightglue", "input_dim": 64, "descriptor_dim": 96,
-            "n_layers": 6, "num_heads": 1, "filter_threshold": 0.1, "weights": None}  # fmt: skip
 OFFICIAL_LG = {
     "name": "matchers.lightglue",
     "features": "xfeat",
     "filter_threshold": 0.1,
 }
 MNN = {"name": "matchers.nearest_neighbor", "mutual_check": True}
-#: the scratch recipe's lr decay: halved every this many steps (docs/training.md)
-STEP_SIZE = 1000
 #: the held-out images: the validation split that shuffle_seed 0 draws from the
 #: scikit-image photographs alone (kept fixed when more training photos are added)
 HELD_OUT = ("skimage_astronaut.png", "skimage_clock.png", "skimage_rocket.png",
@@ -97,85 +94,60 @@ def photo_root(opencv_doc: str | None = None, wallpapers: str | None = None) -> 
     return PHOTOS["root"]
 
 
-def photos_data(
-    items: int, difficulty: float = 0.7, right_only: bool = False, **kw
-) -> dict:
-    """The homographies dataset over the photographs, ``items`` pairs per image; both
-    views independent warps (``right_only``: view0 the whole image resized)."""
-    return {
-        "name": "homographies", "data_dir": str(photo_root()), "image_dir": "",
-        "image_list": None, "train_size": None, "val_size": len(HELD_OUT),
-        "val_images": list(HELD_OUT), "shuffle_seed": 0, "items_per_image": items,
-        "batch_size": 4, "num_workers": 0, "right_only": right_only,
-        "homography": {"difficulty": difficulty, "max_angle": 45, "patch_shape": PATCH},
-        "photometric": {"name": "identity"}, **kw,
-    }  # fmt: skip
-
-
 def train_conf(kind: str, minutes: float, precision: str | None = None,
                num_heads: int = 1, schedule: str = "step", triplets: int = 0,
-               n_layers: int = SMALL_LG["n_layers"], step_size: int = STEP_SIZE,
-               train_keypoints: int = NUM_KPTS, max_steps: int | None = None) -> dict:  # fmt: skip
-    """The run's config; the options are those of the command line (``main``)."""
-    if kind == "scratch":
-        matcher = {**SMALL_LG, "num_heads": num_heads, "n_layers": n_layers}
-        if schedule == "step":  # fast progress, then refinement
-            lr = 1e-3
-            sched = {"type": "step", "step_size": step_size, "gamma": 0.5, "warmup": 30}
-        else:  # cosine to 3e-5 over 2200 steps (30 minutes of a 3-layer model here)
-            lr, max_steps = 1.5e-3, max_steps or 2200
-            sched = {"type": "cosine", "warmup": 50, "min_lr_factor": 0.02}
-    else:
-        matcher, lr, sched = OFFICIAL_LG, 1e-5, {"type": "constant"}
-    data = photos_data(40)
+               n_layers: int = 6, step_size: int = 1000, train_keypoints: int = NUM_KPTS,
+               max_steps: int | None = None) -> dict:  # fmt: skip
+    """The shipped recipe (:data:`CONF`) with the command line's options (``main``):
+    ``scratch`` as shipped, ``finetune`` the official LighterGlue at a low lr."""
+    from gluefactory.utils.conf import as_plain, compose
+
+    root, null = photo_root(), lambda v: "null" if v is None else v  # noqa: E731
+    conf = as_plain(compose(CONF, [
+        f"data.data_dir={root}", f"data_val.data_dir={root}", f"train.max_minutes={minutes}",
+        f"train.mixed_precision={null(precision)}", f"train.max_steps={null(max_steps)}",
+        f"model.extractor.max_num_keypoints={train_keypoints}",
+        f"model.matcher.num_heads={num_heads}", f"model.matcher.n_layers={n_layers}",
+        f"train.lr_schedule.step_size={step_size}"]))  # fmt: skip
+    if (
+        schedule == "cosine"
+    ):  # to 3e-5 over 2200 steps (30 minutes of a 3-layer model here)
+        conf["train"].update(lr=1.5e-3, max_steps=max_steps or 2200, lr_schedule={
+            "type": "cosine", "warmup": 50, "min_lr_factor": 0.02})  # fmt: skip
+    if kind == "finetune":
+        conf["model"]["matcher"] = dict(OFFICIAL_LG)
+        conf["train"].update(
+            lr=1e-5, lr_schedule={"type": "constant"}, eval_every_iter=40
+        )
     if triplets:
-        data.update(triplet=True, batch_size=triplets)
-    return {
-        "data": data,
-        "data_val": photos_data(8),  # 32 held-out pairs, the same at every validation
-        "model": {
-            "name": "triplet_pipeline" if triplets else "two_view_pipeline",
-            "extractor": {**EXTRACTOR, "max_num_keypoints": train_keypoints},
-            "matcher": matcher, "ground_truth": GT,
-        },
-        "train": {
-            "seed": 0, "epochs": 1000, "max_minutes": minutes, "max_steps": max_steps,
-            "lr": lr, "lr_schedule": sched, "clip_grad": 1.0, "log_every_iter": 10,
-            "eval_every_iter": 100 if kind == "scratch" else 40, "save_every_iter": 100,
-            "keep_last_checkpoints": 2, "best_key": "match_recall", "best_mode": "max",
-            "dataset_callback_fn": "sample_new_items", "mixed_precision": precision,
-        },
-    }  # fmt: skip
+        conf["data"].update(triplet=True, batch_size=triplets)
+        conf["model"]["name"] = "triplet_pipeline"
+    return conf
 
 
 def run_training(kind: str, minutes: float, precision: str | None, procs: int = 1,
                  **variant) -> None:  # fmt: skip
     """Train ``learning-<kind>``; ``procs`` > 1: DDP over that many CPU processes (gloo),
-    the global batch unchanged. Wall and CPU time go to ``learning_run.json``."""
-    import resource
-
+    the global batch unchanged. The run's record (:func:`~benchmarks.common.recorded`)
+    goes to ``learning_run.json``."""
     from gluefactory.trainer import train
 
-    def cpu() -> float:  # this process and its finished children (the DDP ranks)
-        ch = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return time.process_time() + ch.ru_utime + ch.ru_stime
-
-    t0, c0 = time.time(), cpu()
     conf = train_conf(kind, minutes, precision, **variant)
     if procs > 1:
         conf["train"].update(num_devices=procs, device="cpu")
-    summary = train(f"learning-{kind}", conf, overwrite=True, distributed_run=procs > 1)
-    info = {"wall_s": time.time() - t0, "cpu_s": cpu() - c0, "steps": summary["step"],
-            "status": summary["status"], "mixed_precision": precision, "processes": procs,
-            "threads": torch.get_num_threads() if procs == 1 else "cores / processes"}  # fmt: skip
     path = settings.training_root() / f"learning-{kind}" / "learning_run.json"
-    atomic_write_text(path, json.dumps(info, indent=1))
+    with recorded(path) as info:
+        summary = train(
+            f"learning-{kind}", conf, overwrite=True, distributed_run=procs > 1
+        )
+        info.update(steps=summary["step"], status=summary["status"],
+                    mixed_precision=precision, processes=procs)  # fmt: skip
     logger.info("%s: %d steps in %.0f s wall, %.0f s CPU", kind, info["steps"],
                 info["wall_s"], info["cpu_s"])  # fmt: skip
 
 
 # --------------------------------------------------------------------- evaluation
-#: the held-out pairs: warps of the training difficulty (:func:`photos_data`)
+#: the held-out pairs: warps of the training difficulty (the recipe's)
 WARPS = {"difficulty": 0.7, "max_angle": 45, "patch_shape": PATCH}
 #: the report's columns: summary keys of gluefactory.eval.hpatches / .homographies
 COLUMNS = {"match_precision": "mean_match_prec", "match_recall": "mean_match_rec",
@@ -306,7 +278,7 @@ def thresholds(values: list[float], pairs: int = 25) -> str:
 
 
 def breakdown(steps: int, precision: str | None, batch: int = 4,
-              n_layers: int = SMALL_LG["n_layers"]) -> str:  # fmt: skip
+              n_layers: int = 6) -> str:  # fmt: skip
     """Seconds per part of a scratch training step, mean of ``steps`` steps after 3."""
     from omegaconf import OmegaConf
 
@@ -392,24 +364,16 @@ def report(figures: Path, pairs: int = 25) -> str:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    what = [
-        "scratch",
-        "finetune",
-        "report",
-        "all",
-        "baselines",
-        "breakdown",
-        "thresholds",
-    ]
-    p.add_argument("what", choices=what)
+    p.add_argument("what", choices=["scratch", "finetune", "report", "all", "baselines",
+                                    "breakdown", "thresholds"])  # fmt: skip
     p.add_argument("--minutes", type=float, default=30.0, help="scratch: wall time")
     p.add_argument("--max_steps", type=int, help="scratch: stop after this many steps")
     p.add_argument("--schedule", choices=["step", "cosine"], default="step",
                    help="scratch: lr schedule (step: the documented recipe)")  # fmt: skip
-    p.add_argument("--step_size", type=int, default=STEP_SIZE,
+    p.add_argument("--step_size", type=int, default=1000,
                    help="scratch, step schedule: halve the lr every this many steps")  # fmt: skip
     p.add_argument("--num_heads", type=int, default=1, help="scratch: attention heads")
-    p.add_argument("--n_layers", type=int, default=SMALL_LG["n_layers"],
+    p.add_argument("--n_layers", type=int, default=6,
                    help="scratch, breakdown: layers of the small LightGlue")  # fmt: skip
     p.add_argument("--train_keypoints", type=int, default=NUM_KPTS,
                    help="scratch: XFeat keypoints per image in training (the report: 512)")  # fmt: skip

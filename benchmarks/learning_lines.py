@@ -17,8 +17,7 @@ Usage (from the repository root)::
     python -m benchmarks.learning_lines report              # table + curves
 
 ``run`` records wall and CPU time, steps and the load average sampled every 30 s
-(``learning_lines_run.json`` in the experiment): on a shared machine a 30-minute run
-gets much less compute. ``report`` writes ``docs/figures/learning_lines_{table.md,
+(``learning_lines_run.json`` in the experiment). ``report`` writes ``docs/figures/learning_lines_{table.md,
 results.json,curves.png}`` (``--figures``).
 """
 
@@ -28,17 +27,14 @@ import argparse
 import json
 import logging
 import math
-import os
-import threading
-import time
 from pathlib import Path
 
 import torch
 
 from gluefactory import settings
-from gluefactory.utils.fs import atomic_path, atomic_write_text
+from gluefactory.utils.fs import atomic_write_text
 
-from .common import REPO, cpu_name, table
+from .common import REPO, recorded, table
 
 logger = logging.getLogger("learning_lines")
 
@@ -50,60 +46,28 @@ POINT_COLS = (("mean_prec@3px", "point prec@3px"), ("mean_num_matches", "point m
               ("H_error_ransac@3px", "H AUC@3px"))  # fmt: skip
 LINE_COLS = (("mean_line_prec", "line precision"), ("mean_line_rec", "line recall"),
              ("mean_num_line_matches", "line matches"))  # fmt: skip
-#: validation curves: (metrics.jsonl key, label)
-CURVES = (("line_match_precision", "line precision"), ("line_match_recall", "line recall"),
-          ("match_precision", "point precision"), ("match_recall", "point recall"))  # fmt: skip
+#: the curves: metrics.jsonl key -> label
+LOSSES = {"loss/total": "total", "loss/line_assignment_nll": "line NLL",
+          "loss/assignment_nll": "point NLL"}  # fmt: skip
+CURVES = {"line_match_precision": "line precision", "line_match_recall": "line recall",
+          "match_precision": "point precision", "match_recall": "point recall"}  # fmt: skip
+CURVES_Y = next(iter(CURVES))
 
 
 # ----------------------------------------------------------------------- training
-class LoadSampler:
-    """The 1-minute load average every ``period`` seconds, in a daemon thread."""
-
-    def __init__(self, period: float = 30.0):
-        self.period, self.samples = period, []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self.samples.append(round(os.getloadavg()[0], 2))
-            self._stop.wait(self.period)
-
-    def __enter__(self) -> LoadSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 def run_training(experiment: str, minutes: float, overrides: list[str]) -> dict:
     """``python -m gluefactory.train EXPERIMENT --conf xfeat+lsd+gluestick-photos``
-    (in this process) for ``minutes``; wall, CPU, steps and load go to
-    ``learning_lines_run.json`` in the experiment."""
+    (in this process) for ``minutes``; its record (:func:`~benchmarks.common.recorded`:
+    wall, CPU, load) and steps go to ``learning_lines_run.json`` in the experiment."""
     from gluefactory.train import main as train_main
 
     argv = [experiment, "--conf", CONF, "--overwrite",
             f"train.max_minutes={minutes}", *overrides]  # fmt: skip
-    t0, c0 = time.time(), time.process_time()
-    with LoadSampler() as load:
-        summary = train_main(argv)
-    samples = load.samples or [os.getloadavg()[0]]
-    info = {
-        "command": "python -m gluefactory.train " + " ".join(argv),
-        "started_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime(t0)),
-        "wall_s": round(time.time() - t0, 1),
-        "cpu_s": round(time.process_time() - c0, 1),
-        "steps": summary["step"] if summary else None,
-        "status": summary["status"] if summary else None,
-        "threads": torch.get_num_threads(),
-        "cpu": f"{cpu_name()} ({os.cpu_count()} cores)",
-        "load_1min": {"min": min(samples), "mean": round(sum(samples) / len(samples), 2),
-                      "max": max(samples), "samples": samples},  # fmt: skip
-    }
     path = settings.training_root() / experiment / "learning_lines_run.json"
-    atomic_write_text(path, json.dumps(info, indent=1))
+    with recorded(path) as info:
+        summary = train_main(argv) or {}
+        info.update(command="python -m gluefactory.train " + " ".join(argv),
+                    steps=summary.get("step"), status=summary.get("status"))  # fmt: skip
     logger.info("%d steps in %.0f s wall, %.0f s CPU, load %s", info["steps"] or 0,
                 info["wall_s"], info["cpu_s"], info["load_1min"]["mean"])  # fmt: skip
     return info
@@ -164,35 +128,21 @@ def markdown(results: dict, run: dict | None) -> str:
 
 def curves(experiment: str, out: Path) -> Path:
     """Training loss and held-out validation metrics over steps (PNG)."""
-    import matplotlib
+    from gluefactory.trainer.report import read_metrics
+    from gluefactory.visualization.viz2d import plot_curves, save
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = settings.training_root() / experiment / "metrics.jsonl"
-    recs = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
-    train = [r for r in recs if r.get("kind") == "train"]
-    val = [r for r in recs if r.get("kind") == "val"]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    for key, label in (("loss/total", "total"), ("loss/line_assignment_nll", "line NLL"),
-                       ("loss/assignment_nll", "point NLL")):  # fmt: skip
-        rs = [r for r in train if key in r]
-        axes[0].plot([r["step"] for r in rs], [r[key] for r in rs], label=label)
-    for key, label in CURVES:
-        rs = [r for r in val if key in r]
-        axes[1].plot([r["step"] for r in rs], [r[key] for r in rs], "o-", ms=3,
-                     label=label)  # fmt: skip
-    axes[0].set(title="training loss", xlabel="optimizer step")
-    axes[1].set(title="held-out validation (16 pairs, filter 0.2)",
-                xlabel="optimizer step", ylim=(0, 1))  # fmt: skip
-    for ax in axes:
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    with atomic_path(out, ".png") as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    return out
+    runs = {"": read_metrics(settings.training_root() / experiment)}
+    return save(
+        plot_curves(
+            runs,
+            [
+                ("train", LOSSES, "training loss"),
+                ("val", CURVES, "held-out validation (16 pairs, filter 0.2)"),
+            ],
+            {CURVES_Y: (0, 1)},
+        ),
+        out,
+    )
 
 
 def report(experiment: str, figures: Path, items: int | None = None) -> str:
@@ -220,8 +170,10 @@ def main(argv=None) -> None:
     p.add_argument("--items", type=int, help="report: pairs per held-out photograph "
                    "(default: the config's, 10)")  # fmt: skip
     p.add_argument("--figures", type=Path, default=REPO / "docs" / "figures")
-    p.add_argument("overrides", nargs="*", help="run: key=value for the training config")
-    args = p.parse_args(argv)
+    p.add_argument(
+        "overrides", nargs="*", help="run: key=value for the training config"
+    )
+    args = p.parse_intermixed_args(argv)  # overrides before or after the options
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s] %(message)s")
     torch.set_num_threads(args.threads)
     if args.what in ("run", "all"):

@@ -41,20 +41,10 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from gluefactory.utils.fs import atomic_write_text
+from gluefactory.utils.cli import main_wrapper
+from gluefactory.utils.errors import UserError
 
-from .common import (
-    REPO,
-    cpu_name,
-    emit,
-    load_average,
-    ours_env,
-    peer_env,
-    peer_python,
-    run_measured,
-    table,
-    versions,
-)  # fmt: skip
+from .common import Interpreter, cpu_name, emit, load_average, table
 
 HEADLINE = [  # (upstream key, label)
     ("mprec@1px", "prec@1px (median)"),
@@ -82,7 +72,7 @@ def link_hpatches(peer: Path, sequences: int | None = None) -> Path:
     if dest.exists() and any(
         not (p.is_symlink() and p.resolve().parent == src) for p in dest.iterdir()
     ):
-        raise SystemExit(f"{dest} holds more than links to {src}: move it away first.")
+        raise UserError(f"{dest} holds more than links to {src}: move it away first.")
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
     for seq in sorted(p for p in src.iterdir() if p.is_dir())[:sequences]:
@@ -110,18 +100,14 @@ def make_photo_folder(root: Path, peer: Path, n: int) -> Path:
 
 
 def both(args, name: str, ours: tuple, upstream: tuple, mode: str) -> dict:
-    """Run (module, args) of ours and of upstream under the driver, in the asked order."""
+    """Run (module, args) of upstream, then of ours, under the driver."""
     runs = {}
-    for who in ["ours", "peer"] if args.ours_first else ["peer", "ours"]:
+    for who in ("peer", "ours"):
         print(f"{name}: {who} ...", file=sys.stderr, flush=True)
-        if who == "ours":
-            py, cwd, env = args.ours_python, REPO, ours_env(args.threads, args.outputs)
-            module, argv = ours
-        else:
-            py, cwd = peer_python(args.peer), args.peer / "glue-factory"
-            env, (module, argv) = peer_env(args.threads, args.peer), upstream
+        module, argv = ours if who == "ours" else upstream
         log = args.workdir / f"{name}_{who}.log"
-        runs[who] = run_measured(py, module, argv, cwd, env, mode, log)
+        runs[who] = args.sides[who].run(module, argv, mode, log)
+        args.versions[who] = runs[who]["versions"]
     return runs
 
 
@@ -139,7 +125,7 @@ def eval_one(conf: str, args, linked: Path) -> dict:
     module = "gluefactory.eval.hpatches"
     runs = both(args, f"eval_{conf}", (module, [*head, data, *est]),
                 (module, [*head, *est, PEER_NO_PREFETCH]), "eval")  # fmt: skip
-    roots = {"ours": args.outputs, "peer": args.peer / "glue-factory" / "outputs"}
+    roots = {"ours": args.outputs, "peer": args.sides["peer"].cwd / "outputs"}
     for who, r in runs.items():
         res = roots[who] / "results" / "hpatches" / tag
         s = r["summaries"] = json.loads((res / "summaries.json").read_text())
@@ -271,12 +257,13 @@ def keypoints_table(args) -> str:
               "motorcycle": data.stereo_motorcycle()[0]}  # fmt: skip
     np.savez(args.workdir / "images.npz", **images)
     upstream = args.workdir / "upstream_aliked.npz"
-    run_measured(
-        peer_python(args.peer), str(Path(__file__).with_name("upstream_aliked.py")),
+    r = args.sides["peer"].run(
+        str(Path(__file__).with_name("upstream_aliked.py")),
         [args.workdir / "images.npz", upstream, json.dumps(KEYPOINT_SETTINGS)],
-        args.peer / "glue-factory", peer_env(args.threads, args.peer), "plain",
+        "plain",
         args.workdir / "upstream_aliked.log",
-    )  # fmt: skip
+    )
+    args.versions["peer"] = r["versions"]
     ref, rows = dict(np.load(upstream)), []
     for nms in ("strict", "simple"):
         for s, conf in KEYPOINT_SETTINGS.items():
@@ -295,6 +282,7 @@ def keypoints_table(args) -> str:
     return table([*head, "max offset of same (px)"], rows) + "\n"
 
 
+@main_wrapper
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--peer", type=Path, required=True, help="build_peer.sh's DEST")
@@ -311,41 +299,37 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--ours_python", default=sys.executable,
                    help="interpreter for ours (e.g. a venv with the peer's torch)")  # fmt: skip
-    p.add_argument("--ours_first", action="store_true", help="run ours before upstream")
     p.add_argument("--workdir", type=Path, help="logs, photos, our outputs (default: a "
                    "gf_peer_bench folder in the temporary directory)")  # fmt: skip
     p.add_argument("--output", type=Path, help="also write the tables to this file")
-    p.add_argument("--json", type=Path, help="write the raw measurements here")
     args = p.parse_args(argv)
     args.workdir = (
         args.workdir or Path(tempfile.gettempdir()) / "gf_peer_bench"
     ).resolve()
-    args.peer = args.peer.resolve()
-    args.outputs = args.workdir / "outputs"
+    args.peer, args.outputs = args.peer.resolve(), args.workdir / "outputs"
     args.workdir.mkdir(parents=True, exist_ok=True)
-    parts = [
-        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {cpu_name()}, "
-        f"{os.cpu_count()} CPUs, {args.threads} threads each; ours: "
-        f"{versions(args.ours_python)}; upstream: {versions(peer_python(args.peer))}; "
-        f"load average at start {load_average()}\n"
-    ]
-    raw = {}
+    args.sides = {"ours": Interpreter.ours(args.threads, args.outputs, args.ours_python),
+                  "peer": Interpreter.peer(args.threads, args.peer)}  # fmt: skip
+    args.versions = {"ours": {}, "peer": {}}
+    start = (f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {cpu_name()}, "
+             f"{os.cpu_count()} CPUs, {args.threads} threads each; load average at "
+             f"start {load_average()}")  # fmt: skip
+    parts = []
     if "eval" in args.only:
         linked = link_hpatches(args.peer, args.sequences)
-        for conf in args.confs:
-            runs = eval_one(conf, args, linked)
-            raw[f"eval/{conf}"] = {w: {k: v for k, v in r.items() if k != "per_pair"}
-                                   for w, r in runs.items()}  # fmt: skip
-            parts.append(eval_tables(conf, runs))
+        parts += [
+            eval_tables(conf, eval_one(conf, args, linked)) for conf in args.confs
+        ]
     if "train" in args.only:
-        raw["train"] = runs = train_compare(args)
-        parts.append(train_table(args, runs))
+        parts.append(train_table(args, train_compare(args)))
     if "keypoints" in args.only:
         parts.append(keypoints_table(args))
+    versions = "; ".join(f"{'ours' if w == 'ours' else 'upstream'}: " + ", ".join(
+        f"{k} {v}" for k, v in args.versions[w].items()) for w in ("ours", "peer")
+        if args.versions[w])  # fmt: skip
+    parts.insert(0, f"{start}; {versions}\n")
     parts.append(f"Load average at the end: {load_average()}\n")
     emit("\n".join(parts), args.output)
-    if args.json:
-        atomic_write_text(args.json, json.dumps(raw, indent=1, default=str))
 
 
 if __name__ == "__main__":

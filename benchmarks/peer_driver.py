@@ -2,7 +2,8 @@
 under torch hooks and write what was measured, as JSON, to ``$PEER_BENCH_OUT``.
 
 Executed by both interpreters, ours and upstream glue-factory's venv, so it imports
-nothing but the standard library and torch. ``$PEER_BENCH_MODE``:
+nothing but the standard library, torch, NumPy and OpenCV (it records their versions).
+``$PEER_BENCH_MODE``:
 
 - ``eval``: time inside the outermost ``torch.nn.Module`` calls (global module hooks;
   upstream's ``CacheLoader``, which reads cached predictions, is not a model);
@@ -18,6 +19,8 @@ import sys
 import time
 
 del sys.path[0]  # this folder: its scripts must not shadow modules (e.g. lightglue)
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 state = {"depth": 0, "t0": 0.0, "model_s": 0.0, "calls": 0, "steps": [], "by_class": {}}
@@ -50,6 +53,8 @@ elif mode == "train":
     register_optimizer_step_post_hook(
         lambda opt, a, kw: state["steps"].append(time.perf_counter())
     )
+state["versions"] = {"torch": torch.__version__, "NumPy": np.__version__,
+                     "OpenCV": getattr(cv2, "__version__", "?")}  # fmt: skip
 target, sys.argv = sys.argv[1], sys.argv[1:]
 state["base_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 t0, code = time.perf_counter(), 0

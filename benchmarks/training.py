@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import statistics
 import sys
 import tempfile
@@ -33,17 +34,7 @@ from pathlib import Path
 
 import torch
 
-from .common import (
-    REPO,
-    STEP_PARTS,
-    emit,
-    host,
-    ours_env,
-    run_measured,
-    set_threads,
-    step_parts,
-    table,
-)  # fmt: skip
+from .common import STEP_PARTS, Interpreter, emit, host, set_threads, step_parts, table
 
 # feature -> (shipped config, extra overrides, weights that must be in the cache)
 FEATURES = {
@@ -98,15 +89,15 @@ def parts(feature: str, args) -> tuple[float, float]:
 
 
 def measure(feature: str, args, work: Path) -> tuple:
-    env = ours_env(args.threads, work / "outputs")
     cmd = [
         f"bench_{feature}",
         "--conf",
         FEATURES[feature][0],
         *overrides(feature, args),
     ]
-    r = run_measured(sys.executable, "gluefactory.train", cmd, REPO, env, "train",
-                     work / f"train_{feature}.log")  # fmt: skip
+    r = Interpreter.ours(args.threads, work / "outputs").run(
+        "gluefactory.train", cmd, "train", work / f"train_{feature}.log"
+    )
     step = statistics.median(
         torch.tensor(r["steps"]).diff().tolist()[args.warmup - 1 :]
     )
@@ -127,6 +118,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--output", type=Path)
     args = p.parse_args(argv)
+    if args.warmup < 1 or args.steps < 1 or not re.fullmatch(r"\d+x\d+", args.size):
+        p.error(f"--warmup {args.warmup}, --steps {args.steps} (both >= 1) and --size "
+                f"{args.size} (WxH)")  # fmt: skip
     set_threads(args.threads)
     from gluefactory.weights import cache_path
 

@@ -259,7 +259,10 @@ def test_learning_benchmark_configs_are_valid():
         kpts = variant.get("train_keypoints", 512)
         assert conf.model.extractor.max_num_keypoints == kpts
         assert list(conf.data.homography.patch_shape) == [480, 360]
-    small = get_model("matchers.lightglue")(learning.SMALL_LG)
+    recipe = build_train_conf(learning.train_conf("scratch", 1.0)).model.matcher
+    small = get_model("matchers.lightglue")(
+        recipe
+    )  # the shipped xfeat+lightglue-photos
     assert (small.conf.n_layers, small.conf.descriptor_dim, small.conf.num_heads) == (
         6,
         96,

@@ -127,6 +127,19 @@ class FeatureReader:
     def __contains__(self, name: str) -> bool:
         return name in self._file
 
+    def names(self) -> list[str]:
+        """Every name written (``scene/a.jpg`` for nested ones), sorted."""
+        found = []
+
+        def visit(name: str, obj) -> None:
+            if isinstance(obj, h5py.Group) and any(
+                isinstance(v, h5py.Dataset) for v in obj.values()
+            ):
+                found.append(name)
+
+        self._file.visititems(visit)
+        return sorted(found)
+
     def keys(self, name: str) -> list[str]:
         """The array names stored for ``name``."""
         return list(self._file[name].keys())

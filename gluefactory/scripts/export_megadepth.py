@@ -19,7 +19,8 @@ also gets its depth, sampled in the original depth map (bilinear, nearest next t
 as the depth ground truth does), so that training reads no depth map. Each scene file is
 written atomically and tagged with a hash of the export config: a rerun skips the scenes
 already done (resume), and a scene file made with another config is an error unless
-``--overwrite`` (which re-exports it). Train from the export with ``data.load_features.do
+``--overwrite`` (which re-exports it). ``export.json`` (method, configs, hash) is written
+last, once every scene file carries its hash. Train from the export with ``data.load_features.do
 =true data.read_image=false model.allow_no_extract=true`` (docs/training-data.md).
 """
 
@@ -354,13 +355,16 @@ def run(args: argparse.Namespace) -> dict:
     if todo:
         model = get_model(model_conf["name"])(model_conf).eval().to(device)
         out_dir.mkdir(parents=True, exist_ok=True)
-        spec_text = json.dumps({**spec, "hash": export_hash}, indent=2) + "\n"
-        atomic_write_text(out_dir / "export.json", spec_text)
         for scene in tqdm(todo, desc="scenes", unit="scene"):
             images += export_scene(
                 scene, data_conf, model, out_dir / f"{scene}.h5", export_hash,
                 args.export_sparse_depth, args.num_workers, device,
             )  # fmt: skip
+    # written last: it describes the scene files only once they all carry its hash
+    spec_text = json.dumps({**spec, "hash": export_hash}, indent=2) + "\n"
+    info = out_dir / "export.json"
+    if scenes and (not info.is_file() or info.read_text() != spec_text):
+        atomic_write_text(info, spec_text)
     dt = time.time() - t0
     summary = {
         "folder": str(out_dir),

@@ -9,6 +9,7 @@ builtin exception that callers would naturally catch (``ValueError``, ``OSError`
 from __future__ import annotations
 
 import errno
+import os
 import re
 
 
@@ -59,11 +60,26 @@ def environment_fault(e: BaseException) -> str | None:
     if code is None:
         found = re.search(r"errno = (\d+)", str(e))
         code = int(found.group(1)) if found else None
+    path = e.filename or getattr(e, "filename2", None)
+    if code in (errno.EEXIST, errno.ENOTDIR) and path is not None:
+        blocking = _file_on_the_way(os.fspath(path))
+        if blocking is None and code == errno.EEXIST:
+            return None  # an existing folder or a lost race: not the user's to fix
+        code, path = errno.ENOTDIR, blocking or path
     if code not in ENVIRONMENT_FAULTS:
         return None
-    path = e.filename or getattr(e, "filename2", None)
     where = f"{path}: " if path else ""
     return f"{where}{ENVIRONMENT_FAULTS[code]} ({errno.errorcode[code]})."
+
+
+def _file_on_the_way(path: str) -> str | None:
+    """The file standing at ``path`` or at one of its parents, where a folder is needed."""
+    while path and not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            return None
+        path = parent
+    return path if path and os.path.isfile(path) else None
 
 
 __all__ = [

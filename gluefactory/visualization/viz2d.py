@@ -213,25 +213,28 @@ def plot_cumulative(
 
 def plot_curves(
     runs: dict[str, list[dict]],
-    panels: Sequence[tuple[str, str, str]],
+    panels: Sequence[tuple[str, str | dict[str, str], str]],
     ylim: dict[str, tuple[float, float]] | None = None,
 ):
     """One panel per ``(kind, key, title)``: ``key`` of the records of that ``kind``
     (``metrics.jsonl``: ``train``, ``val``) against ``step``, one line per run (label ->
-    records, as :func:`gluefactory.trainer.report.read_metrics` gives). ``ylim``:
-    limits by key. Returns the figure."""
+    records, as :func:`gluefactory.trainer.report.read_metrics` gives); ``key`` may be
+    several keys (key -> label), one line per run and key. ``ylim``: limits by key (the
+    panel's first). Returns the figure."""
     fig, axes = plt.subplots(1, len(panels), figsize=(4.3 * len(panels), 3.6))
-    for ax, (kind, key, title) in zip(np.atleast_1d(axes), panels):
-        for i, (label, records) in enumerate(runs.items()):
+    for ax, (kind, keys, title) in zip(np.atleast_1d(axes), panels):
+        keys = {keys: ""} if isinstance(keys, str) else keys
+        lines = [(run, key) for run in runs for key in keys]
+        for i, (run, key) in enumerate(lines):
             rs = [
-                r for r in records if r.get("kind") == kind and r.get(key) is not None
+                r for r in runs[run] if r.get("kind") == kind and r.get(key) is not None
             ]
-            style = "-" if kind == "train" else "o-"
+            style, label = "-" if kind == "train" else "o-", " ".join((run, keys[key]))
             ax.plot([r["step"] for r in rs], [r[key] for r in rs], style, color=f"C{i}",
-                    label=label)  # fmt: skip
+                    label=label.strip())  # fmt: skip
         ax.set(title=title, xlabel="optimizer step")
-        if ylim and key in ylim:
-            ax.set_ylim(*ylim[key])
+        if ylim and next(iter(keys)) in ylim:
+            ax.set_ylim(*ylim[next(iter(keys))])
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()

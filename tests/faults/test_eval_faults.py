@@ -177,3 +177,65 @@ def test_a_really_full_disk_during_the_export_is_one_message(tmp_path):
     # `ls` of the results folder printed nothing after the error: nothing partial left,
     # and no conf.yaml (it is written last, for results that exist)
     assert proc.stderr.splitlines()[-1].startswith("(set GLUEFACTORY_DEBUG=1")
+
+
+def _read_only_mount_available() -> bool:
+    if not shutil.which("unshare") or sys.platform != "linux":
+        return False
+    probe = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", "mount --bind /tmp /tmp"], capture_output=True
+    )
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(
+    not _read_only_mount_available(), reason="needs user namespaces (unshare)"
+)
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_really_read_only_outputs_folder_is_one_message(
+    existing, reference, tmp_path
+):
+    """No injection, and true for root too: the outputs folder is bind-mounted
+    read-only in a user namespace. Empty, or holding a tag's results that
+    ``--overwrite`` would replace: one line, exit 2, the results untouched."""
+    outputs = tmp_path / "outputs"
+    tag = outputs / "results" / "hpatches" / "t"
+    if existing:
+        shutil.copytree(reference, tag)
+    else:
+        outputs.mkdir()
+    before = {p.name: sha256_of(p) for p in tag.iterdir()} if existing else {}
+    script = textwrap.dedent(f"""
+        mount --bind {outputs} {outputs} && mount -o remount,ro,bind {outputs} || exit 99
+        GLUEFACTORY_OUTPUTS={outputs} "$@"
+    """)
+    args = [*ARGS, "--overwrite"] if existing else ARGS
+    proc = subprocess.run(
+        [
+            "unshare",
+            "-rm",
+            "sh",
+            "-c",
+            script,
+            "sh",
+            sys.executable,
+            "-c",
+            REAL_DISK_FULL,
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={
+            **__import__("os").environ,
+            "PYTHONPATH": str(Path(__file__).parents[1] / "eval"),
+        },
+        cwd=Path(__file__).parents[2],
+    )
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 1 and "the filesystem is read-only" in errors[0], errors
+    assert str(outputs) in errors[0]
+    after = {p.name: sha256_of(p) for p in tag.iterdir()} if existing else {}
+    assert after == before

@@ -28,6 +28,7 @@ def test_round_trip(tmp_path):
     assert export_hash_of(path) == "abc"
     with FeatureReader(path) as r:
         assert "scene/a.jpg" in r and "c.jpg" not in r
+        assert r.names() == ["b.jpg", "scene/a.jpg"]
         got = r.read("scene/a.jpg")
         torch.testing.assert_close(got["keypoints"], kpts)
         assert got["scores"].dtype == torch.float32  # half widened when written

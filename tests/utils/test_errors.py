@@ -34,6 +34,21 @@ def test_h5py_style_messages_are_read_and_other_errors_are_not_faults():
     assert environment_fault(ValueError("x")) is None
 
 
+def test_mkdir_where_a_file_stands_is_a_fault_but_other_collisions_are_not(tmp_path):
+    (tmp_path / "outputs").write_text("not a folder")
+    with pytest.raises(FileExistsError) as caught:
+        (tmp_path / "outputs").mkdir(parents=True, exist_ok=True)
+    message = environment_fault(caught.value)
+    assert message.startswith(str(tmp_path / "outputs"))
+    assert "a file stands where a folder is expected" in message
+    # an existing folder (e.g. an exclusive create that lost a race) is not the user's to fix
+    assert environment_fault(FileExistsError(errno.EEXIST, "x", str(tmp_path))) is None
+    # the file that blocks a deeper folder is the one named
+    with pytest.raises(NotADirectoryError) as caught:
+        (tmp_path / "outputs" / "results" / "x").mkdir(parents=True, exist_ok=True)
+    assert environment_fault(caught.value).startswith(str(tmp_path / "outputs") + ":")
+
+
 def test_main_wrapper_turns_a_full_disk_into_exit_2(capsys):
     @main_wrapper
     def main():

@@ -99,6 +99,10 @@ def test_learning_curves_from_metrics_jsonl(tmp_path):
     assert list(recall.lines[0].get_xdata()) == [3]  # null values are not drawn
     assert recall.get_ylim() == (0, 1)
     assert viz2d.save(fig, tmp_path / "c.png").stat().st_size > 0
+    both = {"loss/total": "total", "match_recall": "recall"}  # several keys, one panel
+    (ax,) = viz2d.plot_curves({"a": recs}, [("train", both, "t")]).axes
+    assert [line.get_label() for line in ax.lines] == ["a total", "a recall"]
+    assert len(ax.lines[1].get_xdata()) == 0  # no train record has match_recall
     (tmp_path / "metrics.jsonl").write_text("{not json\n")
     with pytest.raises(DataError, match="line 1"):
         read_metrics(tmp_path)

@@ -47,7 +47,9 @@ def test_overfit_one_real_batch_reaches_line_recall_above_0_9(tmp_path, monkeypa
     recs = train_records("overfit")
     assert recs[-1]["line_match_recall"] > 0.9
     assert recs[-1]["line_match_precision"] > 0.9
-    assert recs[-1]["loss/line_num_matchable"] >= 5  # real lines, not a degenerate batch
+    assert (
+        recs[-1]["loss/line_num_matchable"] >= 5
+    )  # real lines, not a degenerate batch
 
 
 @pytest.mark.slow
@@ -69,7 +71,9 @@ def test_checkpoint_trained_here_evaluates_with_checkpoint(tmp_path, monkeypatch
     matcher = load_experiment("tiny").matcher
     assert matcher.conf.descriptor_dim == 96 and len(matcher.conf.GNN_layers) == 6
 
-    shutil.copytree(ensure_builtin("hpatches") / "v_coffee", tmp_path / "hp" / "v_coffee")
+    shutil.copytree(
+        ensure_builtin("hpatches") / "v_coffee", tmp_path / "hp" / "v_coffee"
+    )
     summaries, out = run_benchmark(
         HPatchesPipeline,
         ["--conf", "xfeat+lsd+gluestick", "--checkpoint", "tiny",
