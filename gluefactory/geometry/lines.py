@@ -171,7 +171,10 @@ def line_labels(
     assignment = torch.from_numpy(assignment).to(counts0.device)
 
     def side(assign: torch.Tensor, ignore: torch.Tensor) -> torch.Tensor:
-        has, idx = assign.any(-1), assign.long().argmax(-1)
+        has = assign.any(-1)
+        if assign.shape[-1] == 0:  # no line in the other view: argmax is undefined
+            return torch.where(ignore, IGNORE, UNMATCHED)
+        idx = assign.long().argmax(-1)
         return torch.where(has, idx, torch.where(ignore, IGNORE, UNMATCHED))
 
     return {

@@ -157,6 +157,22 @@ def test_overlap_share_of_all_or_visible_samples(of_all, expect):
     assert gt["line_matches0"].tolist() == [[expect]]
 
 
+@pytest.mark.parametrize("n0,n1", [(2, 0), (0, 2), (0, 0)])
+def test_a_view_without_lines(n0, n1):
+    """Every line of the other view is unmatched (it used to raise in argmax)."""
+    lines = batch(seg(100, 100, 300, 100), seg(50, 400, 60, 250))
+    gt = homography_gt(lines[:, :n0], lines[:, :n1])
+    assert gt["line_assignment"].shape == (1, n0, n1)
+    assert gt["line_matches0"].tolist() == [[-1] * n0]
+    assert gt["line_matches1"].tolist() == [[-1] * n1]
+    cam, T, depth = _fronto_parallel()
+    gt = gt_line_matches_from_pose_depth(
+        lines[:, :n0], lines[:, :n1], cam, cam, T, depth, depth
+    )
+    assert gt["line_matches0"].tolist() == [[-1] * n0]
+    assert gt["line_matches1"].tolist() == [[-1] * n1]
+
+
 def test_padded_lines_are_ignored_and_never_matched():
     lines0 = batch(seg(100, 100, 300, 100), seg(0, 0, 0, 0))
     lines1 = batch(seg(0, 0, 0, 0), seg(100, 100, 300, 100), seg(100, 100, 300, 100))
