@@ -15,8 +15,9 @@ views (a homography or depth and pose, :mod:`gluefactory.geometry.gt_generation`
    visible samples in both directions (i onto j and j onto i); with ``overlap_of_all``,
    of all ``num_samples`` samples instead (upstream's rule for a homography; its
    depth rule uses the visible ones).
-4. Candidates are assigned one-to-one by the Hungarian algorithm on the negative
-   product of the two counts of close samples.
+4. The lines with a candidate are assigned one-to-one by the Hungarian algorithm on
+   the negative product of the two counts of close samples, over all their pairs (as
+   upstream); assigned pairs that are not candidates are dropped.
 
 Labels: ``matches0[i] = j`` for assigned pairs; ``-2`` (ignored) for padded lines and
 lines with fewer than ``min_valid`` valid samples; ``-1`` (unmatched) for every other
@@ -110,16 +111,19 @@ def close_sample_counts(
     return torch.cat(out) if out else projected.new_zeros((0, l0, l1), dtype=torch.long)
 
 
-def _hungarian(score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Maximum-score one-to-one assignment restricted to the rows and columns with a
-    positive score; returns the (rows, cols) of the positive pairs assigned."""
-    rows = np.flatnonzero((score > 0).any(1))
-    cols = np.flatnonzero((score > 0).any(0))
+def _hungarian(
+    score: np.ndarray, candidate: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Upstream's assignment: the maximum total ``score`` (L0, L1) over the rows and
+    columns that have a candidate, every pair among them included; returns the
+    (rows, cols) of the assigned pairs that are candidates (a non-candidate pair that
+    wins is dropped, its two lines left unmatched, as upstream)."""
+    rows = np.flatnonzero(candidate.any(1))
+    cols = np.flatnonzero(candidate.any(0))
     if len(rows) == 0:
         return rows, cols
-    sub = score[np.ix_(rows, cols)]
-    r, c = linear_sum_assignment(-sub)
-    keep = sub[r, c] > 0
+    r, c = linear_sum_assignment(-score[np.ix_(rows, cols)])
+    keep = candidate[rows[r], cols[c]]
     return rows[r[keep]], cols[c[keep]]
 
 
@@ -163,10 +167,10 @@ def line_labels(
     overlap1 = c1 / num_vis1.clamp_min(1)[:, None, :]
     candidate = (overlap0 > th_overlap) & (overlap1 > th_overlap)
     candidate &= ok0[..., None] & ok1[:, None, :]
-    score = torch.where(candidate, counts0 * c1, 0).cpu().numpy()
+    score, cand = (counts0 * c1).cpu().numpy(), candidate.cpu().numpy()
     assignment = np.zeros(score.shape, bool)
-    for k, sc in enumerate(score):  # Hungarian: per pair, on the candidates only
-        r, c = _hungarian(sc)
+    for k in range(len(score)):  # Hungarian: per pair
+        r, c = _hungarian(score[k], cand[k])
         assignment[k, r, c] = True
     assignment = torch.from_numpy(assignment).to(counts0.device)
 
