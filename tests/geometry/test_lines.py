@@ -15,6 +15,7 @@ from gluefactory.geometry.gt_generation import (
 from gluefactory.geometry.homography import warp_lines
 from gluefactory.geometry.lines import (
     close_sample_counts,
+    line_labels,
     merge_endpoints,
     point_segment_distances,
     sample_on_lines,
@@ -120,6 +121,20 @@ def test_hungarian_assigns_one_to_one_by_overlap():
     gt = homography_gt(lines0, lines1)
     assert gt["line_matches0"].tolist() == [[1]]
     assert gt["line_matches1"].tolist() == [[-1, 0]]
+
+
+def test_hungarian_over_non_candidates_as_upstream():
+    """Upstream's assignment runs over every pair of the lines that have a candidate:
+    (0, 1), not a candidate (10 of 50 samples: not above 20 %) but of product 500,
+    wins with (1, 2) over (0, 0) (product 121) with (1, 1) or (1, 2), and is dropped:
+    line 0 stays unmatched."""
+    counts0 = torch.tensor([[[11, 10, 0], [0, 30, 30]]])  # samples of lines 0 on 1
+    counts1 = torch.tensor([[[11, 0], [50, 30], [0, 30]]])  # samples of lines 1 on 0
+    ones = [torch.ones(1, n, 50, dtype=torch.bool) for n in (2, 3)]
+    masks = [torch.ones(1, n, dtype=torch.bool) for n in (2, 3)]
+    gt = line_labels(counts0, counts1, *ones, *ones, *masks, overlap_of_all=True)
+    assert gt["line_matches0"].tolist() == [[-1, 2]]
+    assert gt["line_matches1"].tolist() == [[-1, -1, 1]]
 
 
 def test_a_segment_leaving_the_image():
