@@ -111,9 +111,9 @@ def export_predictions(
     """
     bench = load_benchmark(bench, conf)
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     pred_path = out / PREDICTIONS
-    dataset = get_dataset(bench.conf.data.name)(bench.conf.data)  # missing data: first
+    dataset = get_dataset(bench.conf.data.name)(bench.conf.data)  # before any write
+    out.mkdir(parents=True, exist_ok=True)
     saved = provenance.saved_conf(bench.conf, checkpoint)
     ehash = provenance.export_hash(saved, provenance.data_fingerprint(dataset))
     if not overwrite and rio.predictions_valid(pred_path, ehash):
@@ -273,17 +273,23 @@ def run(
     as they are. Returns the summaries.
 
     Nothing is deleted or written before the config is valid (it was checked when the
-    benchmark was built) and, with ``checkpoint``, before the model has been loaded
-    from it; all of it under :func:`results_lock`."""
+    benchmark was built), before the model is built where no predictions of this
+    benchmark can be reused (its weights are found, or refused, before any download
+    of data; with ``checkpoint`` the weights must fit the model) and before the data
+    is found; all of it under :func:`results_lock`. Weights or data that cannot be had
+    leave no results folder."""
     bench = load_benchmark(bench, conf)
     out = Path(output_dir)
     saved = provenance.saved_conf(bench.conf, checkpoint)
-    if checkpoint and model is None:  # the weights must fit the model: check first
+    # predictions here or in a sibling tag may make the model unneeded (eval-only
+    # reruns); else it is built first (~0.1 s), its weights found or refused
+    maybe_cached = not overwrite and any(out.parent.glob(f"*/{PREDICTIONS}"))
+    if model is None and (checkpoint or not maybe_cached):
         model = bench.build_model(checkpoint)
     with results_lock(out):
-        out.mkdir(parents=True, exist_ok=True)
-        fs.remove_stale_temporaries(out)  # only ours: we hold the lock
-        provenance.check_results_folder(out, saved, overwrite, overwrite_eval)
+        if out.is_dir():  # else export_predictions makes it, once the data is found
+            fs.remove_stale_temporaries(out)  # only ours: we hold the lock
+            provenance.check_results_folder(out, saved, overwrite, overwrite_eval)
         bench.timings = {}
         pred = export_predictions(
             bench, out, model=model, checkpoint=checkpoint, overwrite=overwrite

@@ -105,6 +105,37 @@ def test_the_model_is_checked_before_the_dataset_is_built(roots, monkeypatch, ca
     assert "max_num_keypointz" in err
 
 
+def test_weights_are_refused_before_the_data_is_fetched_and_leave_no_folder(
+    roots, tmp_path, monkeypatch, capsys
+):
+    """Offline with an empty weights cache, HPatches absent: the weights manager's
+    message, no download tried, no results folder made."""
+    from gluefactory.datasets.sources import locate
+
+    def download(*args, **kwargs):
+        raise AssertionError("the dataset was fetched before the weights were found")
+
+    monkeypatch.setattr(locate, "ensure_archive", download)
+    monkeypatch.setenv("GLUEFACTORY_OFFLINE", "1")
+    monkeypatch.setenv("GLUEFACTORY_WEIGHTS", str(tmp_path / "no_weights"))
+    argv = ["--conf", "aliked+lightglue-official", "--tag", "T"]
+    assert "are not in the cache" in fails(hpatches_main, argv, capsys)
+    assert not tag_dir(roots).exists()
+
+
+def test_data_that_cannot_be_had_leaves_no_folder(roots, monkeypatch, capsys):
+    from gluefactory.datasets.sources import locate
+    from gluefactory.utils.errors import DataError
+
+    def unreachable(*args, **kwargs):
+        raise DataError("HPatches cannot be downloaded here.")
+
+    monkeypatch.setattr(locate, "ensure_archive", unreachable)
+    err = fails(hpatches_main, ["--conf", "sift+NN", "--tag", "T"], capsys)
+    assert "cannot be downloaded" in err
+    assert not tag_dir(roots).exists()
+
+
 HOLDER = textwrap.dedent(
     """
     import sys, time
