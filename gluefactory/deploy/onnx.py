@@ -32,7 +32,7 @@ from .lightglue_runtime import LightGlueRuntime
 _FROM_EXPORT = ("depth_confidence", "width_confidence", "filter_threshold")
 
 
-def _session_factory(providers, threads: int):
+def _session_factory(providers, threads: int, spinning: bool):
     try:
         import onnxruntime as ort
     except ImportError as e:  # an optional extra
@@ -42,6 +42,11 @@ def _session_factory(providers, threads: int):
     options = ort.SessionOptions()
     if threads > 0:
         options.intra_op_num_threads = threads
+    # onnxruntime's workers spin after each parallel section by default; between
+    # the per-layer graphs the runner works in NumPy, and on a shared CPU the
+    # spinning threads take the cores the others need (benchmarks/deploy_onnx.py)
+    spin = "1" if spinning else "0"
+    options.add_session_config_entry("session.intra_op.allow_spinning", spin)
     available = ort.get_available_providers()
     missing = [p for p in providers if p not in available]
     if missing:
@@ -62,6 +67,7 @@ class OnnxMatcher(BaseModel):
         "path": None,  # the export folder (python -m gluefactory.export_onnx)
         "providers": ["CPUExecutionProvider"],
         "num_threads": 0,  # onnxruntime intra-op threads; 0: its default
+        "spinning": False,  # busy-wait of idle worker threads (onnxruntime's default: on)
         # null: as exported; -1 turns early exit / pruning off
         "depth_confidence": None,
         "width_confidence": None,
@@ -86,7 +92,7 @@ class OnnxMatcher(BaseModel):
             )
         folder = Path(conf.path)
         self.manifest = manifest = read_manifest(folder)
-        session = _session_factory(conf.providers, conf.num_threads)
+        session = _session_factory(conf.providers, conf.num_threads, conf.spinning)
         spec = manifest["matcher"]
         self.options = {k: float(_option(conf, spec, k)) for k in _FROM_EXPORT}
         self.matcher = LightGlueRuntime(folder, spec, session)
