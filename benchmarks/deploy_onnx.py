@@ -163,8 +163,7 @@ def main(argv: list[str] | None = None) -> str:
     text = (
         f"{host(args.threads)}, onnxruntime {onnxruntime.__version__}; load average "
         f"at the start {load_start}, at the end {load_average()}; min / median of "
-        f"{args.runs} runs\n\n"
-        + table(HEAD, rows)
+        f"{args.runs} runs\n\n" + table(HEAD, rows)
     )
     return emit(text, args.output)
 
