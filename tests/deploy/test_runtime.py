@@ -115,6 +115,28 @@ def test_worker_spinning_is_a_session_option(exported, spinning):
         assert options.intra_op_num_threads == 2
 
 
+def test_providers_take_options(exported, monkeypatch):
+    """[name, {options}] entries reach onnxruntime (TensorRT's profiles, ...)."""
+    import onnxruntime as ort
+
+    _, out = exported
+    seen, real = [], ort.InferenceSession
+
+    def spy(path, options, providers):
+        seen.append(providers)
+        return real(path, options, providers=providers)
+
+    monkeypatch.setattr(ort, "InferenceSession", spy)
+    cpu = ["CPUExecutionProvider", {"use_arena": 0}]
+    onx = get_model("deploy.onnx")({"path": str(out), "providers": [cpu]})
+    assert seen and all(
+        p == [("CPUExecutionProvider", {"use_arena": "0"})] for p in seen
+    )
+    assert onx(random_views(8, 9))["matches0"].shape == (1, 8)
+    with pytest.raises(ConfigError, match="providers entry"):
+        get_model("deploy.onnx")({"path": str(out), "providers": [["CPU", 1]]})
+
+
 def test_runner_errors(exported, tmp_path):
     _, out = exported
     with pytest.raises(ConfigError, match="model.path"):
