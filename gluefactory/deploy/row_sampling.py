@@ -1,8 +1,8 @@
 """Bilinear sampling by row gathers, for graphs that onnxruntime runs on the CPU.
 
-onnxruntime's CPU ``GridSample`` interpolates one element at a time: about ten times
-slower than PyTorch's ``grid_sample`` at ALIKED's SDDH sizes (32 channels, 16 k
-points), and ``Gather`` along the pixel axis of a (C, H*W) map reads C scattered
+onnxruntime's CPU ``GridSample`` is about ten times slower than PyTorch's
+``grid_sample`` at ALIKED's SDDH sizes (32 channels, 16 k points: 15 ms against 1.7 ms
+on one thread), and ``Gather`` along the pixel axis of a (C, H*W) map reads C scattered
 values per point. Feature maps stored channels-last, (H*W, C), are instead sampled
 by gathering whole rows: four gathers and a weighted sum per bilinear sample, C
 contiguous floats each. The maths is :func:`torch.nn.functional.grid_sample`'s
