@@ -123,7 +123,7 @@ def measure(n: int, images, folder: Path, threads: int, runs: int) -> list[tuple
         )
         matches = int((ref["matches0"] >= 0).sum())
         rows.append(_row(label, "matcher", mode, int(ref["stop"][0]), matches, times))
-    # the extractor alone, and the whole pair (adaptive: the runner's exported default)
+    # the extractor alone, and the whole pair (full: the export's LightGlue defaults)
     onx = get_model("deploy.onnx")({"path": str(folder), "num_threads": threads})
     image = images[0][0].numpy()
     times = time_alternately(
@@ -155,14 +155,15 @@ def main(argv: list[str] | None = None) -> str:
     import onnxruntime
 
     images = load_pair()
+    load_start = load_average()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.keypoints:
             rows += measure(n, images, Path(tmp) / f"n{n}", args.threads, args.runs)
     text = (
         f"{host(args.threads)}, onnxruntime {onnxruntime.__version__}; load average "
-        f"at the end {load_average()}; min / median of {args.runs} runs\n\n"
-        + table(HEAD, rows)
+        f"at the start {load_start}, at the end {load_average()}; min / median of "
+        f"{args.runs} runs\n\n" + table(HEAD, rows)
     )
     return emit(text, args.output)
 

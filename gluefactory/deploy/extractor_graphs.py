@@ -48,6 +48,7 @@ from ..models.utils.keypoints import (
 )
 from ..utils.errors import ConfigError
 from .graph import export_graph
+from .row_sampling import RowMap
 
 INPUTS = ("image", "threshold")
 OUTPUTS = ("keypoints", "scores", "descriptors")
@@ -100,11 +101,36 @@ class _AlikedGraph(nn.Module):
         kpts = ex._refine(score_map[0], idx)  # centre convention
         grid = (kpts / (_wh(kpts, w, h) - 1) * 2 - 1)[None, None]
         sc = F.grid_sample(score_map[:, None], grid, "bilinear", "zeros", True)
-        desc = _sddh(ex.net.desc_head, fmap, kpts)
+        desc = _sddh(ex.net.desc_head, _LevelRows(fmap), kpts)
         return _outputs(kpts + CENTER_OFFSET, sc[0, 0, 0], desc)
 
 
-def _sddh(head, fmap: FeatureLevels, kpts: torch.Tensor) -> torch.Tensor:
+class _LevelRows:
+    """:meth:`FeatureLevels.at_pixels` (image 0) for the graph: each level a
+    :class:`RowMap`, transposed once per image and then sampled by row gathers
+    (onnxruntime's ``GridSample`` and strided ``Gather`` are several times slower)."""
+
+    def __init__(self, fmap: FeatureLevels):
+        self.maps = [RowMap(level[0]) for level in fmap.levels]
+        self.offset, self.size = fmap.offset, fmap.size
+
+    def at_pixels(
+        self, _b: int, px: torch.Tensor, py: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        top = self.maps[0]
+        px, py = px + self.offset[0], py + self.offset[1]
+        parts = [top.at(px, py)]
+        # grid_sample's align_corners=True coordinates of the top level's pixels
+        gx, gy = px * (2 / (top.w - 1)) - 1, py * (2 / (top.h - 1)) - 1
+        for level in self.maps[1:]:
+            x, y = (gx + 1) / 2 * (level.w - 1), (gy + 1) / 2 * (level.h - 1)
+            parts.append(level.bilinear(x, y))
+        feats = torch.cat(parts, 1)  # (P, dim)
+        norm = (feats * feats).sum(1).sqrt()
+        return feats, norm.clamp_min(1e-12).reciprocal()
+
+
+def _sddh(head, fmap: _LevelRows, kpts: torch.Tensor) -> torch.Tensor:
     """:class:`~gluefactory.models.extractors.aliked.SDDH` on keypoints (N, 2) (centre
     convention) with traceable operators: the same maths, with the feature-map pixels
     gathered per sample (no de-duplication, no ``embedding_bag``)."""

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 
 from ..models.base_model import BaseModel
 from ..utils.errors import ConfigError, InputError
@@ -32,7 +33,7 @@ from .lightglue_runtime import LightGlueRuntime
 _FROM_EXPORT = ("depth_confidence", "width_confidence", "filter_threshold")
 
 
-def _session_factory(providers, threads: int):
+def _session_factory(providers, threads: int, spinning: bool):
     try:
         import onnxruntime as ort
     except ImportError as e:  # an optional extra
@@ -42,15 +43,37 @@ def _session_factory(providers, threads: int):
     options = ort.SessionOptions()
     if threads > 0:
         options.intra_op_num_threads = threads
+    # onnxruntime's workers spin after each parallel section by default; between
+    # the per-layer graphs the runner works in NumPy, and on a shared CPU the
+    # spinning threads take the cores the others need (benchmarks/deploy_onnx.py)
+    spin = "1" if spinning else "0"
+    options.add_session_config_entry("session.intra_op.allow_spinning", spin)
+    providers = [_provider(p) for p in providers]
     available = ort.get_available_providers()
-    missing = [p for p in providers if p not in available]
+    missing = [p[0] for p in providers if p[0] not in available]
     if missing:
         raise ConfigError(
             f"deploy.onnx: providers {missing} are not available in this onnxruntime "
             f"(available: {', '.join(available)})."
         )
-    return lambda path: ort.InferenceSession(
-        str(path), options, providers=list(providers)
+    return lambda path: ort.InferenceSession(str(path), options, providers=providers)
+
+
+def _provider(entry) -> tuple[str, dict]:
+    """A ``providers`` entry: a name, or [name, {provider options}]."""
+    if isinstance(entry, str):
+        return entry, {}
+    entry = OmegaConf.to_container(entry) if OmegaConf.is_config(entry) else entry
+    if (
+        isinstance(entry, list | tuple)
+        and len(entry) == 2
+        and isinstance(entry[0], str)
+        and isinstance(entry[1], dict)
+    ):
+        return entry[0], {str(k): str(v) for k, v in entry[1].items()}
+    raise ConfigError(
+        f"deploy.onnx: providers entry {entry!r}: give a provider name or "
+        "[name, {option: value}]."
     )
 
 
@@ -60,8 +83,10 @@ class OnnxMatcher(BaseModel):
     default_conf = {
         "name": "deploy.onnx",
         "path": None,  # the export folder (python -m gluefactory.export_onnx)
+        # onnxruntime execution providers, each a name or [name, {provider options}]
         "providers": ["CPUExecutionProvider"],
         "num_threads": 0,  # onnxruntime intra-op threads; 0: its default
+        "spinning": False,  # busy-wait of idle worker threads (onnxruntime's default: on)
         # null: as exported; -1 turns early exit / pruning off
         "depth_confidence": None,
         "width_confidence": None,
@@ -86,7 +111,7 @@ class OnnxMatcher(BaseModel):
             )
         folder = Path(conf.path)
         self.manifest = manifest = read_manifest(folder)
-        session = _session_factory(conf.providers, conf.num_threads)
+        session = _session_factory(conf.providers, conf.num_threads, conf.spinning)
         spec = manifest["matcher"]
         self.options = {k: float(_option(conf, spec, k)) for k in _FROM_EXPORT}
         self.matcher = LightGlueRuntime(folder, spec, session)

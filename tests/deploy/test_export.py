@@ -109,6 +109,10 @@ def test_an_operator_that_does_not_export_leaves_no_file(tmp_path, monkeypatch):
     assert (out / "manifest.json").read_text() == before
     assert json.loads(before)["matcher"]["n_layers"] == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x"]
+    calls.clear()  # a first export that fails: no folder at all
+    with pytest.raises(ConfigError, match="aten::foo"):
+        export_onnx({"model": small_pipeline(n_layers=2)}, tmp_path / "new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x"]
 
 
 def test_read_manifest_errors(tmp_path):

@@ -4,6 +4,8 @@ pruning (the default confidences 0.95 / 0.99)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import pytest
 import torch
@@ -121,3 +123,80 @@ def test_trained_checkpoint(tmp_path, monkeypatch):
         onx = get_model("deploy.onnx")({"path": str(out)})
         data = [_batched(item) for item in pairs]
         check_parity(f"checkpoint {options}", model, onx, data, 5)
+
+
+def _photos(folder) -> str:
+    """Four photographs (scikit-image) as a homographies data folder."""
+    skd = pytest.importorskip("skimage.data")
+    folder.mkdir()
+    for name in ("coffee", "astronaut", "rocket", "chelsea"):
+        cv2.imwrite(str(folder / f"{name}.png"), getattr(skd, name)()[..., ::-1])
+    return str(folder)
+
+
+def _same_summaries(ref: dict, got: dict) -> None:
+    """Everything before RANSAC within 0.5 %; RANSAC's summaries within its noise
+    (OpenCV's sampling differs run to run: a few pairs cross an error threshold)."""
+    assert ref.keys() == got.keys()
+    for key, a in ref.items():
+        b = got[key]
+        if "ransac" in key:
+            tol = 0.03 * max(1.0, abs(a))
+        else:
+            tol = 0.005 * max(1.0, abs(a))
+        assert abs(a - b) <= tol, (key, a, b)
+
+
+@pytest.mark.slow
+def test_a_checkpoint_trained_here_end_to_end(hpatches_pairs, tmp_path, monkeypatch):
+    """XFeat + LighterGlue fine-tuned here (a few steps on homographies of
+    photographs), exported with ``--checkpoint``: the whole pipeline (the extractor
+    graph included) finds >= 99.5 % of PyTorch's matches on the built-in HPatches-format
+    pairs, full and adaptive, and ``gluefactory.eval.hpatches`` on the export gives
+    PyTorch's summaries."""
+    from gluefactory.eval.cli import run_benchmark
+    from gluefactory.eval.hpatches import HPatchesPipeline
+    from gluefactory.experiments import load_experiment
+    from gluefactory.export_onnx import export_onnx
+    from gluefactory.trainer import train
+    from gluefactory.weights import cache_path
+
+    if not cache_path("xfeat").exists() or not cache_path("xfeat-lighterglue").exists():
+        pytest.skip("XFeat / LighterGlue weights are not in the cache")
+    monkeypatch.setenv("GLUEFACTORY_OUTPUTS", str(tmp_path / "outputs"))
+    conf = OmegaConf.to_container(
+        load_conf(
+            Path(__file__).parents[2]
+            / "gluefactory/configs/xfeat+lightglue_homography.yaml"
+        )
+    )
+    conf["data"].update({
+        "data_dir": _photos(tmp_path / "photos"), "image_dir": "", "image_list": None,
+        "train_size": None, "val_size": 1, "batch_size": 2, "num_workers": 0,
+        "homography": {"patch_shape": [256, 192]}})  # fmt: skip
+    conf["model"]["extractor"]["max_num_keypoints"] = 128
+    conf["model"]["matcher"] = {"name": "matchers.lightglue", "features": "xfeat"}
+    conf["train"].update({"max_steps": 3, "lr": 1e-4, "eval_0": False, "plot": 0,
+                          "device": "cpu", "log_every_iter": 1})  # fmt: skip
+    assert train("ft", conf)["status"] == "max_steps"
+    official = get_model("matchers.lightglue")({"features": "xfeat"}).state_dict()
+    trained = load_experiment("ft").matcher.state_dict()
+    assert any(not torch.equal(official[k], trained[k]) for k in official)
+
+    extractor = {"force_num_keypoints": False, "max_num_keypoints": 1024}
+    out = export_onnx({"model": {"extractor": extractor}}, tmp_path / "x", "ft")
+    for options in ({}, ADAPTIVE):
+        options = {"depth_confidence": -1, "width_confidence": -1, **options}
+        model = load_experiment("ft", {"extractor": extractor, "matcher": options})
+        onx = get_model("deploy.onnx")({"path": str(out), **options})
+        check_parity(f"trained here {options}", model, onx, hpatches_pairs, 100)
+
+    common = ["data.data_dir=builtin/hpatches", "eval.progress=false",
+              "eval.num_worst=0", "eval.workers=1", "eval.estimator=opencv",
+              "eval.ransac_th=0.5"]  # fmt: skip
+    ref, _ = run_benchmark(HPatchesPipeline, [
+        "--checkpoint", "ft", "--tag", "torch", *common,
+        *(f"model.extractor.{k}={str(v).lower()}" for k, v in extractor.items())])  # fmt: skip
+    got, _ = run_benchmark(HPatchesPipeline, [
+        "--tag", "onnx", *common, "model.name=deploy.onnx", f"model.path={out}"])  # fmt: skip
+    _same_summaries(ref, got)

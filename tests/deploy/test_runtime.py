@@ -102,6 +102,41 @@ def test_options_override_the_exported_ones(exported):
     assert (pred["matches0"] == -1).all()  # a score is never above 1
 
 
+@pytest.mark.parametrize("spinning", [False, True])
+def test_worker_spinning_is_a_session_option(exported, spinning):
+    """Off by default: spinning workers take the cores of a shared CPU."""
+    _, out = exported
+    conf = {"path": str(out), "num_threads": 2}
+    onx = get_model("deploy.onnx")({**conf, "spinning": spinning} if spinning else conf)
+    key = "session.intra_op.allow_spinning"
+    for session in (onx.matcher.encode, *onx.matcher.layers, *onx.matcher.assign):
+        options = session.get_session_options()
+        assert options.get_session_config_entry(key) == str(int(spinning))
+        assert options.intra_op_num_threads == 2
+
+
+def test_providers_take_options(exported, monkeypatch):
+    """[name, {options}] entries reach onnxruntime (TensorRT's profiles, ...)."""
+    import onnxruntime as ort
+
+    _, out = exported
+    seen, real = [], ort.InferenceSession
+
+    def spy(path, options, providers):
+        seen.append(providers)
+        return real(path, options, providers=providers)
+
+    monkeypatch.setattr(ort, "InferenceSession", spy)
+    cpu = ["CPUExecutionProvider", {"use_arena": 0}]
+    onx = get_model("deploy.onnx")({"path": str(out), "providers": [cpu]})
+    assert seen and all(
+        p == [("CPUExecutionProvider", {"use_arena": "0"})] for p in seen
+    )
+    assert onx(random_views(8, 9))["matches0"].shape == (1, 8)
+    with pytest.raises(ConfigError, match="providers entry"):
+        get_model("deploy.onnx")({"path": str(out), "providers": [["CPU", 1]]})
+
+
 def test_runner_errors(exported, tmp_path):
     _, out = exported
     with pytest.raises(ConfigError, match="model.path"):
