@@ -17,7 +17,9 @@ square root of the length, the ``max_num_lines`` best are kept (ties: detection 
 and ``force_num_lines`` pads to exactly ``max_num_lines`` with zero lines, score 0 and
 ``line_mask`` False. Images of a batch run in parallel threads; the result does not
 depend on the thread count or on the batch (each image is processed alone; with
-``image_size``, only its valid (w, h) part).
+``image_size``, only its valid (w, h) part). pytlsd 0.0.2 frees none of its buffers
+(about 24 bytes per pixel per call), so it runs in helper processes that are replaced
+past 256 MB (:mod:`gluefactory.utils.isolated`): a training run's memory stays flat.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import torch
 
 from ...utils.conf import ConfigError
 from ...utils.image import check_image_tensor, rgb_to_grayscale
+from ...utils.isolated import IsolatedFunction
 from ..base_model import BaseModel
 from ..utils.keypoints import check_range
 
@@ -41,10 +44,12 @@ def has_pytlsd() -> bool:
     return importlib.util.find_spec("pytlsd") is not None
 
 
-def _detect_pytlsd(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    import pytlsd
+def _detect_pytlsd(grey: np.ndarray, lsd=None) -> tuple[np.ndarray, np.ndarray]:
+    if lsd is None:
+        import pytlsd
 
-    out = pytlsd.lsd(grey.astype(np.float64))
+        lsd = pytlsd.lsd
+    out = lsd(grey.astype(np.float64))
     out = np.asarray(out, np.float64).reshape(-1, 5)
     return out[:, :4], out[:, 4]
 
@@ -67,11 +72,15 @@ def detect_segments(
     backend: str,
     min_length: float,
     max_num_lines: int | None,
+    pytlsd_lsd=None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """LSD on one grey image (H, W) in [0, 255] -> (segments (L, 2, 2), scores (L,)),
-    best first, in the library's pixel convention."""
-    detect = _detect_pytlsd if backend == "pytlsd" else _detect_opencv
-    segs, precision = detect(grey)
+    best first, in the library's pixel convention. ``pytlsd_lsd``: what to call for
+    ``pytlsd.lsd`` (the model passes one running in a helper process: it leaks)."""
+    if backend == "pytlsd":
+        segs, precision = _detect_pytlsd(grey, pytlsd_lsd)
+    else:
+        segs, precision = _detect_opencv(grey)
     h, w = grey.shape
     # LSD's rectangles may overshoot the image by up to a pixel: clip the endpoints
     segs = np.clip(segs.reshape(-1, 2, 2), 0, [w, h])
@@ -100,6 +109,9 @@ class LSD(BaseModel):
         "max_num_lines": None,  # the best ones by score; None: all
         "force_num_lines": False,  # exactly max_num_lines, padded (line_mask)
         "num_threads": 4,  # images of a batch detected in parallel
+        # pytlsd in helper processes (it leaks 24 bytes per pixel per call); false: in
+        # this process, for a few images
+        "pytlsd_helper": True,
         "trainable": False,
     }
     required_data_keys = ["image"]
@@ -122,6 +134,11 @@ class LSD(BaseModel):
             conf, "max_num_lines", "lines.lsd", low=1, integer=True, allow_none=True
         )
         check_range(conf, "num_threads", "lines.lsd", low=1, integer=True)
+        if not isinstance(conf.pytlsd_helper, bool):
+            raise ConfigError(
+                f"lines.lsd: pytlsd_helper must be true or false, got "
+                f"{conf.pytlsd_helper!r}."
+            )
         if not isinstance(conf.force_num_lines, bool):
             raise ConfigError(
                 f"lines.lsd: force_num_lines must be true or false, got "
@@ -143,6 +160,16 @@ class LSD(BaseModel):
             self.backend = "pytlsd" if has_pytlsd() else "opencv"
         else:
             self.backend = conf.backend
+        # pytlsd 0.0.2 frees none of its buffers (4 MB per 480 x 360 image): it runs
+        # in helper processes, one per thread, replaced past 256 MB (utils.isolated)
+        self._pytlsd = [
+            IsolatedFunction("pytlsd", "lsd", max_rss_mb=256)
+            for _ in range(
+                conf.num_threads
+                if self.backend == "pytlsd" and conf.pytlsd_helper
+                else 0
+            )
+        ]
 
     def _forward(self, data: dict) -> dict:
         image = check_image_tensor(data["image"], "lines.lsd")
@@ -154,14 +181,17 @@ class LSD(BaseModel):
             grey = [g[:sh, :sw] for g, (sw, sh) in zip(grey, sizes, strict=True)]
         conf = self.conf
 
-        def run(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            return detect_segments(g, self.backend, conf.min_length, conf.max_num_lines)
+        def run(i: int) -> tuple[np.ndarray, np.ndarray]:
+            helper = self._pytlsd[i % len(self._pytlsd)] if self._pytlsd else None
+            return detect_segments(
+                grey[i], self.backend, conf.min_length, conf.max_num_lines, helper
+            )
 
         if b > 1 and conf.num_threads > 1:
             with ThreadPoolExecutor(min(b, conf.num_threads)) as pool:
-                results = list(pool.map(run, grey))
+                results = list(pool.map(run, range(b)))
         else:
-            results = [run(g) for g in grey]
+            results = [run(i) for i in range(b)]
         n = conf.max_num_lines if conf.force_num_lines else None
         return pad_lines(results, n, image.device, image.dtype)
 
