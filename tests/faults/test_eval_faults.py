@@ -4,6 +4,7 @@ held before is intact, and a rerun ends with the results of an uninterrupted run
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -128,17 +129,42 @@ main(sys.argv[1:])
 """
 
 
-def _tmpfs_available() -> bool:
+def _namespace_can(mount: str) -> bool:
+    """Whether a user namespace may run ``mount`` (unshare; Linux)."""
     if not shutil.which("unshare") or sys.platform != "linux":
         return False
-    probe = subprocess.run(
-        ["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=4k tmpfs /mnt"],
-        capture_output=True,
-    )
+    probe = subprocess.run(["unshare", "-rm", "sh", "-c", mount], capture_output=True)
     return probe.returncode == 0
 
 
-@pytest.mark.skipif(not _tmpfs_available(), reason="needs user namespaces (unshare)")
+def _hpatches_in_namespace(script: str, args: list[str]) -> subprocess.CompletedProcess:
+    """``eval.hpatches ARGS`` run by the shell ``script`` (as ``"$@"``) in a user
+    namespace where it may mount."""
+    return subprocess.run(
+        [
+            "unshare",
+            "-rm",
+            "sh",
+            "-c",
+            script,
+            "sh",
+            sys.executable,
+            "-c",
+            REAL_DISK_FULL,
+            *args,
+        ],  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "eval")},
+        cwd=Path(__file__).parents[2],
+    )
+
+
+@pytest.mark.skipif(
+    not _namespace_can("mount -t tmpfs -o size=4k tmpfs /mnt"),
+    reason="needs user namespaces (unshare)",
+)
 def test_a_really_full_disk_during_the_export_is_one_message(tmp_path):
     """No injection: the outputs on a 12 kB tmpfs (in a user namespace). HDF5 used to
     print an ``Exception ignored`` traceback per object and die with a segfault."""
@@ -151,26 +177,7 @@ def test_a_really_full_disk_during_the_export_is_one_message(tmp_path):
         ls -A {mnt}/outputs/results/hpatches/t >&2
         exit $rc
     """)
-    eval_dir = Path(__file__).parents[1] / "eval"
-    proc = subprocess.run(
-        [
-            "unshare",
-            "-rm",
-            "sh",
-            "-c",
-            script,
-            "sh",
-            sys.executable,
-            "-c",
-            REAL_DISK_FULL,
-            *ARGS,
-        ],  # fmt: skip
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**__import__("os").environ, "PYTHONPATH": f"{eval_dir}"},
-        cwd=Path(__file__).parents[2],
-    )
+    proc = _hpatches_in_namespace(script, ARGS)
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
     assert "predictions.h5: no space left on the device" in proc.stderr
@@ -179,17 +186,9 @@ def test_a_really_full_disk_during_the_export_is_one_message(tmp_path):
     assert proc.stderr.splitlines()[-1].startswith("(set GLUEFACTORY_DEBUG=1")
 
 
-def _read_only_mount_available() -> bool:
-    if not shutil.which("unshare") or sys.platform != "linux":
-        return False
-    probe = subprocess.run(
-        ["unshare", "-rm", "sh", "-c", "mount --bind /tmp /tmp"], capture_output=True
-    )
-    return probe.returncode == 0
-
-
 @pytest.mark.skipif(
-    not _read_only_mount_available(), reason="needs user namespaces (unshare)"
+    not _namespace_can("mount --bind /tmp /tmp"),
+    reason="needs user namespaces (unshare)",
 )
 @pytest.mark.parametrize("existing", [False, True])
 def test_a_really_read_only_outputs_folder_is_one_message(
@@ -209,29 +208,7 @@ def test_a_really_read_only_outputs_folder_is_one_message(
         mount --bind {outputs} {outputs} && mount -o remount,ro,bind {outputs} || exit 99
         GLUEFACTORY_OUTPUTS={outputs} "$@"
     """)
-    args = [*ARGS, "--overwrite"] if existing else ARGS
-    proc = subprocess.run(
-        [
-            "unshare",
-            "-rm",
-            "sh",
-            "-c",
-            script,
-            "sh",
-            sys.executable,
-            "-c",
-            REAL_DISK_FULL,
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={
-            **__import__("os").environ,
-            "PYTHONPATH": str(Path(__file__).parents[1] / "eval"),
-        },
-        cwd=Path(__file__).parents[2],
-    )
+    proc = _hpatches_in_namespace(script, [*ARGS, "--overwrite"] if existing else ARGS)
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
