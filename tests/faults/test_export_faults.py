@@ -3,6 +3,7 @@ exit 2, nothing partial left, the previous file intact, and a rerun completes.""
 
 from __future__ import annotations
 
+import json
 import zipfile
 
 import cv2
@@ -103,7 +104,7 @@ def test_disk_full_in_export_megadepth(site, megadepth, monkeypatch, capsys):
         0 if site == "export.json" else 2
     )
     with open(folder / "export.json") as f:
-        ehash = __import__("json").load(f)["hash"]
+        ehash = json.load(f)["hash"]
     assert is_complete(folder / "motorcycle.h5", ehash)
 
 
