@@ -39,10 +39,9 @@ def image_array(img) -> np.ndarray:
         img = img.transpose(1, 2, 0)
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[..., 0]
-    if (
-        img.dtype.kind == "f"
-    ):  # resampling overshoots [0, 1] slightly: not worth a warning
-        img = np.clip(img, 0.0, 1.0)
+    if img.dtype.kind == "f":  # [0, 1]; resampling overshoots it slightly
+        # 8 bits are what the PNG shows, and Agg resamples them faster than floats
+        img = (np.clip(img, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
     return img
 
 
@@ -53,7 +52,7 @@ def show_image(ax, img) -> None:
         im,
         cmap="gray" if im.ndim == 2 else None,
         vmin=0,
-        vmax=1 if im.dtype != np.uint8 else 255,
+        vmax=255 if im.dtype == np.uint8 else 1,
     )
     ax.set_axis_off()
 
