@@ -15,6 +15,7 @@ Usage (from the repository root)::
 
     python -m benchmarks.learning_lines run --minutes 30    # train (normal priority)
     python -m benchmarks.learning_lines report              # table + curves
+    python -m benchmarks.learning_lines report --filters 0.1 0.05   # + other thresholds
 
 ``run`` records wall and CPU time, steps and the load average sampled every 30 s
 (``learning_lines_run.json`` in the experiment). ``report`` writes ``docs/figures/learning_lines_{table.md,
@@ -27,6 +28,7 @@ import argparse
 import json
 import logging
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -46,6 +48,8 @@ POINT_COLS = (("mean_prec@3px", "point prec@3px"), ("mean_num_matches", "point m
               ("H_error_ransac@3px", "H AUC@3px"))  # fmt: skip
 LINE_COLS = (("mean_line_prec", "line precision"), ("mean_line_rec", "line recall"),
              ("mean_num_line_matches", "line matches"))  # fmt: skip
+#: the columns shown with their standard error over pairs (``sem_*`` of the summaries)
+SEM_COLS = ("mean_line_prec", "mean_line_rec")
 #: the curves: metrics.jsonl key -> label
 LOSSES = {"loss/total": "total", "loss/line_assignment_nll": "line NLL",
           "loss/assignment_nll": "point NLL"}  # fmt: skip
@@ -75,11 +79,16 @@ def run_training(experiment: str, minutes: float, overrides: list[str]) -> dict:
 
 # --------------------------------------------------------------------- evaluation
 def evaluate(
-    experiment: str, out_root: Path, items: int | None = None, overwrite: bool = True
+    experiment: str,
+    out_root: Path,
+    items: int | None = None,
+    overwrite: bool = True,
+    filters: Sequence[float] = (),
 ) -> dict:
     """Held-out summaries of ``untrained``, ``trained`` and ``line NN``, all three through
     ``gluefactory.eval.homographies`` with the experiment's model config (same points,
-    same lines, same pairs)."""
+    same lines, same pairs); ``filters``: the trained model again at these match
+    thresholds (``model.matcher.filter_threshold``: its precision / recall trade-off)."""
     from omegaconf import OmegaConf
 
     from gluefactory.eval import stages
@@ -93,14 +102,17 @@ def evaluate(
     runs = {
         "untrained GlueStick": (untrained, None),
         "trained GlueStick": (conf, experiment),
+        **{f"trained GlueStick, filter {f:g}": (OmegaConf.merge(conf, {"model": {
+            "matcher": {"filter_threshold": f}}}), experiment) for f in filters},
         "line NN (mutual)": (nn, None),
-    }
+    }  # fmt: skip
     results = {}
     images = OmegaConf.select(conf, "data.glob") or []
     pairs = len(images) * int(OmegaConf.select(conf, "data.items_per_image", default=5))
     for name, (c, checkpoint) in runs.items():
         torch.manual_seed(0)  # the untrained model: the training's initial weights
-        folder = out_root / name.split()[0].lower()
+        f = name.partition("filter ")[2]
+        folder = out_root / (name.split()[0].lower() + (f"-filter{f}" if f else ""))
         results[name] = stages.run("homographies", folder, c, overwrite=overwrite,
                                    checkpoint=checkpoint)  # fmt: skip
         results[name]["num_pairs"] = pairs
@@ -108,14 +120,18 @@ def evaluate(
 
 
 def markdown(results: dict, run: dict | None) -> str:
-    def fmt(v) -> str:
-        return "n/a" if v is None or math.isnan(v) else (
-            f"{v:.1f}" if abs(v) >= 10 else f"{v:.3f}")  # fmt: skip
+    def fmt(s: dict, k: str) -> str:
+        v, sem = s.get(k), s.get(k.replace("mean_", "sem_", 1))
+        if v is None or math.isnan(v):
+            return "n/a"
+        text = f"{v:.1f}" if abs(v) >= 10 else f"{v:.3f}"
+        return text + (f" ± {sem:.3f}" if k in SEM_COLS and sem is not None else "")
 
     cols = (*LINE_COLS, *POINT_COLS)
-    rows = [[m, *(fmt(s.get(k)) for k, _ in cols)] for m, s in results.items()]
+    rows = [[m, *(fmt(s, k) for k, _ in cols)] for m, s in results.items()]
     pairs = next(iter(results.values())).get("num_pairs")
-    head = [f"Held-out homographies: {pairs} pairs (n/a: no match)."]
+    head = [f"Held-out homographies: {pairs} pairs (n/a: no match; ± the standard "
+            "error over pairs)."]  # fmt: skip
     if run:
         load = run["load_1min"]
         head.append(f"Training: `{run['command']}`, started {run['started_utc']} UTC, "
@@ -145,11 +161,16 @@ def curves(experiment: str, out: Path) -> Path:
     )
 
 
-def report(experiment: str, figures: Path, items: int | None = None) -> str:
+def report(
+    experiment: str,
+    figures: Path,
+    items: int | None = None,
+    filters: Sequence[float] = (),
+) -> str:
     run_file = settings.training_root() / experiment / "learning_lines_run.json"
     run = json.loads(run_file.read_text()) if run_file.exists() else None
     out = settings.eval_root() / "learning_lines" / experiment
-    results = evaluate(experiment, out, items)
+    results = evaluate(experiment, out, items, filters=filters)
     text = markdown(results, run)
     figures.mkdir(parents=True, exist_ok=True)
     atomic_write_text(figures / "learning_lines_table.md", text)
@@ -169,6 +190,8 @@ def main(argv=None) -> None:
                    "on a loaded 2-core machine, 2 threads spin and run slower)")  # fmt: skip
     p.add_argument("--items", type=int, help="report: pairs per held-out photograph "
                    "(default: the config's, 10)")  # fmt: skip
+    p.add_argument("--filters", type=float, nargs="*", default=[],
+                   help="report: the trained model also at these filter thresholds")  # fmt: skip
     p.add_argument("--figures", type=Path, default=REPO / "docs" / "figures")
     p.add_argument(
         "overrides", nargs="*", help="run: key=value for the training config"
@@ -179,7 +202,7 @@ def main(argv=None) -> None:
     if args.what in ("run", "all"):
         run_training(args.experiment, args.minutes, args.overrides)
     if args.what in ("report", "all"):
-        report(args.experiment, args.figures, args.items)
+        report(args.experiment, args.figures, args.items, args.filters)
 
 
 if __name__ == "__main__":

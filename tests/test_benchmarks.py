@@ -182,12 +182,15 @@ def test_recorded_run_and_the_learning_lines_report(tmp_path, monkeypatch):
         run["load_1min"]["min"] <= run["load_1min"]["mean"] <= run["load_1min"]["max"]
     )
     results = {"trained GlueStick": {"mean_line_prec": 0.5, "mean_line_rec": float("nan"),
-                                     "num_pairs": 4}}  # fmt: skip
+                                     "num_pairs": 4},
+               "line NN": {"mean_line_prec": 0.25, "sem_line_prec": 0.0125,
+                           "mean_num_line_matches": 12.0, "sem_num_line_matches": 1}}  # fmt: skip
     text = learning_lines.markdown(results, run)
     assert (
         "4 pairs" in text
         and "7 steps" in text
         and "| trained GlueStick | 0.500 | n/a |" in text
+        and "| line NN | 0.250 ± 0.013 | n/a | 12.0 |" in text  # sem: rates only
     )
     monkeypatch.setenv("GLUEFACTORY_OUTPUTS", str(tmp_path))
     exp = tmp_path / "training" / "exp"

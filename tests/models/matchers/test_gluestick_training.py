@@ -88,10 +88,11 @@ def test_checkpoint_trained_here_evaluates_with_checkpoint(tmp_path, monkeypatch
         assert key in summaries and math.isfinite(summaries[key]), key
 
     figures = tmp_path / "figures"
-    text = learning_lines.report("tiny", figures, items=1)
+    text = learning_lines.report("tiny", figures, items=1, filters=[0.05])
     rows = [x for x in text.splitlines() if x.startswith("| ")][1:]
     assert [r.split(" | ")[0] for r in rows] == [
-        "| untrained GlueStick", "| trained GlueStick", "| line NN (mutual)"]  # fmt: skip
+        "| untrained GlueStick", "| trained GlueStick", "| trained GlueStick, filter 0.05",
+        "| line NN (mutual)"]  # fmt: skip
     results = json.loads((figures / "learning_lines_results.json").read_text())
     nn = results["results"]["line NN (mutual)"]
     assert nn["num_pairs"] == 4 and nn["mean_line_rec"] > 0.2  # real lines matched
