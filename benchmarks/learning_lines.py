@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 
 from gluefactory import settings
+from gluefactory.trainer.report import read_metrics
 from gluefactory.utils.fs import atomic_write_text
 
 from .common import REPO, recorded, table
@@ -119,7 +120,10 @@ def evaluate(
     return results
 
 
-def markdown(results: dict, run: dict | None) -> str:
+def markdown(results: dict, run: dict | None, last_step: int | None = None) -> str:
+    """The held-out table, under the training run's record; ``last_step``: the
+    experiment's last logged step, said when the experiment went on after ``run``."""
+
     def fmt(s: dict, k: str) -> str:
         v, sem = s.get(k), s.get(k.replace("mean_", "sem_", 1))
         if v is None or math.isnan(v):
@@ -139,12 +143,14 @@ def markdown(results: dict, run: dict | None) -> str:
                     f"({run['cpu_s'] / 60:.1f} min CPU), {run['cpu']}, "
                     f"{run['threads']} threads, 1-min load average {load['min']}-"
                     f"{load['max']} (mean {load['mean']}).")  # fmt: skip
+        if last_step and run["steps"] and last_step > run["steps"]:
+            head.append(f"The experiment went on after that run (`--restore`): the "
+                        f"trained rows are its last checkpoint, step {last_step}.")  # fmt: skip
     return "\n\n".join([*head, table(["matcher", *(h for _, h in cols)], rows)]) + "\n"
 
 
 def curves(experiment: str, out: Path) -> Path:
     """Training loss and held-out validation metrics over steps (PNG)."""
-    from gluefactory.trainer.report import read_metrics
     from gluefactory.visualization.viz2d import plot_curves, save
 
     runs = {"": read_metrics(settings.training_root() / experiment)}
@@ -171,7 +177,9 @@ def report(
     run = json.loads(run_file.read_text()) if run_file.exists() else None
     out = settings.eval_root() / "learning_lines" / experiment
     results = evaluate(experiment, out, items, filters=filters)
-    text = markdown(results, run)
+    records = read_metrics(settings.training_root() / experiment)
+    steps = [r["step"] for r in records if "step" in r]
+    text = markdown(results, run, max(steps, default=None))
     figures.mkdir(parents=True, exist_ok=True)
     atomic_write_text(figures / "learning_lines_table.md", text)
     atomic_write_text(figures / "learning_lines_results.json",

@@ -185,7 +185,9 @@ def test_recorded_run_and_the_learning_lines_report(tmp_path, monkeypatch):
                                      "num_pairs": 4},
                "line NN": {"mean_line_prec": 0.25, "sem_line_prec": 0.0125,
                            "mean_num_line_matches": 12.0, "sem_num_line_matches": 1}}  # fmt: skip
-    text = learning_lines.markdown(results, run)
+    assert "went on" not in learning_lines.markdown(results, run, 7)
+    text = learning_lines.markdown(results, run, 12)
+    assert "went on after that run" in text and "step 12" in text
     assert (
         "4 pairs" in text
         and "7 steps" in text
