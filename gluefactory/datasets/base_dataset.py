@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from abc import ABCMeta, abstractmethod
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -37,6 +37,11 @@ def worker_init_fn(worker_id: int) -> None:
 
 class BaseDataset(Configurable, metaclass=ABCMeta):
     """Configurable dataset (config: :class:`~gluefactory.utils.conf.Configurable`)."""
+
+    #: with ``read_image: false`` the items carry every view's sizes and the geometry
+    #: without decoding an image (read from the file headers): what an evaluation's
+    #: metrics loop needs (``gluefactory.eval.stages.evaluate``)
+    sizes_without_images: ClassVar[bool] = False
 
     default_conf: dict[str, Any] = {
         "name": None,

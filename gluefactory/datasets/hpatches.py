@@ -36,7 +36,12 @@ from ..geometry.homography import (
     rescale_homography,
 )
 from ..utils.errors import ConfigError, DataError
-from ..utils.image import ImagePreprocessor, numpy_image_to_torch, read_image
+from ..utils.image import (
+    ImagePreprocessor,
+    numpy_image_to_torch,
+    read_image,
+    read_image_size,
+)
 from .base_dataset import BaseDataset
 from .sources.locate import refetch_hint, resolve_dataset_dir
 
@@ -64,14 +69,19 @@ class HPatches(BaseDataset, torch.utils.data.Dataset):
     - ``subset``: None (all), ``"i"`` (illumination) or ``"v"`` (viewpoint);
     - ``ignore_large_images``: skip the 8 large-image sequences (protocol default);
     - ``grayscale``: load images as one channel;
+    - ``read_image``: false: no image is decoded, the views carry their sizes (from the
+      file headers) and the geometry only (the evaluation's metrics loop);
     - ``preprocessing``: :class:`ImagePreprocessor` (default: short side 480).
     """
+
+    sizes_without_images = True
 
     default_conf = {
         "data_dir": "hpatches-sequences-release",
         "subset": None,
         "ignore_large_images": True,
         "grayscale": False,
+        "read_image": True,
         "preprocessing": {
             **ImagePreprocessor.default_conf,
             "resize": 480,
@@ -137,8 +147,12 @@ class HPatches(BaseDataset, torch.utils.data.Dataset):
 
     def _read_view(self, seq: str, idx: int) -> dict:
         path = self.root / seq / image_name(idx)
-        image = numpy_image_to_torch(read_image(path, grayscale=self.conf.grayscale))
-        data = self.preprocessor(image)
+        if self.conf.read_image:
+            image = read_image(path, grayscale=self.conf.grayscale)
+            data = self.preprocessor(numpy_image_to_torch(image))
+        else:
+            w, h = read_image_size(path)
+            data = self.preprocessor.sizes(h, w)
         data["name"] = f"{seq}/{image_name(idx)}"
         return data
 

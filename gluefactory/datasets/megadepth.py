@@ -91,7 +91,12 @@ from ..formats.megadepth import (
 from ..formats.posed import check_distinct
 from ..geometry.wrappers import Camera, Pose
 from ..utils.errors import ConfigError, DataError
-from ..utils.image import ImagePreprocessor, numpy_image_to_torch, read_image
+from ..utils.image import (
+    ImagePreprocessor,
+    numpy_image_to_torch,
+    read_image,
+    read_image_size,
+)
 from .base_dataset import BaseDataset
 from .feature_cache import (
     LOAD_FEATURES_CONF,
@@ -272,6 +277,8 @@ def split_num_per_scene(value, key: str, views: int) -> tuple[int | None, int | 
 
 
 class MegaDepth(BaseDataset):
+    sizes_without_images = True  # read_image: false, without cached features
+
     default_conf = {
         "data_dir": "megadepth",  # under the data root unless absolute
         "depth_subpath": f"{DEPTH_SUBPATH}/",
@@ -546,13 +553,7 @@ class _Split(Dataset):
             if feats is not None and "image_size" in feats:
                 w, h = (int(v) for v in feats["image_size"])
             else:
-                from PIL import Image
-
-                try:
-                    with Image.open(path) as im:
-                        w, h = im.size
-                except OSError as e:
-                    raise DataError(f"megadepth: cannot read image {path}: {e}") from e
+                w, h = read_image_size(path)
             out = self.pre.sizes(w, h) if rot else self.pre.sizes(h, w)
         tw, th = (int(v) for v in out["image_size"])
         K = np.asarray(info.intrinsics[idx], np.float64)

@@ -36,7 +36,12 @@ from ..formats.depth import read_depth, resize_depth
 from ..formats.records import View
 from ..geometry.wrappers import Camera, Pose
 from ..utils.errors import ConfigError, DataError
-from ..utils.image import ImagePreprocessor, numpy_image_to_torch, read_image
+from ..utils.image import (
+    ImagePreprocessor,
+    numpy_image_to_torch,
+    read_image,
+    read_image_size,
+)
 from .base_dataset import BaseDataset
 from .sources.download import archive_for, ensure_archive
 from .sources.locate import data_root_dir, refetch_hint, resolve_dataset_dir
@@ -65,8 +70,10 @@ class PosedImages(BaseDataset, torch.utils.data.Dataset):
         "scene_list": None,
         "extra_data": None,
         "extra_keys": [],
+        "read_image": True,  # false: sizes and geometry only, no image decoded
         "preprocessing": ImagePreprocessor.default_conf,
     }
+    sizes_without_images = True
 
     def _init(self, conf) -> None:
         if conf.root is None:
@@ -233,10 +240,11 @@ class PosedImages(BaseDataset, torch.utils.data.Dataset):
     def _resize_depth(self, depth: torch.Tensor, view: dict) -> torch.Tensor:
         """The depth map (any size of the image's aspect ratio) at the size of the
         view's resized image (same crop and padding)."""
-        out_h, out_w = view["image"].shape[-2:]
         cw, ch = (int(x) for x in view["image_size"].tolist())
         ow, oh = (int(x) for x in view["original_image_size"].tolist())
-        depth = resize_depth(depth, self.image_preprocessor(ow, oh).target_size(oh, ow))
+        pre = self.image_preprocessor(ow, oh)
+        out_h, out_w = (max(ch, cw),) * 2 if pre.conf.square_pad else (ch, cw)
+        depth = resize_depth(depth, pre.target_size(oh, ow))
         depth = depth[:ch, :cw]  # divisible_by crop
         return F.pad(depth, (0, out_w - cw, 0, out_h - ch))  # square_pad
 
@@ -273,9 +281,13 @@ class PosedImages(BaseDataset, torch.utils.data.Dataset):
     def _read_view(self, scene: str, name: str) -> dict:
         pose, camera = self.views[scene][name]
         path = self.image_path(scene, name)
-        image = read_image(path, grayscale=False)
-        h, w = image.shape[:2]
-        view = self.image_preprocessor(w, h)(numpy_image_to_torch(image))
+        if self.conf.read_image:
+            image = read_image(path, grayscale=False)
+            h, w = image.shape[:2]
+            view = self.image_preprocessor(w, h)(numpy_image_to_torch(image))
+        else:
+            w, h = read_image_size(path)
+            view = self.image_preprocessor(w, h).sizes(h, w)
         camera = self._camera_for_image(camera, w, h, path, scene)
         view["camera"] = camera.scale(view["scales"])
         view["T_w2cam"] = pose.float()

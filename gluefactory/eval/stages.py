@@ -65,7 +65,7 @@ class EvalResults:
 
     ``per_pair``: estimator-free metric -> values; ``sweep``: threshold -> robust metric
     -> values; ``records``: the pairs' records (figures read their matches and
-    correctness); ``dataset``: the evaluation dataset (figures read its images).
+    correctness); ``dataset``: the evaluation dataset, with images (figures read them).
     """
 
     per_pair: dict[str, list[float]]
@@ -137,11 +137,22 @@ def evaluate(
     bench: Benchmark, predictions: str | Path, conf: Any = None
 ) -> EvalResults:
     """Stage 2: records and per-pair metrics of ``predictions`` (a predictions.h5),
-    robust metrics at every threshold of ``eval.ransac_th``."""
+    robust metrics at every threshold of ``eval.ransac_th``. Where the dataset can
+    (``sizes_without_images``), its items come without images (``read_image: false``):
+    the metrics need sizes and geometry, not pixels (the figures decode their pairs)."""
     bench = load_benchmark(bench, conf)
     t0 = time.perf_counter()
     data_conf = bench.eval_data_conf()
-    dataset = get_dataset(data_conf.name)(data_conf)
+    dataset_cls = get_dataset(data_conf.name)
+    images = dataset_cls(data_conf)  # the figures draw its images
+    # the metrics need sizes and geometry, not pixels: no image decoded where possible
+    dataset = (
+        dataset_cls(
+            {**OmegaConf.to_container(data_conf, resolve=True), "read_image": False}
+        )
+        if dataset_cls.sizes_without_images and data_conf.get("read_image", True)
+        else images
+    )
     loader = dataset.get_data_loader("test", shuffle=False)
     ths = bench.thresholds
     nworkers = workers_for(len(loader), len(ths), bench.conf.eval.workers)
@@ -170,7 +181,7 @@ def evaluate(
         sweep={th: _columns(rows) for th, rows in sweep.items()},
         records=records,
         timings=timings,
-        dataset=loader.dataset,
+        dataset=images.get_dataset("test"),
         export_hash=rio.export_hash_of(Path(predictions)),
     )
 

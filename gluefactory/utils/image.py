@@ -76,6 +76,31 @@ def read_image(path: str | Path, grayscale: bool = False) -> np.ndarray:
     return image
 
 
+#: EXIF orientations that turn the image a quarter (width and height swap)
+_EXIF_QUARTER_TURNS = (5, 6, 7, 8)
+
+
+def read_image_size(path: str | Path) -> tuple[int, int]:
+    """(w, h) of the image :func:`read_image` would return, from the file's header
+    alone (no decoding): OpenCV applies the EXIF orientation, so a quarter turn swaps
+    them here too. Errors as :func:`read_image`'s."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(
+            f"Image file not found: {path}"
+            if not path.exists()
+            else f"Not a file: {path}"
+        )
+    try:
+        with Image.open(path) as im:
+            (w, h), orientation = im.size, im.getexif().get(0x0112, 1)
+    except (OSError, UnidentifiedImageError, SyntaxError) as e:
+        raise ImageReadError(f"Could not read the size of image {path}: {e}") from e
+    return (h, w) if orientation in _EXIF_QUARTER_TURNS else (w, h)
+
+
 def numpy_image_to_torch(image: np.ndarray) -> torch.Tensor:
     """(H, W, C) or (H, W) uint8/float array -> (C, H, W) float tensor in [0, 1]."""
     if image.ndim not in (2, 3):

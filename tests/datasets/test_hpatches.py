@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from gluefactory.datasets import get_dataset
+from gluefactory.datasets import hpatches as hpatches_module
 from gluefactory.datasets.hpatches import IGNORED_SCENES
 from gluefactory.datasets.sources import builtin_hpatches
 from gluefactory.geometry.homography import warp_image, warp_points
@@ -93,6 +94,25 @@ def test_short_side_480_and_scaled_homography(tree):
         warp_points(p, item["H_0to1"].double()), expected, atol=1e-3, rtol=0
     )
     assert item["H_0to1"].dtype == torch.float32 and item["H_0to1"].shape == (3, 3)
+
+
+def test_sizes_without_images(tree, monkeypatch):
+    """``read_image: false`` (the evaluation's metrics loop): the same items without
+    ``image``, sizes from the file headers, no image decoded."""
+    from dataset_items import assert_same_but_images
+
+    conf = {"data_dir": str(tree), "preprocessing": {"resize": 300}}
+    full = HPatches(conf)
+    expected = [full[i] for i in range(len(full))]
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("an image was decoded")
+
+    monkeypatch.setattr(hpatches_module, "read_image", no_decoding)
+    sizes = HPatches({**conf, "read_image": False})
+    assert HPatches.sizes_without_images
+    for i, item in enumerate(expected):
+        assert_same_but_images(item, sizes[i], item["name"])
 
 
 def test_converted_homography_aligns_the_images(tree):

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from gluefactory.datasets import get_dataset
+from gluefactory.datasets import posed_images as posed_module
 from gluefactory.datasets.sources.builtin_posed import build, room_cameras, room_quads
 from gluefactory.datasets.sources.builtin_render import _intersect, _rays
 from gluefactory.geometry.depth import project, reproject, sample_depth
@@ -117,6 +118,25 @@ def test_item_contract_and_relative_pose(tmp_path):
     torch.testing.assert_close(eye, torch.eye(4), atol=1e-6, rtol=0)
     batch = collate([item, item])  # collates: cameras and poses stack
     assert batch["view0"]["camera"].shape == (2,) and batch["T_0to1"].shape == (2,)
+
+
+@pytest.mark.parametrize("square_pad", [False, True])
+def test_sizes_without_images(tmp_path, monkeypatch, square_pad):
+    """``read_image: false``: the same items without ``image`` (cameras, depth resized
+    and padded as with the image), no image decoded."""
+    from dataset_items import assert_same_but_images
+
+    pre = {"resize": 40, "square_pad": square_pad}
+    root = make_tree(tmp_path, pairs="a.jpg b.jpg c.jpg\n")
+    full = PosedImages(conf(root, preprocessing=pre))[0]
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("an image was decoded")
+
+    monkeypatch.setattr(posed_module, "read_image", no_decoding)
+    sizes = PosedImages(conf(root, preprocessing=pre, read_image=False))[0]
+    assert_same_but_images(full, sizes)
+    assert sizes["view2"]["depth"].shape == full["view2"]["image"].shape[-2:]
 
 
 def test_png_depth_single_views_triplets_scene_list(tmp_path):

@@ -378,3 +378,28 @@ def test_changed_data_files_are_exported_again(roots, monkeypatch, forwards):
     prec = read_results(out / "results.h5")["prec@3px"]  # pair 1-2 first
     assert prec[0] == 0 and prec[1:].min() > 0.8  # its GT is now the identity
     assert read_json(out / "summaries.json") == pytest.approx(changed, nan_ok=True)
+
+
+def test_metrics_loop_decodes_no_image(roots, monkeypatch):
+    """The evaluation reads sizes and geometry without decoding images (HPatches
+    ``read_image: false``); only the figure decodes its pair; the summaries equal those
+    of an evaluation that decodes every image."""
+    from gluefactory.datasets import hpatches as hpatches_data
+    from gluefactory.datasets.sources import builtin_hpatches
+
+    builtin_hpatches.build(roots / "hp", 0, only=["v_astronaut"])
+    args = ["--conf", "sift+NN", f"data.data_dir={roots / 'hp'}",
+            "data.preprocessing.resize=240", "model.extractor.max_num_keypoints=256",
+            "eval.progress=false", "eval.num_worst=1", "eval.ransac_th=1.0",
+            "eval.estimator=poselib", "--tag", "t"]  # fmt: skip
+    run_benchmark(HPatchesPipeline, args)  # the export
+    decoded, read = [], hpatches_data.read_image
+    monkeypatch.setattr(hpatches_data, "read_image",
+                        lambda path, **kw: decoded.append(path) or read(path, **kw))  # fmt: skip
+    sizes_only, out = run_benchmark(HPatchesPipeline, [*args, "--overwrite_eval"])
+    assert len(decoded) == 2 and (out / "worst_pairs.png").is_file()
+    monkeypatch.setattr(hpatches_data.HPatches, "sizes_without_images", False)
+    decoded.clear()
+    all_images, _ = run_benchmark(HPatchesPipeline, [*args, "--overwrite_eval"])
+    assert len(decoded) == 2 * 5 + 2  # 5 pairs, and the figure's
+    assert sizes_only == pytest.approx(all_images, nan_ok=True)

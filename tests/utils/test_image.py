@@ -10,6 +10,7 @@ from gluefactory.utils.image import (
     ImageReadError,
     numpy_image_to_torch,
     read_image,
+    read_image_size,
 )
 
 
@@ -150,3 +151,34 @@ def test_other_side_truncated_as_upstream():
     assert prep.target_size(451, 722) == (480, int(480 * 722 / 451))
     prep = ImagePreprocessor({"resize": 1600, "side": "long"})
     assert prep.target_size(1063, 1600 + 7) == (int(1600 / (1607 / 1063)), 1600)
+
+
+@pytest.mark.parametrize(
+    "suffix, orientation",
+    [(".png", 1), (".ppm", 1), (".jpg", 1), (".jpg", 6), (".jpg", 8)],
+)
+def test_read_image_size_is_the_decoded_size(tmp_path, suffix, orientation):
+    """From the header alone, the (w, h) of what read_image decodes, EXIF orientation
+    (a quarter turn swaps w and h: OpenCV applies it) included."""
+    from PIL import Image
+
+    path = tmp_path / f"im{suffix}"
+    image = Image.fromarray(np.zeros((40, 60, 3), np.uint8))
+    if suffix == ".jpg":
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        image.save(path, exif=exif.tobytes())
+    else:
+        image.save(path)
+    h, w = read_image(path).shape[:2]
+    assert read_image_size(path) == (w, h)
+    assert (w, h) == ((40, 60) if orientation in (6, 8) else (60, 40))
+
+
+def test_read_image_size_errors_name_the_file(tmp_path):
+    with pytest.raises(ImageReadError, match="not found"):
+        read_image_size(tmp_path / "missing.png")
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(ImageReadError, match="bad.jpg"):
+        read_image_size(bad)
