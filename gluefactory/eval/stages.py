@@ -145,7 +145,6 @@ def evaluate(
     data_conf = bench.eval_data_conf()
     dataset_cls = get_dataset(data_conf.name)
     images = dataset_cls(data_conf)  # the figures draw its images
-    # the metrics need sizes and geometry, not pixels: no image decoded where possible
     dataset = (
         dataset_cls(
             {**OmegaConf.to_container(data_conf, resolve=True), "read_image": False}

@@ -31,15 +31,20 @@ def test_read_image_rgb_and_gray(png):
     assert read_image(png, grayscale=True).shape == (20, 30)
 
 
-def test_read_image_errors_name_the_path(tmp_path):
+@pytest.mark.parametrize("reader", [read_image, read_image_size])
+def test_read_image_errors_name_the_path(tmp_path, reader):
     with pytest.raises(ImageReadError, match="missing.png"):
-        read_image(tmp_path / "missing.png")
+        reader(tmp_path / "missing.png")
     bad = tmp_path / "corrupt.jpg"
     bad.write_bytes(b"\xff\xd8 not really a jpeg")
     with pytest.raises(ImageReadError, match="corrupt.jpg"):
-        read_image(bad)
+        reader(bad)
     with pytest.raises(ImageReadError, match="Not a file"):
-        read_image(tmp_path)
+        reader(tmp_path)
+    small = tmp_path / "small.png"
+    cv2.imwrite(str(small), np.zeros((MIN_IMAGE_SIDE - 1, 40), np.uint8))
+    with pytest.raises(ImageReadError, match="small.png"):
+        reader(small)
 
 
 @pytest.mark.parametrize("h,w", [(1, 1), (15, 200), (200, 15)])
@@ -173,12 +178,3 @@ def test_read_image_size_is_the_decoded_size(tmp_path, suffix, orientation):
     h, w = read_image(path).shape[:2]
     assert read_image_size(path) == (w, h)
     assert (w, h) == ((40, 60) if orientation in (6, 8) else (60, 40))
-
-
-def test_read_image_size_errors_name_the_file(tmp_path):
-    with pytest.raises(ImageReadError, match="not found"):
-        read_image_size(tmp_path / "missing.png")
-    bad = tmp_path / "bad.jpg"
-    bad.write_bytes(b"not an image")
-    with pytest.raises(ImageReadError, match="bad.jpg"):
-        read_image_size(bad)
