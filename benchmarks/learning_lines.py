@@ -100,22 +100,21 @@ def evaluate(
     untrained = OmegaConf.to_container(conf, resolve=True)
     nn = OmegaConf.to_container(conf, resolve=True)
     nn["model"]["matcher"] = dict(LINE_NN)
-    runs = {
-        "untrained GlueStick": (untrained, None),
-        "trained GlueStick": (conf, experiment),
-        **{f"trained GlueStick, filter {f:g}": (OmegaConf.merge(conf, {"model": {
-            "matcher": {"filter_threshold": f}}}), experiment) for f in filters},
-        "line NN (mutual)": (nn, None),
+    runs = {  # row -> (results folder, config, checkpoint)
+        "untrained GlueStick": ("untrained", untrained, None),
+        "trained GlueStick": ("trained", conf, experiment),
+        **{f"trained GlueStick, filter {f:g}": (f"trained-filter{f:g}", OmegaConf.merge(
+            conf, {"model": {"matcher": {"filter_threshold": f}}}), experiment)
+           for f in filters},
+        "line NN (mutual)": ("line", nn, None),
     }  # fmt: skip
     results = {}
     images = OmegaConf.select(conf, "data.glob") or []
     pairs = len(images) * int(OmegaConf.select(conf, "data.items_per_image", default=5))
-    for name, (c, checkpoint) in runs.items():
+    for name, (folder, c, checkpoint) in runs.items():
         torch.manual_seed(0)  # the untrained model: the training's initial weights
-        f = name.partition("filter ")[2]
-        folder = out_root / (name.split()[0].lower() + (f"-filter{f}" if f else ""))
-        results[name] = stages.run("homographies", folder, c, overwrite=overwrite,
-                                   checkpoint=checkpoint)  # fmt: skip
+        results[name] = stages.run("homographies", out_root / folder, c,
+                                   overwrite=overwrite, checkpoint=checkpoint)  # fmt: skip
         results[name]["num_pairs"] = pairs
     return results
 

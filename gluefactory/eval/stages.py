@@ -30,8 +30,10 @@ EvalPipeline`) or a benchmark name with its ``conf``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,15 +67,21 @@ class EvalResults:
 
     ``per_pair``: estimator-free metric -> values; ``sweep``: threshold -> robust metric
     -> values; ``records``: the pairs' records (figures read their matches and
-    correctness); ``dataset``: the evaluation dataset, with images (figures read them).
+    correctness); ``open_dataset``: the evaluation dataset with images, built when the
+    figures first read :attr:`dataset` (the metrics loop decodes none where it can).
     """
 
     per_pair: dict[str, list[float]]
     sweep: dict[float, dict[str, list[float]]]
     records: list[PairRecord]
     timings: dict[str, float]
-    dataset: Any = dataclasses.field(default=None, repr=False)
+    open_dataset: Callable[[], Any] | None = dataclasses.field(default=None, repr=False)
     export_hash: str | None = None  # of the predictions evaluated
+
+    @functools.cached_property
+    def dataset(self) -> Any:
+        """The test split of the evaluation data, with images (None: not given)."""
+        return None if self.open_dataset is None else self.open_dataset()
 
     @property
     def names(self) -> list[str]:
@@ -133,6 +141,10 @@ def export_predictions(
     return pred_path
 
 
+def _test_split(dataset_cls: type, data_conf: Any) -> Any:
+    return dataset_cls(data_conf).get_dataset("test")
+
+
 def evaluate(
     bench: Benchmark, predictions: str | Path, conf: Any = None
 ) -> EvalResults:
@@ -144,15 +156,12 @@ def evaluate(
     t0 = time.perf_counter()
     data_conf = bench.eval_data_conf()
     dataset_cls = get_dataset(data_conf.name)
-    images = dataset_cls(data_conf)  # the figures draw its images
-    dataset = (
-        dataset_cls(
-            {**OmegaConf.to_container(data_conf, resolve=True), "read_image": False}
-        )
-        if dataset_cls.sizes_without_images and data_conf.get("read_image", True)
-        else images
-    )
-    loader = dataset.get_data_loader("test", shuffle=False)
+    sizes_only = dataset_cls.sizes_without_images and data_conf.get("read_image", True)
+    loader = dataset_cls(
+        {**OmegaConf.to_container(data_conf, resolve=True), "read_image": False}
+        if sizes_only
+        else data_conf
+    ).get_data_loader("test", shuffle=False)
     ths = bench.thresholds
     nworkers = workers_for(len(loader), len(ths), bench.conf.eval.workers)
     pool = PoolStarter(nworkers) if nworkers > 1 else None  # starts meanwhile
@@ -180,7 +189,11 @@ def evaluate(
         sweep={th: _columns(rows) for th, rows in sweep.items()},
         records=records,
         timings=timings,
-        dataset=images.get_dataset("test"),
+        open_dataset=(  # the figures' images: another instance, built only if drawn
+            functools.partial(_test_split, dataset_cls, data_conf)
+            if sizes_only
+            else lambda: loader.dataset
+        ),
         export_hash=rio.export_hash_of(Path(predictions)),
     )
 
